@@ -272,7 +272,8 @@ mod tests {
     fn several_valid_headers_mean_none() {
         let h =
             AutocryptHeader::new("alice@example.org", PreferEncrypt::Mutual, cert()).render("\n");
-        let (chosen, problems) = select_sender_header(std::slice::from_ref(&h), "alice@example.org");
+        let (chosen, problems) =
+            select_sender_header(std::slice::from_ref(&h), "alice@example.org");
         assert!(chosen.is_some() && problems.is_empty());
         let (chosen, problems) = select_sender_header(&[h.clone(), h], "alice@example.org");
         assert!(chosen.is_none());

@@ -1,0 +1,714 @@
+//! Incoming mail: decryption, verification and header restoration.
+//!
+//! What is decrypted is deliberately narrow (EFAIL, "Johnny you are fired"):
+//! PGP/MIME at the root or directly under an outer multipart/signed, and
+//! inline PGP only when the whole body is one armored block. An encrypted
+//! part anywhere else is reported, never decrypted, so decrypted text is
+//! never joined with text an attacker wrapped around it.
+
+use std::time::SystemTime;
+
+use autocrypt::gossip::{GossipContext, GossipRejection};
+use autocrypt::{select_sender_header, AutocryptHeader};
+use base64::Engine as _;
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+use sequoia_openpgp::{Cert, Fingerprint};
+use zeroize::Zeroizing;
+
+use crate::encrypt::to_crlf;
+use crate::entity::{ContentType, Entity};
+use crate::error::Refusal;
+use crate::mime::{self, line_ending, Field};
+use crate::openpgp::{self, DecryptFailure, SigCheck};
+use crate::padding;
+
+/// The header the gateway uses to tell the user what it found. Any copy that
+/// arrives from outside is removed before anything else looks at the message.
+pub const STATUS_HEADER: &str = "Letterlock-Security";
+
+/// Messages larger than this are not processed (a 25 MB attachment, base64
+/// encoded, is about 34 MB).
+pub const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
+
+/// Fields that exist only for the engine and are removed on restoration.
+const ENGINE_FIELDS: &[&str] = &[
+    "HP-Outer",
+    padding::FIELD,
+    "Autocrypt-Gossip",
+    STATUS_HEADER,
+];
+
+const ARMOR_MESSAGE: &str = "-----BEGIN PGP MESSAGE-----";
+const ARMOR_MESSAGE_END: &str = "-----END PGP MESSAGE-----";
+const ARMOR_SIGNED: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
+
+/// The keys [`decrypt`] may use.
+#[derive(Debug, Clone, Copy)]
+pub struct DecryptContext<'a> {
+    /// The account's own certificates with secret keys.
+    pub secret_keys: &'a [Cert],
+    /// Certificates to check signatures with (known peers). The key in the
+    /// message's own valid `Autocrypt:` header is used as well.
+    pub verifier_certs: &'a [Cert],
+    /// Reference time for key and signature validity.
+    pub now: SystemTime,
+}
+
+/// What a signature check found, judged against the whole message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureStatus {
+    /// No signature.
+    Unsigned,
+    /// A good signature over the whole message by a key whose user ID carries
+    /// the From address.
+    Valid {
+        fingerprint: Fingerprint,
+        signer: String,
+    },
+    /// A good signature, but the key's user IDs do not name the From address
+    /// (or the message has no single From address).
+    SignerMismatch { fingerprint: Fingerprint },
+    /// The signature does not verify, or the key was not valid when it signed.
+    Bad { reason: String },
+    /// No certificate for the key that made the signature.
+    UnknownKey { issuer: Option<String> },
+    /// A signature covers only a part of the message; it says nothing about the rest.
+    Partial,
+}
+
+impl SignatureStatus {
+    pub fn is_valid(&self) -> bool {
+        matches!(self, SignatureStatus::Valid { .. })
+    }
+
+    /// The short word used in the status header.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SignatureStatus::Unsigned => "none",
+            SignatureStatus::Valid { .. } => "valid",
+            SignatureStatus::SignerMismatch { .. } => "mismatch",
+            SignatureStatus::Bad { .. } => "bad",
+            SignatureStatus::UnknownKey { .. } => "unknown-key",
+            SignatureStatus::Partial => "partial",
+        }
+    }
+}
+
+/// Everything [`decrypt`] found out about a message.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The message was encrypted and has been decrypted.
+    pub decrypted: bool,
+    pub signature: SignatureStatus,
+    /// The message as the user should see it: decrypted with protected
+    /// headers restored, or the original. Never carries a status header.
+    pub message: Vec<u8>,
+    /// The sender's valid `Autocrypt:` header, if exactly one was present.
+    pub autocrypt: Option<AutocryptHeader>,
+    /// Gossip accepted under the Level 1 rules.
+    pub gossip: Vec<AutocryptHeader>,
+    pub gossip_rejected: Vec<GossipRejection>,
+    /// Why an encrypted message, or an encrypted part, was not decrypted.
+    pub refusal: Option<Refusal>,
+    /// The technical reason behind a refusal, for logs only: the user-facing
+    /// [`Refusal`] stays uniform so it is no oracle.
+    pub detail: Option<String>,
+}
+
+/// Decrypts and verifies a message (RFC 5322 bytes).
+///
+/// Never fails: anything that cannot be decrypted comes back unchanged with
+/// [`Outcome::refusal`] saying why. Plaintext is released only after the
+/// whole ciphertext was read and its integrity protection checked.
+pub fn decrypt(message: &[u8], ctx: &DecryptContext<'_>) -> Outcome {
+    let original = strip_fields(message, &[STATUS_HEADER]);
+    let root = Entity::parse(&original);
+    let from = single_from(root.header);
+    let autocrypt = from.as_deref().and_then(|f| {
+        let values = mime::values(root.header, "Autocrypt");
+        select_sender_header(&values, f).0
+    });
+    // The user's own certificates verify mail they sent themselves (Sent, Drafts).
+    let mut verifiers: Vec<Cert> = ctx.verifier_certs.to_vec();
+    verifiers.extend(
+        ctx.secret_keys
+            .iter()
+            .map(|c| c.clone().strip_secret_key_material()),
+    );
+    if let Some(ac) = &autocrypt {
+        verifiers.push(ac.cert.clone());
+    }
+    let mut outcome = Outcome {
+        decrypted: false,
+        signature: SignatureStatus::Unsigned,
+        message: Vec::new(),
+        autocrypt,
+        gossip: Vec::new(),
+        gossip_rejected: Vec::new(),
+        refusal: None,
+        detail: None,
+    };
+    if message.len() > MAX_MESSAGE_SIZE {
+        outcome.refusal = Some(Refusal::TooLarge(message.len(), MAX_MESSAGE_SIZE));
+        outcome.message = original;
+        return outcome;
+    }
+    let engine = Engine {
+        ctx,
+        detail: Default::default(),
+        verifiers: &verifiers,
+        from: from.as_deref(),
+    };
+    match engine.examine(&root) {
+        Ok(Found::Decrypted {
+            content,
+            signature,
+            outer_signature,
+        }) => {
+            let restored = restore(&root, &content);
+            let restored_root = Entity::parse(&restored);
+            let signer_from = single_from(restored_root.header);
+            outcome.signature = match signature {
+                SignatureStatus::Unsigned => outer_signature,
+                s => s,
+            };
+            // The signature must match the From the user will see.
+            if let SignatureStatus::Valid {
+                fingerprint,
+                signer,
+            } = &outcome.signature
+            {
+                if signer_from
+                    .as_deref()
+                    .is_none_or(|f| !autocrypt::addr_eq(f, signer))
+                {
+                    outcome.signature = SignatureStatus::SignerMismatch {
+                        fingerprint: fingerprint.clone(),
+                    };
+                }
+            }
+            let content_entity = Entity::parse(&content);
+            let gossip_values = mime::values(content_entity.header, "Autocrypt-Gossip");
+            if let Some(f) = &signer_from {
+                let to_cc = recipients(restored_root.header);
+                let gctx = GossipContext {
+                    from_addr: f,
+                    to_cc: &to_cc,
+                    encrypted: true,
+                    signature_valid: outcome.signature.is_valid(),
+                };
+                let (accepted, rejected) = autocrypt::gossip::accept(&gctx, &gossip_values);
+                outcome.gossip = accepted;
+                outcome.gossip_rejected = rejected;
+            }
+            outcome.decrypted = true;
+            outcome.message = restored;
+        }
+        Ok(Found::Clear { signature, refusal }) => {
+            outcome.signature = signature;
+            outcome.refusal = refusal;
+            outcome.message = original;
+        }
+        Err(refusal) => {
+            outcome.refusal = Some(refusal);
+            outcome.message = original;
+        }
+    }
+    outcome.detail = engine.detail.into_inner();
+    outcome
+}
+
+enum Found {
+    Decrypted {
+        /// The decrypted entity whose headers and body the user sees.
+        content: Zeroizing<Vec<u8>>,
+        signature: SignatureStatus,
+        /// The status of an outer multipart/signed around the ciphertext.
+        outer_signature: SignatureStatus,
+    },
+    Clear {
+        signature: SignatureStatus,
+        refusal: Option<Refusal>,
+    },
+}
+
+struct Engine<'a> {
+    ctx: &'a DecryptContext<'a>,
+    /// What exactly went wrong, for logs (the refusal stays uniform).
+    detail: std::cell::RefCell<Option<String>>,
+    verifiers: &'a [Cert],
+    from: Option<&'a str>,
+}
+
+impl Engine<'_> {
+    fn examine(&self, root: &Entity<'_>) -> Result<Found, Refusal> {
+        self.examine_at(root, 0)
+    }
+
+    fn examine_at(&self, root: &Entity<'_>, depth: u8) -> Result<Found, Refusal> {
+        let ct = root.content_type();
+        if ct.is("multipart/encrypted") {
+            return self.pgp_mime(root, &ct, SignatureStatus::Unsigned);
+        }
+        if ct.is("multipart/signed") {
+            return self.signed(root, &ct, depth);
+        }
+        if ct.is("multipart/mixed") {
+            if let Some(found) = self.repaired_exchange(root, &ct) {
+                return found;
+            }
+        }
+        if ct.mime.starts_with("text/plain") || ct.is("text/plain") {
+            if let Some(found) = self.inline(root, &ct) {
+                return found;
+            }
+        }
+        Ok(self.scan_nested(root))
+    }
+
+    /// multipart/signed at the root: verify; decrypt a PGP/MIME first part.
+    fn signed(&self, root: &Entity<'_>, ct: &ContentType, depth: u8) -> Result<Found, Refusal> {
+        let parts = ct
+            .param("boundary")
+            .and_then(|b| root.parts(b))
+            .ok_or_else(|| Refusal::Malformed("multipart/signed without its parts".into()))?;
+        let [signed, sig] = parts.as_slice() else {
+            return Err(Refusal::Malformed(format!(
+                "multipart/signed has {} parts instead of 2",
+                parts.len()
+            )));
+        };
+        let is_pgp = ct
+            .param("protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-signature"));
+        if !is_pgp && depth == 0 {
+            // An S/MIME (or other) signature is not checked here; what it
+            // wraps is looked at as if it were the whole message.
+            return self.examine_at(&Entity::parse(signed), depth + 1);
+        }
+        let status = if is_pgp {
+            let sig_body = decoded_body(&Entity::parse(sig));
+            let checks =
+                openpgp::verify_detached(&to_crlf(signed), &sig_body, self.verifiers, self.ctx.now);
+            self.judge(&checks)
+        } else {
+            // S/MIME and other protocols are not checked: no verdict.
+            SignatureStatus::Unsigned
+        };
+        let inner = Entity::parse(signed);
+        let inner_ct = inner.content_type();
+        if inner_ct.is("multipart/encrypted") {
+            return self.pgp_mime(&inner, &inner_ct, status);
+        }
+        match self.scan_nested(&inner) {
+            Found::Clear { refusal, .. } => Ok(Found::Clear {
+                signature: status,
+                refusal,
+            }),
+            found => Ok(found),
+        }
+    }
+
+    /// RFC 3156 §4: exactly a version part and an octet-stream part.
+    fn pgp_mime(
+        &self,
+        entity: &Entity<'_>,
+        ct: &ContentType,
+        outer_signature: SignatureStatus,
+    ) -> Result<Found, Refusal> {
+        if !ct
+            .param("protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-encrypted"))
+        {
+            return Err(Refusal::Malformed(
+                "multipart/encrypted without protocol=\"application/pgp-encrypted\"".into(),
+            ));
+        }
+        let parts = ct
+            .param("boundary")
+            .and_then(|b| entity.parts(b))
+            .ok_or_else(|| Refusal::Malformed("multipart/encrypted without its parts".into()))?;
+        let [version, data] = parts.as_slice() else {
+            return Err(Refusal::Malformed(format!(
+                "multipart/encrypted has {} parts instead of 2",
+                parts.len()
+            )));
+        };
+        if !Entity::parse(version)
+            .content_type()
+            .is("application/pgp-encrypted")
+        {
+            return Err(Refusal::Malformed(
+                "the first part is not application/pgp-encrypted".into(),
+            ));
+        }
+        let ciphertext = decoded_body(&Entity::parse(data));
+        self.open(&ciphertext, outer_signature)
+    }
+
+    /// Decrypts ciphertext holding a MIME entity.
+    fn open(&self, ciphertext: &[u8], outer_signature: SignatureStatus) -> Result<Found, Refusal> {
+        let decrypted = openpgp::decrypt(
+            ciphertext,
+            self.ctx.secret_keys,
+            self.verifiers,
+            self.ctx.now,
+        )
+        .map_err(|e| match e {
+            DecryptFailure::NoKey => Refusal::NoKey,
+            DecryptFailure::Integrity(detail) => {
+                *self.detail.borrow_mut() = Some(detail);
+                Refusal::Integrity
+            }
+        })?;
+        let mut signature = self.judge(&decrypted.signatures);
+        let plain = decrypted.plaintext;
+        let inner = Entity::parse(&plain);
+        let inner_ct = inner.content_type();
+        // Older clients sign with multipart/signed inside the encryption.
+        if signature == SignatureStatus::Unsigned && inner_ct.is("multipart/signed") {
+            if let Some([signed, sig]) = inner_ct
+                .param("boundary")
+                .and_then(|b| inner.parts(b))
+                .as_deref()
+            {
+                let sig_body = decoded_body(&Entity::parse(sig));
+                let checks = openpgp::verify_detached(
+                    &to_crlf(signed),
+                    &sig_body,
+                    self.verifiers,
+                    self.ctx.now,
+                );
+                signature = self.judge(&checks);
+                let content = Zeroizing::new(signed.to_vec());
+                return Ok(Found::Decrypted {
+                    content,
+                    signature,
+                    outer_signature,
+                });
+            }
+        }
+        Ok(Found::Decrypted {
+            content: plain,
+            signature,
+            outer_signature,
+        })
+    }
+
+    /// Exchange rewrites PGP/MIME into multipart/mixed with an empty text
+    /// part first; repair that shape only, nothing looser.
+    fn repaired_exchange(
+        &self,
+        root: &Entity<'_>,
+        ct: &ContentType,
+    ) -> Option<Result<Found, Refusal>> {
+        let parts = root.parts(ct.param("boundary")?)?;
+        let [text, version, data] = parts.as_slice() else {
+            return None;
+        };
+        let text = Entity::parse(text);
+        let empty =
+            text.content_type().is("text/plain") && text.body.iter().all(u8::is_ascii_whitespace);
+        let version = Entity::parse(version);
+        let data = Entity::parse(data);
+        let shaped = empty
+            && version.content_type().is("application/pgp-encrypted")
+            && data.content_type().is("application/octet-stream");
+        if !shaped {
+            return None;
+        }
+        Some(self.open(&decoded_body(&data), SignatureStatus::Unsigned))
+    }
+
+    /// Inline PGP in a single text/plain body.
+    fn inline(&self, root: &Entity<'_>, ct: &ContentType) -> Option<Result<Found, Refusal>> {
+        let body = decoded_body(root);
+        let text = String::from_utf8_lossy(&body);
+        let trimmed = text.trim();
+        if trimmed.starts_with(ARMOR_MESSAGE)
+            && trimmed.ends_with(ARMOR_MESSAGE_END)
+            && trimmed.matches(ARMOR_MESSAGE).count() == 1
+        {
+            let found = self
+                .open(trimmed.as_bytes(), SignatureStatus::Unsigned)
+                .map(|found| match found {
+                    Found::Decrypted {
+                        content,
+                        signature,
+                        outer_signature,
+                    } => Found::Decrypted {
+                        content: inline_entity(&content, ct, line_ending(root.header)),
+                        signature,
+                        outer_signature,
+                    },
+                    clear => clear,
+                });
+            return Some(found);
+        }
+        if trimmed.starts_with(ARMOR_SIGNED) && trimmed.matches("-----BEGIN PGP").count() == 2 {
+            let (_, checks) =
+                openpgp::verify_inline(trimmed.as_bytes(), self.verifiers, self.ctx.now)?;
+            return Some(Ok(Found::Clear {
+                signature: self.judge(&checks),
+                refusal: None,
+            }));
+        }
+        if text.contains(ARMOR_MESSAGE) {
+            return Some(Ok(Found::Clear {
+                signature: SignatureStatus::Unsigned,
+                refusal: Some(Refusal::PartialInline),
+            }));
+        }
+        if text.contains(ARMOR_SIGNED) {
+            return Some(Ok(Found::Clear {
+                signature: SignatureStatus::Partial,
+                refusal: None,
+            }));
+        }
+        None
+    }
+
+    /// Looks through the whole tree for encrypted or signed parts that are
+    /// not at the root: they are reported, not decrypted or trusted.
+    fn scan_nested(&self, root: &Entity<'_>) -> Found {
+        let mut bytes = root.header.to_vec();
+        bytes.extend_from_slice(b"\r\n");
+        bytes.extend_from_slice(root.body);
+        let Some(parsed) = MessageParser::default().parse(&bytes[..]) else {
+            return Found::Clear {
+                signature: SignatureStatus::Unsigned,
+                refusal: None,
+            };
+        };
+        let (mut encrypted, mut signed) = (false, false);
+        let mut stack = vec![parsed];
+        let mut budget = 10_000usize;
+        while let Some(msg) = stack.pop() {
+            for part in &msg.parts {
+                budget = budget.saturating_sub(1);
+                if budget == 0 {
+                    break;
+                }
+                let ct = part.content_type().map(|c| {
+                    format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")).to_ascii_lowercase()
+                });
+                match ct.as_deref() {
+                    Some("multipart/encrypted" | "application/pgp-encrypted") => encrypted = true,
+                    Some("multipart/signed" | "application/pgp-signature") => signed = true,
+                    _ => {}
+                }
+                match &part.body {
+                    PartType::Text(t) | PartType::Html(t) => {
+                        encrypted |= t.contains(ARMOR_MESSAGE);
+                        signed |= t.contains(ARMOR_SIGNED);
+                    }
+                    PartType::Message(m) => stack.push(m.clone()),
+                    _ => {}
+                }
+            }
+        }
+        Found::Clear {
+            signature: if signed {
+                SignatureStatus::Partial
+            } else {
+                SignatureStatus::Unsigned
+            },
+            refusal: encrypted.then_some(Refusal::Nested),
+        }
+    }
+
+    /// Turns raw signature checks into one verdict against the From address.
+    fn judge(&self, checks: &[SigCheck]) -> SignatureStatus {
+        let mut mismatch = None;
+        for check in checks {
+            if let SigCheck::Good(cert) = check {
+                let matching = self.from.and_then(|from| {
+                    cert.userids()
+                        .find(|u| autocrypt::key::userid_matches(u.userid(), from))
+                        .map(|_| from.to_string())
+                });
+                match matching {
+                    Some(signer) => {
+                        return SignatureStatus::Valid {
+                            fingerprint: cert.fingerprint(),
+                            signer,
+                        }
+                    }
+                    None => mismatch = Some(cert.fingerprint()),
+                }
+            }
+        }
+        if let Some(fingerprint) = mismatch {
+            return SignatureStatus::SignerMismatch { fingerprint };
+        }
+        for check in checks {
+            if let SigCheck::Bad(reason) | SigCheck::Malformed(reason) = check {
+                return SignatureStatus::Bad {
+                    reason: reason.clone(),
+                };
+            }
+        }
+        match checks.first() {
+            Some(SigCheck::MissingKey(issuer)) => SignatureStatus::UnknownKey {
+                issuer: issuer.as_ref().map(|h| h.to_hex()),
+            },
+            _ => SignatureStatus::Unsigned,
+        }
+    }
+}
+
+/// The body of an entity with its transfer encoding undone.
+fn decoded_body(entity: &Entity<'_>) -> Vec<u8> {
+    let cte = mime::values(entity.header, "Content-Transfer-Encoding");
+    let cte = cte.first().map(|v| v.to_ascii_lowercase());
+    match cte.as_deref() {
+        Some("base64") => {
+            let clean: Vec<u8> = entity
+                .body
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(&clean)
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&clean))
+                .unwrap_or_default()
+        }
+        Some("quoted-printable") => decode_qp(entity.body),
+        _ => entity.body.to_vec(),
+    }
+}
+
+fn decode_qp(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'=' if body.get(i + 1) == Some(&b'\r') && body.get(i + 2) == Some(&b'\n') => i += 3,
+            b'=' if body.get(i + 1) == Some(&b'\n') => i += 2,
+            b'=' if i + 2 < body.len() + 1 && body.len() > i + 2 => {
+                let hex = std::str::from_utf8(&body[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'=');
+                        i += 1;
+                    }
+                }
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// An inline-PGP plaintext as a MIME entity of its own.
+fn inline_entity(plain: &[u8], ct: &ContentType, eol: &str) -> Zeroizing<Vec<u8>> {
+    let charset = ct.param("charset").unwrap_or("utf-8");
+    let long_lines = plain.split(|&b| b == b'\n').any(|l| l.len() > 998);
+    let mut out = Vec::with_capacity(plain.len() * 4 / 3 + 128);
+    mime::push_field(
+        &mut out,
+        "Content-Type",
+        &format!("text/plain; charset=\"{charset}\""),
+        eol,
+    );
+    if long_lines || plain.contains(&0) {
+        mime::push_field(&mut out, "Content-Transfer-Encoding", "base64", eol);
+        out.extend_from_slice(eol.as_bytes());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(plain);
+        for chunk in encoded.as_bytes().chunks(76) {
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(eol.as_bytes());
+        }
+    } else {
+        mime::push_field(&mut out, "Content-Transfer-Encoding", "8bit", eol);
+        out.extend_from_slice(eol.as_bytes());
+        out.extend_from_slice(plain);
+    }
+    Zeroizing::new(out)
+}
+
+/// The message the user sees: fields that came only from outside (trace
+/// fields, the outer Autocrypt header), then the decrypted entity's fields,
+/// which win over outer ones of the same name (RFC 9788 header protection),
+/// then its body.
+fn restore(root: &Entity<'_>, content: &[u8]) -> Vec<u8> {
+    let eol = line_ending(root.header);
+    let inner = Entity::parse(content);
+    let inner_fields = mime::fields(inner.header);
+    let is_content = |f: &Field<'_>| {
+        f.name.len() > 8 && f.name[..8].eq_ignore_ascii_case("Content-") || f.is("MIME-Version")
+    };
+    let mut out = Vec::with_capacity(content.len() + root.header.len());
+    for f in mime::fields(root.header) {
+        let shadowed = inner_fields.iter().any(|i| i.is(f.name));
+        if !shadowed && !is_content(&f) && !is_engine_field(&f) {
+            push_raw(&mut out, &f, eol);
+        }
+    }
+    if !inner_fields.iter().any(|f| f.is("MIME-Version")) {
+        mime::push_field(&mut out, "MIME-Version", "1.0", eol);
+    }
+    for f in inner_fields.iter().filter(|f| !is_engine_field(f)) {
+        push_raw(&mut out, f, eol);
+    }
+    out.extend_from_slice(line_ending(content).as_bytes());
+    out.extend_from_slice(inner.body);
+    out
+}
+
+fn is_engine_field(f: &Field<'_>) -> bool {
+    ENGINE_FIELDS.iter().any(|n| f.is(n))
+}
+
+fn push_raw(out: &mut Vec<u8>, f: &Field<'_>, eol: &str) {
+    out.extend_from_slice(f.raw);
+    if !f.raw.ends_with(b"\n") {
+        out.extend_from_slice(eol.as_bytes());
+    }
+}
+
+/// The message with every header field called one of `names` removed.
+pub(crate) fn strip_fields(message: &[u8], names: &[&str]) -> Vec<u8> {
+    let (header, _) = mime::split_header(message);
+    let fields = mime::fields(header);
+    if !fields.iter().any(|f| names.iter().any(|n| f.is(n))) {
+        return message.to_vec();
+    }
+    let mut out = Vec::with_capacity(message.len());
+    for f in fields.iter().filter(|f| !names.iter().any(|n| f.is(n))) {
+        out.extend_from_slice(f.raw);
+    }
+    out.extend_from_slice(&message[header.len()..]);
+    out
+}
+
+/// The From address, if the message has exactly one.
+fn single_from(header: &[u8]) -> Option<String> {
+    let values = mime::values(header, "From");
+    let [value] = values.as_slice() else {
+        return None;
+    };
+    let addrs = mime::addresses(value);
+    match addrs.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+fn recipients(header: &[u8]) -> Vec<String> {
+    ["To", "Cc"]
+        .iter()
+        .flat_map(|n| mime::values(header, n))
+        .flat_map(|v| mime::addresses(&v))
+        .collect()
+}

@@ -1,0 +1,214 @@
+//! Byte-level access to RFC 5322 header sections.
+//!
+//! The engine must keep the client's bytes exactly as they were (non-ASCII
+//! headers, 8-bit bodies, odd folding), so header fields are handled as raw
+//! slices here; mail-parser is used where structure has to be understood.
+
+/// The line ending a message uses: CRLF if its first line ends in CRLF.
+pub(crate) fn line_ending(message: &[u8]) -> &'static str {
+    match message.iter().position(|&b| b == b'\n') {
+        Some(i) if i > 0 && message[i - 1] == b'\r' => "\r\n",
+        Some(_) => "\n",
+        None => "\r\n",
+    }
+}
+
+/// Splits a message (or MIME part) into its header section and its body.
+///
+/// The header slice holds every header line with its line ending; the blank
+/// separator line belongs to neither. Without a blank line the whole input is
+/// header and the body is empty.
+pub(crate) fn split_header(message: &[u8]) -> (&[u8], &[u8]) {
+    let mut start = 0;
+    while start < message.len() {
+        let end = match message[start..].iter().position(|&b| b == b'\n') {
+            Some(i) => start + i + 1,
+            None => message.len(),
+        };
+        let line = &message[start..end];
+        if line == b"\n" || line == b"\r\n" {
+            return (&message[..start], &message[end..]);
+        }
+        start = end;
+    }
+    (message, &[])
+}
+
+/// One header field as it appears in the input, folding included.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Field<'a> {
+    /// The field name as written (compare with [`Field::is`]).
+    pub name: &'a str,
+    /// The whole field: name, colon, value, continuation lines, final line ending.
+    pub raw: &'a [u8],
+}
+
+impl<'a> Field<'a> {
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    /// The value unfolded and trimmed; bytes that are not UTF-8 are replaced.
+    pub fn value(&self) -> String {
+        let after_colon = &self.raw[self.name.len() + 1..];
+        let text = String::from_utf8_lossy(after_colon);
+        let mut out = String::with_capacity(text.len());
+        for piece in text.split('\n') {
+            out.push_str(piece.trim_end_matches('\r'));
+        }
+        out.trim().to_string()
+    }
+
+    /// The field without its final line ending, for appending parameters.
+    pub fn raw_without_eol(&self) -> &'a [u8] {
+        let mut end = self.raw.len();
+        while end > 0 && matches!(self.raw[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        &self.raw[..end]
+    }
+}
+
+/// Splits a header section into fields. Lines before the first field and
+/// lines without a colon are kept as part of the preceding field, so no byte
+/// is lost; a leading malformed line becomes a field with an empty name.
+pub(crate) fn fields(header: &[u8]) -> Vec<Field<'_>> {
+    let mut out: Vec<(usize, usize, usize)> = Vec::new(); // (start, name_end, end)
+    let mut start = 0;
+    while start < header.len() {
+        let end = match header[start..].iter().position(|&b| b == b'\n') {
+            Some(i) => start + i + 1,
+            None => header.len(),
+        };
+        let line = &header[start..end];
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        let colon = line.iter().position(|&b| b == b':');
+        let name_ok = colon
+            .is_some_and(|c| c > 0 && line[..c].iter().all(|&b| b.is_ascii_graphic() && b != b':'));
+        match (continuation, name_ok, out.last_mut()) {
+            (false, true, _) => out.push((start, start + colon.unwrap_or(0), end)),
+            (_, _, Some(last)) => last.2 = end,
+            (_, _, None) => out.push((start, start, end)),
+        }
+        start = end;
+    }
+    out.into_iter()
+        .map(|(s, n, e)| Field {
+            // The name was checked to be ASCII above.
+            name: std::str::from_utf8(&header[s..n]).unwrap_or(""),
+            raw: &header[s..e],
+        })
+        .collect()
+}
+
+/// All values of the fields called `name`, unfolded.
+pub(crate) fn values(header: &[u8], name: &str) -> Vec<String> {
+    fields(header)
+        .iter()
+        .filter(|f| f.is(name))
+        .map(|f| f.value())
+        .collect()
+}
+
+/// The address part of a mailbox list such as `"Alice" <alice@example.org>, bob@x`.
+pub(crate) fn addresses(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for mailbox in split_outside_quotes(value, ',') {
+        let addr = match (mailbox.rfind('<'), mailbox.rfind('>')) {
+            (Some(a), Some(b)) if a < b => &mailbox[a + 1..b],
+            // Bare form, possibly with a comment: `bob@example.org (Bob)`.
+            _ => mailbox
+                .split_whitespace()
+                .find(|t| t.contains('@'))
+                .unwrap_or(""),
+        };
+        let addr = addr.trim();
+        if addr.contains('@') && !addr.contains(char::is_whitespace) {
+            out.push(addr.to_string());
+        }
+    }
+    out
+}
+
+/// Splits at `sep` where it is not inside double quotes or a comment.
+fn split_outside_quotes(value: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut depth, mut escaped, mut start) = (false, 0u32, false, 0);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            c if c == sep && !quoted && depth == 0 => {
+                parts.push(&value[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts
+}
+
+/// Folds a long unstructured value such as a padding line.
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &str, value: &str, eol: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(eol.as_bytes());
+}
+
+/// A MIME boundary that cannot occur in base64 or armored text.
+pub(crate) fn random_boundary() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let token: String = (0..24)
+        .map(|_| {
+            let i = rng.gen_range(0..36u8);
+            char::from(if i < 10 { b'0' + i } else { b'a' + i - 10 })
+        })
+        .collect();
+    format!("=-=letterlock-{token}=-=")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_header_and_body_with_either_line_ending() {
+        assert_eq!(
+            split_header(b"A: 1\r\nB: 2\r\n\r\nbody"),
+            (&b"A: 1\r\nB: 2\r\n"[..], &b"body"[..])
+        );
+        assert_eq!(
+            split_header(b"A: 1\n\nbody\n"),
+            (&b"A: 1\n"[..], &b"body\n"[..])
+        );
+        assert_eq!(split_header(b"A: 1\n"), (&b"A: 1\n"[..], &b""[..]));
+        assert_eq!(line_ending(b"A: 1\r\n"), "\r\n");
+        assert_eq!(line_ending(b"A: 1\n"), "\n");
+    }
+
+    #[test]
+    fn keeps_folding_and_unfolds_values() {
+        let h = b"Subject: a\r\n  b\r\nFrom: x@y\r\n";
+        let f = fields(h);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].raw, b"Subject: a\r\n  b\r\n");
+        assert_eq!(f[0].value(), "a  b");
+        assert_eq!(f[1].value(), "x@y");
+        let joined: Vec<u8> = f.iter().flat_map(|f| f.raw.iter().copied()).collect();
+        assert_eq!(joined, h);
+    }
+
+    #[test]
+    fn extracts_addresses() {
+        assert_eq!(
+            addresses(r#""Doe, John" <john@example.org>, bob@example.org (Bob), junk"#),
+            vec!["john@example.org", "bob@example.org"]
+        );
+    }
+}
