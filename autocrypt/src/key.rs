@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use sequoia_openpgp::cert::prelude::*;
 use sequoia_openpgp::packet::Packet;
-use sequoia_openpgp::types::{KeyFlags, RevocationStatus};
+use sequoia_openpgp::types::{Features, KeyFlags, RevocationStatus};
 use sequoia_openpgp::{Cert, Profile};
 use thiserror::Error;
 
@@ -40,6 +40,10 @@ pub fn generate(addr: &str, creation_time: SystemTime) -> Result<Cert, KeyError>
         .set_cipher_suite(CipherSuite::Cv25519)
         .set_creation_time(creation_time)
         .set_validity_period(None)
+        // Only SEIPD v1 (MDC): GnuPG 2.2 cannot read SEIPD v2, and senders
+        // pick v2 when every recipient key advertises it.
+        .set_features(Features::empty().set_seipdv1())
+        .map_err(|e| KeyError::Generate(e.to_string()))?
         .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())
         .add_userid(format!("<{}>", addr.trim()))
         .add_subkey(

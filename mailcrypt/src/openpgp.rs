@@ -142,6 +142,7 @@ struct Helper<'a> {
     verifiers: &'a [Cert],
     signatures: Vec<SigCheck>,
     encrypted: bool,
+    session_key_rejected: bool,
 }
 
 impl VerificationHelper for Helper<'_> {
@@ -218,9 +219,17 @@ impl DecryptionHelper for Helper<'_> {
                         if decrypt(algo, &sk) {
                             return Ok(Some(cert.clone()));
                         }
+                        // The key opened the session key but the data did
+                        // not check out (e.g. a damaged first AEAD chunk).
+                        self.session_key_rejected = true;
                     }
                 }
             }
+        }
+        if self.session_key_rejected {
+            return Err(openpgp::anyhow::anyhow!(
+                "the session key does not open the encrypted data"
+            ));
         }
         Err(openpgp::anyhow::anyhow!("no matching secret key"))
     }
@@ -241,6 +250,7 @@ pub(crate) fn decrypt(
         verifiers,
         signatures: Vec::new(),
         encrypted: false,
+        session_key_rejected: false,
     };
     let mut decryptor = match DecryptorBuilder::from_bytes(ciphertext)
         .and_then(|b| b.with_policy(policy(), now, helper))
@@ -311,6 +321,7 @@ pub(crate) fn verify_detached(
         verifiers,
         signatures: Vec::new(),
         encrypted: false,
+        session_key_rejected: false,
     };
     let mut verifier = match DetachedVerifierBuilder::from_bytes(signature)
         .and_then(|b| b.with_policy(policy(), now, helper))
@@ -336,6 +347,7 @@ pub(crate) fn verify_inline(
         verifiers,
         signatures: Vec::new(),
         encrypted: false,
+        session_key_rejected: false,
     };
     let mut verifier = VerifierBuilder::from_bytes(message)
         .and_then(|b| b.with_policy(policy(), now, helper))

@@ -93,7 +93,7 @@ mod tests {
         assert_eq!(bucket(1), 4096);
         assert_eq!(bucket(4097), 8192);
         assert_eq!(bucket(65536), 65536);
-        assert_eq!(bucket(65537), 69632);
+        assert_eq!(bucket(65537), 67584);
         assert_eq!(bucket(25_000_000), 25_165_824);
     }
 
@@ -104,7 +104,9 @@ mod tests {
             let field = field_for(len, eol);
             let total = len + field.len();
             prop_assert_eq!(bucket(total), total);
-            prop_assert!(field.len() < total / 8 + 4096 + 200);
+            // Power-of-two buckets may double a small message; Padmé adds at most 12 %.
+            let bound = if total > 65536 { total / 8 } else { total / 2 + 4096 };
+            prop_assert!(field.len() <= bound);
             for line in field.split(|&b| b == b'\n') {
                 prop_assert!(line.len() <= 79);
             }
