@@ -471,10 +471,7 @@ impl Engine<'_> {
     /// Looks through the whole tree for encrypted or signed parts that are
     /// not at the root: they are reported, not decrypted or trusted.
     fn scan_nested(&self, root: &Entity<'_>) -> Found {
-        let mut bytes = root.header.to_vec();
-        bytes.extend_from_slice(b"\r\n");
-        bytes.extend_from_slice(root.body);
-        let Some(parsed) = MessageParser::default().parse(&bytes[..]) else {
+        let Some(parsed) = MessageParser::default().parse(root.bytes) else {
             return Found::Clear {
                 signature: SignatureStatus::Unsigned,
                 refusal: None,

@@ -11,6 +11,8 @@ use crate::mime::{self, split_header};
 /// One MIME entity: its header section and its (still encoded) body.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Entity<'a> {
+    /// The whole entity, header and body.
+    pub bytes: &'a [u8],
     pub header: &'a [u8],
     pub body: &'a [u8],
 }
@@ -18,7 +20,11 @@ pub(crate) struct Entity<'a> {
 impl<'a> Entity<'a> {
     pub fn parse(bytes: &'a [u8]) -> Self {
         let (header, body) = split_header(bytes);
-        Entity { header, body }
+        Entity {
+            bytes,
+            header,
+            body,
+        }
     }
 
     pub fn content_type(&self) -> ContentType {

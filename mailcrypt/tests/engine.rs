@@ -549,3 +549,42 @@ fn sequoia_data_dir() -> Option<std::path::PathBuf> {
     }
     None
 }
+
+#[test]
+fn a_25_megabyte_attachment_round_trips() {
+    use base64::Engine;
+    let p = people();
+    let attachment: Vec<u8> = (0..25_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&attachment);
+    let mut m = b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: big\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+        --b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    for line in encoded.as_bytes().chunks(76) {
+        m.extend_from_slice(line);
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b"--b--\r\n");
+    let req = EncryptRequest {
+        sender: &p.alice,
+        recipients: &[public(&p.bob)],
+        autocrypt: None,
+        gossip: &[],
+        hide_recipients: false,
+        pad: true,
+        now: now(),
+        boundary: Boundary::Random,
+    };
+    let sent = encrypt(&m, &req).expect("encrypt");
+    let secret = [p.bob.clone()];
+    let verifiers = [public(&p.alice)];
+    let out = decrypt(&sent, &ctx(&secret, &verifiers));
+    assert!(out.decrypted && out.signature.is_valid());
+    assert_eq!(
+        split(&out.message).1,
+        split(&m).1,
+        "the attachment survives byte for byte"
+    );
+}
