@@ -1,0 +1,234 @@
+//! Key discovery by DNS OPENPGPKEY records (RFC 7929).
+//!
+//! Only answers that DNSSEC validated are accepted unless the configuration
+//! says `require_dnssec = false`: an unvalidated answer is as good as one an
+//! attacker on the path made up. Answers — keys and "no record" alike — are
+//! cached in the vault for their TTL.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::dnssec::Proof;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::TokioResolver;
+use sequoia_openpgp::cert::CertParser;
+use sequoia_openpgp::parse::Parse;
+use sequoia_openpgp::serialize::SerializeInto;
+use sequoia_openpgp::Cert;
+use sha2::{Digest, Sha256};
+
+use crate::error::KeystoreError;
+use crate::time::{from_db, to_db};
+use crate::{KeySource, Keystore};
+
+/// Negative answers without an SOA are cached this long.
+const DEFAULT_NEGATIVE_TTL: u32 = 300;
+/// Upper bound on any cached answer.
+const MAX_TTL: u32 = 86_400;
+
+/// Where and how to ask DNS.
+#[derive(Debug, Clone, Default)]
+pub struct DnsConfig {
+    /// Name servers to ask; empty means the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+    /// Accept only DNSSEC-validated answers (the default).
+    pub require_dnssec: bool,
+    /// A DNSSEC trust anchor file instead of the built-in root keys.
+    pub trust_anchor: Option<PathBuf>,
+}
+
+/// The owner name of the OPENPGPKEY record for an address (RFC 7929 §3):
+/// SHA2-256 of the local part, truncated to 28 octets, hex, under
+/// `_openpgpkey.DOMAIN`. Returns `None` for an address without `@`.
+pub fn openpgpkey_name(address: &str) -> Option<String> {
+    let (local, domain) = address.trim().rsplit_once('@')?;
+    if local.is_empty() || domain.is_empty() {
+        return None;
+    }
+    let digest = Sha256::digest(local.as_bytes());
+    Some(format!(
+        "{}._openpgpkey.{}.",
+        hex::encode(&digest[..28]),
+        domain.trim_end_matches('.').to_ascii_lowercase()
+    ))
+}
+
+/// A DNS key lookup service bound to a vault (for its cache).
+pub struct Discovery {
+    resolver: TokioResolver,
+    require_dnssec: bool,
+}
+
+impl Discovery {
+    pub fn new(config: &DnsConfig) -> Result<Self, KeystoreError> {
+        let provider = TokioRuntimeProvider::default();
+        let mut builder = if config.nameservers.is_empty() {
+            TokioResolver::builder(provider).map_err(|e| {
+                KeystoreError::Dns(format!("reading the system resolver configuration: {e}"))
+            })?
+        } else {
+            let servers = config
+                .nameservers
+                .iter()
+                .map(|addr| {
+                    let connections = [ProtocolConfig::Udp, ProtocolConfig::Tcp]
+                        .into_iter()
+                        .map(|p| {
+                            let mut c = ConnectionConfig::new(p);
+                            c.port = addr.port();
+                            c
+                        })
+                        .collect();
+                    NameServerConfig::new(addr.ip(), true, connections)
+                })
+                .collect();
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_parts(None, vec![], servers),
+                provider,
+            )
+        };
+        let options = builder.options_mut();
+        options.validate = config.require_dnssec;
+        options.trust_anchor = config.trust_anchor.clone();
+        options.attempts = 1;
+        options.timeout = Duration::from_secs(5);
+        let resolver = builder
+            .build()
+            .map_err(|e| KeystoreError::Dns(e.to_string()))?;
+        Ok(Discovery {
+            resolver,
+            require_dnssec: config.require_dnssec,
+        })
+    }
+
+    /// Looks up the keys published for `address`, answering from the cache
+    /// while it is fresh. Accepted keys are recorded with source `dns`.
+    pub async fn discover(
+        &self,
+        store: &Keystore,
+        address: &str,
+        now: SystemTime,
+    ) -> Result<Vec<Cert>, KeystoreError> {
+        let address = autocrypt::normalize_addr(address);
+        if let Some(cached) = store.cached_dns(&address, now).await? {
+            return Ok(cached);
+        }
+        let name = openpgpkey_name(&address)
+            .ok_or_else(|| KeystoreError::Dns(format!("{address} is not an email address")))?;
+        let (certs, ttl) = match self
+            .resolver
+            .lookup(name.as_str(), RecordType::OPENPGPKEY)
+            .await
+        {
+            Ok(lookup) => {
+                let mut certs = Vec::new();
+                let mut ttl = MAX_TTL;
+                for record in lookup.answers() {
+                    let RData::OPENPGPKEY(key) = &record.data else {
+                        continue;
+                    };
+                    if self.require_dnssec && record.proof != Proof::Secure {
+                        return Err(KeystoreError::Dns(format!(
+                            "the OPENPGPKEY answer for {address} is not DNSSEC-validated ({}); refusing it (set require_dnssec = false to accept unvalidated answers)",
+                            record.proof
+                        )));
+                    }
+                    ttl = ttl.min(record.ttl);
+                    certs.extend(
+                        CertParser::from_bytes(&key.public_key)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Result::ok)
+                            .filter(|c| autocrypt::key::has_userid_for(c, &address, now)),
+                    );
+                }
+                (certs, ttl)
+            }
+            Err(NetError::Dns(DnsError::NoRecordsFound(no))) => (
+                Vec::new(),
+                no.negative_ttl.unwrap_or(DEFAULT_NEGATIVE_TTL).min(MAX_TTL),
+            ),
+            Err(e) => return Err(KeystoreError::Dns(format!("looking up {name}: {e}"))),
+        };
+        store
+            .cache_dns(&address, &certs, now + Duration::from_secs(u64::from(ttl)))
+            .await?;
+        for cert in &certs {
+            store.record_key(cert, KeySource::Dns, now).await?;
+        }
+        Ok(certs)
+    }
+}
+
+impl Keystore {
+    async fn cached_dns(
+        &self,
+        address: &str,
+        now: SystemTime,
+    ) -> Result<Option<Vec<Cert>>, KeystoreError> {
+        let row: Option<(Option<Vec<u8>>, i64)> =
+            sqlx::query_as("SELECT certs, expires FROM dns_cache WHERE address = ?")
+                .bind(address)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some((certs, expires)) if from_db(expires) > now => Ok(Some(match certs {
+                Some(bytes) => CertParser::from_bytes(&bytes)?
+                    .filter_map(Result::ok)
+                    .collect(),
+                None => Vec::new(),
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    async fn cache_dns(
+        &self,
+        address: &str,
+        certs: &[Cert],
+        expires: SystemTime,
+    ) -> Result<(), KeystoreError> {
+        let bytes = if certs.is_empty() {
+            None
+        } else {
+            let mut all = Vec::new();
+            for c in certs {
+                all.extend(c.to_vec()?);
+            }
+            Some(all)
+        };
+        sqlx::query(
+            "INSERT INTO dns_cache (address, certs, expires) VALUES (?, ?, ?)
+             ON CONFLICT (address) DO UPDATE SET certs = excluded.certs, expires = excluded.expires",
+        )
+        .bind(address)
+        .bind(bytes)
+        .bind(to_db(expires))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_name_follows_rfc_7929() {
+        // RFC 7929 §3 example: hugh@example.com.
+        assert_eq!(
+            openpgpkey_name("hugh@example.com").as_deref(),
+            Some(
+                "c93f1e400f26708f98cb19d936620da35eec8f72e57f9eec01c1afd6._openpgpkey.example.com."
+            )
+        );
+        assert_eq!(openpgpkey_name("no-at-sign"), None);
+    }
+}

@@ -1,0 +1,64 @@
+//! Error types of the crate.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Why the keystore could not do what was asked.
+#[derive(Debug, Error)]
+pub enum KeystoreError {
+    #[error("no vault in {0}: run `gateway init` first")]
+    NoVault(PathBuf),
+    #[error("a vault already exists in {0}")]
+    VaultExists(PathBuf),
+    #[error(
+        "the passphrase is wrong (or the vault file is damaged); try again or restore a backup"
+    )]
+    WrongPassphrase,
+    #[error("this vault is protected by a passphrase: give it with --passphrase-file, LETTERLOCK_PASSPHRASE or at the prompt")]
+    PassphraseRequired,
+    #[error("the vault key file {path} is unreadable: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+    #[error("the vault description {path} is invalid: {reason}")]
+    VaultConfig { path: PathBuf, reason: String },
+    #[error("the SQLite library in this build has no SQLCipher support; the database would not be encrypted")]
+    NoSqlCipher,
+    #[error("no identity for {0}: add the account with `gateway init`")]
+    NoIdentity(String),
+    #[error("nothing is known about {0}")]
+    UnknownPeer(String),
+    #[error("{address} has no key with fingerprint {fingerprint}")]
+    UnknownKey {
+        address: String,
+        fingerprint: String,
+    },
+    #[error("the certificate is invalid: {0}")]
+    Certificate(String),
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("DNS lookup failed: {0}")]
+    Dns(String),
+}
+
+impl KeystoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| KeystoreError::Io { path, source }
+    }
+}
+
+impl From<sequoia_openpgp::anyhow::Error> for KeystoreError {
+    fn from(e: sequoia_openpgp::anyhow::Error) -> Self {
+        KeystoreError::Certificate(e.to_string())
+    }
+}

@@ -1,0 +1,93 @@
+//! The Letterlock vault: own identities, what is known about each
+//! correspondent, and how far each of their keys is trusted.
+//!
+//! Everything lives in one SQLCipher database (`keystore.db`), keyed from the
+//! user's passphrase with Argon2id or from a key file (see [`vault`]), so a
+//! copy of the data directory reveals no address, key or fingerprint.
+//!
+//! The Autocrypt rules themselves are the `autocrypt` crate's: this crate
+//! stores [`autocrypt::PeerState`] and applies trust on top of it:
+//!
+//! - a newer Autocrypt key replaces an unverified peer's key, and the change
+//!   is recorded as an event;
+//! - a verified key is never replaced by itself: a different key is stored
+//!   as a conflict and mail keeps going to the verified key;
+//! - gossip never overrides a directly received key (autocrypt's rule);
+//! - a rejected key is never used.
+//!
+//! Several processes (the gateway and `keytool`) may use the same database
+//! at once: SQLite's WAL mode and a busy timeout serialize their writes.
+
+mod discovery;
+mod error;
+mod identity;
+mod peers;
+mod time;
+pub mod vault;
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use sqlx::SqlitePool;
+
+pub use discovery::{openpgpkey_name, Discovery, DnsConfig};
+pub use error::KeystoreError;
+pub use identity::Identity;
+pub use peers::{EventKind, KeyEvent, KeyRecord, KeySource, KeyStatus, PeerSummary, TrustLevel};
+pub use vault::Unlock;
+
+/// An open vault.
+#[derive(Debug, Clone)]
+pub struct Keystore {
+    pool: SqlitePool,
+    dir: PathBuf,
+}
+
+impl Keystore {
+    /// Creates a new vault in `dir` (which may exist but must not hold one).
+    pub async fn create(dir: &Path, unlock: Unlock) -> Result<Self, KeystoreError> {
+        let key = vault::create(dir, &unlock)?;
+        Self::connect(dir, &key).await
+    }
+
+    /// Opens the vault in `dir`. `passphrase` is needed unless the vault was
+    /// created with a key file.
+    pub async fn open(
+        dir: &Path,
+        passphrase: Option<&SecretString>,
+    ) -> Result<Self, KeystoreError> {
+        if !vault::exists(dir) {
+            return Err(KeystoreError::NoVault(dir.to_path_buf()));
+        }
+        let key = vault::key(dir, passphrase)?;
+        Self::connect(dir, &key).await
+    }
+
+    async fn connect(dir: &Path, key: &vault::VaultKey) -> Result<Self, KeystoreError> {
+        let pool = vault::open_pool(dir, key).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Keystore {
+            pool,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// A transaction that takes the write lock at once. A deferred one that
+    /// later upgrades from reading to writing fails with "database is locked"
+    /// when another process wrote in between, without waiting.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, KeystoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The data directory this vault lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Closes all connections, checkpointing the write-ahead log.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,259 @@
+//! The vault: where the database key comes from, and the encrypted database.
+//!
+//! The key that SQLCipher uses for the whole database file is derived from
+//! the user's passphrase with Argon2id (parameters and salt in `vault.json`
+//! beside the database), or — only when the user chose `--no-passphrase` —
+//! read from a random key file with mode 0600. Either way a copy of the data
+//! directory without the passphrase reveals nothing but sizes.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use zeroize::Zeroizing;
+
+use crate::error::KeystoreError;
+
+pub(crate) const DATABASE: &str = "keystore.db";
+const DESCRIPTION: &str = "vault.json";
+const KEY_FILE: &str = "vault.key";
+
+/// How the vault is unlocked.
+#[derive(Debug)]
+pub enum Unlock {
+    /// A passphrase the user typed or gave in a file.
+    Passphrase(SecretString),
+    /// The random key file, for vaults created with `--no-passphrase`.
+    KeyFile,
+}
+
+/// `vault.json`: how to get the database key. Holds no secret.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kdf", rename_all = "kebab-case")]
+enum Description {
+    Argon2id {
+        version: u32,
+        m_cost_kib: u32,
+        t_cost: u32,
+        p_cost: u32,
+        salt: String,
+    },
+    KeyFile {
+        version: u32,
+    },
+}
+
+/// Argon2id parameters for new vaults: 64 MiB, 3 passes (RFC 9106's second
+/// recommended option), a fraction of a second on a laptop.
+const M_COST_KIB: u32 = 64 * 1024;
+const T_COST: u32 = 3;
+const P_COST: u32 = 1;
+
+/// A 256-bit database key.
+pub(crate) struct VaultKey(Zeroizing<[u8; 32]>);
+
+impl VaultKey {
+    fn pragma(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!("\"x'{}'\"", hex::encode(*self.0)))
+    }
+}
+
+pub(crate) fn exists(dir: &Path) -> bool {
+    dir.join(DESCRIPTION).exists()
+}
+
+/// Whether the vault in `dir` needs a passphrase.
+pub fn needs_passphrase(dir: &Path) -> Result<bool, KeystoreError> {
+    Ok(matches!(
+        read_description(dir)?,
+        Description::Argon2id { .. }
+    ))
+}
+
+/// Creates a new vault description (and key file) and returns the key.
+pub(crate) fn create(dir: &Path, unlock: &Unlock) -> Result<VaultKey, KeystoreError> {
+    if exists(dir) {
+        return Err(KeystoreError::VaultExists(dir.to_path_buf()));
+    }
+    std::fs::create_dir_all(dir).map_err(KeystoreError::io(dir))?;
+    restrict_dir(dir)?;
+    let (description, key) = match unlock {
+        Unlock::Passphrase(passphrase) => {
+            let mut salt = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut salt);
+            let key = derive(passphrase, &salt, M_COST_KIB, T_COST, P_COST)?;
+            let d = Description::Argon2id {
+                version: 1,
+                m_cost_kib: M_COST_KIB,
+                t_cost: T_COST,
+                p_cost: P_COST,
+                salt: hex::encode(salt),
+            };
+            (d, key)
+        }
+        Unlock::KeyFile => {
+            let mut key = Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(&mut *key);
+            let path = dir.join(KEY_FILE);
+            write_private(&path, hex::encode(*key).as_bytes())?;
+            (Description::KeyFile { version: 1 }, VaultKey(key))
+        }
+    };
+    let json = serde_json::to_vec_pretty(&description).map_err(|e| KeystoreError::VaultConfig {
+        path: dir.join(DESCRIPTION),
+        reason: e.to_string(),
+    })?;
+    write_private(&dir.join(DESCRIPTION), &json)?;
+    Ok(key)
+}
+
+/// Reads the vault description and derives or loads the key.
+pub(crate) fn key(
+    dir: &Path,
+    passphrase: Option<&SecretString>,
+) -> Result<VaultKey, KeystoreError> {
+    match read_description(dir)? {
+        Description::Argon2id {
+            m_cost_kib,
+            t_cost,
+            p_cost,
+            salt,
+            ..
+        } => {
+            let passphrase = passphrase.ok_or(KeystoreError::PassphraseRequired)?;
+            let salt = hex::decode(&salt).map_err(|e| KeystoreError::VaultConfig {
+                path: dir.join(DESCRIPTION),
+                reason: format!("salt: {e}"),
+            })?;
+            derive(passphrase, &salt, m_cost_kib, t_cost, p_cost)
+        }
+        Description::KeyFile { .. } => {
+            let path = dir.join(KEY_FILE);
+            let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+                KeystoreError::KeyFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+            })?);
+            let mut key = Zeroizing::new([0u8; 32]);
+            hex::decode_to_slice(text.trim(), &mut *key).map_err(|e| KeystoreError::KeyFile {
+                path,
+                reason: format!("not 64 hex digits: {e}"),
+            })?;
+            Ok(VaultKey(key))
+        }
+    }
+}
+
+fn read_description(dir: &Path) -> Result<Description, KeystoreError> {
+    let path = dir.join(DESCRIPTION);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KeystoreError::NoVault(dir.to_path_buf()))
+        }
+        Err(e) => return Err(KeystoreError::io(&path)(e)),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| KeystoreError::VaultConfig {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+fn derive(
+    passphrase: &SecretString,
+    salt: &[u8],
+    m_cost_kib: u32,
+    t_cost: u32,
+    p_cost: u32,
+) -> Result<VaultKey, KeystoreError> {
+    let params = Params::new(m_cost_kib, t_cost, p_cost, Some(32))
+        .map_err(|e| KeystoreError::Kdf(e.to_string()))?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase.expose_secret().as_bytes(), salt, &mut *key)
+        .map_err(|e| KeystoreError::Kdf(e.to_string()))?;
+    Ok(VaultKey(key))
+}
+
+/// Opens the encrypted database, creating it if needed, and checks that the
+/// key fits and that SQLCipher is really in use.
+pub(crate) async fn open_pool(dir: &Path, key: &VaultKey) -> Result<SqlitePool, KeystoreError> {
+    let path: PathBuf = dir.join(DATABASE);
+    let pragma = key.pragma();
+    // `key` must be the first statement on every connection; sqlx issues
+    // the `key` pragma before all others.
+    let options = SqliteConnectOptions::from_str("sqlite://")?
+        .filename(&path)
+        .create_if_missing(true)
+        .pragma("key", pragma.to_string())
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("secure_delete", "ON")
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .map_err(map_open_error)?;
+    let version: Option<String> = sqlx::query_scalar("PRAGMA cipher_version")
+        .fetch_optional(&pool)
+        .await?;
+    if version.is_none_or(|v| v.is_empty()) {
+        return Err(KeystoreError::NoSqlCipher);
+    }
+    sqlx::query("SELECT count(*) FROM sqlite_master")
+        .execute(&pool)
+        .await
+        .map_err(map_open_error)?;
+    restrict_file(&path)?;
+    Ok(pool)
+}
+
+fn map_open_error(e: sqlx::Error) -> KeystoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.message().contains("file is not a database") => {
+            KeystoreError::WrongPassphrase
+        }
+        _ => KeystoreError::Database(e),
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), KeystoreError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(KeystoreError::io(path))?;
+    file.write_all(data).map_err(KeystoreError::io(path))?;
+    file.sync_all().map_err(KeystoreError::io(path))
+}
+
+fn restrict_dir(dir: &Path) -> Result<(), KeystoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(KeystoreError::io(dir))?;
+    }
+    Ok(())
+}
+
+fn restrict_file(path: &Path) -> Result<(), KeystoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(KeystoreError::io(path))?;
+    }
+    Ok(())
+}

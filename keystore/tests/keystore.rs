@@ -1,0 +1,371 @@
+//! The vault against its promises: encryption at rest, passphrases, the
+//! trust-on-first-use and verification rules, concurrent use.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use autocrypt::{key, AutocryptHeader, Incoming, PreferEncrypt};
+use keystore::{KeyStatus, Keystore, KeystoreError, TrustLevel, Unlock};
+use secrecy::SecretString;
+use sequoia_openpgp::serialize::MarshalInto;
+use sequoia_openpgp::Cert;
+
+const BOB: &str = "bob@example.org";
+
+fn at(days: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_700_000_000 + days * 86_400)
+}
+
+/// Three keys for Bob, made once (key generation is the slow part).
+fn bob_keys() -> &'static [Cert; 3] {
+    static KEYS: OnceLock<[Cert; 3]> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        [0, 1, 2].map(|_| {
+            let k = key::generate(BOB, at(0)).expect("key");
+            key::minimize(&k, BOB, at(0)).expect("minimize")
+        })
+    })
+}
+
+fn incoming(key: Option<&Cert>, day: u64) -> Incoming {
+    Incoming {
+        from_addr: BOB.into(),
+        effective_date: at(day),
+        header: key.map(|k| AutocryptHeader::new(BOB, PreferEncrypt::Mutual, k.clone())),
+        header_problems: vec![],
+    }
+}
+
+fn passphrase(s: &str) -> SecretString {
+    SecretString::from(s.to_string())
+}
+
+async fn effective_fpr(store: &Keystore) -> Option<String> {
+    let state = store.effective_peer(BOB).await.expect("peer");
+    state.and_then(|s| s.target_key().map(|k| k.fingerprint().to_hex()))
+}
+
+#[tokio::test]
+async fn passphrase_opens_and_wrong_passphrase_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::Passphrase(passphrase("correct horse")))
+        .await
+        .expect("create");
+    store.close().await;
+    assert!(
+        Keystore::open(dir.path(), Some(&passphrase("correct horse")))
+            .await
+            .is_ok()
+    );
+    let wrong = Keystore::open(dir.path(), Some(&passphrase("battery staple"))).await;
+    assert!(
+        matches!(wrong, Err(KeystoreError::WrongPassphrase)),
+        "{wrong:?}"
+    );
+    let none = Keystore::open(dir.path(), None).await;
+    assert!(
+        matches!(none, Err(KeystoreError::PassphraseRequired)),
+        "{none:?}"
+    );
+    let again = Keystore::create(dir.path(), Unlock::KeyFile).await;
+    assert!(matches!(again, Err(KeystoreError::VaultExists(_))));
+    let empty = tempfile::tempdir().expect("dir");
+    assert!(matches!(
+        Keystore::open(empty.path(), None).await,
+        Err(KeystoreError::NoVault(_))
+    ));
+}
+
+#[tokio::test]
+async fn key_file_vault_is_private_and_reopens() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create")
+        .close()
+        .await;
+    for f in ["vault.key", "keystore.db"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .expect("file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{f} must not be readable by others");
+    }
+    assert!(Keystore::open(dir.path(), None).await.is_ok());
+}
+
+#[tokio::test]
+async fn identities_keep_their_secret_keys() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    let alice = key::generate("alice@example.org", at(0)).expect("key");
+    store
+        .put_identity("Alice@Example.org", &alice, PreferEncrypt::Mutual, at(0))
+        .await
+        .expect("put");
+    let id = store.identity("alice@example.org").await.expect("identity");
+    assert_eq!(id.cert, alice);
+    assert!(id.cert.is_tsk());
+    assert_eq!(store.identities().await.expect("list").len(), 1);
+    assert!(matches!(
+        store.identity("nobody@example.org").await,
+        Err(KeystoreError::NoIdentity(_))
+    ));
+}
+
+#[tokio::test]
+async fn unverified_peer_key_change_replaces_and_is_recorded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    let [k1, k2, _] = bob_keys();
+    assert_eq!(
+        store
+            .record_incoming(&incoming(Some(k1), 1), at(1))
+            .await
+            .expect("in"),
+        KeyStatus::Tofu
+    );
+    assert_eq!(
+        store
+            .record_incoming(&incoming(Some(k1), 2), at(2))
+            .await
+            .expect("in"),
+        KeyStatus::Tofu
+    );
+    assert_eq!(
+        store
+            .record_incoming(&incoming(Some(k2), 3), at(3))
+            .await
+            .expect("in"),
+        KeyStatus::Changed
+    );
+    assert_eq!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
+    // An older message with the old key changes nothing.
+    assert_eq!(
+        store
+            .record_incoming(&incoming(Some(k1), 2), at(4))
+            .await
+            .expect("in"),
+        KeyStatus::Stale
+    );
+    assert_eq!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
+    let kinds: Vec<_> = store
+        .events(BOB)
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [keystore::EventKind::New, keystore::EventKind::Changed]
+    );
+    assert_eq!(store.history(BOB).await.expect("history").len(), 2);
+}
+
+#[tokio::test]
+async fn verified_key_is_never_replaced_by_itself() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    let [k1, k2, _] = bob_keys();
+    store
+        .record_incoming(&incoming(Some(k1), 1), at(1))
+        .await
+        .expect("in");
+    store
+        .verify(BOB, &k1.fingerprint().to_spaced_hex(), "fingerprint", at(1))
+        .await
+        .expect("verify");
+    assert_eq!(
+        store
+            .record_incoming(&incoming(Some(k1), 2), at(2))
+            .await
+            .expect("in"),
+        KeyStatus::Verified
+    );
+
+    assert_eq!(
+        store
+            .record_incoming(&incoming(Some(k2), 3), at(3))
+            .await
+            .expect("in"),
+        KeyStatus::Conflict
+    );
+    assert_eq!(
+        effective_fpr(&store).await,
+        Some(k1.fingerprint().to_hex()),
+        "mail keeps going to the verified key"
+    );
+    let summary = store.summary(BOB).await.expect("summary");
+    assert_eq!(summary.trust, Some(TrustLevel::Verified));
+    assert_eq!(summary.conflicts, [k2.fingerprint().to_hex()]);
+
+    // The user checks the new key and verifies it: the conflict is resolved.
+    store
+        .verify(BOB, &k2.fingerprint().to_hex(), "fingerprint", at(4))
+        .await
+        .expect("verify");
+    assert_eq!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
+    assert!(store
+        .summary(BOB)
+        .await
+        .expect("summary")
+        .conflicts
+        .is_empty());
+}
+
+#[tokio::test]
+async fn rejected_key_is_never_used_and_gossip_never_overrides() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    let [k1, k2, k3] = bob_keys();
+    store
+        .record_incoming(&incoming(Some(k1), 1), at(1))
+        .await
+        .expect("in");
+    store.record_gossip(BOB, at(2), k3).await.expect("gossip");
+    assert_eq!(
+        effective_fpr(&store).await,
+        Some(k1.fingerprint().to_hex()),
+        "direct key wins over gossip"
+    );
+
+    store
+        .record_incoming(&incoming(Some(k2), 3), at(3))
+        .await
+        .expect("in");
+    let rejected = store.reject(BOB, None, at(4)).await.expect("reject");
+    assert_eq!(rejected, k2.fingerprint().to_hex());
+    let now = effective_fpr(&store).await;
+    assert_ne!(
+        now,
+        Some(k2.fingerprint().to_hex()),
+        "a rejected key is never used"
+    );
+    assert_eq!(
+        store
+            .record_incoming(&incoming(Some(k2), 5), at(5))
+            .await
+            .expect("in"),
+        KeyStatus::Rejected
+    );
+    assert_ne!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
+
+    assert!(store.forget(BOB).await.expect("forget"));
+    assert!(store.effective_peer(BOB).await.expect("peer").is_none());
+    assert!(store.list().await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn database_files_hold_no_plaintext() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::Passphrase(passphrase("pw")))
+        .await
+        .expect("create");
+    let [k1, _, _] = bob_keys();
+    let alice = key::generate("alice@example.org", at(0)).expect("key");
+    store
+        .put_identity("alice@example.org", &alice, PreferEncrypt::Mutual, at(0))
+        .await
+        .expect("put");
+    store
+        .record_incoming(&incoming(Some(k1), 1), at(1))
+        .await
+        .expect("in");
+    store
+        .verify(BOB, &k1.fingerprint().to_hex(), "fingerprint", at(1))
+        .await
+        .expect("verify");
+    // Check while open (WAL holds recent writes) and after closing.
+    let needles: Vec<Vec<u8>> = vec![
+        BOB.as_bytes().to_vec(),
+        b"alice@example.org".to_vec(),
+        k1.fingerprint().to_hex().into_bytes(),
+        k1.fingerprint().as_bytes().to_vec(),
+        alice.fingerprint().as_bytes().to_vec(),
+        alice.primary_key().key().mpis().to_vec().expect("mpis")[4..].to_vec(),
+        b"CREATE TABLE".to_vec(),
+    ];
+    scan(dir.path(), &needles);
+    store.close().await;
+    scan(dir.path(), &needles);
+}
+
+fn scan(dir: &Path, needles: &[Vec<u8>]) {
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+        let data = std::fs::read(entry.path()).expect("read");
+        files += 1;
+        for n in needles {
+            assert!(
+                !data.windows(n.len()).any(|w| w == &n[..]),
+                "{} contains {:?} in plaintext",
+                entry.path().display(),
+                String::from_utf8_lossy(n)
+            );
+        }
+    }
+    assert!(files >= 2);
+}
+
+/// The second process of `two_processes_share_the_vault`.
+#[tokio::test]
+async fn child_writer() {
+    let Ok(dir) = std::env::var("KEYSTORE_CHILD_DIR") else {
+        return;
+    };
+    let store = Keystore::open(Path::new(&dir), None)
+        .await
+        .expect("child opens");
+    let k = &bob_keys()[1];
+    for i in 0..40 {
+        store
+            .record_key(k, keystore::KeySource::Import, at(100 + i))
+            .await
+            .expect("child write");
+    }
+}
+
+#[tokio::test]
+async fn two_processes_share_the_vault() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "child_writer", "--nocapture"])
+        .env("KEYSTORE_CHILD_DIR", dir.path())
+        .spawn()
+        .expect("spawn child");
+    for day in 1..40 {
+        store
+            .record_incoming(&incoming(Some(&bob_keys()[0]), day), at(day))
+            .await
+            .expect("parent write");
+    }
+    assert!(
+        child.wait().await.expect("child").success(),
+        "the child process wrote without errors"
+    );
+    let history = store.history(BOB).await.expect("history");
+    let import = history
+        .iter()
+        .find(|k| k.source == keystore::KeySource::Import)
+        .expect("child's writes");
+    assert_eq!(import.last_seen, at(139));
+    let auto = history
+        .iter()
+        .find(|k| k.source == keystore::KeySource::Autocrypt)
+        .expect("parent's writes");
+    assert_eq!(auto.last_seen, at(39));
+}
