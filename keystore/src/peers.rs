@@ -602,7 +602,7 @@ impl Keystore {
                 .as_str()
                 .to_string(),
             last_seen: raw.as_ref().and_then(|s| s.last_seen),
-            conflicts: conflicts(&history),
+            conflicts: conflicts(&history, &self.events(&address).await?),
             fingerprint: key,
             trust,
             address,
@@ -610,28 +610,33 @@ impl Keystore {
     }
 }
 
-/// Keys seen after the verification that differ from the verified key.
-fn conflicts(history: &[KeyRecord]) -> Vec<String> {
+/// Keys that arrived as conflicts after the latest verification and on
+/// which the user has not decided yet. Event order, not message dates,
+/// decides "after": a message may carry any Date.
+fn conflicts(history: &[KeyRecord], events: &[KeyEvent]) -> Vec<String> {
     let Some(verified) = history.iter().find(|k| k.trust == TrustLevel::Verified) else {
         return Vec::new();
     };
-    let mut out: Vec<String> = history
+    let since = events
         .iter()
-        .filter(|k| k.trust == TrustLevel::Tofu && k.fingerprint != verified.fingerprint)
-        .filter(|k| {
-            matches!(
-                k.source,
-                KeySource::Autocrypt | KeySource::Gossip | KeySource::Dns
-            )
-        })
-        .filter(|k| {
-            verified
-                .trust_since
-                .is_none_or(|since| k.last_seen >= since)
-        })
-        .map(|k| k.fingerprint.clone())
-        .collect();
-    out.dedup();
+        .rposition(|e| e.kind == EventKind::Verified)
+        .map_or(0, |i| i + 1);
+    let mut out: Vec<String> = Vec::new();
+    for e in &events[since..] {
+        let Some(f) = &e.new_fingerprint else {
+            continue;
+        };
+        let undecided = history
+            .iter()
+            .any(|k| &k.fingerprint == f && k.trust == TrustLevel::Tofu);
+        if e.kind == EventKind::Conflict
+            && f != &verified.fingerprint
+            && undecided
+            && !out.contains(f)
+        {
+            out.push(f.clone());
+        }
+    }
     out
 }
 

@@ -1,0 +1,55 @@
+//! Wiring for Letterlock's binaries: configuration, unlocking the vault, and
+//! the command implementations shared by `gateway` and `keytool`.
+//!
+//! The libraries do the work (`keystore`, `autocrypt`, …); this crate turns
+//! their results into output people read (tables) or scripts parse (`--json`)
+//! and into exit codes: 0 success, 1 "no" (e.g. a fingerprint mismatch),
+//! 2 usage or runtime errors.
+
+pub mod config;
+pub mod keytool;
+pub mod unlock;
+
+/// Exit status of a command that ran to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Yes,
+    No,
+}
+
+impl Answer {
+    pub fn exit_code(self) -> std::process::ExitCode {
+        match self {
+            Answer::Yes => std::process::ExitCode::SUCCESS,
+            Answer::No => std::process::ExitCode::from(1),
+        }
+    }
+}
+
+/// Runs an async command on a fresh runtime and maps the outcome to an exit
+/// status, printing errors with their causes.
+pub fn run_main<F>(future: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<Answer>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(answer) => answer.exit_code(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! `gateway`: Letterlock's daemon and administration command.
+//!
+//! The daemon commands (`init`, `run`, `status`, `search`, `archive`) arrive
+//! with their issues; today it carries `gateway keytool`.
+
+use clap::{Parser, Subcommand};
+use gateway::keytool::{self, Global};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "Letterlock: end-to-end encrypting mail gateway"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Contacts' keys, trust and verification (same as the `keytool` binary)
+    #[command(subcommand)]
+    Keytool(keytool::Command),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return std::process::ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::Keytool(command) => gateway::run_main(keytool::run(&cli.global, command)),
+    }
+}
