@@ -192,6 +192,23 @@ fn list_show_verify_conflict_reject_forget() {
     assert_eq!(home.keytool(&["forget", BOB], "").status.code(), Some(2));
 }
 
+#[test]
+fn gateway_keytool_is_the_same_command() {
+    let home = Home::new(Unlock::KeyFile);
+    home.bob_writes(&bob_key(), 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["keytool", "list", "--json"])
+        .env("LETTERLOCK_CONFIG", home.dir.path().join("gateway.toml"))
+        .output()
+        .expect("gateway runs");
+    assert_eq!(json(&out)["peers"][0]["address"], BOB);
+    let usage = Command::new(env!("CARGO_BIN_EXE_keytool"))
+        .arg("no-such-command")
+        .output()
+        .expect("keytool runs");
+    assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");
+}
+
 fn read_cert(bytes: &[u8]) -> Cert {
     use sequoia_openpgp::parse::Parse;
     Cert::from_bytes(bytes).expect("an armored certificate")

@@ -14,7 +14,7 @@ use hickory_resolver::config::{
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::proto::dnssec::Proof;
+use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use sequoia_openpgp::cert::CertParser;
@@ -93,9 +93,16 @@ impl Discovery {
                 provider,
             )
         };
+        if let Some(path) = &config.trust_anchor {
+            // The resolver only honours anchors handed to the builder; a path
+            // in its options is not read.
+            let anchors = TrustAnchors::from_file(path).map_err(|e| {
+                KeystoreError::Dns(format!("reading the trust anchor {}: {e}", path.display()))
+            })?;
+            builder = builder.with_trust_anchor(std::sync::Arc::new(anchors));
+        }
         let options = builder.options_mut();
         options.validate = config.require_dnssec;
-        options.trust_anchor = config.trust_anchor.clone();
         options.attempts = 1;
         options.timeout = Duration::from_secs(5);
         let resolver = builder
