@@ -583,7 +583,7 @@ fn decode_qp(body: &[u8]) -> Vec<u8> {
         match body[i] {
             b'=' if body.get(i + 1) == Some(&b'\r') && body.get(i + 2) == Some(&b'\n') => i += 3,
             b'=' if body.get(i + 1) == Some(&b'\n') => i += 2,
-            b'=' if i + 2 < body.len() + 1 && body.len() > i + 2 => {
+            b'=' if i + 2 < body.len() => {
                 let hex = std::str::from_utf8(&body[i + 1..i + 3])
                     .ok()
                     .and_then(|h| u8::from_str_radix(h, 16).ok());

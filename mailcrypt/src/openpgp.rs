@@ -145,6 +145,18 @@ struct Helper<'a> {
     session_key_rejected: bool,
 }
 
+impl<'a> Helper<'a> {
+    fn new(secret: &'a [Cert], verifiers: &'a [Cert]) -> Self {
+        Helper {
+            secret,
+            verifiers,
+            signatures: Vec::new(),
+            encrypted: false,
+            session_key_rejected: false,
+        }
+    }
+}
+
 impl VerificationHelper for Helper<'_> {
     fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
         Ok(self
@@ -268,13 +280,7 @@ fn decrypt_unguarded(
     verifiers: &[Cert],
     now: SystemTime,
 ) -> Result<Decrypted, DecryptFailure> {
-    let helper = Helper {
-        secret,
-        verifiers,
-        signatures: Vec::new(),
-        encrypted: false,
-        session_key_rejected: false,
-    };
+    let helper = Helper::new(secret, verifiers);
     let mut decryptor = match DecryptorBuilder::from_bytes(ciphertext)
         .and_then(|b| b.with_policy(policy(), now, helper))
     {
@@ -352,13 +358,7 @@ fn verify_detached_unguarded(
     verifiers: &[Cert],
     now: SystemTime,
 ) -> Vec<SigCheck> {
-    let helper = Helper {
-        secret: &[],
-        verifiers,
-        signatures: Vec::new(),
-        encrypted: false,
-        session_key_rejected: false,
-    };
+    let helper = Helper::new(&[], verifiers);
     let mut verifier = match DetachedVerifierBuilder::from_bytes(signature)
         .and_then(|b| b.with_policy(policy(), now, helper))
     {
@@ -386,13 +386,7 @@ fn verify_inline_unguarded(
     verifiers: &[Cert],
     now: SystemTime,
 ) -> Option<(Zeroizing<Vec<u8>>, Vec<SigCheck>)> {
-    let helper = Helper {
-        secret: &[],
-        verifiers,
-        signatures: Vec::new(),
-        encrypted: false,
-        session_key_rejected: false,
-    };
+    let helper = Helper::new(&[], verifiers);
     let mut verifier = VerifierBuilder::from_bytes(message)
         .and_then(|b| b.with_policy(policy(), now, helper))
         .ok()?;
