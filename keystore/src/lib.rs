@@ -37,17 +37,28 @@ pub use peers::{EventKind, KeyEvent, KeyRecord, KeySource, KeyStatus, PeerSummar
 pub use vault::Unlock;
 
 /// An open vault.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Keystore {
     pool: SqlitePool,
     dir: PathBuf,
+    /// Kept (zeroized on drop) so companion databases such as the archive
+    /// open with the same key without asking for the passphrase again.
+    key: std::sync::Arc<vault::VaultKey>,
+}
+
+impl std::fmt::Debug for Keystore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keystore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Keystore {
     /// Creates a new vault in `dir` (which may exist but must not hold one).
     pub async fn create(dir: &Path, unlock: Unlock) -> Result<Self, KeystoreError> {
         let key = vault::create(dir, &unlock)?;
-        Self::connect(dir, &key).await
+        Self::connect(dir, key).await
     }
 
     /// Opens the vault in `dir`. `passphrase` is needed unless the vault was
@@ -60,16 +71,24 @@ impl Keystore {
             return Err(KeystoreError::NoVault(dir.to_path_buf()));
         }
         let key = vault::key(dir, passphrase)?;
-        Self::connect(dir, &key).await
+        Self::connect(dir, key).await
     }
 
-    async fn connect(dir: &Path, key: &vault::VaultKey) -> Result<Self, KeystoreError> {
-        let pool = vault::open_pool(dir, key).await?;
+    async fn connect(dir: &Path, key: vault::VaultKey) -> Result<Self, KeystoreError> {
+        let pool = vault::open_pool(&dir.join(vault::DATABASE), &key).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Keystore {
             pool,
             dir: dir.to_path_buf(),
+            key: std::sync::Arc::new(key),
         })
+    }
+
+    /// Opens (creating if needed) another SQLCipher database in the data
+    /// directory under the vault's key, e.g. the archive. The caller runs its
+    /// own migrations.
+    pub async fn open_companion(&self, file_name: &str) -> Result<SqlitePool, KeystoreError> {
+        vault::open_pool(&self.dir.join(file_name), &self.key).await
     }
 
     /// A transaction that takes the write lock at once. A deferred one that

@@ -6,7 +6,7 @@
 //! read from a random key file with mode 0600. Either way a copy of the data
 //! directory without the passphrase reveals nothing but sizes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -183,13 +183,12 @@ fn derive(
 
 /// Opens the encrypted database, creating it if needed, and checks that the
 /// key fits and that SQLCipher is really in use.
-pub(crate) async fn open_pool(dir: &Path, key: &VaultKey) -> Result<SqlitePool, KeystoreError> {
-    let path: PathBuf = dir.join(DATABASE);
+pub(crate) async fn open_pool(path: &Path, key: &VaultKey) -> Result<SqlitePool, KeystoreError> {
     let pragma = key.pragma();
     // `key` must be the first statement on every connection; sqlx issues
     // the `key` pragma before all others.
     let options = SqliteConnectOptions::from_str("sqlite://")?
-        .filename(&path)
+        .filename(path)
         .create_if_missing(true)
         .pragma("key", pragma.to_string())
         .journal_mode(SqliteJournalMode::Wal)
@@ -211,7 +210,7 @@ pub(crate) async fn open_pool(dir: &Path, key: &VaultKey) -> Result<SqlitePool, 
         .execute(&pool)
         .await
         .map_err(map_open_error)?;
-    restrict_file(&path)?;
+    restrict_file(path)?;
     Ok(pool)
 }
 
