@@ -1,0 +1,381 @@
+//! The archive: decrypted messages, stored encrypted at rest, and a
+//! full-text index over them.
+//!
+//! It is a SQLCipher database of its own (`archive.db`) in the data
+//! directory, opened with the vault's key ([`keystore::Keystore::open_companion`]),
+//! so a copy of the data directory reveals nothing but sizes and counts.
+//! The index holds real terms (SQLite FTS5): keyed-hash search tokens leak
+//! the vocabulary to anyone who knows a few archived messages, encryption
+//! of the whole file does not.
+//!
+//! Messages are stored once per content (the SHA-256 of the provider's
+//! bytes) and linked from every (account, mailbox, UIDVALIDITY, UID) where
+//! they live; a message that moves keeps its entry and is never decrypted
+//! again. Deleting overwrites freed pages (`secure_delete`); see
+//! ARCHITECTURE.md for the compaction policy.
+
+mod extract;
+mod fold;
+mod query;
+mod snippet;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::SqlitePool;
+use thiserror::Error;
+
+pub use query::{Query, QueryError};
+
+const DATABASE: &str = "archive.db";
+
+/// Why the archive could not do what was asked.
+#[derive(Debug, Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Vault(#[from] keystore::KeystoreError),
+    #[error("archive database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("archive migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("the search query is not valid: {0}")]
+    Query(#[from] QueryError),
+}
+
+/// Where a message lives at the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Location {
+    pub account: String,
+    pub mailbox: String,
+    pub uidvalidity: u32,
+    pub uid: u32,
+}
+
+/// How a search orders its results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Best match first (FTS5 rank).
+    #[default]
+    Relevance,
+    NewestFirst,
+}
+
+/// Narrowing and ordering of a search.
+#[derive(Debug, Clone, Default)]
+pub struct SearchOptions {
+    pub account: Option<String>,
+    pub mailbox: Option<String>,
+    pub limit: Option<u32>,
+    pub order: Order,
+}
+
+/// One search result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    #[serde(flatten)]
+    pub location: Location,
+    /// Unix seconds from the Date header.
+    pub date: Option<i64>,
+    pub from: String,
+    pub subject: String,
+    /// A piece of the body around the first hit, marked with `[` and `]`
+    /// (the opening words when the hit is elsewhere, e.g. in the subject).
+    pub snippet: String,
+}
+
+/// What [`Archive::store`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// New content, indexed. `note` says what was left out of the index.
+    Indexed { note: Option<&'static str> },
+    /// New content that could not be parsed; stored but not indexed.
+    NotIndexed,
+    /// The content was already archived; only the location was added.
+    Linked,
+}
+
+/// The open archive.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    pool: SqlitePool,
+}
+
+/// The content hash the archive keys messages by.
+pub fn content_hash(provider_bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(provider_bytes).into()
+}
+
+impl Archive {
+    /// Opens the archive of a vault, creating it on first use.
+    pub async fn open(vault: &keystore::Keystore) -> Result<Self, ArchiveError> {
+        let pool = vault.open_companion(DATABASE).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Archive { pool })
+    }
+
+    /// The stored message for a provider copy with this content hash, if it
+    /// was archived before (so it need not be decrypted again).
+    pub async fn message_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, ArchiveError> {
+        Ok(
+            sqlx::query_scalar("SELECT message FROM content WHERE hash = ?")
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The stored message at a location.
+    pub async fn message_at(&self, loc: &Location) -> Result<Option<Vec<u8>>, ArchiveError> {
+        Ok(sqlx::query_scalar(
+            "SELECT c.message FROM location l JOIN content c ON c.id = l.content_id
+             WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ? AND l.uid = ?",
+        )
+        .bind(&loc.account)
+        .bind(&loc.mailbox)
+        .bind(i64::from(loc.uidvalidity))
+        .bind(i64::from(loc.uid))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Archives a message at a location. `hash` is [`content_hash`] of the
+    /// provider's bytes; `message` is what the user reads (decrypted).
+    pub async fn store(
+        &self,
+        loc: &Location,
+        hash: &[u8; 32],
+        message: &[u8],
+        encrypted: bool,
+    ) -> Result<Stored, ArchiveError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM content WHERE hash = ?")
+            .bind(&hash[..])
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (id, stored) = match existing {
+            Some(id) => (id, Stored::Linked),
+            None => {
+                let text = extract::extract(message);
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO content (hash, message, encrypted, date, from_display, subject, has_attachment)
+                     VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(&hash[..])
+                .bind(message)
+                .bind(encrypted)
+                .bind(text.as_ref().and_then(|t| t.date))
+                .bind(text.as_ref().map(|t| t.from_display.as_str()).unwrap_or_default())
+                .bind(text.as_ref().map(|t| t.subject_display.as_str()).unwrap_or_default())
+                .bind(text.as_ref().is_some_and(|t| t.has_attachment))
+                .fetch_one(&mut *tx)
+                .await?;
+                let stored = match &text {
+                    Some(t) => {
+                        sqlx::query(
+                            "INSERT INTO content_fts (rowid, subject, sender, recipients, body, attachments) VALUES (?, ?, ?, ?, ?, ?)",
+                        )
+                        .bind(id)
+                        .bind(&t.subject)
+                        .bind(&t.sender)
+                        .bind(&t.recipients)
+                        .bind(&t.body)
+                        .bind(&t.attachments)
+                        .execute(&mut *tx)
+                        .await?;
+                        Stored::Indexed { note: t.truncated }
+                    }
+                    None => Stored::NotIndexed,
+                };
+                (id, stored)
+            }
+        };
+        sqlx::query(
+            "INSERT INTO location (account, mailbox, uidvalidity, uid, content_id) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (account, mailbox, uidvalidity, uid) DO UPDATE SET content_id = excluded.content_id",
+        )
+        .bind(&loc.account)
+        .bind(&loc.mailbox)
+        .bind(i64::from(loc.uidvalidity))
+        .bind(i64::from(loc.uid))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// The UIDs archived for a mailbox under one UIDVALIDITY, ascending.
+    pub async fn uids(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uidvalidity: u32,
+    ) -> Result<Vec<u32>, ArchiveError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT uid FROM location WHERE account = ? AND mailbox = ? AND uidvalidity = ? ORDER BY uid",
+        )
+        .bind(account)
+        .bind(mailbox)
+        .bind(i64::from(uidvalidity))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|u| u32::try_from(u).ok())
+            .collect())
+    }
+
+    /// Removes locations (expunged messages); content no location refers to
+    /// any more is deleted with its index entry.
+    pub async fn remove(&self, locations: &[Location]) -> Result<u64, ArchiveError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut removed = 0;
+        for loc in locations {
+            removed += sqlx::query("DELETE FROM location WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?")
+                .bind(&loc.account)
+                .bind(&loc.mailbox)
+                .bind(i64::from(loc.uidvalidity))
+                .bind(i64::from(loc.uid))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        collect_orphans(&mut tx).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Forgets every location of a mailbox whose UIDVALIDITY is not
+    /// `current` (the provider renumbered it); returns how many.
+    pub async fn drop_stale_uidvalidity(
+        &self,
+        account: &str,
+        mailbox: &str,
+        current: u32,
+    ) -> Result<u64, ArchiveError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let n = sqlx::query(
+            "DELETE FROM location WHERE account = ? AND mailbox = ? AND uidvalidity != ?",
+        )
+        .bind(account)
+        .bind(mailbox)
+        .bind(i64::from(current))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        collect_orphans(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Runs a query.
+    pub async fn search(
+        &self,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Result<Vec<Hit>, ArchiveError> {
+        let q = Query::parse(query)?;
+        let mut sql = String::from(if q.fts.is_some() {
+            "SELECT l.account, l.mailbox, l.uidvalidity, l.uid, c.date, c.from_display, c.subject,
+                    content_fts.body
+             FROM content_fts JOIN content c ON c.id = content_fts.rowid JOIN location l ON l.content_id = c.id
+             WHERE content_fts MATCH ?"
+        } else {
+            "SELECT l.account, l.mailbox, l.uidvalidity, l.uid, c.date, c.from_display, c.subject,
+                    (SELECT body FROM content_fts WHERE rowid = c.id)
+             FROM content c JOIN location l ON l.content_id = c.id WHERE 1"
+        });
+        if q.has_attachment {
+            sql.push_str(" AND c.has_attachment = 1");
+        }
+        if q.before.is_some() {
+            sql.push_str(" AND c.date < ?");
+        }
+        if q.after.is_some() {
+            sql.push_str(" AND c.date >= ?");
+        }
+        if options.account.is_some() {
+            sql.push_str(" AND l.account = ?");
+        }
+        if options.mailbox.is_some() {
+            sql.push_str(" AND l.mailbox = ?");
+        }
+        sql.push_str(match (options.order, q.fts.is_some()) {
+            (Order::Relevance, true) => " ORDER BY rank, c.date DESC",
+            _ => " ORDER BY c.date DESC, l.uid DESC",
+        });
+        sql.push_str(" LIMIT ?");
+        let mut statement = sqlx::query_as::<_, HitRow>(&sql);
+        if let Some(fts) = &q.fts {
+            statement = statement.bind(fts);
+        }
+        for v in [q.before, q.after].into_iter().flatten() {
+            statement = statement.bind(v);
+        }
+        for v in [&options.account, &options.mailbox].into_iter().flatten() {
+            statement = statement.bind(v);
+        }
+        statement = statement.bind(i64::from(options.limit.unwrap_or(50)));
+        let rows = statement
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.message().contains("fts5") => {
+                    ArchiveError::Query(QueryError::Operator(db.message().to_string()))
+                }
+                _ => ArchiveError::Database(e),
+            })?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(account, mailbox, uidvalidity, uid, date, from, subject, body)| Hit {
+                    location: Location {
+                        account,
+                        mailbox,
+                        uidvalidity: u32::try_from(uidvalidity).unwrap_or_default(),
+                        uid: u32::try_from(uid).unwrap_or_default(),
+                    },
+                    date,
+                    from,
+                    subject,
+                    snippet: snippet::snippet(body.as_deref().unwrap_or_default(), &q.needles),
+                },
+            )
+            .collect())
+    }
+
+    /// Counts for `gateway status`: (messages, locations).
+    pub async fn counts(&self) -> Result<(i64, i64), ArchiveError> {
+        let contents: i64 = sqlx::query_scalar("SELECT count(*) FROM content")
+            .fetch_one(&self.pool)
+            .await?;
+        let locations: i64 = sqlx::query_scalar("SELECT count(*) FROM location")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((contents, locations))
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+type HitRow = (
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+);
+
+async fn collect_orphans(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), ArchiveError> {
+    sqlx::query("DELETE FROM content_fts WHERE rowid IN (SELECT id FROM content WHERE id NOT IN (SELECT content_id FROM location))")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM content WHERE id NOT IN (SELECT content_id FROM location)")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
