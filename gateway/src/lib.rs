@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod keytool;
+pub mod search;
 pub mod unlock;
 
 /// Exit status of a command that ran to its end.

@@ -1,7 +1,7 @@
 //! `gateway`: Letterlock's daemon and administration command.
 //!
-//! The daemon commands (`init`, `run`, `status`, `search`, `archive`) arrive
-//! with their issues; today it carries `gateway keytool`.
+//! The daemon commands (`init`, `run`, `status`, `archive sync`) arrive with
+//! their issues; today it carries `gateway search` and `gateway keytool`.
 
 use clap::{Parser, Subcommand};
 use gateway::keytool::{self, Global};
@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Search the archive of decrypted mail
+    Search(gateway::search::SearchArgs),
     /// Contacts' keys, trust and verification (same as the `keytool` binary)
     #[command(subcommand)]
     Keytool(keytool::Command),
@@ -36,5 +38,6 @@ fn main() -> std::process::ExitCode {
     };
     match cli.command {
         Command::Keytool(command) => gateway::run_main(keytool::run(&cli.global, command)),
+        Command::Search(args) => gateway::run_main(gateway::search::run(&cli.global, args)),
     }
 }
