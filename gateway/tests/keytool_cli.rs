@@ -284,6 +284,58 @@ fn import_reads_gpg_and_sq_output_and_export_feeds_gpg() {
         assert!(out.status.success(), "{}", text(&out));
     }
 
+    // Certificates straight from the tools: `gpg --export` (binary) and `sq key extract-cert`.
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg")
+            .arg("--homedir")
+            .arg(&gnupg)
+            .args(["--batch", "--passphrase", "", "--pinentry-mode", "loopback"])
+            .args(args)
+            .output()
+            .expect("gpg");
+        assert!(out.status.success(), "{}", text(&out));
+        out.stdout
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "Dana <dana@example.org>",
+        "ed25519",
+        "default",
+        "never",
+    ]);
+    let exported_by_gpg = home.dir.path().join("dana.gpg");
+    std::fs::write(&exported_by_gpg, gpg(&["--export", "dana@example.org"])).expect("write");
+    let key = home.dir.path().join("erin.key");
+    let cert = home.dir.path().join("erin.cert");
+    for args in [
+        vec![
+            "key",
+            "generate",
+            "--userid",
+            "<erin@example.org>",
+            "--export",
+            key.to_str().expect("path"),
+        ],
+        vec![
+            "key",
+            "extract-cert",
+            "--output",
+            cert.to_str().expect("path"),
+            key.to_str().expect("path"),
+        ],
+    ] {
+        let out = Command::new("sq").args(&args).output().expect("sq");
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    for (file, address) in [
+        (&exported_by_gpg, "dana@example.org"),
+        (&cert, "erin@example.org"),
+    ] {
+        let out = home.keytool(&["import", file.to_str().expect("path")], "");
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(address), "{}", text(&out));
+    }
+
     let garbage = home.keytool(&["import", "-"], "not a key\n");
     assert_eq!(garbage.status.code(), Some(2));
 }
