@@ -27,6 +27,15 @@ impl Answer {
     }
 }
 
+/// Parses the command line; on a usage error (or `--help`) prints clap's
+/// message and returns the exit status to end with (2 for errors).
+pub fn parse_cli<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
+    T::try_parse().map_err(|e| {
+        let _ = e.print();
+        std::process::ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+    })
+}
+
 /// Runs an async command on a fresh runtime and maps the outcome to an exit
 /// status, printing errors with their causes.
 pub fn run_main<F>(future: F) -> std::process::ExitCode

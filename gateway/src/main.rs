@@ -29,12 +29,9 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match gateway::parse_cli() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return std::process::ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     match cli.command {
         Command::Keytool(command) => gateway::run_main(keytool::run(&cli.global, command)),
