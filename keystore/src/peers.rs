@@ -320,19 +320,18 @@ impl Keystore {
             )));
         }
         let mut tx = self.write_tx().await?;
+        let fpr = cert.fingerprint().to_hex();
         for address in &addresses {
-            let fresh = !key_known(&mut tx, address, &cert.fingerprint().to_hex()).await?;
+            let fresh = !key_known(&mut tx, address, &fpr).await?;
             upsert_key(&mut tx, address, &cert, source, now).await?;
             if fresh {
-                add_event(
-                    &mut tx,
-                    address,
-                    now,
-                    EventKind::New,
-                    None,
-                    Some(&cert.fingerprint().to_hex()),
-                )
-                .await?;
+                // A new key for a verified peer is a conflict, whatever its source.
+                let verified = verified_fingerprint(&mut tx, address).await?;
+                let (kind, old) = match verified {
+                    Some(v) if v != fpr => (EventKind::Conflict, Some(v)),
+                    _ => (EventKind::New, None),
+                };
+                add_event(&mut tx, address, now, kind, old.as_deref(), Some(&fpr)).await?;
             }
         }
         tx.commit().await?;
@@ -356,44 +355,7 @@ impl Keystore {
         let state = load_peer(&mut tx, &address).await?;
         let history = load_history(&mut tx, &address).await?;
         tx.commit().await?;
-        if state.is_none() && history.is_empty() {
-            return Ok(None);
-        }
-        let mut state = state.unwrap_or_default();
-        let rejected = |c: &Cert| {
-            history.iter().any(|k| {
-                k.trust == TrustLevel::Rejected && k.fingerprint == c.fingerprint().to_hex()
-            })
-        };
-        if let Some(verified) = history.iter().find(|k| k.trust == TrustLevel::Verified) {
-            state.public_key = Some(verified.cert.clone());
-            state.gossip_key = None;
-            return Ok(Some(state));
-        }
-        if state.public_key.as_ref().is_some_and(rejected) {
-            state.public_key = None;
-        }
-        if state.gossip_key.as_ref().is_some_and(rejected) {
-            state.gossip_key = None;
-        }
-        if state.public_key.is_none() {
-            // Keys the user imported, or DNS published, count like a direct key.
-            let other = history
-                .iter()
-                .filter(|k| {
-                    matches!(
-                        k.source,
-                        KeySource::Import | KeySource::Dns | KeySource::SetupMessage
-                    )
-                })
-                .filter(|k| k.trust != TrustLevel::Rejected)
-                .max_by_key(|k| k.last_seen);
-            if let Some(k) = other {
-                state.public_key = Some(k.cert.clone());
-                state.autocrypt_timestamp = None;
-            }
-        }
-        Ok(Some(state))
+        Ok(apply_trust(state, &history))
     }
 
     /// Every key ever seen for a peer, newest first.
@@ -406,23 +368,10 @@ impl Keystore {
 
     /// Key events of a peer, oldest first.
     pub async fn events(&self, address: &str) -> Result<Vec<KeyEvent>, KeystoreError> {
-        let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT at, kind, old_fingerprint, new_fingerprint FROM key_event WHERE address = ? ORDER BY id",
-        )
-        .bind(normalize_addr(address))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(at, kind, old, new)| {
-                Some(KeyEvent {
-                    at: from_db(at),
-                    kind: EventKind::parse(&kind)?,
-                    old_fingerprint: old,
-                    new_fingerprint: new,
-                })
-            })
-            .collect())
+        let mut tx = self.pool.begin().await?;
+        let events = load_events(&mut tx, &normalize_addr(address)).await?;
+        tx.commit().await?;
+        Ok(events)
     }
 
     /// Marks a key of a peer as verified by the user (replacing an earlier
@@ -577,12 +526,20 @@ impl Keystore {
     /// What `keytool show` prints first.
     pub async fn summary(&self, address: &str) -> Result<PeerSummary, KeystoreError> {
         let address = normalize_addr(address);
-        let raw = self.peer_state(&address).await?;
-        let effective = self.effective_peer(&address).await?;
-        let history = self.history(&address).await?;
+        let mut tx = self.pool.begin().await?;
+        let raw = load_peer(&mut tx, &address).await?;
+        let history = load_history(&mut tx, &address).await?;
+        let events = load_events(&mut tx, &address).await?;
+        tx.commit().await?;
         if raw.is_none() && history.is_empty() {
             return Err(KeystoreError::UnknownPeer(address));
         }
+        let prefer_encrypt = raw
+            .as_ref()
+            .map(|s| s.prefer_encrypt)
+            .unwrap_or(PreferEncrypt::NoPreference);
+        let last_seen = raw.as_ref().and_then(|s| s.last_seen);
+        let effective = apply_trust(raw, &history);
         let key = effective
             .as_ref()
             .and_then(|s| s.target_key())
@@ -595,19 +552,56 @@ impl Keystore {
                 .unwrap_or(TrustLevel::Tofu)
         });
         Ok(PeerSummary {
-            prefer_encrypt: raw
-                .as_ref()
-                .map(|s| s.prefer_encrypt)
-                .unwrap_or(PreferEncrypt::NoPreference)
-                .as_str()
-                .to_string(),
-            last_seen: raw.as_ref().and_then(|s| s.last_seen),
-            conflicts: conflicts(&history, &self.events(&address).await?),
+            prefer_encrypt: prefer_encrypt.as_str().to_string(),
+            last_seen,
+            conflicts: conflicts(&history, &events),
             fingerprint: key,
             trust,
             address,
         })
     }
+}
+
+/// The peer state with trust applied (see [`Keystore::effective_peer`]).
+fn apply_trust(state: Option<PeerState>, history: &[KeyRecord]) -> Option<PeerState> {
+    if state.is_none() && history.is_empty() {
+        return None;
+    }
+    let mut state = state.unwrap_or_default();
+    let rejected = |c: &Cert| {
+        history
+            .iter()
+            .any(|k| k.trust == TrustLevel::Rejected && k.fingerprint == c.fingerprint().to_hex())
+    };
+    if let Some(verified) = history.iter().find(|k| k.trust == TrustLevel::Verified) {
+        state.public_key = Some(verified.cert.clone());
+        state.gossip_key = None;
+        return Some(state);
+    }
+    if state.public_key.as_ref().is_some_and(rejected) {
+        state.public_key = None;
+    }
+    if state.gossip_key.as_ref().is_some_and(rejected) {
+        state.gossip_key = None;
+    }
+    if state.public_key.is_none() {
+        // Keys the user imported, or DNS published, count like a direct key.
+        let other = history
+            .iter()
+            .filter(|k| {
+                matches!(
+                    k.source,
+                    KeySource::Import | KeySource::Dns | KeySource::SetupMessage
+                )
+            })
+            .filter(|k| k.trust != TrustLevel::Rejected)
+            .max_by_key(|k| k.last_seen);
+        if let Some(k) = other {
+            state.public_key = Some(k.cert.clone());
+            state.autocrypt_timestamp = None;
+        }
+    }
+    Some(state)
 }
 
 /// Keys that arrived as conflicts after the latest verification and on
@@ -799,6 +793,29 @@ async fn load_history(
             })
         })
         .collect()
+}
+
+async fn load_events(
+    tx: &mut Transaction<'_, Sqlite>,
+    address: &str,
+) -> Result<Vec<KeyEvent>, KeystoreError> {
+    let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT at, kind, old_fingerprint, new_fingerprint FROM key_event WHERE address = ? ORDER BY id",
+    )
+    .bind(address)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(at, kind, old, new)| {
+            Some(KeyEvent {
+                at: from_db(at),
+                kind: EventKind::parse(&kind)?,
+                old_fingerprint: old,
+                new_fingerprint: new,
+            })
+        })
+        .collect())
 }
 
 async fn add_event(
