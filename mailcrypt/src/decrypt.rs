@@ -19,7 +19,7 @@ use crate::encrypt::to_crlf;
 use crate::entity::{ContentType, Entity};
 use crate::error::Refusal;
 use crate::mime::{self, line_ending, Field};
-use crate::openpgp::{self, DecryptFailure, SigCheck};
+use crate::openpgp::{self, DecryptFailure, SigCheck, Verifiers};
 use crate::padding;
 
 /// The header the gateway uses to tell the user what it found. Any copy that
@@ -128,16 +128,6 @@ pub fn decrypt(message: &[u8], ctx: &DecryptContext<'_>) -> Outcome {
         let values = mime::values(root.header, "Autocrypt");
         select_sender_header(&values, f).0
     });
-    // The user's own certificates verify mail they sent themselves (Sent, Drafts).
-    let mut verifiers: Vec<Cert> = ctx.verifier_certs.to_vec();
-    verifiers.extend(
-        ctx.secret_keys
-            .iter()
-            .map(|c| c.clone().strip_secret_key_material()),
-    );
-    if let Some(ac) = &autocrypt {
-        verifiers.push(ac.cert.clone());
-    }
     let mut outcome = Outcome {
         decrypted: false,
         signature: SignatureStatus::Unsigned,
@@ -153,10 +143,16 @@ pub fn decrypt(message: &[u8], ctx: &DecryptContext<'_>) -> Outcome {
         outcome.message = original;
         return outcome;
     }
+    // The user's own certificates verify mail they sent themselves (Sent, Drafts).
+    let verifiers = Verifiers {
+        known: ctx.verifier_certs,
+        own: ctx.secret_keys,
+        sender: outcome.autocrypt.as_ref().map(|ac| &ac.cert),
+    };
     let engine = Engine {
         ctx,
         detail: Default::default(),
-        verifiers: &verifiers,
+        verifiers,
         from: from.as_deref(),
     };
     match engine.examine(&root) {
@@ -236,7 +232,7 @@ struct Engine<'a> {
     ctx: &'a DecryptContext<'a>,
     /// What exactly went wrong, for logs (the refusal stays uniform).
     detail: std::cell::RefCell<Option<String>>,
-    verifiers: &'a [Cert],
+    verifiers: Verifiers<'a>,
     from: Option<&'a str>,
 }
 
@@ -258,7 +254,7 @@ impl Engine<'_> {
                 return found;
             }
         }
-        if ct.mime.starts_with("text/plain") || ct.is("text/plain") {
+        if ct.is("text/plain") {
             if let Some(found) = self.inline(root, &ct) {
                 return found;
             }

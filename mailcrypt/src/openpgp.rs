@@ -137,16 +137,35 @@ pub(crate) enum DecryptFailure {
     Integrity(String),
 }
 
+/// The certificates a signature may be checked with, borrowed where they
+/// already are, so a message costs no copy of the whole contact list.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Verifiers<'a> {
+    /// Known contacts.
+    pub known: &'a [Cert],
+    /// The user's own certificates (mail they sent themselves); secret parts
+    /// are stripped before any is handed to sequoia.
+    pub own: &'a [Cert],
+    /// The key in the message's own valid Autocrypt header.
+    pub sender: Option<&'a Cert>,
+}
+
+impl<'a> Verifiers<'a> {
+    fn iter(&self) -> impl Iterator<Item = &'a Cert> {
+        self.known.iter().chain(self.own).chain(self.sender)
+    }
+}
+
 struct Helper<'a> {
     secret: &'a [Cert],
-    verifiers: &'a [Cert],
+    verifiers: Verifiers<'a>,
     signatures: Vec<SigCheck>,
     encrypted: bool,
     session_key_rejected: bool,
 }
 
 impl<'a> Helper<'a> {
-    fn new(secret: &'a [Cert], verifiers: &'a [Cert]) -> Self {
+    fn new(secret: &'a [Cert], verifiers: Verifiers<'a>) -> Self {
         Helper {
             secret,
             verifiers,
@@ -162,7 +181,6 @@ impl VerificationHelper for Helper<'_> {
         Ok(self
             .verifiers
             .iter()
-            .chain(self.secret.iter())
             .filter(|c| {
                 c.keys()
                     .any(|k| ids.iter().any(|id| id.aliases(k.key().key_handle())))
@@ -264,7 +282,7 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
 pub(crate) fn decrypt(
     ciphertext: &[u8],
     secret: &[Cert],
-    verifiers: &[Cert],
+    verifiers: Verifiers<'_>,
     now: SystemTime,
 ) -> Result<Decrypted, DecryptFailure> {
     guarded(|| decrypt_unguarded(ciphertext, secret, verifiers, now)).unwrap_or_else(|| {
@@ -277,7 +295,7 @@ pub(crate) fn decrypt(
 fn decrypt_unguarded(
     ciphertext: &[u8],
     secret: &[Cert],
-    verifiers: &[Cert],
+    verifiers: Verifiers<'_>,
     now: SystemTime,
 ) -> Result<Decrypted, DecryptFailure> {
     let helper = Helper::new(secret, verifiers);
@@ -342,7 +360,7 @@ fn read_bounded(reader: &mut impl Read, out: &mut Vec<u8>) -> std::io::Result<()
 pub(crate) fn verify_detached(
     data: &[u8],
     signature: &[u8],
-    verifiers: &[Cert],
+    verifiers: Verifiers<'_>,
     now: SystemTime,
 ) -> Vec<SigCheck> {
     guarded(|| verify_detached_unguarded(data, signature, verifiers, now)).unwrap_or_else(|| {
@@ -355,7 +373,7 @@ pub(crate) fn verify_detached(
 fn verify_detached_unguarded(
     data: &[u8],
     signature: &[u8],
-    verifiers: &[Cert],
+    verifiers: Verifiers<'_>,
     now: SystemTime,
 ) -> Vec<SigCheck> {
     let helper = Helper::new(&[], verifiers);
@@ -375,7 +393,7 @@ fn verify_detached_unguarded(
 /// OpenPGP message and returns the signed text.
 pub(crate) fn verify_inline(
     message: &[u8],
-    verifiers: &[Cert],
+    verifiers: Verifiers<'_>,
     now: SystemTime,
 ) -> Option<(Zeroizing<Vec<u8>>, Vec<SigCheck>)> {
     guarded(|| verify_inline_unguarded(message, verifiers, now)).flatten()
@@ -383,7 +401,7 @@ pub(crate) fn verify_inline(
 
 fn verify_inline_unguarded(
     message: &[u8],
-    verifiers: &[Cert],
+    verifiers: Verifiers<'_>,
     now: SystemTime,
 ) -> Option<(Zeroizing<Vec<u8>>, Vec<SigCheck>)> {
     let helper = Helper::new(&[], verifiers);

@@ -91,6 +91,24 @@ fn encrypt_for(p: &People, message: &[u8], hide: bool) -> Vec<u8> {
     encrypt(message, &req).expect("encrypt")
 }
 
+/// A request without Autocrypt headers, padded, with a random boundary.
+fn plain_request<'a>(
+    sender: &'a Cert,
+    recipients: &'a [Cert],
+    now: SystemTime,
+) -> EncryptRequest<'a> {
+    EncryptRequest {
+        sender,
+        recipients,
+        autocrypt: None,
+        gossip: &[],
+        hide_recipients: false,
+        pad: true,
+        now,
+        boundary: Boundary::Random,
+    }
+}
+
 fn ctx<'a>(secret: &'a [Cert], verifiers: &'a [Cert]) -> DecryptContext<'a> {
     DecryptContext {
         secret_keys: secret,
@@ -326,16 +344,8 @@ fn signature_by_someone_else_than_from_is_not_valid() {
     let p = people();
     // Bob signs and encrypts a message that claims to come from Alice.
     let forged = client_message("I resign");
-    let req = EncryptRequest {
-        sender: &p.bob,
-        recipients: &[public(&p.carol)],
-        autocrypt: None,
-        gossip: &[],
-        hide_recipients: false,
-        pad: true,
-        now: now(),
-        boundary: Boundary::Random,
-    };
+    let to = [public(&p.carol)];
+    let req = plain_request(&p.bob, &to, now());
     let sent = encrypt(&forged, &req).expect("encrypt");
     let secret = [p.carol.clone()];
     let verifiers = [public(&p.alice), public(&p.bob)];
@@ -446,16 +456,8 @@ fn rsa_3072_and_v6_certificates_work() {
         std::time::SystemTime::now()
     ));
     for recipient in [rsa, v6] {
-        let req = EncryptRequest {
-            sender: &p.alice,
-            recipients: &[public(&recipient)],
-            autocrypt: None,
-            gossip: &[],
-            hide_recipients: false,
-            pad: true,
-            now: std::time::SystemTime::now(),
-            boundary: Boundary::Random,
-        };
+        let to = [public(&recipient)];
+        let req = plain_request(&p.alice, &to, std::time::SystemTime::now());
         let sent = encrypt(&client_message("x"), &req).expect("encrypt");
         let secret = [recipient.clone()];
         let verifiers = [public(&p.alice)];
@@ -567,16 +569,8 @@ fn a_25_megabyte_attachment_round_trips() {
         m.extend_from_slice(b"\r\n");
     }
     m.extend_from_slice(b"--b--\r\n");
-    let req = EncryptRequest {
-        sender: &p.alice,
-        recipients: &[public(&p.bob)],
-        autocrypt: None,
-        gossip: &[],
-        hide_recipients: false,
-        pad: true,
-        now: now(),
-        boundary: Boundary::Random,
-    };
+    let to = [public(&p.bob)];
+    let req = plain_request(&p.alice, &to, now());
     let sent = encrypt(&m, &req).expect("encrypt");
     let secret = [p.bob.clone()];
     let verifiers = [public(&p.alice)];

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sequoia_openpgp::cert::CertParser;
-use sequoia_openpgp::parse::{PacketParserResult, Parse};
+use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::Cert;
 
 /// `../shared/testdata` relative to the project root.
@@ -35,9 +35,6 @@ pub fn cert(rel: &str) -> Cert {
 pub fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
-
-/// Silences the unused-import lint for helpers some test files do not use.
-pub fn _unused(_: PacketParserResult) {}
 
 /// Wraps OpenPGP data (armored or binary) into a PGP/MIME message, base64
 /// encoded so any bytes survive.
