@@ -320,7 +320,7 @@ impl Archive {
             .await
             .map_err(|e| match &e {
                 sqlx::Error::Database(db) if db.message().contains("fts5") => {
-                    ArchiveError::Query(QueryError::Operator(db.message().to_string()))
+                    ArchiveError::Query(QueryError::Syntax(db.message().to_string()))
                 }
                 _ => ArchiveError::Database(e),
             })?;

@@ -33,6 +33,8 @@ pub enum QueryError {
     Date(String),
     #[error("{0}: NOT needs something before it, e.g. `report NOT draft`")]
     LeadingNot(String),
+    #[error("the search engine did not understand the query: {0}")]
+    Syntax(String),
 }
 
 /// A parsed query.

@@ -311,7 +311,7 @@ async fn verify(
         .or(summary.fingerprint.clone())
         .ok_or_else(|| anyhow!("{address} has no usable key to verify"))?;
     if let Some(given) = given {
-        let given = normalize(given);
+        let given = keystore::normalize_fingerprint(given);
         let known = store.history(address).await?;
         return match known
             .iter()
@@ -428,18 +428,6 @@ fn prompt(question: &str) -> anyhow::Result<String> {
         .read_line(&mut line)
         .context("reading the answer")?;
     Ok(line.trim().to_string())
-}
-
-fn normalize(f: &str) -> String {
-    let f = f.trim();
-    let f = f
-        .strip_prefix("OPENPGP4FPR:")
-        .or_else(|| f.strip_prefix("openpgp4fpr:"))
-        .unwrap_or(f);
-    f.chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_uppercase()
 }
 
 /// A fingerprint in groups of four, as people compare them.

@@ -33,7 +33,10 @@ use sqlx::SqlitePool;
 pub use discovery::{openpgpkey_name, Discovery, DnsConfig};
 pub use error::KeystoreError;
 pub use identity::Identity;
-pub use peers::{EventKind, KeyEvent, KeyRecord, KeySource, KeyStatus, PeerSummary, TrustLevel};
+pub use peers::{
+    normalize_fingerprint, EventKind, KeyEvent, KeyRecord, KeySource, KeyStatus, PeerSummary,
+    TrustLevel,
+};
 pub use vault::Unlock;
 
 /// An open vault.

@@ -634,7 +634,14 @@ fn conflicts(history: &[KeyRecord], events: &[KeyEvent]) -> Vec<String> {
     out
 }
 
-pub(crate) fn normalize_fingerprint(f: &str) -> String {
+/// A fingerprint as stored: upper-case hex without spaces. Accepts the
+/// groups of four people read out and the `OPENPGP4FPR:` URI of QR codes.
+pub fn normalize_fingerprint(f: &str) -> String {
+    let f = f.trim();
+    let f = match f.get(..12) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("OPENPGP4FPR:") => &f[12..],
+        _ => f,
+    };
     f.chars()
         .filter(|c| !c.is_whitespace())
         .collect::<String>()

@@ -375,11 +375,29 @@ async fn two_processes_share_the_vault() {
 #[tokio::test]
 async fn imported_key_for_a_verified_peer_is_a_conflict() {
     let dir = tempfile::tempdir().expect("dir");
-    let store = Keystore::create(dir.path(), Unlock::KeyFile).await.expect("create");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
     let [k1, k2, _] = bob_keys();
-    store.record_incoming(&incoming(Some(k1), 1), at(1)).await.expect("in");
-    store.verify(BOB, &k1.fingerprint().to_hex(), "fingerprint", at(1)).await.expect("verify");
-    store.record_key(k2, keystore::KeySource::Dns, at(2)).await.expect("dns key");
-    assert_eq!(effective_fpr(&store).await, Some(k1.fingerprint().to_hex()), "the verified key stays in use");
-    assert_eq!(store.summary(BOB).await.expect("summary").conflicts, [k2.fingerprint().to_hex()]);
+    store
+        .record_incoming(&incoming(Some(k1), 1), at(1))
+        .await
+        .expect("in");
+    store
+        .verify(BOB, &k1.fingerprint().to_hex(), "fingerprint", at(1))
+        .await
+        .expect("verify");
+    store
+        .record_key(k2, keystore::KeySource::Dns, at(2))
+        .await
+        .expect("dns key");
+    assert_eq!(
+        effective_fpr(&store).await,
+        Some(k1.fingerprint().to_hex()),
+        "the verified key stays in use"
+    );
+    assert_eq!(
+        store.summary(BOB).await.expect("summary").conflicts,
+        [k2.fingerprint().to_hex()]
+    );
 }
