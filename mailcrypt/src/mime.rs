@@ -152,7 +152,7 @@ fn split_outside_quotes(value: &str, sep: char) -> Vec<&str> {
     parts
 }
 
-/// Folds a long unstructured value such as a padding line.
+/// Appends `Name: value` and a line ending; the value must already be folded.
 pub(crate) fn push_field(out: &mut Vec<u8>, name: &str, value: &str, eol: &str) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");

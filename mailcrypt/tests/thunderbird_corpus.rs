@@ -337,6 +337,10 @@ fn gossip_in_thunderbird_message_is_accepted_for_recipients_only() {
     );
     assert!(out.signature.is_valid());
     let restored = String::from_utf8_lossy(&out.message);
+    assert!(
+        !out.gossip.is_empty(),
+        "the message carries gossip for its recipients"
+    );
     for g in &out.gossip {
         assert!(
             restored.contains(&g.addr),
