@@ -93,6 +93,21 @@ pub enum Stored {
     Linked,
 }
 
+/// A message with its index text extracted: the CPU-bound half of storing,
+/// done outside the database's write lock (and on any thread).
+#[derive(Debug)]
+pub struct Prepared {
+    message: Vec<u8>,
+    text: Option<extract::IndexText>,
+}
+
+impl Prepared {
+    pub fn new(message: Vec<u8>) -> Self {
+        let text = extract::extract(&message);
+        Prepared { message, text }
+    }
+}
+
 /// The open archive.
 #[derive(Debug, Clone)]
 pub struct Archive {
@@ -146,29 +161,63 @@ impl Archive {
         message: &[u8],
         encrypted: bool,
     ) -> Result<Stored, ArchiveError> {
+        if self.link(loc, hash).await? {
+            return Ok(Stored::Linked);
+        }
+        self.store_prepared(loc, hash, &Prepared::new(message.to_vec()), encrypted)
+            .await
+    }
+
+    /// Adds a location to content that is already archived; `false` if there
+    /// is no content with this hash (the message must be prepared and stored).
+    pub async fn link(&self, loc: &Location, hash: &[u8; 32]) -> Result<bool, ArchiveError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM content WHERE hash = ?")
+            .bind(&hash[..])
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(id) = existing else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        put_location(&mut tx, loc, id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Archives a message whose index text was extracted beforehand (see
+    /// [`Prepared`]), so the write transaction is not held during the work.
+    pub async fn store_prepared(
+        &self,
+        loc: &Location,
+        hash: &[u8; 32],
+        prepared: &Prepared,
+        encrypted: bool,
+    ) -> Result<Stored, ArchiveError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM content WHERE hash = ?")
             .bind(&hash[..])
             .fetch_optional(&mut *tx)
             .await?;
         let (id, stored) = match existing {
+            // Someone else archived the same content meanwhile.
             Some(id) => (id, Stored::Linked),
             None => {
-                let text = extract::extract(message);
+                let text = prepared.text.as_ref();
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO content (hash, message, encrypted, date, from_display, subject, has_attachment)
                      VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 )
                 .bind(&hash[..])
-                .bind(message)
+                .bind(&prepared.message[..])
                 .bind(encrypted)
-                .bind(text.as_ref().and_then(|t| t.date))
-                .bind(text.as_ref().map(|t| t.from_display.as_str()).unwrap_or_default())
-                .bind(text.as_ref().map(|t| t.subject_display.as_str()).unwrap_or_default())
-                .bind(text.as_ref().is_some_and(|t| t.has_attachment))
+                .bind(text.and_then(|t| t.date))
+                .bind(text.map(|t| t.from_display.as_str()).unwrap_or_default())
+                .bind(text.map(|t| t.subject_display.as_str()).unwrap_or_default())
+                .bind(text.is_some_and(|t| t.has_attachment))
                 .fetch_one(&mut *tx)
                 .await?;
-                let stored = match &text {
+                let stored = match text {
                     Some(t) => {
                         sqlx::query(
                             "INSERT INTO content_fts (rowid, subject, sender, recipients, body, attachments) VALUES (?, ?, ?, ?, ?, ?)",
@@ -188,17 +237,7 @@ impl Archive {
                 (id, stored)
             }
         };
-        sqlx::query(
-            "INSERT INTO location (account, mailbox, uidvalidity, uid, content_id) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (account, mailbox, uidvalidity, uid) DO UPDATE SET content_id = excluded.content_id",
-        )
-        .bind(&loc.account)
-        .bind(&loc.mailbox)
-        .bind(i64::from(loc.uidvalidity))
-        .bind(i64::from(loc.uid))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        put_location(&mut tx, loc, id).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -343,6 +382,16 @@ impl Archive {
             .collect())
     }
 
+    /// The mailboxes of an account that have archived messages.
+    pub async fn mailboxes(&self, account: &str) -> Result<Vec<String>, ArchiveError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT mailbox FROM location WHERE account = ? ORDER BY mailbox",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Counts for `gateway status`: (messages, locations).
     pub async fn counts(&self) -> Result<(i64, i64), ArchiveError> {
         let contents: i64 = sqlx::query_scalar("SELECT count(*) FROM content")
@@ -369,6 +418,25 @@ type HitRow = (
     String,
     Option<String>,
 );
+
+async fn put_location(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    loc: &Location,
+    content_id: i64,
+) -> Result<(), ArchiveError> {
+    sqlx::query(
+        "INSERT INTO location (account, mailbox, uidvalidity, uid, content_id) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (account, mailbox, uidvalidity, uid) DO UPDATE SET content_id = excluded.content_id",
+    )
+    .bind(&loc.account)
+    .bind(&loc.mailbox)
+    .bind(i64::from(loc.uidvalidity))
+    .bind(i64::from(loc.uid))
+    .bind(content_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 async fn collect_orphans(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), ArchiveError> {
     sqlx::query("DELETE FROM content_fts WHERE rowid IN (SELECT id FROM content WHERE id NOT IN (SELECT content_id FROM location))")

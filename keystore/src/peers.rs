@@ -366,6 +366,49 @@ impl Keystore {
         Ok(h)
     }
 
+    /// The certificates that may vouch for a signature: every key seen for
+    /// any peer, except those the user rejected. Whether a signature then
+    /// counts is decided against the From address by the message engine.
+    pub async fn verifier_certs(&self) -> Result<Vec<Cert>, KeystoreError> {
+        let blobs: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT k.cert FROM key_seen k
+             WHERE NOT EXISTS (SELECT 1 FROM trust t WHERE t.address = k.address
+                               AND t.fingerprint = k.fingerprint AND t.level = 'rejected')
+             GROUP BY k.address, k.fingerprint",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        // A stored certificate that no longer parses is skipped rather than
+        // failing every decryption; it can only vouch for nothing.
+        Ok(blobs
+            .iter()
+            .filter_map(|b| Cert::from_bytes(b).ok())
+            .collect())
+    }
+
+    /// Every explicit trust decision as (address, fingerprint, level);
+    /// a key without one is trusted on first use. For callers that judge
+    /// many messages at once (a mailbox sync) without a query each.
+    pub async fn trust_decisions(
+        &self,
+    ) -> Result<Vec<(String, String, TrustLevel)>, KeystoreError> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT address, fingerprint, level FROM trust")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(a, f, l)| {
+                let level = if l == "verified" {
+                    TrustLevel::Verified
+                } else {
+                    TrustLevel::Rejected
+                };
+                (a, f, level)
+            })
+            .collect())
+    }
+
     /// Key events of a peer, oldest first.
     pub async fn events(&self, address: &str) -> Result<Vec<KeyEvent>, KeystoreError> {
         let mut tx = self.pool.begin().await?;
