@@ -1,0 +1,96 @@
+//! A private certificate authority and a server certificate for
+//! `localhost`/`127.0.0.1`, made with the `openssl` command line.
+
+use std::path::{Path, PathBuf};
+
+use crate::{path_str, run};
+
+/// A CA certificate (what `ca_file` points at) and a server key pair it signed.
+#[derive(Debug, Clone)]
+pub struct TestCa {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl TestCa {
+    /// Creates the CA and the server certificate in `dir`.
+    pub fn create(dir: &Path) -> Self {
+        let ca_key = dir.join("ca.key");
+        let ca_cert = dir.join("ca.pem");
+        let server_key = dir.join("server.key");
+        let csr = dir.join("server.csr");
+        let server_cert = dir.join("server.pem");
+        let ext = dir.join("server.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("writing the extension file");
+        run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Letterlock Test CA",
+                "-keyout",
+                path_str(&ca_key),
+                "-out",
+                path_str(&ca_cert),
+            ],
+            None,
+        );
+        run(
+            "openssl",
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                path_str(&server_key),
+                "-out",
+                path_str(&csr),
+            ],
+            None,
+        );
+        run(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                path_str(&csr),
+                "-CA",
+                path_str(&ca_cert),
+                "-CAkey",
+                path_str(&ca_key),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                path_str(&ext),
+                "-out",
+                path_str(&server_cert),
+            ],
+            None,
+        );
+        TestCa {
+            ca_cert,
+            server_cert,
+            server_key,
+        }
+    }
+}
