@@ -1,0 +1,611 @@
+//! The connection to the provider's IMAP server.
+//!
+//! imap-next does the protocol (parsing, literals, tags); this module adds
+//! what the gateway needs around it: TLS (implicit or STARTTLS) with the
+//! system's roots plus the account's `ca_file`, a time limit on every wait,
+//! and typed results for the few commands the gateway issues itself.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_next::client::{Client, Event, Options};
+use imap_next::imap_types::command::{Command, CommandBody};
+use imap_next::imap_types::core::Tag;
+use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
+use imap_next::imap_types::flag::FlagNameAttribute;
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::{Code, Data, Status, StatusKind};
+use imap_next::imap_types::sequence::SequenceSet;
+use imap_next::stream::{Error as StreamError, Stream};
+use secrecy::{ExposeSecret, SecretString};
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+/// How long any one wait on the provider may take before the connection is
+/// given up. Large literals arrive in many reads, each of which restarts it.
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// The largest response accepted (a message of up to this size fits).
+pub const MAX_RESPONSE: u32 = 160 * 1024 * 1024;
+/// The longest line accepted before TLS is up (greeting, STARTTLS reply).
+const MAX_PLAIN_LINE: usize = 8 * 1024;
+
+/// How the connection to the provider is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// TLS from the first byte (port 993).
+    Tls,
+    /// Plain connection upgraded with STARTTLS before anything else is said.
+    StartTls,
+    /// No TLS at all: only for a provider on the same machine.
+    Plain,
+}
+
+impl std::str::FromStr for Security {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tls" => Ok(Security::Tls),
+            "starttls" => Ok(Security::StartTls),
+            "plain" => Ok(Security::Plain),
+            other => Err(format!(
+                "unknown security \"{other}\"; use tls, starttls or plain"
+            )),
+        }
+    }
+}
+
+/// Where the provider is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// An extra trust anchor (PEM) for a provider with a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// What went wrong talking to the provider.
+#[derive(Debug, Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {host}:{port}: {source}")]
+    Connect {
+        host: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("the TLS handshake with {host} failed: {reason} (if the provider uses a private CA, set ca_file)")]
+    Tls { host: String, reason: String },
+    #[error("cannot read the CA file {path}: {reason}")]
+    CaFile { path: PathBuf, reason: String },
+    #[error("the provider does not offer STARTTLS: {0}")]
+    NoStartTls(String),
+    #[error("the provider rejected the login: {0}")]
+    LoginRejected(String),
+    #[error("the provider answered {command} with: {text}")]
+    Rejected { command: &'static str, text: String },
+    #[error("the provider closed the connection{0}")]
+    Closed(String),
+    #[error("the provider did not answer within {} seconds", IO_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("the provider sent something that is not IMAP: {0}")]
+    Protocol(String),
+    #[error("invalid argument for an IMAP command: {0}")]
+    Argument(String),
+}
+
+/// A mailbox from LIST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxInfo {
+    /// The name as the provider spells it on the wire.
+    pub name: String,
+    /// `false` for `\Noselect` (a folder that only holds other folders).
+    pub selectable: bool,
+}
+
+/// What EXAMINE/SELECT reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selected {
+    pub uidvalidity: u32,
+    pub exists: u32,
+}
+
+/// One logged-in (or not yet logged-in) connection to the provider.
+pub struct Session {
+    stream: Stream,
+    client: Client,
+    next_tag: u64,
+    host: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("host", &self.host).finish()
+    }
+}
+
+/// Untagged data and the final status of one command.
+struct Completed {
+    data: Vec<Data<'static>>,
+    untagged: Vec<Status<'static>>,
+}
+
+impl Session {
+    /// Connects and waits for the greeting (after STARTTLS, if asked for).
+    pub async fn connect(endpoint: &Endpoint) -> Result<Self, UpstreamError> {
+        let tcp = timeout(TcpStream::connect((endpoint.host.as_str(), endpoint.port)))
+            .await?
+            .map_err(|source| UpstreamError::Connect {
+                host: endpoint.host.clone(),
+                port: endpoint.port,
+                source,
+            })?;
+        let mut options = Options::default();
+        options.max_response_size = MAX_RESPONSE;
+        let stream = match endpoint.security {
+            Security::Plain => Stream::insecure(tcp),
+            Security::Tls => Stream::tls(handshake(endpoint, tcp).await?.into()),
+            Security::StartTls => {
+                let tcp = starttls(tcp).await?;
+                // The greeting was read before the upgrade.
+                options.discard_greeting = true;
+                Stream::tls(handshake(endpoint, tcp).await?.into())
+            }
+        };
+        let mut session = Session {
+            stream,
+            client: Client::new(options),
+            next_tag: 1,
+            host: endpoint.host.clone(),
+        };
+        if endpoint.security != Security::StartTls {
+            session.greeting().await?;
+        }
+        Ok(session)
+    }
+
+    async fn greeting(&mut self) -> Result<(), UpstreamError> {
+        use imap_next::imap_types::response::GreetingKind;
+        match self.next_event().await? {
+            Event::GreetingReceived { greeting } => match greeting.kind {
+                GreetingKind::Ok | GreetingKind::PreAuth => Ok(()),
+                GreetingKind::Bye => Err(UpstreamError::Closed(format!(
+                    ": {}",
+                    greeting.text.inner()
+                ))),
+            },
+            other => Err(UpstreamError::Protocol(format!(
+                "expected a greeting, got {}",
+                event_name(&other)
+            ))),
+        }
+    }
+
+    /// Logs in with LOGIN.
+    pub async fn login(
+        &mut self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<(), UpstreamError> {
+        let body = CommandBody::login(username.to_string(), password.expose_secret().to_string())
+            .map_err(|_| {
+            UpstreamError::Argument("the user name or password cannot be sent with LOGIN".into())
+        })?;
+        match self.run(body, "LOGIN").await {
+            Ok(_) => Ok(()),
+            Err(UpstreamError::Rejected { text, .. }) => Err(UpstreamError::LoginRejected(text)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every mailbox (`LIST "" "*"`).
+    pub async fn list(&mut self) -> Result<Vec<MailboxInfo>, UpstreamError> {
+        let body = CommandBody::list("", "*")
+            .map_err(|_| UpstreamError::Argument("LIST arguments".into()))?;
+        let done = self.run(body, "LIST").await?;
+        Ok(done
+            .data
+            .into_iter()
+            .filter_map(|d| match d {
+                Data::List { items, mailbox, .. } => Some(MailboxInfo {
+                    name: mailbox_name(&mailbox),
+                    // (RFC 5258's \NonExistent implies \Noselect.)
+                    selectable: !items
+                        .iter()
+                        .any(|i| matches!(i, FlagNameAttribute::Noselect)),
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Opens a mailbox read-only (EXAMINE changes no flags).
+    pub async fn examine(&mut self, mailbox: &str) -> Result<Selected, UpstreamError> {
+        let body = CommandBody::examine(mailbox_arg(mailbox)?)
+            .map_err(|_| UpstreamError::Argument(format!("mailbox name {mailbox:?}")))?;
+        let done = self.run(body, "EXAMINE").await?;
+        let exists = done
+            .data
+            .iter()
+            .find_map(|d| match d {
+                Data::Exists(n) => Some(*n),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let uidvalidity = done
+            .untagged
+            .iter()
+            .find_map(|s| match s {
+                Status::Untagged(body) => match body.code {
+                    Some(Code::UidValidity(v)) => Some(v.get()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .ok_or_else(|| {
+                UpstreamError::Protocol(format!("EXAMINE {mailbox} did not report UIDVALIDITY"))
+            })?;
+        Ok(Selected {
+            uidvalidity,
+            exists,
+        })
+    }
+
+    /// UID and size of every message in the selected mailbox, by UID.
+    pub async fn uids_and_sizes(&mut self) -> Result<Vec<(u32, u32)>, UpstreamError> {
+        let set = SequenceSet::try_from("1:*")
+            .map_err(|_| UpstreamError::Argument("sequence set".into()))?;
+        let body = CommandBody::fetch(
+            set,
+            vec![MessageDataItemName::Uid, MessageDataItemName::Rfc822Size],
+            true,
+        )
+        .map_err(|_| UpstreamError::Argument("FETCH".into()))?;
+        let done = self.run(body, "UID FETCH").await?;
+        let mut out: Vec<(u32, u32)> = fetch_items(done.data)
+            .filter_map(|items| {
+                let mut uid = None;
+                let mut size = None;
+                for item in items {
+                    match item {
+                        MessageDataItem::Uid(u) => uid = Some(u.get()),
+                        MessageDataItem::Rfc822Size(s) => size = Some(s),
+                        _ => {}
+                    }
+                }
+                Some((uid?, size.unwrap_or(0)))
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup_by_key(|(uid, _)| *uid);
+        Ok(out)
+    }
+
+    /// The full messages with these UIDs (`UID FETCH … BODY.PEEK[]`, which
+    /// leaves `\Seen` alone). Messages expunged meanwhile are simply absent.
+    pub async fn fetch_messages(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Vec<u8>)>, UpstreamError> {
+        let Some(set) = uid_set(uids) else {
+            return Ok(Vec::new());
+        };
+        let set = SequenceSet::try_from(set.as_str())
+            .map_err(|_| UpstreamError::Argument("sequence set".into()))?;
+        let body = CommandBody::fetch(
+            set,
+            vec![
+                MessageDataItemName::Uid,
+                MessageDataItemName::BodyExt {
+                    section: None,
+                    partial: None,
+                    peek: true,
+                },
+            ],
+            true,
+        )
+        .map_err(|_| UpstreamError::Argument("FETCH".into()))?;
+        let done = self.run(body, "UID FETCH").await?;
+        Ok(fetch_items(done.data)
+            .filter_map(|items| {
+                let mut uid = None;
+                let mut bytes = None;
+                for item in items {
+                    match item {
+                        MessageDataItem::Uid(u) => uid = Some(u.get()),
+                        MessageDataItem::BodyExt {
+                            section: None,
+                            data,
+                            ..
+                        } => bytes = data.into_option().map(|c| c.into_owned()),
+                        _ => {}
+                    }
+                }
+                Some((uid?, bytes?))
+            })
+            .collect())
+    }
+
+    /// Says goodbye; errors are irrelevant at this point.
+    pub async fn logout(mut self) {
+        let _ = self.run(CommandBody::Logout, "LOGOUT").await;
+    }
+
+    /// Sends one command and collects what comes back until its tagged
+    /// completion. A NO or BAD completion is [`UpstreamError::Rejected`].
+    async fn run(
+        &mut self,
+        body: CommandBody<'static>,
+        name: &'static str,
+    ) -> Result<Completed, UpstreamError> {
+        let tag = Tag::try_from(format!("L{}", self.next_tag))
+            .map_err(|_| UpstreamError::Argument("tag".into()))?;
+        self.next_tag += 1;
+        self.client.enqueue_command(Command {
+            tag: tag.clone(),
+            body,
+        });
+        let mut done = Completed {
+            data: Vec::new(),
+            untagged: Vec::new(),
+        };
+        loop {
+            match self.next_event().await? {
+                Event::DataReceived { data } => done.data.push(data),
+                Event::StatusReceived { status } => match status {
+                    Status::Tagged(tagged) if tagged.tag == tag => {
+                        return match tagged.body.kind {
+                            StatusKind::Ok => Ok(done),
+                            StatusKind::No | StatusKind::Bad => Err(UpstreamError::Rejected {
+                                command: name,
+                                text: tagged.body.text.inner().to_string(),
+                            }),
+                        };
+                    }
+                    Status::Bye(bye) if name != "LOGOUT" => {
+                        return Err(UpstreamError::Closed(format!(": {}", bye.text.inner())))
+                    }
+                    Status::Bye(_) => {}
+                    Status::Tagged(_) => {
+                        return Err(UpstreamError::Protocol(
+                            "a completion for a command that was not sent".into(),
+                        ))
+                    }
+                    untagged => done.untagged.push(untagged),
+                },
+                Event::CommandRejected { status, .. } => {
+                    let text = match &status {
+                        Status::Tagged(t) => t.body.text.inner().to_string(),
+                        Status::Untagged(b) => b.text.inner().to_string(),
+                        Status::Bye(b) => b.text.inner().to_string(),
+                    };
+                    return Err(UpstreamError::Rejected {
+                        command: name,
+                        text,
+                    });
+                }
+                Event::CommandSent { .. } => {}
+                other => {
+                    return Err(UpstreamError::Protocol(format!(
+                        "unexpected {} during {name}",
+                        event_name(&other)
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> Result<Event, UpstreamError> {
+        match tokio::time::timeout(IO_TIMEOUT, self.stream.next(&mut self.client)).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Ok(event)) => Ok(event),
+            Ok(Err(StreamError::Closed)) => Err(UpstreamError::Closed(String::new())),
+            Ok(Err(StreamError::Io(e))) => Err(UpstreamError::Closed(format!(": {e}"))),
+            Ok(Err(StreamError::Tls(e))) => Err(UpstreamError::Tls {
+                host: self.host.clone(),
+                reason: e.to_string(),
+            }),
+            Ok(Err(StreamError::State(e))) => Err(UpstreamError::Protocol(e.to_string())),
+        }
+    }
+}
+
+/// The items of every FETCH response among untagged data.
+fn fetch_items(data: Vec<Data<'static>>) -> impl Iterator<Item = Vec<MessageDataItem<'static>>> {
+    data.into_iter().filter_map(|d| match d {
+        Data::Fetch { items, .. } => Some(items.into_inner()),
+        _ => None,
+    })
+}
+
+/// A compact UID set (`1:3,7,9:10`), or `None` if there are no valid UIDs.
+fn uid_set(uids: &[u32]) -> Option<String> {
+    let mut sorted: Vec<u32> = uids.iter().copied().filter(|u| *u > 0).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = Vec::new();
+    let mut iter = sorted.into_iter();
+    let mut start = iter.next()?;
+    let mut end = start;
+    for uid in iter {
+        if uid == end + 1 {
+            end = uid;
+            continue;
+        }
+        parts.push(range(start, end));
+        start = uid;
+        end = uid;
+    }
+    parts.push(range(start, end));
+    Some(parts.join(","))
+}
+
+fn range(start: u32, end: u32) -> String {
+    if start == end {
+        start.to_string()
+    } else {
+        format!("{start}:{end}")
+    }
+}
+
+fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::GreetingReceived { .. } => "greeting",
+        Event::CommandSent { .. } => "command sent",
+        Event::CommandRejected { .. } => "command rejected",
+        Event::AuthenticateStarted { .. } => "authenticate started",
+        Event::AuthenticateContinuationRequestReceived { .. } => "authenticate continuation",
+        Event::AuthenticateStatusReceived { .. } => "authenticate status",
+        Event::IdleCommandSent { .. } => "IDLE",
+        Event::IdleAccepted { .. } => "IDLE accepted",
+        Event::IdleRejected { .. } => "IDLE rejected",
+        Event::IdleDoneSent { .. } => "DONE",
+        Event::DataReceived { .. } => "data",
+        Event::StatusReceived { .. } => "status",
+        Event::ContinuationRequestReceived { .. } => "continuation request",
+    }
+}
+
+/// The wire name of a mailbox as text (names are 7-bit on the wire:
+/// modified UTF-7 unless UTF8=ACCEPT was enabled).
+fn mailbox_name(mailbox: &Mailbox<'_>) -> String {
+    match mailbox {
+        Mailbox::Inbox => "INBOX".to_string(),
+        Mailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
+    }
+}
+
+fn mailbox_arg(name: &str) -> Result<Mailbox<'static>, UpstreamError> {
+    Mailbox::try_from(name.to_string())
+        .map_err(|_| UpstreamError::Argument(format!("mailbox name {name:?}")))
+}
+
+async fn timeout<F: std::future::Future>(future: F) -> Result<F::Output, UpstreamError> {
+    tokio::time::timeout(IO_TIMEOUT, future)
+        .await
+        .map_err(|_| UpstreamError::Timeout)
+}
+
+/// Reads the greeting and upgrades with STARTTLS, by hand: imap-next would
+/// have to be torn down to get at the socket again.
+async fn starttls(tcp: TcpStream) -> Result<TcpStream, UpstreamError> {
+    let mut reader = BufReader::new(tcp);
+    let greeting = read_plain_line(&mut reader).await?;
+    if !greeting.starts_with("* OK") {
+        return Err(UpstreamError::Protocol(format!(
+            "unexpected greeting {greeting:?}"
+        )));
+    }
+    reader
+        .get_mut()
+        .write_all(b"S0 STARTTLS\r\n")
+        .await
+        .map_err(|e| UpstreamError::Closed(format!(": {e}")))?;
+    loop {
+        let line = read_plain_line(&mut reader).await?;
+        if line.starts_with("* ") {
+            continue;
+        }
+        if line.starts_with("S0 OK") {
+            break;
+        }
+        return Err(UpstreamError::NoStartTls(line));
+    }
+    // Anything buffered beyond the OK would be an injection before TLS
+    // (CVE-2011-0411 and friends): refuse it.
+    if !reader.buffer().is_empty() {
+        return Err(UpstreamError::Protocol(
+            "the provider sent data after accepting STARTTLS".into(),
+        ));
+    }
+    Ok(reader.into_inner())
+}
+
+async fn read_plain_line(reader: &mut BufReader<TcpStream>) -> Result<String, UpstreamError> {
+    let mut line = Vec::new();
+    let mut limited = (&mut *reader).take(MAX_PLAIN_LINE as u64);
+    let n = timeout(limited.read_until(b'\n', &mut line))
+        .await?
+        .map_err(|e| UpstreamError::Closed(format!(": {e}")))?;
+    if n == 0 {
+        return Err(UpstreamError::Closed(String::new()));
+    }
+    if !line.ends_with(b"\n") {
+        return Err(UpstreamError::Protocol(
+            "a line before TLS is too long".into(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&line).trim_end().to_string())
+}
+
+async fn handshake(
+    endpoint: &Endpoint,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
+    let config = tls_config(endpoint.ca_file.as_deref())?;
+    let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| UpstreamError::Tls {
+        host: endpoint.host.clone(),
+        reason: format!("not a valid server name: {e}"),
+    })?;
+    timeout(TlsConnector::from(config).connect(name, tcp))
+        .await?
+        .map_err(|e| UpstreamError::Tls {
+            host: endpoint.host.clone(),
+            reason: e.to_string(),
+        })
+}
+
+/// TLS client settings: the system's trust anchors plus `ca_file`.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, UpstreamError> {
+    let mut roots = RootCertStore::empty();
+    // Unreadable system certificates are not fatal: ca_file may be all
+    // that is needed, and a missing root shows up as a handshake error.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let ca_error = |reason: String| UpstreamError::CaFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
+            let cert = cert.map_err(|e| ca_error(e.to_string()))?;
+            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ca_error("it holds no PEM certificate".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Tls {
+            host: String::new(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(
+            uid_set(&[3, 1, 2, 7, 9, 10, 10, 0]).as_deref(),
+            Some("1:3,7,9:10")
+        );
+        assert_eq!(uid_set(&[5]).as_deref(), Some("5"));
+        assert_eq!(uid_set(&[0]), None);
+        assert_eq!(uid_set(&[]), None);
+    }
+}
