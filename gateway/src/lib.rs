@@ -6,6 +6,7 @@
 //! and into exit codes: 0 success, 1 "no" (e.g. a fingerprint mismatch),
 //! 2 usage or runtime errors.
 
+pub mod archive_sync;
 pub mod config;
 pub mod keytool;
 pub mod search;
@@ -34,6 +35,19 @@ pub fn parse_cli<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
         let _ = e.print();
         std::process::ExitCode::from(if e.use_stderr() { 2 } else { 0 })
     })
+}
+
+/// Sends `tracing` output to standard error: human-readable lines, filtered
+/// by `LETTERLOCK_LOG` (e.g. `debug`, `imap_proxy=trace`; default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LETTERLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only for people, never into files and pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// Runs an async command on a fresh runtime and maps the outcome to an exit

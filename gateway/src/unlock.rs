@@ -42,3 +42,19 @@ pub fn passphrase(file: Option<&Path>) -> anyhow::Result<SecretString> {
         .context("reading the passphrase from the terminal")?;
     Ok(SecretString::from(p))
 }
+
+/// The provider password of an account: `LETTERLOCK_UPSTREAM_PASSWORD`, or a
+/// prompt on the terminal. It is never written anywhere (SPEC.md).
+pub fn upstream_password(account: &str, host: &str) -> anyhow::Result<SecretString> {
+    if let Ok(p) = std::env::var("LETTERLOCK_UPSTREAM_PASSWORD") {
+        return Ok(SecretString::from(p));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(anyhow!(
+            "{account} needs its password at {host}: set LETTERLOCK_UPSTREAM_PASSWORD or run on a terminal"
+        ));
+    }
+    let p = rpassword::prompt_password(format!("Password for {account} at {host}: "))
+        .context("reading the password from the terminal")?;
+    Ok(SecretString::from(p))
+}
