@@ -130,18 +130,18 @@ impl Archive {
     /// The stored message for a provider copy with this content hash, if it
     /// was archived before (so it need not be decrypted again).
     pub async fn message_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, ArchiveError> {
-        Ok(
-            sqlx::query_scalar("SELECT message FROM content WHERE hash = ?")
-                .bind(&hash[..])
-                .fetch_optional(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT m.bytes FROM content c JOIN message m ON m.id = c.id WHERE c.hash = ?",
         )
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// The stored message at a location.
     pub async fn message_at(&self, loc: &Location) -> Result<Option<Vec<u8>>, ArchiveError> {
         Ok(sqlx::query_scalar(
-            "SELECT c.message FROM location l JOIN content c ON c.id = l.content_id
+            "SELECT m.bytes FROM location l JOIN message m ON m.id = l.content_id
              WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ? AND l.uid = ?",
         )
         .bind(&loc.account)
@@ -205,11 +205,10 @@ impl Archive {
             None => {
                 let text = prepared.text.as_ref();
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO content (hash, message, encrypted, date, from_display, subject, has_attachment)
-                     VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    "INSERT INTO content (hash, encrypted, date, from_display, subject, has_attachment)
+                     VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 )
                 .bind(&hash[..])
-                .bind(&prepared.message[..])
                 .bind(encrypted)
                 .bind(text.and_then(|t| t.date))
                 .bind(text.map(|t| t.from_display.as_str()).unwrap_or_default())
@@ -217,6 +216,11 @@ impl Archive {
                 .bind(text.is_some_and(|t| t.has_attachment))
                 .fetch_one(&mut *tx)
                 .await?;
+                sqlx::query("INSERT INTO message (id, bytes) VALUES (?, ?)")
+                    .bind(id)
+                    .bind(&prepared.message[..])
+                    .execute(&mut *tx)
+                    .await?;
                 let stored = match text {
                     Some(t) => {
                         sqlx::query(
@@ -315,12 +319,12 @@ impl Archive {
         let q = Query::parse(query)?;
         let mut sql = String::from(if q.fts.is_some() {
             "SELECT l.account, l.mailbox, l.uidvalidity, l.uid, c.date, c.from_display, c.subject,
-                    content_fts.body
+                    c.id
              FROM content_fts JOIN content c ON c.id = content_fts.rowid JOIN location l ON l.content_id = c.id
              WHERE content_fts MATCH ?"
         } else {
             "SELECT l.account, l.mailbox, l.uidvalidity, l.uid, c.date, c.from_display, c.subject,
-                    (SELECT body FROM content_fts WHERE rowid = c.id)
+                    c.id
              FROM content c JOIN location l ON l.content_id = c.id WHERE 1"
         });
         if q.has_attachment {
@@ -363,23 +367,38 @@ impl Archive {
                 }
                 _ => ArchiveError::Database(e),
             })?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(account, mailbox, uidvalidity, uid, date, from, subject, body)| Hit {
-                    location: Location {
-                        account,
-                        mailbox,
-                        uidvalidity: u32::try_from(uidvalidity).unwrap_or_default(),
-                        uid: u32::try_from(uid).unwrap_or_default(),
-                    },
-                    date,
-                    from,
-                    subject,
-                    snippet: snippet::snippet(body.as_deref().unwrap_or_default(), &q.needles),
+        // Bodies (up to 1 MiB each) are read only for the hits shown, in one
+        // query: kept in the main query, SQLite would carry every match's body
+        // through the sort.
+        let ids: Vec<i64> = rows.iter().map(|r| r.7).collect();
+        let mut bodies = std::collections::HashMap::new();
+        if !ids.is_empty() {
+            let placeholders = vec!["?"; ids.len()].join(",");
+            let sql =
+                format!("SELECT rowid, body FROM content_fts WHERE rowid IN ({placeholders})");
+            let mut statement = sqlx::query_as::<_, (i64, String)>(&sql);
+            for id in &ids {
+                statement = statement.bind(id);
+            }
+            bodies.extend(statement.fetch_all(&self.pool).await?);
+        }
+        let mut hits = Vec::with_capacity(rows.len());
+        for (account, mailbox, uidvalidity, uid, date, from, subject, id) in rows {
+            let body = bodies.get(&id).map(String::as_str).unwrap_or_default();
+            hits.push(Hit {
+                location: Location {
+                    account,
+                    mailbox,
+                    uidvalidity: u32::try_from(uidvalidity).unwrap_or_default(),
+                    uid: u32::try_from(uid).unwrap_or_default(),
                 },
-            )
-            .collect())
+                date,
+                from,
+                subject,
+                snippet: snippet::snippet(body, &q.needles),
+            });
+        }
+        Ok(hits)
     }
 
     /// The mailboxes of an account that have archived messages.
@@ -408,16 +427,7 @@ impl Archive {
     }
 }
 
-type HitRow = (
-    String,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    String,
-    String,
-    Option<String>,
-);
+type HitRow = (String, String, i64, i64, Option<i64>, String, String, i64);
 
 async fn put_location(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -440,6 +450,9 @@ async fn put_location(
 
 async fn collect_orphans(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), ArchiveError> {
     sqlx::query("DELETE FROM content_fts WHERE rowid IN (SELECT id FROM content WHERE id NOT IN (SELECT content_id FROM location))")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM message WHERE id NOT IN (SELECT content_id FROM location)")
         .execute(&mut **tx)
         .await?;
     sqlx::query("DELETE FROM content WHERE id NOT IN (SELECT content_id FROM location)")
