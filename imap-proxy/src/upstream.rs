@@ -32,6 +32,12 @@ use tokio_rustls::TlsConnector;
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
 /// The largest response accepted (a message of up to this size fits).
 pub const MAX_RESPONSE: u32 = 160 * 1024 * 1024;
+/// The most untagged responses one command may bring (a UID listing of a
+/// very large mailbox stays far below).
+const MAX_UNTAGGED: usize = 2_000_000;
+/// The most message bytes one command may bring: a batch, or one message
+/// of up to [`MAX_RESPONSE`].
+const MAX_COMMAND_BYTES: usize = 2 * MAX_RESPONSE as usize;
 /// The longest line accepted before TLS is up (greeting, STARTTLS reply).
 const MAX_PLAIN_LINE: usize = 8 * 1024;
 
@@ -354,9 +360,20 @@ impl Session {
             data: Vec::new(),
             untagged: Vec::new(),
         };
+        let mut weight = 0usize;
         loop {
             match self.next_event().await? {
-                Event::DataReceived { data } => done.data.push(data),
+                Event::DataReceived { data } => {
+                    // A provider must not make us hold more than one batch's
+                    // worth: count responses and the message bytes in them.
+                    weight += data_weight(&data);
+                    if weight > MAX_COMMAND_BYTES || done.data.len() >= MAX_UNTAGGED {
+                        return Err(UpstreamError::Protocol(format!(
+                            "the provider sent more data for {name} than was asked for"
+                        )));
+                    }
+                    done.data.push(data);
+                }
                 Event::StatusReceived { status } => match status {
                     Status::Tagged(tagged) if tagged.tag == tag => {
                         return match tagged.body.kind {
@@ -413,6 +430,25 @@ impl Session {
             Ok(Err(StreamError::State(e))) => Err(UpstreamError::Protocol(e.to_string())),
         }
     }
+}
+
+/// Roughly how many bytes a response holds: its message contents plus a
+/// little for the rest.
+fn data_weight(data: &Data<'_>) -> usize {
+    let Data::Fetch { items, .. } = data else {
+        return 64;
+    };
+    64 + items
+        .as_ref()
+        .iter()
+        .map(|item| match item {
+            MessageDataItem::BodyExt { data, .. }
+            | MessageDataItem::Rfc822(data)
+            | MessageDataItem::Rfc822Header(data)
+            | MessageDataItem::Rfc822Text(data) => data.0.as_ref().map_or(0, |d| d.as_ref().len()),
+            _ => 16,
+        })
+        .sum::<usize>()
 }
 
 /// The items of every FETCH response among untagged data.
