@@ -5,7 +5,8 @@
 //!   inside the encryption, with RFC 9788 header protection, the sender's
 //!   Autocrypt header outside, gossip and padding inside.
 //! - [`sign`] and [`add_autocrypt_header`] are for mail that goes out in
-//!   cleartext.
+//!   cleartext; [`outgoing`] reads and adjusts a client's message before
+//!   either (recipients, Bcc, subject tags).
 //! - [`decrypt`] opens PGP/MIME at the root (or under an outer signature) and
 //!   whole-body inline PGP, refuses every EFAIL-shaped structure, requires
 //!   integrity protection, restores protected headers and judges signatures
@@ -22,6 +23,7 @@ mod entity;
 mod error;
 mod mime;
 mod openpgp;
+pub mod outgoing;
 mod padding;
 
 pub use decrypt::{

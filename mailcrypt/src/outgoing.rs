@@ -1,0 +1,177 @@
+//! Reading and adjusting a client's outgoing message before it is
+//! encrypted or sent: who it is addressed to, header fields that must not
+//! leave (Bcc, the gateway's own request fields), and tags in the subject.
+//! Everything not touched stays byte for byte as the client wrote it.
+
+use crate::mime;
+
+/// The addresses in the header fields called `names` (e.g. To and Cc), in
+/// order, without duplicates (compared as Autocrypt compares addresses).
+pub fn header_addresses(message: &[u8], names: &[&str]) -> Vec<String> {
+    let (header, _) = mime::split_header(message);
+    let mut out: Vec<String> = Vec::new();
+    for field in mime::fields(header) {
+        if names.iter().any(|n| field.is(n)) {
+            for addr in mime::addresses(&field.value()) {
+                if !out.iter().any(|a| autocrypt::addr_eq(a, &addr)) {
+                    out.push(addr);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The message without the header fields called one of `names`.
+pub fn strip_fields(message: &[u8], names: &[&str]) -> Vec<u8> {
+    crate::decrypt::strip_fields(message, names)
+}
+
+/// The unfolded value of the first field called `name`, if any.
+pub fn field_value(message: &[u8], name: &str) -> Option<String> {
+    let (header, _) = mime::split_header(message);
+    mime::fields(header)
+        .into_iter()
+        .find(|f| f.is(name))
+        .map(|f| f.value())
+}
+
+/// Finds one of `tags` (e.g. `[plain]`, matched without regard to case) in
+/// the decoded Subject and returns it with the message whose Subject no
+/// longer carries it. Other fields and the body are untouched.
+pub fn take_subject_tag(message: &[u8], tags: &[&str]) -> Option<(String, Vec<u8>)> {
+    let (header, body) = mime::split_header(message);
+    let fields = mime::fields(header);
+    let subject_field = fields.iter().find(|f| f.is("Subject"))?;
+    let decoded = decode_subject(subject_field.raw)?;
+    let lower = decoded.to_lowercase();
+    let (tag, at) = tags
+        .iter()
+        .find_map(|t| lower.find(&t.to_lowercase()).map(|i| (t.to_string(), i)))?;
+    // Lower-casing can change byte lengths; only cut where it did not.
+    if lower.len() != decoded.len() || !decoded.is_char_boundary(at + tag.len()) {
+        return None;
+    }
+    let remaining = format!("{}{}", &decoded[..at], &decoded[at + tag.len()..]);
+    let remaining = remaining.split_whitespace().collect::<Vec<_>>().join(" ");
+    let eol = mime::line_ending(message);
+    let mut out = Vec::with_capacity(message.len());
+    for f in &fields {
+        if std::ptr::eq(f.raw, subject_field.raw) {
+            out.extend_from_slice(encode_subject(&remaining, eol).as_bytes());
+        } else {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    out.extend_from_slice(eol.as_bytes());
+    out.extend_from_slice(body);
+    Some((tag, out))
+}
+
+/// The Subject field's text with RFC 2047 encoded words decoded.
+fn decode_subject(raw_field: &[u8]) -> Option<String> {
+    let mut header = raw_field.to_vec();
+    if !header.ends_with(b"\n") {
+        header.extend_from_slice(b"\r\n");
+    }
+    header.extend_from_slice(b"\r\n");
+    let parsed = mail_parser::MessageParser::default().parse(&header)?;
+    parsed.subject().map(str::to_string)
+}
+
+/// `Subject: …` with the line ending: plain ASCII as is (folded at spaces),
+/// anything else as UTF-8 encoded words of at most 75 characters.
+fn encode_subject(text: &str, eol: &str) -> String {
+    use base64::Engine as _;
+    if text.is_ascii() && !text.contains("=?") {
+        let mut out = String::from("Subject:");
+        let mut line_len = out.len();
+        for word in text.split(' ') {
+            if line_len + 1 + word.len() > 76 && line_len > "Subject:".len() {
+                out.push_str(eol);
+                line_len = 0;
+            }
+            out.push(' ');
+            out.push_str(word);
+            line_len += 1 + word.len();
+        }
+        out.push_str(eol);
+        return out;
+    }
+    // 39 bytes of UTF-8 become 52 base64 characters: 64 with the wrapper,
+    // so even the first line (after "Subject: ") stays under 76.
+    let mut chunks = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if current.len() + c.len_utf8() > 39 {
+            chunks.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    let words: Vec<String> = chunks
+        .iter()
+        .map(|c| {
+            format!(
+                "=?UTF-8?B?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(c.as_bytes())
+            )
+        })
+        .collect();
+    format!("Subject: {}{eol}", words.join(&format!("{eol} ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_from_to_and_cc() {
+        let m = b"From: a@example.org\r\nTo: \"Bob, B.\" <bob@example.org>, carol@example.net\r\nCc: BOB@example.org,\r\n dave@example.net\r\nBcc: eve@example.net\r\n\r\nhi\r\n";
+        assert_eq!(
+            header_addresses(m, &["To", "Cc"]),
+            ["bob@example.org", "carol@example.net", "dave@example.net"]
+        );
+        assert_eq!(header_addresses(m, &["Bcc"]), ["eve@example.net"]);
+        let stripped = strip_fields(m, &["Bcc"]);
+        assert!(!String::from_utf8_lossy(&stripped).contains("eve@"));
+    }
+
+    #[test]
+    fn subject_tags_are_removed() {
+        let m = b"From: a@example.org\r\nSubject: [PLAIN] Lunch\r\n  tomorrow\r\nTo: b@example.org\r\n\r\nbody\r\n";
+        let (tag, out) = take_subject_tag(m, &["[plain]", "[encrypt]"]).expect("tag");
+        assert_eq!(tag, "[plain]");
+        assert_eq!(
+            out,
+            b"From: a@example.org\r\nSubject: Lunch tomorrow\r\nTo: b@example.org\r\n\r\nbody\r\n"
+        );
+        let encoded = b"Subject: =?UTF-8?Q?=5Bencrypt=5D_Gr=C3=BC=C3=9Fe?=\n\nx\n";
+        let (tag, out) = take_subject_tag(encoded, &["[plain]", "[encrypt]"]).expect("tag");
+        assert_eq!(tag, "[encrypt]");
+        let out = String::from_utf8(out).expect("ascii");
+        assert!(out.starts_with("Subject: =?UTF-8?B?"), "{out}");
+        assert_eq!(
+            decode_subject(out.split("\n\n").next().unwrap_or("").as_bytes()).as_deref(),
+            Some("Grüße")
+        );
+        assert!(take_subject_tag(b"Subject: hello\r\n\r\nx", &["[plain]"]).is_none());
+        assert!(take_subject_tag(b"To: x@example.org\r\n\r\nx", &["[plain]"]).is_none());
+    }
+
+    #[test]
+    fn long_subjects_are_folded() {
+        let long = format!("Subject: [plain] {}\r\n\r\nx", "word ".repeat(40));
+        let (_, out) = take_subject_tag(long.as_bytes(), &["[plain]"]).expect("tag");
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.lines().all(|l| l.len() <= 78), "{text}");
+        let unicode = format!("Subject: [plain] {}\r\n\r\nx", "ü".repeat(100));
+        let (_, out) = take_subject_tag(unicode.as_bytes(), &["[plain]"]).expect("tag");
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.lines().all(|l| l.len() <= 76), "{text}");
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        assert_eq!(decode_subject(head.as_bytes()), Some("ü".repeat(100)));
+    }
+}
