@@ -1,0 +1,221 @@
+//! Whether an outgoing message is encrypted, sent in the clear, or refused.
+//!
+//! Pure logic over what the keystore knows about each recipient (its
+//! effective peer state: a verified key first, rejected keys already
+//! removed, imported or DNS keys where Autocrypt has none), the account's
+//! policy and a per-message override. A refusal is a sentence for the
+//! person who wrote the message: who has no key, and what to do.
+
+use std::time::SystemTime;
+
+use autocrypt::{recommend, PeerState, PreferEncrypt, Recommendation};
+use sequoia_openpgp::Cert;
+
+/// The account's rule (SPEC.md, config `policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Encrypt when every recipient has a usable key.
+    Opportunistic,
+    /// Follow Autocrypt's recommendation (both sides prefer encryption).
+    Mutual,
+    /// Refuse unless every recipient can be encrypted to.
+    Required,
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "opportunistic" => Ok(Policy::Opportunistic),
+            "mutual" => Ok(Policy::Mutual),
+            "required" => Ok(Policy::Required),
+            other => Err(format!(
+                "unknown policy \"{other}\"; use opportunistic, mutual or required"
+            )),
+        }
+    }
+}
+
+/// What the writer asked for in this message (subject tag or header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Override {
+    /// `[plain]`: send in the clear even if keys are known.
+    Plain,
+    /// `[encrypt]`: encrypt, or refuse if that is impossible.
+    Encrypt,
+}
+
+/// One recipient as the keystore sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    pub address: &'a str,
+    /// The effective peer state, if anything is known.
+    pub peer: Option<&'a PeerState>,
+}
+
+/// The verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision<'a> {
+    /// Encrypt to these keys, one per recipient, in recipient order.
+    Encrypt(Vec<&'a Cert>),
+    Plain,
+    /// Send nothing; the sentence says why and what to do.
+    Refuse(String),
+}
+
+/// Decides for one message.
+pub fn decide<'a>(
+    recipients: &[Recipient<'a>],
+    policy: Policy,
+    request: Option<Override>,
+    own_preference: PreferEncrypt,
+    reply_to_encrypted: bool,
+    now: SystemTime,
+) -> Decision<'a> {
+    if recipients.is_empty() {
+        return Decision::Refuse("The message has no recipients.".into());
+    }
+    let verdicts: Vec<_> = recipients
+        .iter()
+        .map(|r| recommend(r.peer, own_preference, reply_to_encrypted, now))
+        .collect();
+    let keys: Vec<&'a Cert> = verdicts.iter().filter_map(|v| v.target_key).collect();
+    let missing: Vec<&str> = recipients
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| v.target_key.is_none())
+        .map(|(r, _)| r.address)
+        .collect();
+    let all_have_keys = missing.is_empty();
+    match (policy, request) {
+        (Policy::Required, _) if !all_have_keys => Decision::Refuse(format!(
+            "Not sent: this account only sends encrypted mail, and there is no usable key for {}. \
+             Import their key (keytool import, or keytool discover) or ask them to write to you \
+             from an Autocrypt-capable client first.",
+            list(&missing)
+        )),
+        (Policy::Required, _) => Decision::Encrypt(keys),
+        (_, Some(Override::Plain)) => Decision::Plain,
+        (_, Some(Override::Encrypt)) if !all_have_keys => Decision::Refuse(format!(
+            "Not sent: you asked for encryption, but there is no usable key for {}. \
+             Import their key (keytool import, or keytool discover), or remove [encrypt] from \
+             the subject to send it unencrypted.",
+            list(&missing)
+        )),
+        (_, Some(Override::Encrypt)) => Decision::Encrypt(keys),
+        (Policy::Opportunistic, None) if all_have_keys => Decision::Encrypt(keys),
+        (Policy::Mutual, None) if combine(&verdicts) == Recommendation::Encrypt => {
+            Decision::Encrypt(keys)
+        }
+        _ => Decision::Plain,
+    }
+}
+
+fn combine(verdicts: &[autocrypt::RecipientRecommendation<'_>]) -> Recommendation {
+    autocrypt::combine(verdicts.iter().map(|v| v.recommendation))
+}
+
+fn list(addresses: &[&str]) -> String {
+    match addresses {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    fn peer(addr: &str, prefer: PreferEncrypt) -> PeerState {
+        let cert = autocrypt::key::generate(addr, now() - Duration::from_secs(3600)).expect("key");
+        PeerState {
+            last_seen: Some(now()),
+            autocrypt_timestamp: Some(now()),
+            public_key: Some(cert),
+            prefer_encrypt: prefer,
+            ..PeerState::default()
+        }
+    }
+
+    #[test]
+    fn policies_and_overrides() {
+        let bob = peer("bob@example.org", PreferEncrypt::Mutual);
+        let carol = peer("carol@example.org", PreferEncrypt::NoPreference);
+        let with_bob = [Recipient {
+            address: "bob@example.org",
+            peer: Some(&bob),
+        }];
+        let with_carol = [Recipient {
+            address: "carol@example.org",
+            peer: Some(&carol),
+        }];
+        let mixed = [
+            Recipient {
+                address: "bob@example.org",
+                peer: Some(&bob),
+            },
+            Recipient {
+                address: "dave@example.net",
+                peer: None,
+            },
+            Recipient {
+                address: "erin@example.net",
+                peer: None,
+            },
+        ];
+        let d = |r: &[Recipient<'_>], p, o| match decide(
+            r,
+            p,
+            o,
+            PreferEncrypt::Mutual,
+            false,
+            now(),
+        ) {
+            Decision::Encrypt(k) => format!("encrypt {}", k.len()),
+            Decision::Plain => "plain".into(),
+            Decision::Refuse(why) => format!("refuse: {why}"),
+        };
+        use Policy::*;
+        assert_eq!(d(&with_bob, Opportunistic, None), "encrypt 1");
+        assert_eq!(d(&with_carol, Opportunistic, None), "encrypt 1");
+        assert_eq!(
+            d(&with_carol, Mutual, None),
+            "plain",
+            "carol has no preference"
+        );
+        assert_eq!(d(&with_bob, Mutual, None), "encrypt 1");
+        assert_eq!(d(&mixed, Opportunistic, None), "plain");
+        assert_eq!(d(&with_bob, Opportunistic, Some(Override::Plain)), "plain");
+        assert_eq!(d(&with_carol, Mutual, Some(Override::Encrypt)), "encrypt 1");
+        let refused = d(&mixed, Opportunistic, Some(Override::Encrypt));
+        assert!(
+            refused.contains("dave@example.net and erin@example.net")
+                && refused.contains("remove [encrypt]"),
+            "{refused}"
+        );
+        let refused = d(&mixed, Required, Some(Override::Plain));
+        assert!(
+            refused.starts_with("refuse: Not sent: this account only sends encrypted mail")
+                && refused.contains("dave@example.net and erin@example.net")
+                && !refused.contains("bob@"),
+            "{refused}"
+        );
+        assert_eq!(d(&with_bob, Required, Some(Override::Plain)), "encrypt 1");
+        assert!(d(&[], Opportunistic, None).starts_with("refuse"));
+    }
+
+    #[test]
+    fn policy_names() {
+        assert_eq!("required".parse::<Policy>(), Ok(Policy::Required));
+        assert!("always"
+            .parse::<Policy>()
+            .unwrap_err()
+            .contains("opportunistic"));
+    }
+}

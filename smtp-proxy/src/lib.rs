@@ -1,0 +1,18 @@
+//! Letterlock's SMTP side.
+//!
+//! - [`session`]: the client-facing ESMTP submission session (RFC 5321,
+//!   6409; AUTH PLAIN/LOGIN, STARTTLS, SIZE, 8BITMIME, SMTPUTF8, PIPELINING,
+//!   ENHANCEDSTATUSCODES) as a sans-I/O state machine. Written by hand: the
+//!   Rust SMTP server crates either own the socket or lack the hooks the
+//!   gateway needs (authentication checked against the provider, a reply
+//!   withheld until the provider accepted every copy).
+//! - [`decision`]: encrypt, send in the clear, or refuse — from the
+//!   recipients' keys, the account policy and the writer's override.
+//! - [`reply`]: replies with enhanced status codes.
+//!
+//! Still to come (issue 5): the tokio loop, the relay to the provider
+//! (lettre), and rewriting the message (subject tags, Bcc copies).
+
+pub mod decision;
+pub mod reply;
+pub mod session;
