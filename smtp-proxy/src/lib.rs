@@ -8,11 +8,14 @@
 //!   withheld until the provider accepted every copy).
 //! - [`decision`]: encrypt, send in the clear, or refuse — from the
 //!   recipients' keys, the account policy and the writer's override.
+//! - [`submission`]: a submitted message read for sending: the writer's
+//!   request (subject tag or header, removed) and its Bcc recipients.
 //! - [`reply`]: replies with enhanced status codes.
 //!
 //! Still to come (issue 5): the tokio loop, the relay to the provider
-//! (lettre), and rewriting the message (subject tags, Bcc copies).
+//! (lettre), and the pipeline that joins decision, encryption and Bcc copies.
 
 pub mod decision;
 pub mod reply;
 pub mod session;
+pub mod submission;
