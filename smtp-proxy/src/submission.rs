@@ -33,13 +33,11 @@ pub fn read(data: &[u8], envelope_recipients: &[String]) -> Result<Submission, R
         Some(v) => match v.to_ascii_lowercase().as_str() {
             "yes" | "encrypt" => Some(Override::Encrypt),
             "no" | "plain" => Some(Override::Plain),
-            _ => return Err(Reply::new(
-                550,
-                "5.6.0",
-                format!(
-                    "Not sent: the {REQUEST_HEADER} header must be \"yes\" or \"no\", not \"{v}\""
-                ),
-            )),
+            _ => {
+                let why =
+                    format!("the {REQUEST_HEADER} header must be \"yes\" or \"no\", not \"{v}\"");
+                return Err(Reply::new(550, "5.6.0", format!("Not sent: {why}")));
+            }
         },
     };
     let mut message = strip_fields(data, &[REQUEST_HEADER]);
