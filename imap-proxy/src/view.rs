@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
-use mailcrypt::{DecryptContext, Outcome, Refusal, SignatureStatus, STATUS_HEADER};
+use mailcrypt::{DecryptContext, Outcome, Refusal, SignatureStatus};
 use sequoia_openpgp::Cert;
 
 use keystore::{Keystore, KeystoreError, TrustLevel};
@@ -86,7 +86,7 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, now: SystemTime) -> View {
         _ => None,
     };
     let message = match &status {
-        Some(value) => with_status_header(&outcome.message, value),
+        Some(value) => mailcrypt::add_status_header(&outcome.message, value),
         None => outcome.message,
     };
     View {
@@ -144,22 +144,6 @@ fn status_value(outcome: &Outcome, keys: &Keys) -> Option<String> {
     Some(fields.join("; "))
 }
 
-/// Puts the status header first, with the message's own line ending.
-fn with_status_header(message: &[u8], value: &str) -> Vec<u8> {
-    let eol: &[u8] = match message.iter().position(|&b| b == b'\n') {
-        Some(i) if i > 0 && message[i - 1] == b'\r' => b"\r\n",
-        Some(_) => b"\n",
-        None => b"\r\n",
-    };
-    let mut out = Vec::with_capacity(message.len() + value.len() + 32);
-    out.extend_from_slice(STATUS_HEADER.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(eol);
-    out.extend_from_slice(message);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,18 +166,6 @@ mod tests {
         assert_eq!(
             v.message,
             b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
-        );
-    }
-
-    #[test]
-    fn header_follows_the_line_ending() {
-        assert_eq!(
-            with_status_header(b"A: b\n\nx\n", "encrypted"),
-            b"Letterlock-Security: encrypted\nA: b\n\nx\n"
-        );
-        assert_eq!(
-            with_status_header(b"A: b\r\n\r\nx", "encrypted"),
-            b"Letterlock-Security: encrypted\r\nA: b\r\n\r\nx"
         );
     }
 }

@@ -38,3 +38,31 @@ pub use padding::bucket;
 pub fn strip_status_headers(message: &[u8]) -> Vec<u8> {
     decrypt::strip_fields(message, &[STATUS_HEADER])
 }
+
+/// Puts `Letterlock-Security: value` first, with the message's own line
+/// ending. The message must not carry one already ([`decrypt`]'s output
+/// never does).
+pub fn add_status_header(message: &[u8], value: &str) -> Vec<u8> {
+    let eol = mime::line_ending(message);
+    let mut out = Vec::with_capacity(message.len() + value.len() + 32);
+    mime::push_field(&mut out, STATUS_HEADER, value, eol);
+    out.extend_from_slice(message);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_header_follows_the_line_ending() {
+        assert_eq!(
+            add_status_header(b"A: b\n\nx\n", "encrypted"),
+            b"Letterlock-Security: encrypted\nA: b\n\nx\n"
+        );
+        assert_eq!(
+            add_status_header(b"A: b\r\n\r\nx", "encrypted"),
+            b"Letterlock-Security: encrypted\r\nA: b\r\n\r\nx"
+        );
+    }
+}
