@@ -171,6 +171,16 @@ impl Archive {
     /// Adds a location to content that is already archived; `false` if there
     /// is no content with this hash (the message must be prepared and stored).
     pub async fn link(&self, loc: &Location, hash: &[u8; 32]) -> Result<bool, ArchiveError> {
+        // Most messages of a first sync are new: answer those with a read,
+        // without taking the write lock the indexing workers need.
+        let known: Option<i64> = sqlx::query_scalar("SELECT id FROM content WHERE hash = ?")
+            .bind(&hash[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        if known.is_none() {
+            return Ok(false);
+        }
+        // Look again under the lock: the content may have been removed since.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM content WHERE hash = ?")
             .bind(&hash[..])
