@@ -99,19 +99,11 @@ pub async fn sync(
 ) -> Result<Vec<MailboxReport>, SyncError> {
     let listed = session.list().await?;
     let mailboxes: Vec<String> = match &options.mailbox {
-        Some(one) => {
-            if !listed
-                .iter()
-                .any(|m| m.selectable && mailbox_eq(&m.name, one))
-            {
-                return Err(SyncError::NoSuchMailbox(one.clone()));
-            }
-            vec![listed
-                .iter()
-                .find(|m| mailbox_eq(&m.name, one))
-                .map(|m| m.name.clone())
-                .unwrap_or_else(|| one.clone())]
-        }
+        Some(one) => vec![listed
+            .iter()
+            .find(|m| m.selectable && mailbox_eq(&m.name, one))
+            .map(|m| m.name.clone())
+            .ok_or_else(|| SyncError::NoSuchMailbox(one.clone()))?],
         None => listed
             .iter()
             .filter(|m| m.selectable)
