@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::provider::MtaPorts;
 use crate::{free_port, path_str, run, TestCa};
 
 /// A running Dovecot; stopped when dropped.
@@ -33,6 +34,12 @@ pub struct Dovecot {
 impl Dovecot {
     /// Starts Dovecot with these (user, password) pairs.
     pub fn start(users: &[(&str, &str)]) -> Self {
+        Self::launch(users, None)
+    }
+
+    /// Starts Dovecot, with the submission and LMTP services when `mta` is
+    /// given (see [`crate::Provider`]).
+    pub(crate) fn launch(users: &[(&str, &str)], mta: Option<&MtaPorts>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("dovecot-")
             .tempdir()
@@ -54,13 +61,17 @@ impl Dovecot {
         let imaps_port = free_port();
         let imap_port = free_port();
         let config = base.join("dovecot.conf");
+        let (protocols, mta_config) = match mta {
+            None => ("imap", String::new()),
+            Some(ports) => ("imap lmtp submission", ports.dovecot_config()),
+        };
         std::fs::write(
             &config,
             format!(
                 r#"base_dir = {base}/run
 state_dir = {base}/state
 log_path = {base}/dovecot.log
-protocols = imap
+protocols = {protocols}
 listen = 127.0.0.1
 ssl = yes
 ssl_cert = <{cert}
@@ -104,7 +115,7 @@ protocol imap {{
   # Tests open many sessions for one user from 127.0.0.1 (default: 10).
   mail_max_userip_connections = 200
 }}
-"#,
+{mta_config}"#,
                 base = base.display(),
                 cert = ca.server_cert.display(),
                 key = ca.server_key.display(),
@@ -130,10 +141,14 @@ protocol imap {{
         };
         dovecot.wait_for(imaps_port);
         dovecot.wait_for(imap_port);
+        if let Some(ports) = mta {
+            dovecot.wait_for(ports.submissions);
+            dovecot.wait_for(ports.lmtp);
+        }
         dovecot
     }
 
-    fn wait_for(&mut self, port: u16) {
+    pub(crate) fn wait_for(&mut self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

@@ -5,14 +5,19 @@
 //! - [`Dovecot`]: `dovecot-imapd` with password users, implicit TLS and
 //!   STARTTLS ports, a private CA the gateway is told about with `ca_file`,
 //!   and `doveadm` for arranging mailboxes behind the gateway's back.
+//! - [`Provider`]: Dovecot plus submission (implicit TLS or STARTTLS, AUTH)
+//!   relaying to OpenSMTPD, which delivers over LMTP into Dovecot: a whole
+//!   provider to send through and read back from.
 //!
 //! Everything comes from Debian packages installed by `scripts/setup`; a
 //! missing program fails the test with a sentence saying so.
 
 mod dovecot;
+mod provider;
 mod tls;
 
 pub use dovecot::Dovecot;
+pub use provider::{Provider, LOCK_FILE};
 pub use tls::TestCa;
 
 use std::net::TcpListener;

@@ -1,0 +1,306 @@
+//! A whole mail provider on loopback: Dovecot's submission service (implicit
+//! TLS + AUTH) relays to OpenSMTPD, which delivers over LMTP back into
+//! Dovecot, where IMAP serves the mailboxes.
+//!
+//! OpenSMTPD 6.8 cannot be the TLS endpoint (its TLS fails with OpenSSL 3
+//! on Debian 12), hence Dovecot in front. It also has a compiled-in queue
+//! and control socket, so only one instance can run on a machine: each
+//! [`Provider`] holds an exclusive lock on [`LOCK_FILE`] while its OpenSMTPD
+//! runs, and tests that use one run one after another across processes.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::{free_port, path_str, Dovecot};
+
+/// Serializes OpenSMTPD instances; holds the pid of the one running.
+pub const LOCK_FILE: &str = "/tmp/letterlock-testbed-opensmtpd.lock";
+
+/// The ports that tie Dovecot and OpenSMTPD together.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MtaPorts {
+    /// Dovecot submission, implicit TLS (what the gateway relays to).
+    pub submissions: u16,
+    /// Dovecot submission, plain with STARTTLS.
+    pub submission: u16,
+    /// Dovecot LMTP (OpenSMTPD delivers here).
+    pub lmtp: u16,
+    /// OpenSMTPD (Dovecot submission relays here).
+    pub relay: u16,
+}
+
+impl MtaPorts {
+    pub(crate) fn dovecot_config(&self) -> String {
+        format!(
+            r#"hostname = localhost
+submission_relay_host = 127.0.0.1
+submission_relay_port = {relay}
+submission_relay_trusted = yes
+service submission-login {{
+  inet_listener submission {{
+    port = {submission}
+  }}
+  inet_listener submissions {{
+    port = {submissions}
+    ssl = yes
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
+  }}
+}}
+"#,
+            relay = self.relay,
+            submission = self.submission,
+            submissions = self.submissions,
+            lmtp = self.lmtp,
+        )
+    }
+}
+
+/// A running provider; everything stops when it is dropped.
+#[derive(Debug)]
+pub struct Provider {
+    // Dropped in this order: OpenSMTPD first (it delivers into Dovecot),
+    // then the lock, then Dovecot.
+    smtpd: Smtpd,
+    /// IMAP, LMTP and submission.
+    pub dovecot: Dovecot,
+    /// Submission with implicit TLS and AUTH (port 465 at a real provider).
+    pub submissions_port: u16,
+    /// Submission with STARTTLS (port 587 at a real provider).
+    pub submission_port: u16,
+    /// OpenSMTPD itself, without TLS or AUTH (for "direct" comparisons).
+    pub relay_port: u16,
+}
+
+impl Provider {
+    /// Starts the provider with these users: full addresses (mail for
+    /// `bob@example.org` is delivered to the user `bob@example.org`) and
+    /// their passwords.
+    pub fn start(users: &[(&str, &str)]) -> Self {
+        let ports = MtaPorts {
+            submissions: free_port(),
+            submission: free_port(),
+            lmtp: free_port(),
+            relay: free_port(),
+        };
+        let dovecot = Dovecot::launch(users, Some(&ports));
+        let smtpd = Smtpd::start(users, &ports);
+        Provider {
+            smtpd,
+            dovecot,
+            submissions_port: ports.submissions,
+            submission_port: ports.submission,
+            relay_port: ports.relay,
+        }
+    }
+
+    /// What the provider has stored for a user in a mailbox: the raw
+    /// messages, in UID order. Waits up to `timeout` for at least `count`.
+    pub fn wait_for_messages(
+        &self,
+        user: &str,
+        mailbox: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self.messages(user, mailbox);
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{user} has {} of {count} messages in {mailbox} after {timeout:?}; OpenSMTPD's log:\n{}\nDovecot's log:\n{}",
+                found.len(),
+                self.smtpd.log(),
+                self.dovecot.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The raw messages in a user's mailbox now, in UID order.
+    pub fn messages(&self, user: &str, mailbox: &str) -> Vec<Vec<u8>> {
+        let mut dir = self.dovecot.mail_dir(user);
+        if !mailbox.eq_ignore_ascii_case("INBOX") {
+            dir = dir.join(format!(".{mailbox}"));
+        }
+        let mut files: Vec<((u64, u64), PathBuf)> = Vec::new();
+        for sub in ["cur", "new"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                files.push((delivery_time(&name), entry.path()));
+            }
+        }
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|(_, path)| std::fs::read(path).ok())
+            .collect()
+    }
+
+    /// OpenSMTPD's log, for failure messages.
+    pub fn mta_log(&self) -> String {
+        self.smtpd.log()
+    }
+}
+
+/// Dovecot's maildir names start with the delivery time, `SECS.MUSECS…`;
+/// delivery order is UID order.
+fn delivery_time(name: &str) -> (u64, u64) {
+    let mut parts = name.split('.');
+    let secs = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX);
+    let micros = parts
+        .next()
+        .and_then(|s| s.strip_prefix('M'))
+        .and_then(|s| s.split('P').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX);
+    (secs, micros)
+}
+
+/// OpenSMTPD in the foreground, as our child, holding the machine-wide lock.
+#[derive(Debug)]
+struct Smtpd {
+    process: Child,
+    dir: TempDir,
+    // Released after the process is gone.
+    _lock: File,
+}
+
+impl Smtpd {
+    fn start(users: &[(&str, &str)], ports: &MtaPorts) -> Self {
+        let mut lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(LOCK_FILE)
+            .unwrap_or_else(|e| panic!("cannot open {LOCK_FILE}: {e}"));
+        lock.lock()
+            .unwrap_or_else(|e| panic!("cannot lock {LOCK_FILE}: {e}"));
+        stop_orphan(&mut lock);
+
+        let dir = tempfile::Builder::new()
+            .prefix("opensmtpd-")
+            .tempdir()
+            .expect("temporary directory");
+        let base = dir.path();
+        // The value of a virtual entry must be a system user; LMTP
+        // delivery uses the recipient address anyway (`rcpt-to`).
+        let virtuals: String = users
+            .iter()
+            .filter(|(user, _)| user.contains('@'))
+            .map(|(user, _)| format!("{user} mail\n"))
+            .collect();
+        std::fs::write(base.join("virtuals"), virtuals).expect("writing the virtual users");
+        let config = base.join("smtpd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"smtp max-message-size 200M
+table users file:{base}/virtuals
+listen on 127.0.0.1 port {relay}
+action "deliver" lmtp "127.0.0.1:{lmtp}" rcpt-to virtual <users>
+match from any for any action "deliver"
+"#,
+                base = base.display(),
+                relay = ports.relay,
+                lmtp = ports.lmtp,
+            ),
+        )
+        .expect("writing smtpd.conf");
+        let log = File::create(base.join("smtpd.log")).expect("creating the OpenSMTPD log");
+        let process = Command::new("smtpd")
+            .args(["-d", "-f", path_str(&config)])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start smtpd ({e}); run scripts/setup first"));
+        lock.set_len(0).expect("truncating the lock file");
+        lock.rewind().expect("rewinding the lock file");
+        write!(lock, "{}", process.id()).expect("writing the pid");
+        let mut smtpd = Smtpd {
+            process,
+            dir,
+            _lock: lock,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", ports.relay)).is_err() {
+            if let Ok(Some(status)) = smtpd.process.try_wait() {
+                panic!(
+                    "OpenSMTPD exited ({status}); is another OpenSMTPD running (`pkill smtpd`, or stop the opensmtpd service)? Its log:\n{}",
+                    smtpd.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "OpenSMTPD did not open port {}; its log:\n{}",
+                ports.relay,
+                smtpd.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        smtpd
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("smtpd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        terminate(&mut self.process);
+    }
+}
+
+/// A test process killed with SIGKILL leaves its OpenSMTPD running, and
+/// that one would hold the control socket forever: the lock file names it.
+fn stop_orphan(lock: &mut File) {
+    let mut pid = String::new();
+    let _ = lock.read_to_string(&mut pid);
+    let Ok(pid) = pid.trim().parse::<u32>() else {
+        return;
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "smtpd" {
+        return;
+    }
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM, a moment to finish, then SIGKILL; always reaped.
+pub(crate) fn terminate(process: &mut Child) {
+    let _ = Command::new("kill").arg(process.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = process.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = process.kill();
+    let _ = process.wait();
+}
