@@ -16,6 +16,9 @@
 //! (lettre), and the pipeline that joins decision, encryption and Bcc copies.
 
 pub mod decision;
+pub mod outgoing;
+pub mod relay;
 pub mod reply;
+pub mod server;
 pub mod session;
 pub mod submission;

@@ -1,5 +1,6 @@
 //! SMTP replies (RFC 5321 §4.2) with enhanced status codes (RFC 3463).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// One reply: a code, an enhanced status code and one or more text lines.
@@ -7,22 +8,22 @@ use std::fmt::Write as _;
 pub struct Reply {
     pub code: u16,
     /// `x.y.z`, or empty for replies that carry none (greeting, EHLO).
-    pub enhanced: &'static str,
+    pub enhanced: Cow<'static, str>,
     pub lines: Vec<String>,
 }
 
 impl Reply {
-    pub fn new(code: u16, enhanced: &'static str, text: impl Into<String>) -> Self {
+    pub fn new(code: u16, enhanced: impl Into<Cow<'static, str>>, text: impl Into<String>) -> Self {
         Reply {
             code,
-            enhanced,
+            enhanced: enhanced.into(),
             lines: vec![text.into()],
         }
     }
 
     /// A reply whose text a provider (or a person) wrote; control characters
     /// are replaced so it cannot break the reply syntax towards the client.
-    pub fn relayed(code: u16, enhanced: &'static str, text: &str) -> Self {
+    pub fn relayed(code: u16, enhanced: impl Into<Cow<'static, str>>, text: &str) -> Self {
         let clean: String = text
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
@@ -76,7 +77,7 @@ mod tests {
     fn multiline_replies_use_continuations() {
         let r = Reply {
             code: 250,
-            enhanced: "",
+            enhanced: "".into(),
             lines: vec!["localhost".into(), "PIPELINING".into(), "8BITMIME".into()],
         };
         assert_eq!(

@@ -367,7 +367,7 @@ impl Session {
         }
         self.send(Reply {
             code: 250,
-            enhanced: "",
+            enhanced: "".into(),
             lines,
         });
     }

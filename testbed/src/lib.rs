@@ -8,15 +8,19 @@
 //! - [`Provider`]: Dovecot plus submission (implicit TLS or STARTTLS, AUTH)
 //!   relaying to OpenSMTPD, which delivers over LMTP into Dovecot: a whole
 //!   provider to send through and read back from.
+//! - [`BreakingLink`]: a TCP forwarder that cuts the connection after a
+//!   given number of bytes, to break a real session at a known point.
 //!
 //! Everything comes from Debian packages installed by `scripts/setup`; a
 //! missing program fails the test with a sentence saying so.
 
 mod dovecot;
+mod link;
 mod provider;
 mod tls;
 
 pub use dovecot::Dovecot;
+pub use link::BreakingLink;
 pub use provider::{Provider, LOCK_FILE};
 pub use tls::TestCa;
 

@@ -41,6 +41,8 @@ impl MtaPorts {
 submission_relay_host = 127.0.0.1
 submission_relay_port = {relay}
 submission_relay_trusted = yes
+# Encrypted copies of 25 MB attachments are larger than the 40 MB default.
+submission_max_mail_size = 200M
 service submission-login {{
   inet_listener submission {{
     port = {submission}
@@ -129,7 +131,8 @@ impl Provider {
         }
     }
 
-    /// The raw messages in a user's mailbox now, in UID order.
+    /// The raw messages in a user's mailbox now, in UID order, as Dovecot
+    /// stored them (maildir: lines end in LF, not CRLF).
     pub fn messages(&self, user: &str, mailbox: &str) -> Vec<Vec<u8>> {
         let mut dir = self.dovecot.mail_dir(user);
         if !mailbox.eq_ignore_ascii_case("INBOX") {

@@ -1,0 +1,266 @@
+//! From a submitted message to what goes to the provider: the decision and
+//! the copies.
+//!
+//! Encrypted, the To/Cc recipients share one copy (with gossip when there
+//! is more than one of them) and each Bcc recipient gets a copy of their
+//! own with hidden recipient key IDs and no gossip. In the clear, one copy
+//! for everybody, with the sender's Autocrypt header and without Bcc. Any
+//! failure on the way to an encrypted message is a refusal: nothing is
+//! returned that could be sent.
+
+use std::time::SystemTime;
+
+use autocrypt::{AutocryptHeader, PeerState};
+use keystore::{Discovery, Identity, Keystore};
+use mailcrypt::outgoing::{header_addresses, strip_fields};
+use mailcrypt::{Boundary, EncryptRequest};
+use sequoia_openpgp::Cert;
+
+use crate::decision::{decide, Decision, Override, Policy, Recipient};
+use crate::relay::Copy;
+use crate::reply::Reply;
+use crate::session::Transaction;
+use crate::submission;
+
+/// The sending account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub address: String,
+    pub policy: Policy,
+}
+
+/// What will be sent.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub copies: Vec<Copy>,
+    pub encrypted: bool,
+}
+
+/// Reads, decides and (if so decided) encrypts one message. `Err` is the
+/// reply for the client; nothing may be sent then.
+pub async fn prepare(
+    transaction: Transaction,
+    account: &Account,
+    keystore: &Keystore,
+    discovery: Option<&Discovery>,
+    now: SystemTime,
+) -> Result<Outgoing, Reply> {
+    let Transaction {
+        mail_from,
+        recipients,
+        smtputf8,
+        data,
+        ..
+    } = transaction;
+    let submission = submission::read(&data, &recipients)?;
+    drop(data);
+    let identity = keystore.identity(&account.address).await.map_err(|e| {
+        refusal(format!(
+            "there is no key for {} in the vault ({e}); run `gateway init` for this account",
+            account.address
+        ))
+    })?;
+
+    // Look keys up for every recipient; DNS only where the keystore has
+    // none and encryption is possible at all (a look-up tells the resolver
+    // whom you write to).
+    let wants_keys =
+        account.policy == Policy::Required || submission.request != Some(Override::Plain);
+    let mut peers: Vec<(String, Option<PeerState>)> = Vec::new();
+    for address in submission.visible.iter().chain(&submission.hidden) {
+        let mut peer = keystore
+            .effective_peer(address)
+            .await
+            .map_err(|e| refusal(format!("the keys for {address} could not be read ({e})")))?;
+        let usable = peer
+            .as_ref()
+            .and_then(|p| p.target_key())
+            .is_some_and(|k| autocrypt::key::is_encryption_usable(k, now));
+        if !usable && wants_keys {
+            if let Some(discovery) = discovery {
+                match discovery.discover(keystore, address, now).await {
+                    Ok(found) if !found.is_empty() => {
+                        peer = keystore.effective_peer(address).await.map_err(|e| {
+                            refusal(format!("the keys for {address} could not be read ({e})"))
+                        })?;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::info!(%address, error = %e, "no key found by DNS"),
+                }
+            }
+        }
+        peers.push((address.clone(), peer));
+    }
+
+    let account = account.clone();
+    let work = move || {
+        build(
+            submission, &peers, &account, &identity, mail_from, smtputf8, now,
+        )
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| refusal(format!("the encryption task failed ({e})")))?
+}
+
+fn build(
+    submission: submission::Submission,
+    peers: &[(String, Option<PeerState>)],
+    account: &Account,
+    identity: &Identity,
+    mail_from: String,
+    smtputf8: bool,
+    now: SystemTime,
+) -> Result<Outgoing, Reply> {
+    let recipients: Vec<Recipient<'_>> = peers
+        .iter()
+        .map(|(address, peer)| Recipient {
+            address,
+            peer: peer.as_ref(),
+        })
+        .collect();
+    let decision = decide(
+        &recipients,
+        account.policy,
+        submission.request,
+        identity.prefer_encrypt,
+        // Not known yet: the archive would have to tell whether the message
+        // answers an encrypted one.
+        false,
+        now,
+    );
+    let sender_is_account = header_addresses(&submission.message, &["From"])
+        .iter()
+        .any(|from| autocrypt::addr_eq(from, &account.address));
+    let own_header = if sender_is_account {
+        let key = autocrypt::key::minimize(&identity.cert, &account.address, now)
+            .map_err(|e| refusal(format!("your own key cannot be used ({e})")))?;
+        Some(AutocryptHeader::new(
+            &account.address,
+            identity.prefer_encrypt,
+            key,
+        ))
+    } else {
+        None
+    };
+    match decision {
+        Decision::Refuse(sentence) => Err(Reply::new(550, "5.7.1", sentence)),
+        Decision::Plain => {
+            let mut message = strip_fields(&submission.message, &["Bcc"]);
+            if let Some(header) = &own_header {
+                message = mailcrypt::add_autocrypt_header(&message, header);
+            }
+            Ok(Outgoing {
+                copies: vec![Copy {
+                    mail_from,
+                    recipients: submission
+                        .visible
+                        .iter()
+                        .chain(&submission.hidden)
+                        .cloned()
+                        .collect(),
+                    data: message,
+                    smtputf8,
+                }],
+                encrypted: false,
+            })
+        }
+        Decision::Encrypt(keys) => {
+            // `decide` encrypts only when every recipient has a key, in
+            // recipient order; anything else is a bug to stop on.
+            if keys.len() != peers.len() {
+                return Err(refusal(
+                    "not every recipient has a key, yet encryption was chosen".into(),
+                ));
+            }
+            let visible = submission.visible.len();
+            let (to_cc, bcc) = keys.split_at(visible);
+            let mut copies = Vec::new();
+            if !to_cc.is_empty() {
+                let gossip = if to_cc.len() > 1 {
+                    let pairs: Vec<(&str, &Cert)> = submission
+                        .visible
+                        .iter()
+                        .map(String::as_str)
+                        .zip(to_cc.iter().copied())
+                        .collect();
+                    autocrypt::gossip::headers_to_emit(&pairs, now).map_err(|e| {
+                        refusal(format!("a recipient's key cannot be gossiped ({e})"))
+                    })?
+                } else {
+                    Vec::new()
+                };
+                let certs: Vec<Cert> = to_cc.iter().map(|c| (*c).clone()).collect();
+                let data = encrypt(
+                    &submission.message,
+                    identity,
+                    &certs,
+                    own_header.as_ref(),
+                    &gossip,
+                    false,
+                    now,
+                )?;
+                copies.push(Copy {
+                    mail_from: mail_from.clone(),
+                    recipients: submission.visible.clone(),
+                    data,
+                    smtputf8,
+                });
+            }
+            for (address, key) in submission.hidden.iter().zip(bcc) {
+                let data = encrypt(
+                    &submission.message,
+                    identity,
+                    &[(*key).clone()],
+                    own_header.as_ref(),
+                    &[],
+                    true,
+                    now,
+                )?;
+                copies.push(Copy {
+                    mail_from: mail_from.clone(),
+                    recipients: vec![address.clone()],
+                    data,
+                    smtputf8,
+                });
+            }
+            Ok(Outgoing {
+                copies,
+                encrypted: true,
+            })
+        }
+    }
+}
+
+fn encrypt(
+    message: &[u8],
+    identity: &Identity,
+    recipients: &[Cert],
+    autocrypt: Option<&AutocryptHeader>,
+    gossip: &[AutocryptHeader],
+    hide_recipients: bool,
+    now: SystemTime,
+) -> Result<Vec<u8>, Reply> {
+    let request = EncryptRequest {
+        sender: &identity.cert,
+        recipients,
+        autocrypt,
+        gossip,
+        hide_recipients,
+        pad: true,
+        now,
+        boundary: Boundary::Random,
+    };
+    mailcrypt::encrypt(message, &request)
+        .map_err(|e| refusal(format!("the message could not be encrypted ({e})")))
+}
+
+/// A failure on the way to an encrypted message: permanent, so that the
+/// client shows the sentence instead of retrying.
+fn refusal(why: String) -> Reply {
+    Reply::new(
+        554,
+        "5.3.0",
+        format!("Not sent: {why}. Nothing left your computer."),
+    )
+}

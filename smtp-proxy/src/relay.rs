@@ -1,0 +1,509 @@
+//! The connection to the provider's submission server.
+//!
+//! One [`Relay`] per client session: it logs in with the client's own
+//! credentials (the provider decides whether they are good) and then
+//! carries that session's messages. Built on lettre's SMTP client
+//! connection, but the transaction is driven command by command here, so
+//! that every provider reply can be passed on to the client, recipients can
+//! be checked before anything is sent, and a message goes out in chunks
+//! rather than as one more whole copy in memory.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
+use lettre::Address;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::timeout;
+
+use crate::reply::Reply;
+
+/// How the provider's submission port is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Implicit TLS (port 465).
+    Tls,
+    /// STARTTLS, required (port 587).
+    StartTls,
+    /// No TLS at all: only for a provider on the same machine.
+    Plain,
+}
+
+impl FromStr for Security {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tls" => Ok(Security::Tls),
+            "starttls" => Ok(Security::StartTls),
+            "plain" => Ok(Security::Plain),
+            other => Err(format!(
+                "unknown security \"{other}\"; use tls, starttls or plain"
+            )),
+        }
+    }
+}
+
+/// Where the account's mail is submitted.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// An extra trust anchor (PEM) besides the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One message as it goes to the provider.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+    pub data: Vec<u8>,
+    pub smtputf8: bool,
+}
+
+/// How long the provider may take: connecting and each command (RFC 5321
+/// allows minutes; a stalled provider must not hold the client forever).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// The message itself, by its size: at least this, plus a second per MiB.
+const DATA_TIMEOUT: Duration = Duration::from_secs(300);
+/// Write the message in pieces of this size.
+const CHUNK: usize = 256 * 1024;
+/// A connection unused for this long is checked with NOOP before use.
+const IDLE_CHECK: Duration = Duration::from_secs(30);
+
+/// A logged-in connection to the provider.
+pub struct Relay {
+    provider: Provider,
+    username: String,
+    password: SecretString,
+    connection: Option<AsyncSmtpConnection>,
+    last_used: Instant,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("provider", &self.provider)
+            .field("username", &self.username)
+            .field("connected", &self.connection.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Connects to the provider and logs in. `Err` is the reply for the
+    /// client: the provider's own refusal (535 …), or 454 when the provider
+    /// could not be asked.
+    pub async fn login(
+        provider: &Provider,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Relay, Reply> {
+        let mut relay = Relay {
+            provider: provider.clone(),
+            username: username.to_string(),
+            password,
+            connection: None,
+            last_used: Instant::now(),
+        };
+        relay.connect().await?;
+        Ok(relay)
+    }
+
+    async fn connect(&mut self) -> Result<(), Reply> {
+        let unreachable = |what: String| {
+            Reply::new(
+                454,
+                "4.7.0",
+                format!(
+                    "Cannot reach your provider at {}:{}: {what}. Try again later, or check the account's smtp settings.",
+                    self.provider.host, self.provider.port
+                ),
+            )
+        };
+        let tls = match self.provider.security {
+            Security::Plain => None,
+            _ => Some(self.tls_parameters().map_err(&unreachable)?),
+        };
+        let hello = ClientId::Domain("localhost".into());
+        let implicit = match (&tls, self.provider.security) {
+            (Some(tls), Security::Tls) => Some(tls.clone()),
+            _ => None,
+        };
+        let address = (self.provider.host.as_str(), self.provider.port);
+        let mut connection = timeout(
+            COMMAND_TIMEOUT,
+            AsyncSmtpConnection::connect_tokio1(
+                address,
+                Some(COMMAND_TIMEOUT),
+                &hello,
+                implicit,
+                None,
+            ),
+        )
+        .await
+        .map_err(|_| unreachable("no answer".into()))?
+        .map_err(|e| unreachable(describe(&e)))?;
+        if self.provider.security == Security::StartTls {
+            let Some(tls) = tls else {
+                return Err(unreachable("no TLS settings".into()));
+            };
+            if !connection.can_starttls() {
+                return Err(unreachable(
+                    "it does not offer STARTTLS, and the account requires it".into(),
+                ));
+            }
+            timeout(COMMAND_TIMEOUT, connection.starttls(tls, &hello))
+                .await
+                .map_err(|_| unreachable("no answer to STARTTLS".into()))?
+                .map_err(|e| unreachable(describe(&e)))?;
+        }
+        let credentials = Credentials::new(
+            self.username.clone(),
+            self.password.expose_secret().to_string(),
+        );
+        let response = timeout(
+            COMMAND_TIMEOUT,
+            connection.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
+        )
+        .await
+        .map_err(|_| unreachable("no answer to AUTH".into()))?;
+        match response {
+            Ok(_) => {}
+            Err(e) if e.status().is_some() => return Err(provider_reply(&e, "login")),
+            Err(e) => return Err(unreachable(describe(&e))),
+        }
+        self.connection = Some(connection);
+        self.last_used = Instant::now();
+        Ok(())
+    }
+
+    fn tls_parameters(&self) -> Result<TlsParameters, String> {
+        let mut builder = TlsParameters::builder(self.provider.host.clone());
+        if let Some(path) = &self.provider.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read the ca_file {}: {e}", path.display()))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| format!("the ca_file {} holds no certificate: {e}", path.display()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder.build_rustls().map_err(|e| describe(&e))
+    }
+
+    /// Sends every copy; `Ok` carries the 250 for the client, given only
+    /// when the provider accepted all of them.
+    ///
+    /// With more than one copy (Bcc recipients get their own), every
+    /// recipient is first tried in one transaction that is then reset, so
+    /// that a refused recipient stops the message before any copy left.
+    pub async fn send(&mut self, copies: &[Copy]) -> Result<Reply, Reply> {
+        self.ensure_connected().await?;
+        if copies.len() > 1 {
+            let all = Copy {
+                mail_from: copies[0].mail_from.clone(),
+                recipients: copies.iter().flat_map(|c| c.recipients.clone()).collect(),
+                data: Vec::new(),
+                smtputf8: copies.iter().any(|c| c.smtputf8),
+            };
+            let checked = self.envelope(&all).await;
+            self.reset().await;
+            checked.map_err(|e| e.into_reply(&[]))?;
+        }
+        let mut delivered: Vec<&str> = Vec::new();
+        for copy in copies {
+            let result = match self.envelope(copy).await {
+                Ok(()) => self.data(&copy.data).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(_) => delivered.extend(copy.recipients.iter().map(String::as_str)),
+                Err(failure) => {
+                    self.reset().await;
+                    return Err(failure.into_reply(&delivered));
+                }
+            }
+        }
+        self.last_used = Instant::now();
+        Ok(Reply::new(
+            250,
+            "2.0.0",
+            "Message accepted by your provider".to_string(),
+        ))
+    }
+
+    /// Ends the provider session politely.
+    pub async fn quit(mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            let _ = timeout(Duration::from_secs(5), connection.quit()).await;
+        }
+    }
+
+    async fn ensure_connected(&mut self) -> Result<(), Reply> {
+        let fresh = self.last_used.elapsed() < IDLE_CHECK;
+        let healthy = match self.connection.as_mut() {
+            Some(c) if c.has_broken() => false,
+            Some(_) if fresh => true,
+            Some(c) => matches!(
+                timeout(Duration::from_secs(10), c.test_connected()).await,
+                Ok(true)
+            ),
+            None => false,
+        };
+        if !healthy {
+            self.connection = None;
+            // Credentials the provider accepted a moment ago; a refusal now
+            // (password changed meanwhile) is the provider's to explain.
+            self.connect().await.map_err(|mut reply| {
+                if reply.code == 454 {
+                    reply.code = 451;
+                    reply.enhanced = "4.4.1".into();
+                }
+                reply
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn envelope(&mut self, copy: &Copy) -> Result<(), Failure> {
+        let connection = self.connection.as_mut().ok_or(Failure::Lost)?;
+        let from = if copy.mail_from.is_empty() {
+            None
+        } else {
+            Some(parse_address(&copy.mail_from)?)
+        };
+        let mut parameters = Vec::new();
+        if connection
+            .server_info()
+            .supports_feature(Extension::EightBitMime)
+        {
+            if !copy.data.is_ascii() {
+                parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+            }
+        } else if !copy.data.is_ascii() {
+            return Err(Failure::Refused(Reply::new(
+                554,
+                "5.6.3",
+                "Your provider does not accept 8-bit messages, and this one has 8-bit content."
+                    .to_string(),
+            )));
+        }
+        if copy.smtputf8 {
+            if !connection
+                .server_info()
+                .supports_feature(Extension::SmtpUtfEight)
+            {
+                return Err(Failure::Refused(Reply::new(
+                    553,
+                    "5.6.7",
+                    "Your provider does not accept non-ASCII addresses (no SMTPUTF8).".to_string(),
+                )));
+            }
+            parameters.push(MailParameter::SmtpUtfEight);
+        }
+        if !copy.data.is_empty() {
+            parameters.push(MailParameter::Size(copy.data.len()));
+        }
+        command(connection, Mail::new(from, parameters), "MAIL FROM").await?;
+        for recipient in &copy.recipients {
+            let to = parse_address(recipient)?;
+            command(
+                connection,
+                Rcpt::new(to, Vec::new()),
+                &format!("the recipient {recipient}"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn data(&mut self, data: &[u8]) -> Result<Response, Failure> {
+        let connection = self.connection.as_mut().ok_or(Failure::Lost)?;
+        command(connection, Data, "DATA").await?;
+        let limit = DATA_TIMEOUT + Duration::from_secs((data.len() / (1024 * 1024)) as u64);
+        match timeout(limit, connection.message_iter(data.chunks(CHUNK))).await {
+            Err(_) => {
+                self.connection = None;
+                Err(Failure::Unconfirmed)
+            }
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if e.status().is_some() => {
+                Err(Failure::Refused(provider_reply(&e, "the message")))
+            }
+            // Written, but no verdict: it may or may not have been taken.
+            Ok(Err(_)) => {
+                self.connection = None;
+                Err(Failure::Unconfirmed)
+            }
+        }
+    }
+
+    async fn reset(&mut self) {
+        if let Some(connection) = self.connection.as_mut() {
+            if connection.has_broken()
+                || !matches!(
+                    timeout(COMMAND_TIMEOUT, connection.command(Rset)).await,
+                    Ok(Ok(_))
+                )
+            {
+                self.connection = None;
+            }
+        }
+    }
+}
+
+/// Why a copy did not go out.
+#[derive(Debug)]
+enum Failure {
+    /// The provider said no; its reply, ready for the client.
+    Refused(Reply),
+    /// The connection broke before the message was complete.
+    Lost,
+    /// The message was written but the provider's verdict never came.
+    Unconfirmed,
+}
+
+impl Failure {
+    /// The reply for the client, given which recipients already have the
+    /// message (earlier copies).
+    fn into_reply(self, delivered: &[&str]) -> Reply {
+        let mut reply = match self {
+            Failure::Refused(reply) => reply,
+            Failure::Lost => Reply::new(
+                451,
+                "4.4.2",
+                "The connection to your provider was lost; the message was not sent. Try again."
+                    .to_string(),
+            ),
+            Failure::Unconfirmed => Reply::new(
+                451,
+                "4.4.2",
+                "Your provider did not confirm the message; it may not have been sent. Try again."
+                    .to_string(),
+            ),
+        };
+        if !delivered.is_empty() {
+            // The client cannot be told "some": make the refusal permanent
+            // so that it shows the sentence instead of resending to all.
+            reply.code = 554;
+            reply.enhanced = "5.0.0".into();
+            let text = reply.lines.join(" ");
+            reply.lines = vec![format!(
+                "Sent only to {}; not to the others: {text}",
+                delivered.join(", ")
+            )];
+        }
+        reply
+    }
+}
+
+impl From<Reply> for Failure {
+    fn from(reply: Reply) -> Self {
+        Failure::Refused(reply)
+    }
+}
+
+async fn command<C: std::fmt::Display>(
+    connection: &mut AsyncSmtpConnection,
+    cmd: C,
+    what: &str,
+) -> Result<Response, Failure> {
+    match timeout(COMMAND_TIMEOUT, connection.command(cmd)).await {
+        Err(_) => Err(Failure::Lost),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) if e.status().is_some() => Err(Failure::Refused(provider_reply(&e, what))),
+        Ok(Err(_)) => Err(Failure::Lost),
+    }
+}
+
+fn parse_address(address: &str) -> Result<Address, Failure> {
+    address.parse().map_err(|_| {
+        Failure::Refused(Reply::new(
+            553,
+            "5.1.3",
+            format!("\"{address}\" is not an address your provider can be given."),
+        ))
+    })
+}
+
+/// The provider's refusal, passed on with its code and words.
+fn provider_reply(error: &lettre::transport::smtp::Error, what: &str) -> Reply {
+    let code = error.status().map(u16::from).unwrap_or(451);
+    let text = std::error::Error::source(error)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    // The provider's text may carry its own enhanced code first.
+    let (enhanced, text) = split_enhanced(&text);
+    let enhanced = match enhanced {
+        Some(e) => Cow::Owned(e.to_string()),
+        None if (400..500).contains(&code) => Cow::Borrowed("4.0.0"),
+        None => Cow::Borrowed("5.0.0"),
+    };
+    Reply::relayed(
+        code,
+        enhanced,
+        &format!("Your provider refused {what}: {}", text.trim()),
+    )
+}
+
+fn split_enhanced(text: &str) -> (Option<&str>, &str) {
+    let text = text.trim_start();
+    let first = text.split_whitespace().next().unwrap_or("");
+    let is_enhanced = first.split('.').count() == 3
+        && first
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if is_enhanced {
+        (Some(first), &text[first.len()..])
+    } else {
+        (None, text)
+    }
+}
+
+/// A lettre error in words, with its causes.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_codes_are_taken_from_the_provider_text() {
+        assert_eq!(
+            split_enhanced("5.1.1 <x@y>: unknown user"),
+            (Some("5.1.1"), " <x@y>: unknown user")
+        );
+        assert_eq!(split_enhanced("no such user"), (None, "no such user"));
+        assert_eq!(split_enhanced("1.2 x"), (None, "1.2 x"));
+    }
+
+    #[test]
+    fn partial_delivery_is_permanent_and_says_who_has_it() {
+        let reply = Failure::Lost.into_reply(&["bob@example.org"]);
+        assert_eq!(reply.code, 554);
+        assert!(reply.lines[0].starts_with("Sent only to bob@example.org;"));
+        let reply = Failure::Lost.into_reply(&[]);
+        assert_eq!(reply.code, 451);
+    }
+
+    #[test]
+    fn security_names() {
+        assert_eq!("starttls".parse::<Security>(), Ok(Security::StartTls));
+        assert!("ssl".parse::<Security>().unwrap_err().contains("tls"));
+    }
+}

@@ -1,0 +1,412 @@
+//! The listener and the per-connection loop: the thin I/O around
+//! [`Session`].
+//!
+//! Each accepted connection runs in its own task: bytes from the socket go
+//! into the session, its actions are carried out (write, TLS upgrade, login
+//! at the provider, prepare and relay a message), and the result goes back
+//! into the session. On shutdown the listener stops accepting, idle
+//! sessions are told 421 and closed, and a message being delivered is
+//! finished first.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use keystore::{Discovery, Keystore};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+use crate::outgoing::{self, Account};
+use crate::relay::{Provider, Relay};
+use crate::reply::Reply;
+use crate::session::{Action, Limits, Options, Session};
+
+/// One account as the SMTP side needs it.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    pub account: Account,
+    /// The login name; it selects the account.
+    pub username: String,
+    pub provider: Provider,
+}
+
+/// The listener's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The name in the greeting.
+    pub hostname: String,
+    /// The certificate for STARTTLS; `None` offers no STARTTLS.
+    pub tls: Option<LocalCertificate>,
+    pub limits: Limits,
+    /// A client silent for this long is disconnected (RFC 5321 suggests
+    /// five minutes).
+    pub idle_timeout: Duration,
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// The local certificate clients see on STARTTLS.
+#[derive(Clone)]
+pub struct LocalCertificate {
+    pub cert_der: Vec<u8>,
+    pub key_der: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for LocalCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCertificate")
+            .field("sha256", &self.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalCertificate {
+    /// A new self-signed certificate for these names (rcgen).
+    pub fn generate(names: &[&str]) -> Result<Self, String> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let certified = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+        Ok(LocalCertificate {
+            cert_der: certified.cert.der().to_vec(),
+            key_der: zeroize::Zeroizing::new(certified.signing_key.serialize_der()),
+        })
+    }
+
+    /// The certificate in PEM, e.g. for a client's trust store.
+    pub fn cert_pem(&self) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.cert_der);
+        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+        pem
+    }
+
+    /// SHA-256 of the certificate, colon-separated hex (what `gateway
+    /// status` shows and what a person compares in the client's dialog).
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&self.cert_der)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(self.cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.to_vec())),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(config))
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {address}: {source} (is another program using the port?)")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the local TLS certificate cannot be used: {0}")]
+    Certificate(String),
+}
+
+struct Shared {
+    config: Config,
+    tls: Option<TlsAcceptor>,
+    keystore: Keystore,
+    discovery: Option<Discovery>,
+}
+
+/// A bound listener, ready to [`Server::run`].
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds the listener.
+    pub async fn bind(
+        config: Config,
+        keystore: Keystore,
+        discovery: Option<Discovery>,
+    ) -> Result<Server, ServerError> {
+        let tls = match &config.tls {
+            Some(cert) => Some(TlsAcceptor::from(
+                cert.server_config().map_err(ServerError::Certificate)?,
+            )),
+            None => None,
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    address: config.listen,
+                    source,
+                })?;
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                config,
+                tls,
+                keystore,
+                discovery,
+            }),
+        })
+    }
+
+    /// Where it listens (the port, when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then lets sessions finish what
+    /// they are delivering (at most `grace`) and returns.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>, grace: Duration) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let shared = Arc::clone(&self.shared);
+                        let stop = stop_rx.clone();
+                        connections.spawn(async move {
+                            if let Err(e) = serve(stream, shared, stop).await {
+                                tracing::debug!(%peer, error = %e, "smtp connection ended");
+                            }
+                        });
+                    }
+                    // Out of file descriptors and the like: wait, don't spin.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "smtp accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(self.listener);
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                sessions = connections.len(),
+                "smtp sessions still busy after the grace period; closing them"
+            );
+            connections.shutdown().await;
+        }
+    }
+}
+
+/// One client connection, from greeting to close.
+async fn serve(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let config = &shared.config;
+    let mut session = Session::new(Options {
+        hostname: config.hostname.clone(),
+        starttls: shared.tls.is_some(),
+        tls_active: false,
+        auth_requires_tls: !config.listen.ip().is_loopback(),
+        limits: config.limits.clone(),
+    });
+    let mut state = Connection {
+        relay: None,
+        account: None,
+    };
+    let mut plain = stream;
+    match drive(&mut session, &mut plain, &shared, &mut state, &mut stop).await? {
+        Ended::Closed => return Ok(()),
+        Ended::UpgradeTls => {}
+    }
+    let Some(acceptor) = &shared.tls else {
+        return Ok(());
+    };
+    let mut tls = match tokio::time::timeout(config.idle_timeout, acceptor.accept(plain)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Ok(()),
+    };
+    session.tls_started();
+    drive(&mut session, &mut tls, &shared, &mut state, &mut stop).await?;
+    if let Some(relay) = state.relay.take() {
+        relay.quit().await;
+    }
+    Ok(())
+}
+
+/// What a session holds besides the protocol state.
+struct Connection {
+    relay: Option<Relay>,
+    account: Option<AccountConfig>,
+}
+
+enum Ended {
+    Closed,
+    UpgradeTls,
+}
+
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    session: &mut Session,
+    stream: &mut S,
+    shared: &Shared,
+    state: &mut Connection,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<Ended> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        while let Some(action) = session.poll() {
+            match action {
+                Action::Send(bytes) => stream.write_all(&bytes).await?,
+                Action::UpgradeTls => {
+                    stream.flush().await?;
+                    return Ok(Ended::UpgradeTls);
+                }
+                Action::Close => {
+                    stream.flush().await?;
+                    let _ = stream.shutdown().await;
+                    return Ok(Ended::Closed);
+                }
+                Action::Authenticate { username, password } => {
+                    let result = authenticate(shared, state, &username, password).await;
+                    session.auth_result(result);
+                }
+                Action::Deliver(transaction) => {
+                    let reply = deliver(shared, state, transaction).await;
+                    session.delivered(reply);
+                }
+            }
+        }
+        stream.flush().await?;
+        let read = tokio::select! {
+            read = tokio::time::timeout(shared.config.idle_timeout, stream.read(&mut buf)) => Some(read),
+            _ = stop.wait_for(|stop| *stop) => None,
+        };
+        let Some(read) = read else {
+            let bye = Reply::new(
+                421,
+                "4.3.2",
+                "The gateway is shutting down; try again shortly",
+            );
+            stream.write_all(&bye.to_bytes()).await?;
+            let _ = stream.shutdown().await;
+            return Ok(Ended::Closed);
+        };
+        match read {
+            Err(_) => {
+                let bye = Reply::new(421, "4.4.2", "Idle for too long; closing the connection");
+                stream.write_all(&bye.to_bytes()).await?;
+                let _ = stream.shutdown().await;
+                return Ok(Ended::Closed);
+            }
+            // The client went away: whatever it was sending is dropped, and
+            // it never saw a 250 for it.
+            Ok(Ok(0)) => return Ok(Ended::Closed),
+            Ok(Ok(n)) => session.receive(&buf[..n]),
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+async fn authenticate(
+    shared: &Shared,
+    state: &mut Connection,
+    username: &str,
+    password: secrecy::SecretString,
+) -> Result<(), Reply> {
+    let Some(account) = shared
+        .config
+        .accounts
+        .iter()
+        .find(|a| a.username.eq_ignore_ascii_case(username))
+    else {
+        tracing::info!(%username, "smtp login for an unknown account");
+        return Err(Reply::new(
+            535,
+            "5.7.8",
+            "No account with this user name is set up in the gateway (see gateway status)",
+        ));
+    };
+    if let Some(old) = state.relay.take() {
+        old.quit().await;
+    }
+    match Relay::login(&account.provider, username, password).await {
+        Ok(relay) => {
+            tracing::info!(account = %account.account.address, "smtp login accepted by the provider");
+            state.relay = Some(relay);
+            state.account = Some(account.clone());
+            Ok(())
+        }
+        Err(reply) => {
+            tracing::info!(account = %account.account.address, reply = %reply, "smtp login refused");
+            Err(reply)
+        }
+    }
+}
+
+async fn deliver(
+    shared: &Shared,
+    state: &mut Connection,
+    transaction: crate::session::Transaction,
+) -> Reply {
+    let (Some(relay), Some(account)) = (state.relay.as_mut(), state.account.as_ref()) else {
+        return Reply::new(530, "5.7.0", "Authentication required");
+    };
+    let recipients = transaction.recipients.len();
+    let outgoing = match outgoing::prepare(
+        transaction,
+        &account.account,
+        &shared.keystore,
+        shared.discovery.as_ref(),
+        SystemTime::now(),
+    )
+    .await
+    {
+        Ok(outgoing) => outgoing,
+        Err(reply) => {
+            tracing::info!(account = %account.account.address, reply = %reply, "message refused");
+            return reply;
+        }
+    };
+    match relay.send(&outgoing.copies).await {
+        Ok(reply) => {
+            tracing::info!(
+                account = %account.account.address,
+                recipients,
+                copies = outgoing.copies.len(),
+                encrypted = outgoing.encrypted,
+                "message sent"
+            );
+            reply
+        }
+        Err(reply) => {
+            tracing::info!(account = %account.account.address, reply = %reply, "provider did not take the message");
+            reply
+        }
+    }
+}
