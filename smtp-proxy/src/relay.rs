@@ -177,7 +177,7 @@ impl Relay {
         .map_err(|_| unreachable("no answer to AUTH".into()))?;
         match response {
             Ok(_) => {}
-            Err(e) if e.status().is_some() => return Err(provider_reply(&e, "login")),
+            Err(e) if e.status().is_some() => return Err(provider_reply(&e, "the login")),
             Err(e) => return Err(unreachable(describe(&e))),
         }
         self.connection = Some(connection);

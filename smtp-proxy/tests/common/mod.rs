@@ -32,6 +32,8 @@ pub const WITH_KEYS: [&str; 5] = [
 ];
 /// A provider user the vault has no key for.
 pub const ERIN: &str = "erin@example.org";
+/// Has a key in the vault, but no mailbox at the provider.
+pub const GHOST: &str = "ghost@example.org";
 
 pub struct Fixture {
     pub provider: Provider,
@@ -81,7 +83,7 @@ pub async fn fixture(setup: Setup) -> Fixture {
         .await
         .expect("identity");
     keys.insert(ALICE.to_string(), alice);
-    for user in WITH_KEYS {
+    for user in WITH_KEYS.iter().copied().chain([GHOST]) {
         let cert = autocrypt::key::generate(user, created).expect("key");
         keystore
             .record_key(&cert, KeySource::Import, now)
@@ -151,12 +153,25 @@ impl Fixture {
     /// Sends with Python's smtplib through the proxy (STARTTLS, AUTH PLAIN):
     /// `ok`, or the refusal as `CODE text`.
     pub async fn send_smtplib(&self, from: &str, rcpts: &[&str], message: &[u8]) -> String {
+        self.send_smtplib_as(ALICE, PASSWORD, from, rcpts, message)
+            .await
+    }
+
+    /// As [`Fixture::send_smtplib`], logging in with these credentials.
+    pub async fn send_smtplib_as(
+        &self,
+        user: &str,
+        password: &str,
+        from: &str,
+        rcpts: &[&str],
+        message: &[u8],
+    ) -> String {
         let file = self.dir.path().join(format!("msg-{}.eml", rand_name()));
         std::fs::write(&file, message).expect("writing the message");
         let args = vec![
             self.proxy_port.to_string(),
-            ALICE.to_string(),
-            PASSWORD.to_string(),
+            user.to_string(),
+            password.to_string(),
             from.to_string(),
             rcpts.join(","),
             file.display().to_string(),
