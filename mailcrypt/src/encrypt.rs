@@ -96,7 +96,8 @@ pub fn encrypt(message: &[u8], req: &EncryptRequest<'_>) -> Result<Vec<u8>, Encr
     let fields = mime::fields(header);
     let outer = outer_fields(&fields);
 
-    let mut inner = Vec::with_capacity(message.len() + 8192);
+    // The inner header; the body follows it into the encryption unchanged.
+    let mut inner = Vec::with_capacity(8192);
     let mut has_content_type = false;
     for field in fields.iter().filter(|f| !f.is("Bcc")) {
         if field.is("Content-Type") {
@@ -132,7 +133,6 @@ pub fn encrypt(message: &[u8], req: &EncryptRequest<'_>) -> Result<Vec<u8>, Encr
         inner.extend_from_slice(&padding::field_for(final_len, eol));
     }
     inner.extend_from_slice(eol.as_bytes());
-    inner.extend_from_slice(body);
     let inner = zeroize::Zeroizing::new(inner);
 
     let signer = openpgp::signing_keypair(req.sender, req.now)?;
@@ -143,11 +143,8 @@ pub fn encrypt(message: &[u8], req: &EncryptRequest<'_>) -> Result<Vec<u8>, Encr
     {
         recipients.push(req.sender);
     }
-    let armored =
-        openpgp::sign_and_encrypt(&inner, signer, &recipients, req.hide_recipients, req.now)?;
-
     let boundary = req.boundary.make();
-    let mut out = Vec::with_capacity(armored.len() + 2048);
+    let mut out = Vec::with_capacity(4096);
     for raw in &outer {
         out.extend_from_slice(raw);
         out.extend_from_slice(eol.as_bytes());
@@ -171,8 +168,16 @@ pub fn encrypt(message: &[u8], req: &EncryptRequest<'_>) -> Result<Vec<u8>, Encr
     for p in &parts {
         out.extend_from_slice(p.as_bytes());
     }
-    push_with_eol(&mut out, &armored, eol);
-    out.extend_from_slice(format!("{eol}--{boundary}--{eol}").as_bytes());
+    openpgp::sign_and_encrypt(
+        &[&inner, body],
+        signer,
+        &recipients,
+        req.hide_recipients,
+        req.now,
+        &mut out,
+        eol,
+    )?;
+    out.extend_from_slice(format!("--{boundary}--{eol}").as_bytes());
     Ok(out)
 }
 

@@ -45,13 +45,18 @@ pub(crate) fn signing_keypair(cert: &Cert, now: SystemTime) -> Result<KeyPair, E
 }
 
 /// Signs and encrypts `plaintext` into an ASCII-armored OpenPGP message.
+/// Signs and encrypts the concatenation of `plaintext`'s pieces, appending
+/// the ASCII-armored result to `out` with `eol` line endings. Streaming
+/// keeps a large message from existing as a whole a second or third time.
 pub(crate) fn sign_and_encrypt(
-    plaintext: &[u8],
+    plaintext: &[&[u8]],
     signer: KeyPair,
     recipients: &[&Cert],
     hidden: bool,
     now: SystemTime,
-) -> Result<Vec<u8>, EncryptError> {
+    out: &mut Vec<u8>,
+    eol: &str,
+) -> Result<(), EncryptError> {
     if recipients.is_empty() {
         return Err(EncryptError::NoRecipients);
     }
@@ -76,17 +81,52 @@ pub(crate) fn sign_and_encrypt(
             return Err(EncryptError::NoEncryptionKey(cert.fingerprint().to_hex()));
         }
     }
-    let mut sink = Vec::with_capacity(plaintext.len() * 4 / 3 + 4096);
-    {
-        let message = Message::new(&mut sink);
-        let message = Armorer::new(message).build()?;
-        let message = Encryptor::for_recipients(message, keys).build()?;
-        let message = Signer::new(message, signer)?.creation_time(now).build()?;
-        let mut literal = LiteralWriter::new(message).date(now)?.build()?;
-        literal.write_all(plaintext)?;
-        literal.finalize()?;
+    let total: usize = plaintext.iter().map(|p| p.len()).sum();
+    out.reserve(total * 4 / 3 + total / 32 + 4096);
+    let mut sink = LineEnds {
+        out,
+        crlf: eol == "\r\n",
+    };
+    let message = Message::new(&mut sink);
+    let message = Armorer::new(message).build()?;
+    let message = Encryptor::for_recipients(message, keys).build()?;
+    let message = Signer::new(message, signer)?.creation_time(now).build()?;
+    let mut literal = LiteralWriter::new(message).date(now)?.build()?;
+    for piece in plaintext {
+        literal.write_all(piece)?;
     }
-    Ok(sink)
+    literal.finalize()?;
+    Ok(())
+}
+
+/// Sequoia's armor ends lines in LF; a CRLF message needs CRLF.
+struct LineEnds<'a> {
+    out: &'a mut Vec<u8>,
+    crlf: bool,
+}
+
+impl std::io::Write for LineEnds<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.crlf {
+            self.out.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
+        for piece in buf.split_inclusive(|&b| b == b'\n') {
+            match piece.strip_suffix(b"\n") {
+                Some(line) => {
+                    self.out
+                        .extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+                    self.out.extend_from_slice(b"\r\n");
+                }
+                None => self.out.extend_from_slice(piece),
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A detached, armored signature over `data`.

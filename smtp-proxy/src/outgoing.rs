@@ -52,8 +52,7 @@ pub async fn prepare(
         data,
         ..
     } = transaction;
-    let submission = submission::read(&data, &recipients)?;
-    drop(data);
+    let submission = submission::read(data, &recipients)?;
     let identity = keystore.identity(&account.address).await.map_err(|e| {
         refusal(format!(
             "there is no key for {} in the vault ({e}); run `gateway init` for this account",

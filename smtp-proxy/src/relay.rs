@@ -10,17 +10,28 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use lettre::Address;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 use crate::reply::Reply;
 
@@ -128,33 +139,40 @@ impl Relay {
                 ),
             )
         };
-        let tls = match self.provider.security {
-            Security::Plain => None,
-            _ => Some(self.tls_parameters().map_err(&unreachable)?),
-        };
         let hello = ClientId::Domain("localhost".into());
-        let implicit = match (&tls, self.provider.security) {
-            (Some(tls), Security::Tls) => Some(tls.clone()),
-            _ => None,
-        };
         let address = (self.provider.host.as_str(), self.provider.port);
+        let tcp = timeout(COMMAND_TIMEOUT, TcpStream::connect(address))
+            .await
+            .map_err(|_| unreachable("no answer".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        // The end of DATA is a small write after a large one; with Nagle's
+        // algorithm it waits for the provider's delayed ACK (40 ms a message).
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn AsyncTokioStream> = match self.provider.security {
+            Security::Tls => {
+                let config = self.tls_config().map_err(&unreachable)?;
+                let name = ServerName::try_from(self.provider.host.clone())
+                    .map_err(|e| unreachable(format!("bad host name: {e}")))?;
+                let tls = timeout(
+                    COMMAND_TIMEOUT,
+                    TlsConnector::from(config).connect(name, tcp),
+                )
+                .await
+                .map_err(|_| unreachable("no answer to the TLS handshake".into()))?
+                .map_err(|e| unreachable(describe(&e)))?;
+                Box::new(TlsTcp(tls))
+            }
+            Security::StartTls | Security::Plain => Box::new(tcp),
+        };
         let mut connection = timeout(
             COMMAND_TIMEOUT,
-            AsyncSmtpConnection::connect_tokio1(
-                address,
-                Some(COMMAND_TIMEOUT),
-                &hello,
-                implicit,
-                None,
-            ),
+            AsyncSmtpConnection::connect_with_transport(stream, &hello),
         )
         .await
-        .map_err(|_| unreachable("no answer".into()))?
+        .map_err(|_| unreachable("no greeting".into()))?
         .map_err(|e| unreachable(describe(&e)))?;
         if self.provider.security == Security::StartTls {
-            let Some(tls) = tls else {
-                return Err(unreachable("no TLS settings".into()));
-            };
+            let tls = self.tls_parameters().map_err(&unreachable)?;
             if !connection.can_starttls() {
                 return Err(unreachable(
                     "it does not offer STARTTLS, and the account requires it".into(),
@@ -185,6 +203,35 @@ impl Relay {
         Ok(())
     }
 
+    /// The system's roots plus the account's `ca_file`, for implicit TLS.
+    fn tls_config(&self) -> Result<Arc<ClientConfig>, String> {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if let Some(path) = &self.provider.ca_file {
+            let unreadable = |e: &dyn std::fmt::Display| {
+                format!("cannot read the ca_file {}: {e}", path.display())
+            };
+            let mut added = 0;
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
+                roots
+                    .add(cert.map_err(|e| unreadable(&e))?)
+                    .map_err(|e| unreadable(&e))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(unreadable(&"it holds no PEM certificate"));
+            }
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+
+    /// The same trust for STARTTLS, which lettre carries out.
     fn tls_parameters(&self) -> Result<TlsParameters, String> {
         let mut builder = TlsParameters::builder(self.provider.host.clone());
         if let Some(path) = &self.provider.ca_file {
@@ -355,6 +402,44 @@ impl Relay {
                 self.connection = None;
             }
         }
+    }
+}
+
+/// An implicit-TLS connection in the form lettre takes over.
+#[derive(Debug)]
+struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl AsyncRead for TlsTcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsTcp {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
     }
 }
 

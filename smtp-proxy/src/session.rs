@@ -124,6 +124,12 @@ pub struct Session {
     options: Options,
     state: State,
     input: Vec<u8>,
+    /// Where the unconsumed input starts: lines are taken by moving this,
+    /// not by shifting the buffer (that would be quadratic in the size).
+    start: usize,
+    /// Input before this offset holds no line end (so a long line is
+    /// scanned once, not again with every read).
+    scanned: usize,
     /// Inside an over-long line: drop bytes up to its end.
     discarding_line: bool,
     actions: VecDeque<Action>,
@@ -144,6 +150,8 @@ impl Session {
             options,
             state: State::Command,
             input: Vec::new(),
+            start: 0,
+            scanned: 0,
             discarding_line: false,
             actions: VecDeque::new(),
             greeted: false,
@@ -170,6 +178,11 @@ impl Session {
     /// Bytes from the client.
     pub fn receive(&mut self, bytes: &[u8]) {
         if !matches!(self.state, State::Closed) {
+            if self.start > 0 {
+                self.input.drain(..self.start);
+                self.scanned -= self.start;
+                self.start = 0;
+            }
             self.input.extend_from_slice(bytes);
         }
     }
@@ -225,35 +238,52 @@ impl Session {
         self.send(reply);
         self.actions.push_back(Action::Close);
         self.state = State::Closed;
+        self.clear_input();
+    }
+
+    fn clear_input(&mut self) {
         self.input.clear();
+        self.start = 0;
+        self.scanned = 0;
     }
 
     /// Takes one line (without its line ending) from the input, if complete.
     fn take_line(&mut self, max: usize) -> Option<Result<Vec<u8>, ()>> {
+        Some(self.next_line(max)?.map(|range| self.input[range].to_vec()))
+    }
+
+    /// The next complete line, as the range of the input it occupies
+    /// without its line ending; `Err` for a line longer than `max`.
+    fn next_line(&mut self, max: usize) -> Option<Result<std::ops::Range<usize>, ()>> {
         loop {
-            match self.input.iter().position(|&b| b == b'\n') {
-                Some(end) => {
-                    let mut line: Vec<u8> = self.input.drain(..=end).collect();
-                    line.pop();
-                    if line.last() == Some(&b'\r') {
-                        line.pop();
+            let from = self.scanned.max(self.start);
+            match self.input[from..].iter().position(|&b| b == b'\n') {
+                Some(offset) => {
+                    let begin = self.start;
+                    let mut end = from + offset;
+                    self.start = end + 1;
+                    self.scanned = self.start;
+                    if end > begin && self.input[end - 1] == b'\r' {
+                        end -= 1;
                     }
                     if self.discarding_line {
                         self.discarding_line = false;
                         return Some(Err(()));
                     }
-                    if line.len() + 2 > max {
+                    if end - begin + 2 > max {
                         return Some(Err(()));
                     }
-                    return Some(Ok(line));
+                    return Some(Ok(begin..end));
                 }
-                None if self.input.len() > max => {
+                None if self.input.len() - self.start > max => {
                     // Drop what we have and the rest of the line when it comes.
-                    self.input.clear();
+                    self.clear_input();
                     self.discarding_line = true;
-                    continue;
                 }
-                None => return None,
+                None => {
+                    self.scanned = self.input.len();
+                    return None;
+                }
             }
         }
     }
@@ -386,7 +416,7 @@ impl Session {
         self.send(Reply::new(220, "2.0.0", "Ready to start TLS"));
         // Anything pipelined after STARTTLS arrived in the clear and could
         // have been injected by someone in the middle (RFC 3207 §5): drop it.
-        self.input.clear();
+        self.clear_input();
         self.state = State::Upgrading;
         self.actions.push_back(Action::UpgradeTls);
     }
@@ -649,17 +679,17 @@ impl Session {
     fn step_data(&mut self) -> bool {
         // Data lines are bounded only by the message size.
         let max = self.options.limits.max_message + 2;
-        let Some(line) = self.take_line(max) else {
+        let Some(line) = self.next_line(max) else {
             return false;
         };
         let line = match line {
-            Ok(l) => l,
+            Ok(range) => range,
             Err(()) => {
                 self.data_too_large = true;
                 return true;
             }
         };
-        if line == b"." {
+        if self.input[line.clone()] == *b"." {
             let data = std::mem::take(&mut self.data);
             if self.data_too_large {
                 self.state = State::Command;
@@ -693,7 +723,8 @@ impl Session {
         if self.data_too_large {
             return true;
         }
-        let content = line.strip_prefix(b".").unwrap_or(&line);
+        let line = &self.input[line];
+        let content = line.strip_prefix(b".").unwrap_or(line);
         if self.data.len() + content.len() + 2 > self.options.limits.max_message {
             self.data_too_large = true;
             self.data = Vec::new();

@@ -27,8 +27,8 @@ pub struct Submission {
 
 /// Reads a submission. A request header with a value other than yes/no is
 /// refused rather than guessed at.
-pub fn read(data: &[u8], envelope_recipients: &[String]) -> Result<Submission, Reply> {
-    let header_request = match field_value(data, REQUEST_HEADER) {
+pub fn read(data: Vec<u8>, envelope_recipients: &[String]) -> Result<Submission, Reply> {
+    let header_request = match field_value(&data, REQUEST_HEADER) {
         None => None,
         Some(v) => match v.to_ascii_lowercase().as_str() {
             "yes" | "encrypt" => Some(Override::Encrypt),
@@ -40,7 +40,12 @@ pub fn read(data: &[u8], envelope_recipients: &[String]) -> Result<Submission, R
             }
         },
     };
-    let mut message = strip_fields(data, &[REQUEST_HEADER]);
+    // Copies only when there is something to remove: messages can be large.
+    let mut message = if header_request.is_some() {
+        strip_fields(&data, &[REQUEST_HEADER])
+    } else {
+        data
+    };
     let mut tag_request = None;
     if let Some((tag, rewritten)) = take_subject_tag(&message, &TAGS) {
         message = rewritten;
@@ -80,7 +85,7 @@ mod tests {
     fn bcc_recipients_are_the_unnamed_ones() {
         let m = b"From: a@example.org\r\nTo: Bob <bob@example.org>\r\nCc: carol@example.net\r\nBcc: dave@example.net\r\nSubject: hi\r\n\r\nbody\r\n";
         let s = read(
-            m,
+            m.to_vec(),
             &rcpts(&["BOB@example.org", "carol@example.net", "dave@example.net"]),
         )
         .expect("read");
@@ -93,23 +98,23 @@ mod tests {
     #[test]
     fn requests_from_tag_and_header() {
         let tagged = b"To: b@example.org\r\nSubject: [plain] hi\r\n\r\nx\r\n";
-        let s = read(tagged, &rcpts(&["b@example.org"])).expect("read");
+        let s = read(tagged.to_vec(), &rcpts(&["b@example.org"])).expect("read");
         assert_eq!(s.request, Some(Override::Plain));
         assert_eq!(s.message, b"To: b@example.org\r\nSubject: hi\r\n\r\nx\r\n");
 
         let header = b"To: b@example.org\r\nLetterlock-Encrypt: Yes\r\nSubject: hi\r\n\r\nx\r\n";
-        let s = read(header, &rcpts(&["b@example.org"])).expect("read");
+        let s = read(header.to_vec(), &rcpts(&["b@example.org"])).expect("read");
         assert_eq!(s.request, Some(Override::Encrypt));
         assert_eq!(s.message, b"To: b@example.org\r\nSubject: hi\r\n\r\nx\r\n");
 
         let both = b"Letterlock-Encrypt: yes\r\nSubject: [plain] hi\r\n\r\nx\r\n";
         assert_eq!(
-            read(both, &[]).expect("read").request,
+            read(both.to_vec(), &[]).expect("read").request,
             Some(Override::Encrypt)
         );
 
         let bad = b"Letterlock-Encrypt: maybe\r\nSubject: hi\r\n\r\nx\r\n";
-        let err = read(bad, &[]).expect_err("refused");
+        let err = read(bad.to_vec(), &[]).expect_err("refused");
         assert_eq!(err.code, 550);
         assert!(err.lines[0].contains("\"yes\" or \"no\""), "{err}");
     }

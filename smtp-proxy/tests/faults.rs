@@ -158,7 +158,16 @@ async fn a_client_gone_in_data_sends_nothing_and_others_go_on() {
         fx.provider
             .wait_for_messages("bob@example.org", "INBOX", 1, Duration::from_secs(60));
     std::thread::sleep(SETTLE);
-    assert_eq!(fx.provider.messages("bob@example.org", "INBOX").len(), 1);
+    let all = fx.provider.messages("bob@example.org", "INBOX");
+    assert_eq!(
+        all.len(),
+        1,
+        "{}",
+        all.iter()
+            .map(|m| head(m))
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    );
     let (plain, _) = fx.gpg_decrypt("bob@example.org", &stored[0]);
     assert!(contains(&plain, "canary-whole"));
 }

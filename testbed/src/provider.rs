@@ -199,6 +199,7 @@ impl Smtpd {
         lock.lock()
             .unwrap_or_else(|e| panic!("cannot lock {LOCK_FILE}: {e}"));
         stop_orphan(&mut lock);
+        purge_queue();
 
         let dir = tempfile::Builder::new()
             .prefix("opensmtpd-")
@@ -271,7 +272,59 @@ match from any for any action "deliver"
 
 impl Drop for Smtpd {
     fn drop(&mut self) {
+        // Let it finish deliveries it accepted, so that they land in this
+        // provider's Dovecot and not in the next one's.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while queued() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         terminate(&mut self.process);
+    }
+}
+
+/// OpenSMTPD's queue (compiled in; shared by every instance).
+const QUEUE: &str = "/var/spool/smtpd";
+
+/// Messages in the queue: one envelope file each, `queue/XX/MSGID/…`.
+fn queued() -> usize {
+    let mut count = 0;
+    for sub in ["queue", "incoming"] {
+        let Ok(buckets) = std::fs::read_dir(std::path::Path::new(QUEUE).join(sub)) else {
+            continue;
+        };
+        for bucket in buckets.flatten() {
+            count += std::fs::read_dir(bucket.path())
+                .map(|d| d.count())
+                .unwrap_or(0);
+        }
+    }
+    count
+}
+
+/// Mail left queued by an instance that was killed would be delivered by
+/// the next one, into another test's mailboxes (the queue keeps only the
+/// dispatcher's name, and every instance calls it the same). Only test
+/// instances run while the lock is held, so the queue is theirs to clear.
+fn purge_queue() {
+    for sub in ["queue", "incoming", "offline", "temporary"] {
+        let Ok(entries) = std::fs::read_dir(std::path::Path::new(QUEUE).join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if sub == "queue" {
+                // Keep the bucket directories OpenSMTPD created.
+                if let Ok(messages) = std::fs::read_dir(&path) {
+                    for message in messages.flatten() {
+                        let _ = std::fs::remove_dir_all(message.path());
+                    }
+                }
+            } else if path.is_dir() {
+                let _ = std::fs::remove_dir_all(&path);
+            } else {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 }
 
