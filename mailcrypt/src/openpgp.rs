@@ -82,7 +82,10 @@ pub(crate) fn sign_and_encrypt(
         }
     }
     let total: usize = plaintext.iter().map(|p| p.len()).sum();
-    out.reserve(total * 4 / 3 + total / 32 + 4096);
+    // Armor is 4/3 of the ciphertext plus line ends (66 bytes per 48);
+    // reserving too little would make the buffer grow by copying, with
+    // both copies resident. Untouched capacity costs no memory.
+    out.reserve(total + total / 2 + 64 * 1024);
     let mut sink = LineEnds {
         out,
         crlf: eol == "\r\n",
@@ -92,8 +95,12 @@ pub(crate) fn sign_and_encrypt(
     let message = Encryptor::for_recipients(message, keys).build()?;
     let message = Signer::new(message, signer)?.creation_time(now).build()?;
     let mut literal = LiteralWriter::new(message).date(now)?.build()?;
+    // In pieces: the writers below (encryption, armor) each make a
+    // scratch copy the size of one write.
     for piece in plaintext {
-        literal.write_all(piece)?;
+        for chunk in piece.chunks(64 * 1024) {
+            literal.write_all(chunk)?;
+        }
     }
     literal.finalize()?;
     Ok(())

@@ -8,6 +8,7 @@
 //! failure on the way to an encrypted message is a refusal: nothing is
 //! returned that could be sent.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use autocrypt::{AutocryptHeader, PeerState};
@@ -36,11 +37,39 @@ pub struct Outgoing {
     pub encrypted: bool,
 }
 
+/// The sending account's own key and Autocrypt header, loaded once per
+/// login rather than for every message.
+#[derive(Debug)]
+pub struct OwnKey {
+    identity: Identity,
+    autocrypt: AutocryptHeader,
+}
+
+impl OwnKey {
+    /// Loads the account's key pair from the vault. `Err` is the refusal
+    /// for every message while it is missing.
+    pub async fn load(keystore: &Keystore, address: &str, now: SystemTime) -> Result<Self, Reply> {
+        let identity = keystore.identity(address).await.map_err(|e| {
+            refusal(format!(
+                "there is no key for {address} in the vault ({e}); run `gateway init` for this account"
+            ))
+        })?;
+        let key = autocrypt::key::minimize(&identity.cert, address, now)
+            .map_err(|e| refusal(format!("your own key cannot be used ({e})")))?;
+        let autocrypt = AutocryptHeader::new(address, identity.prefer_encrypt, key);
+        Ok(OwnKey {
+            identity,
+            autocrypt,
+        })
+    }
+}
+
 /// Reads, decides and (if so decided) encrypts one message. `Err` is the
 /// reply for the client; nothing may be sent then.
 pub async fn prepare(
     transaction: Transaction,
     account: &Account,
+    own: Arc<OwnKey>,
     keystore: &Keystore,
     discovery: Option<&Discovery>,
     now: SystemTime,
@@ -53,12 +82,6 @@ pub async fn prepare(
         ..
     } = transaction;
     let submission = submission::read(data, &recipients)?;
-    let identity = keystore.identity(&account.address).await.map_err(|e| {
-        refusal(format!(
-            "there is no key for {} in the vault ({e}); run `gateway init` for this account",
-            account.address
-        ))
-    })?;
 
     // Look keys up for every recipient; DNS only where the keystore has
     // none and encryption is possible at all (a look-up tells the resolver
@@ -92,11 +115,7 @@ pub async fn prepare(
     }
 
     let account = account.clone();
-    let work = move || {
-        build(
-            submission, &peers, &account, &identity, mail_from, smtputf8, now,
-        )
-    };
+    let work = move || build(submission, &peers, &account, &own, mail_from, smtputf8, now);
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| refusal(format!("the encryption task failed ({e})")))?
@@ -106,7 +125,7 @@ fn build(
     submission: submission::Submission,
     peers: &[(String, Option<PeerState>)],
     account: &Account,
-    identity: &Identity,
+    own: &OwnKey,
     mail_from: String,
     smtputf8: bool,
     now: SystemTime,
@@ -122,7 +141,7 @@ fn build(
         &recipients,
         account.policy,
         submission.request,
-        identity.prefer_encrypt,
+        own.identity.prefer_encrypt,
         // Not known yet: the archive would have to tell whether the message
         // answers an encrypted one.
         false,
@@ -131,22 +150,13 @@ fn build(
     let sender_is_account = header_addresses(&submission.message, &["From"])
         .iter()
         .any(|from| autocrypt::addr_eq(from, &account.address));
-    let own_header = if sender_is_account {
-        let key = autocrypt::key::minimize(&identity.cert, &account.address, now)
-            .map_err(|e| refusal(format!("your own key cannot be used ({e})")))?;
-        Some(AutocryptHeader::new(
-            &account.address,
-            identity.prefer_encrypt,
-            key,
-        ))
-    } else {
-        None
-    };
+    let identity = &own.identity;
+    let own_header = sender_is_account.then_some(&own.autocrypt);
     match decision {
         Decision::Refuse(sentence) => Err(Reply::new(550, "5.7.1", sentence)),
         Decision::Plain => {
             let mut message = strip_fields(&submission.message, &["Bcc"]);
-            if let Some(header) = &own_header {
+            if let Some(header) = own_header {
                 message = mailcrypt::add_autocrypt_header(&message, header);
             }
             Ok(Outgoing {
@@ -194,7 +204,7 @@ fn build(
                     &submission.message,
                     identity,
                     &certs,
-                    own_header.as_ref(),
+                    own_header,
                     &gossip,
                     false,
                     now,
@@ -211,7 +221,7 @@ fn build(
                     &submission.message,
                     identity,
                     &[(*key).clone()],
-                    own_header.as_ref(),
+                    own_header,
                     &[],
                     true,
                     now,

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -206,7 +206,7 @@ impl Relay {
     /// The system's roots plus the account's `ca_file`, for implicit TLS.
     fn tls_config(&self) -> Result<Arc<ClientConfig>, String> {
         let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        roots.add_parsable_certificates(system_roots().iter().cloned());
         if let Some(path) = &self.provider.ca_file {
             let unreadable = |e: &dyn std::fmt::Display| {
                 format!("cannot read the ca_file {}: {e}", path.display())
@@ -403,6 +403,13 @@ impl Relay {
             }
         }
     }
+}
+
+/// The system's trust anchors, read once: parsing the whole store for
+/// every login would cost more than the login.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }
 
 /// An implicit-TLS connection in the form lettre takes over.

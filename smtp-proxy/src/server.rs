@@ -4,9 +4,9 @@
 //! Each accepted connection runs in its own task: bytes from the socket go
 //! into the session, its actions are carried out (write, TLS upgrade, login
 //! at the provider, prepare and relay a message), and the result goes back
-//! into the session. On shutdown the listener stops accepting, idle
-//! sessions are told 421 and closed, and a message being delivered is
-//! finished first.
+//! into the session. On shutdown the listener stops accepting, sessions
+//! between messages are told 421 and closed, and a message being sent or
+//! delivered is finished first (within the grace period).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
-use crate::outgoing::{self, Account};
+use crate::outgoing::{self, Account, OwnKey};
 use crate::relay::{Provider, Relay};
 use crate::reply::Reply;
 use crate::session::{Action, Limits, Options, Session};
@@ -238,6 +238,7 @@ async fn serve(
     let mut state = Connection {
         relay: None,
         account: None,
+        own_key: None,
     };
     let mut plain = stream;
     match drive(&mut session, &mut plain, &shared, &mut state, &mut stop).await? {
@@ -264,6 +265,8 @@ async fn serve(
 struct Connection {
     relay: Option<Relay>,
     account: Option<AccountConfig>,
+    /// The account's own key, loaded at login (or why it cannot be used).
+    own_key: Option<Result<Arc<OwnKey>, Reply>>,
 }
 
 enum Ended {
@@ -271,7 +274,24 @@ enum Ended {
     UpgradeTls,
 }
 
-async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+/// The client's connection, plain or TLS, with its socket at hand.
+trait ClientStream: AsyncRead + AsyncWrite + Unpin {
+    fn socket(&self) -> &TcpStream;
+}
+
+impl ClientStream for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn socket(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+async fn drive<S: ClientStream>(
     session: &mut Session,
     stream: &mut S,
     shared: &Shared,
@@ -305,7 +325,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         stream.flush().await?;
         let read = tokio::select! {
             read = tokio::time::timeout(shared.config.idle_timeout, stream.read(&mut buf)) => Some(read),
-            _ = stop.wait_for(|stop| *stop) => None,
+            _ = stop.wait_for(|stop| *stop), if !session.in_transaction() => None,
         };
         let Some(read) = read else {
             let bye = Reply::new(
@@ -327,7 +347,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             // The client went away: whatever it was sending is dropped, and
             // it never saw a 250 for it.
             Ok(Ok(0)) => return Ok(Ended::Closed),
-            Ok(Ok(n)) => session.receive(&buf[..n]),
+            Ok(Ok(n)) => {
+                // Clients that keep Nagle's algorithm on hold back the last
+                // small write (".\r\n") until this side ACKs, and Linux
+                // delays that ACK by up to 40 ms: acknowledge at once.
+                #[cfg(target_os = "linux")]
+                let _ = stream.socket().set_quickack(true);
+                session.receive(&buf[..n]);
+            }
             Ok(Err(e)) => return Err(e),
         }
     }
@@ -360,6 +387,15 @@ async fn authenticate(
             tracing::info!(account = %account.account.address, "smtp login accepted by the provider");
             state.relay = Some(relay);
             state.account = Some(account.clone());
+            state.own_key = Some(
+                OwnKey::load(
+                    &shared.keystore,
+                    &account.account.address,
+                    SystemTime::now(),
+                )
+                .await
+                .map(Arc::new),
+            );
             Ok(())
         }
         Err(reply) => {
@@ -374,13 +410,22 @@ async fn deliver(
     state: &mut Connection,
     transaction: crate::session::Transaction,
 ) -> Reply {
-    let (Some(relay), Some(account)) = (state.relay.as_mut(), state.account.as_ref()) else {
+    let (Some(relay), Some(account), Some(own_key)) = (
+        state.relay.as_mut(),
+        state.account.as_ref(),
+        state.own_key.as_ref(),
+    ) else {
         return Reply::new(530, "5.7.0", "Authentication required");
+    };
+    let own_key = match own_key {
+        Ok(key) => Arc::clone(key),
+        Err(refusal) => return refusal.clone(),
     };
     let recipients = transaction.recipients.len();
     let outgoing = match outgoing::prepare(
         transaction,
         &account.account,
+        own_key,
         &shared.keystore,
         shared.discovery.as_ref(),
         SystemTime::now(),

@@ -175,6 +175,12 @@ impl Session {
         self.user.as_deref()
     }
 
+    /// A transaction is open (MAIL FROM given, not yet finished or reset):
+    /// a shutdown waits for it rather than dropping the client's message.
+    pub fn in_transaction(&self) -> bool {
+        self.envelope.is_some() || matches!(self.state, State::Data | State::Delivering)
+    }
+
     /// Bytes from the client.
     pub fn receive(&mut self, bytes: &[u8]) {
         if !matches!(self.state, State::Closed) {

@@ -107,7 +107,11 @@ async fn a_connection_lost_in_data_is_never_acknowledged() {
         );
     }
     let result = fx.send_smtplib(ALICE, &["bob@example.org"], &message).await;
-    assert!(result.starts_with("451"), "{result}");
+    assert!(
+        result.starts_with("451"),
+        "{result}\n{}",
+        fx.provider.mta_log()
+    );
     std::thread::sleep(SETTLE);
     assert!(fx.provider.messages("bob@example.org", "INBOX").is_empty());
 }
@@ -153,7 +157,7 @@ async fn a_client_gone_in_data_sends_nothing_and_others_go_on() {
     let result = fx
         .send_smtplib(ALICE, &["bob@example.org"], &note("canary-whole"))
         .await;
-    assert_eq!(result, "ok");
+    assert_eq!(result, "ok", "{}", fx.provider.mta_log());
     let stored =
         fx.provider
             .wait_for_messages("bob@example.org", "INBOX", 1, Duration::from_secs(60));

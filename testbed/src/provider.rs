@@ -247,7 +247,7 @@ match from any for any action "deliver"
             _lock: lock,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", ports.relay)).is_err() {
+        while !greets(ports.relay) {
             if let Ok(Some(status)) = smtpd.process.try_wait() {
                 panic!(
                     "OpenSMTPD exited ({status}); is another OpenSMTPD running (`pkill smtpd`, or stop the opensmtpd service)? Its log:\n{}",
@@ -326,6 +326,18 @@ fn purge_queue() {
             }
         }
     }
+}
+
+/// The server on `port` answers with its 220 greeting: accepting TCP is
+/// not enough, OpenSMTPD's listener may not be serving yet.
+fn greets(port: u16) -> bool {
+    use std::io::Read as _;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut greeting = [0u8; 4];
+    stream.read_exact(&mut greeting).is_ok() && &greeting == b"220 "
 }
 
 /// A test process killed with SIGKILL leaves its OpenSMTPD running, and
