@@ -10,10 +10,15 @@
 //!   recipients' keys, the account policy and the writer's override.
 //! - [`submission`]: a submitted message read for sending: the writer's
 //!   request (subject tag or header, removed) and its Bcc recipients.
+//! - [`outgoing`]: from a submitted message to the copies that go to the
+//!   provider — keys, decision, encryption (a copy per Bcc recipient), or
+//!   the cleartext copy with the Autocrypt header.
+//! - [`relay`]: the provider connection, logged in with the client's own
+//!   credentials; lettre speaks SMTP, the transaction is driven here.
+//! - [`server`]: the listener and the per-connection tokio loop around
+//!   [`session::Session`] (STARTTLS with an rcgen certificate, idle
+//!   timeout, graceful shutdown).
 //! - [`reply`]: replies with enhanced status codes.
-//!
-//! Still to come (issue 5): the tokio loop, the relay to the provider
-//! (lettre), and the pipeline that joins decision, encryption and Bcc copies.
 
 pub mod decision;
 pub mod outgoing;
