@@ -175,3 +175,25 @@ async fn a_client_gone_in_data_sends_nothing_and_others_go_on() {
     let (plain, _) = fx.gpg_decrypt("bob@example.org", &stored[0]);
     assert!(contains(&plain, "canary-whole"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_is_told_and_disconnected() {
+    let fx = fixture(Setup {
+        idle_timeout: Duration::from_secs(1),
+        ..Setup::default()
+    })
+    .await;
+    let port = fx.proxy_port;
+    let said = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    })
+    .await
+    .expect("client");
+    assert!(said.starts_with("220 "), "{said}");
+    assert!(said.contains("\r\n421 4.4.2 Idle"), "{said}");
+}

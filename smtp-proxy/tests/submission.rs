@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use smtp_proxy::decision::Policy;
+use smtp_proxy::relay::Security;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -241,4 +242,53 @@ fn gpg_list_packets(fx: &Fixture, user: &str, stored: &[u8]) -> String {
         .output()
         .expect("gpg");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starttls_provider_and_a_rejected_key() {
+    let fx = fixture(Setup {
+        security: Security::StartTls,
+        ..Setup::default()
+    })
+    .await;
+    let message = format!(
+        "From: {ALICE}\r\nTo: bob@example.org\r\nSubject: via 587\r\n\r\ncanary-starttls\r\n"
+    );
+    let result = fx
+        .send_smtplib(ALICE, &["bob@example.org"], message.as_bytes())
+        .await;
+    assert_eq!(result, "ok");
+    let stored = fx
+        .provider
+        .wait_for_messages("bob@example.org", "INBOX", 1, WAIT);
+    assert!(!contains(&stored[0], "canary-starttls"));
+    let (plain, _) = fx.gpg_decrypt("bob@example.org", &stored[0]);
+    assert!(contains(&plain, "canary-starttls"));
+
+    // Bob's key rejected: never used. [encrypt] is refused, naming him;
+    // without it the message goes in the clear (opportunistic).
+    fx.keystore
+        .reject("bob@example.org", None, std::time::SystemTime::now())
+        .await
+        .expect("reject");
+    let message =
+        format!("From: {ALICE}\r\nTo: bob@example.org\r\nSubject: [encrypt] again\r\n\r\nhush\r\n");
+    let result = fx
+        .send_smtplib(ALICE, &["bob@example.org"], message.as_bytes())
+        .await;
+    assert!(
+        result.starts_with("550") && result.contains("bob@example.org"),
+        "{result}"
+    );
+    let message =
+        format!("From: {ALICE}\r\nTo: bob@example.org\r\nSubject: open\r\n\r\nopen words\r\n");
+    let result = fx
+        .send_smtplib(ALICE, &["bob@example.org"], message.as_bytes())
+        .await;
+    assert_eq!(result, "ok");
+    let stored = fx
+        .provider
+        .wait_for_messages("bob@example.org", "INBOX", 2, WAIT);
+    assert!(contains(&stored[1], "open words"));
+    assert_eq!(stored.len(), 2);
 }

@@ -54,6 +54,9 @@ pub struct Setup {
     /// Reach the provider through a [`testbed::BreakingLink`] that cuts
     /// each connection after this many bytes; `None`: directly.
     pub cut_after: Option<usize>,
+    /// Implicit TLS (port 465 style) or STARTTLS (587 style).
+    pub security: Security,
+    pub idle_timeout: Duration,
 }
 
 impl Default for Setup {
@@ -62,6 +65,8 @@ impl Default for Setup {
             policy: Policy::Opportunistic,
             trust_provider: true,
             cut_after: None,
+            security: Security::Tls,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -91,16 +96,20 @@ pub async fn fixture(setup: Setup) -> Fixture {
             .expect("peer key");
         keys.insert(user.to_string(), cert);
     }
+    let direct = match setup.security {
+        Security::StartTls => provider.submission_port,
+        _ => provider.submissions_port,
+    };
     let port = match setup.cut_after {
-        Some(bytes) => testbed::BreakingLink::start(provider.submissions_port, bytes).port,
-        None => provider.submissions_port,
+        Some(bytes) => testbed::BreakingLink::start(direct, bytes).port,
+        None => direct,
     };
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         hostname: "localhost".into(),
         tls: Some(LocalCertificate::generate(&["localhost"]).expect("certificate")),
         limits: Limits::default(),
-        idle_timeout: Duration::from_secs(60),
+        idle_timeout: setup.idle_timeout,
         accounts: vec![AccountConfig {
             account: Account {
                 address: ALICE.into(),
@@ -110,7 +119,7 @@ pub async fn fixture(setup: Setup) -> Fixture {
             provider: Upstream {
                 host: "localhost".into(),
                 port,
-                security: Security::Tls,
+                security: setup.security,
                 ca_file: setup
                     .trust_provider
                     .then(|| provider.dovecot.ca_file.clone()),
