@@ -79,6 +79,7 @@ pub async fn run(global: &Global, args: SyncArgs) -> anyhow::Result<Answer> {
                 account: autocrypt::normalize_addr(&account.address),
                 mailbox: args.mailbox.clone(),
                 workers,
+                learn: Some(vault.clone()),
             },
             &mut |p| display.show(p),
         )

@@ -11,6 +11,7 @@
 //! The client-facing proxy (decrypt on FETCH, encrypt on APPEND) builds on
 //! these and is not here yet.
 
+pub mod learn;
 pub mod sync;
 pub mod upstream;
 pub mod view;

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use archive::{content_hash, Archive, ArchiveError, Location, Prepared, Stored};
+use keystore::Keystore;
 use thiserror::Error;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::learn::learn;
 use crate::upstream::{Session, UpstreamError, MAX_RESPONSE};
 use crate::view::{view, Keys};
 
@@ -87,6 +89,9 @@ pub struct SyncOptions {
     pub mailbox: Option<String>,
     /// Messages decrypted and indexed at once.
     pub workers: usize,
+    /// Where keys learned from Autocrypt headers and gossip go (`None`:
+    /// learn nothing, e.g. in benchmarks).
+    pub learn: Option<Keystore>,
 }
 
 /// Syncs the archive with the provider over a logged-in session.
@@ -222,6 +227,8 @@ async fn sync_mailbox(
             }
             let keys = Arc::clone(keys);
             let archive = archive.clone();
+            let learner = options.learn.clone();
+            let learner_account = options.account.clone();
             running.spawn(async move {
                 let opened = tokio::task::spawn_blocking(move || {
                     let v = view(&bytes, &keys, SystemTime::now());
@@ -229,11 +236,23 @@ async fn sync_mailbox(
                     if let Some(detail) = &v.detail {
                         warn!(uid, reason = %detail, "archived without decrypting");
                     }
-                    (Prepared::new(v.message), v.encrypted, undecryptable)
+                    (
+                        Prepared::new(v.message),
+                        v.encrypted,
+                        undecryptable,
+                        v.lessons,
+                    )
                 })
                 .await
                 .map_err(|e| SyncError::Worker(e.to_string()))?;
-                let (prepared, encrypted, undecryptable) = opened;
+                let (prepared, encrypted, undecryptable, lessons) = opened;
+                if let Some(keystore) = &learner {
+                    if let Err(e) =
+                        learn(keystore, &learner_account, &lessons, SystemTime::now()).await
+                    {
+                        warn!(uid, error = %e, "keys from this message not recorded");
+                    }
+                }
                 let stored = archive
                     .store_prepared(&loc, &hash, &prepared, encrypted)
                     .await?;

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
+use crate::learn::Lessons;
 use mailcrypt::{DecryptContext, Outcome, Refusal, SignatureStatus};
 use sequoia_openpgp::Cert;
 
@@ -66,6 +67,8 @@ pub struct View {
     pub status: Option<String>,
     /// Why an encrypted message stayed closed, in technical terms for the log.
     pub detail: Option<String>,
+    /// What it teaches about keys (apply with [`crate::learn::learn`]).
+    pub lessons: Lessons,
 }
 
 /// Decrypts and verifies one message from the provider.
@@ -85,6 +88,7 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, now: SystemTime) -> View {
         (Some(r), None) => Some(r.to_string()),
         _ => None,
     };
+    let lessons = Lessons::of(provider_bytes, outcome.gossip, now);
     let message = match &status {
         Some(value) => mailcrypt::add_status_header(&outcome.message, value),
         None => outcome.message,
@@ -94,6 +98,7 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, now: SystemTime) -> View {
         encrypted,
         status,
         detail,
+        lessons,
     }
 }
 

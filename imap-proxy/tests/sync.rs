@@ -121,6 +121,7 @@ async fn run_sync(s: &Setup, mailbox: Option<&str>) -> Vec<MailboxReport> {
             account: ALICE.into(),
             mailbox: mailbox.map(str::to_string),
             workers: 2,
+            learn: Some(s.store.clone()),
         },
         &mut |p: Progress| events.push(p),
     )
@@ -290,4 +291,74 @@ async fn starttls_login_and_failures_are_explained() {
     missing.ca_file = Some("/nonexistent/ca.pem".into());
     let err = Session::connect(&missing).await.expect_err("no CA file");
     assert!(matches!(err, UpstreamError::CaFile { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_learns_keys_from_autocrypt_headers_and_gossip() {
+    const CAROL: &str = "carol@example.net";
+    const DAVE: &str = "dave@example.org";
+    let s = setup().await;
+    let now = SystemTime::now() - Duration::from_secs(60);
+    let carol = autocrypt::key::generate(CAROL, now).expect("carol's key");
+    let dave = autocrypt::key::generate(DAVE, now).expect("dave's key");
+
+    // Carol writes in the clear with her Autocrypt header.
+    let carol_header = AutocryptHeader::new(CAROL, PreferEncrypt::Mutual, carol.clone());
+    s.dovecot.save(
+        "alice",
+        "INBOX",
+        &mailcrypt::add_autocrypt_header(&plain(1, "hello"), &carol_header),
+    );
+    // Bob writes to Alice and Dave, encrypted, gossiping Dave's key.
+    let inner = format!(
+        "From: Bob <{BOB}>\r\nTo: {ALICE}, {DAVE}\r\nSubject: the three of us\r\n\
+         Date: Mon, 2 Nov 2026 12:00:00 +0000\r\n\r\nsee you\r\n"
+    );
+    let bob_header = AutocryptHeader::new(BOB, PreferEncrypt::Mutual, s.bob.clone());
+    let gossip = autocrypt::gossip::headers_to_emit(&[(ALICE, &s.alice), (DAVE, &dave)], now)
+        .expect("gossip");
+    let message = mailcrypt::encrypt(
+        inner.as_bytes(),
+        &EncryptRequest {
+            sender: &s.bob,
+            recipients: &[s.alice.clone(), dave.clone()],
+            autocrypt: Some(&bob_header),
+            gossip: &gossip,
+            hide_recipients: false,
+            pad: true,
+            now: SystemTime::now(),
+            boundary: Boundary::Random,
+        },
+    )
+    .expect("encrypting");
+    s.dovecot.save("alice", "INBOX", &message);
+    // Alice's own sent mail teaches nothing about her own key.
+    let own_header = AutocryptHeader::new(ALICE, PreferEncrypt::Mutual, s.alice.clone());
+    let sent = format!("From: {ALICE}\r\nTo: {CAROL}\r\nSubject: hi\r\n\r\nhi\r\n");
+    s.dovecot.save(
+        "alice",
+        "Sent",
+        &mailcrypt::add_autocrypt_header(sent.as_bytes(), &own_header),
+    );
+
+    run_sync(&s, None).await;
+
+    let key_of = |state: Option<autocrypt::PeerState>| {
+        state.and_then(|p| p.public_key.map(|k| k.fingerprint()))
+    };
+    let carol_state = s.store.peer_state(CAROL).await.expect("carol");
+    assert_eq!(key_of(carol_state), Some(carol.fingerprint()));
+    let bob_state = s.store.peer_state(BOB).await.expect("bob");
+    assert_eq!(key_of(bob_state), Some(s.bob.fingerprint()));
+    let dave_state = s
+        .store
+        .peer_state(DAVE)
+        .await
+        .expect("dave")
+        .expect("dave is known from gossip");
+    assert_eq!(
+        dave_state.gossip_key.map(|k| k.fingerprint()),
+        Some(dave.fingerprint())
+    );
+    assert!(s.store.peer_state(ALICE).await.expect("alice").is_none());
 }

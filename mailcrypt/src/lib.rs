@@ -21,6 +21,7 @@ mod decrypt;
 mod encrypt;
 mod entity;
 mod error;
+mod facts;
 mod mime;
 mod openpgp;
 pub mod outgoing;
@@ -31,6 +32,7 @@ pub use decrypt::{
 };
 pub use encrypt::{add_autocrypt_header, encrypt, sign, Boundary, EncryptRequest};
 pub use error::{EncryptError, Refusal};
+pub use facts::message_facts;
 pub use padding::bucket;
 
 /// Removes every header field the gateway uses to tell the user something
