@@ -12,6 +12,7 @@
 //! these and is not here yet.
 
 pub mod learn;
+pub mod section;
 pub mod sync;
 pub mod upstream;
 pub mod view;

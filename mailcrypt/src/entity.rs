@@ -10,7 +10,7 @@ use crate::mime::{self, split_header};
 
 /// One MIME entity: its header section and its (still encoded) body.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Entity<'a> {
+pub struct Entity<'a> {
     /// The whole entity, header and body.
     pub bytes: &'a [u8],
     pub header: &'a [u8],
@@ -39,7 +39,7 @@ impl<'a> Entity<'a> {
 
 /// A parsed `Content-Type` field (text/plain; charset=us-ascii when absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ContentType {
+pub struct ContentType {
     /// Lower-case `type/subtype`.
     pub mime: String,
     /// Parameters with lower-case names.
@@ -101,7 +101,7 @@ impl Default for ContentType {
 /// A part runs from after its delimiter line to before the line ending that
 /// precedes the next delimiter; that line ending belongs to the delimiter.
 /// A missing close delimiter ends the last part at the end of input.
-pub(crate) fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Option<Vec<&'a [u8]>> {
+pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Option<Vec<&'a [u8]>> {
     let dash = format!("--{boundary}");
     let dash = dash.as_bytes();
     let mut parts = Vec::new();

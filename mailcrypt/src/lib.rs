@@ -12,17 +12,21 @@
 //!   integrity protection, restores protected headers and judges signatures
 //!   against the whole message and its From address.
 //!
+//! - [`message_facts`] reads what Autocrypt needs from an incoming message.
+//! - [`mime`] and [`entity`] give byte-exact access to header fields and
+//!   MIME parts; the IMAP proxy serves sections of messages with them.
+//!
 //! OpenPGP is sequoia-openpgp; MIME structure is understood with mail-parser,
 //! but the bytes that signatures cover are cut out of the input by hand
-//! ([`entity`](crate)) so the client's message survives byte for byte.
+//! ([`entity`]) so the client's message survives byte for byte.
 //! Autocrypt decisions are the `autocrypt` crate's.
 
 mod decrypt;
 mod encrypt;
-mod entity;
+pub mod entity;
 mod error;
 mod facts;
-mod mime;
+pub mod mime;
 mod openpgp;
 pub mod outgoing;
 mod padding;

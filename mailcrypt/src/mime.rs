@@ -5,7 +5,7 @@
 //! slices here; mail-parser is used where structure has to be understood.
 
 /// The line ending a message uses: CRLF if its first line ends in CRLF.
-pub(crate) fn line_ending(message: &[u8]) -> &'static str {
+pub fn line_ending(message: &[u8]) -> &'static str {
     match message.iter().position(|&b| b == b'\n') {
         Some(i) if i > 0 && message[i - 1] == b'\r' => "\r\n",
         Some(_) => "\n",
@@ -18,7 +18,7 @@ pub(crate) fn line_ending(message: &[u8]) -> &'static str {
 /// The header slice holds every header line with its line ending; the blank
 /// separator line belongs to neither. Without a blank line the whole input is
 /// header and the body is empty.
-pub(crate) fn split_header(message: &[u8]) -> (&[u8], &[u8]) {
+pub fn split_header(message: &[u8]) -> (&[u8], &[u8]) {
     let mut start = 0;
     while start < message.len() {
         let end = match message[start..].iter().position(|&b| b == b'\n') {
@@ -36,7 +36,7 @@ pub(crate) fn split_header(message: &[u8]) -> (&[u8], &[u8]) {
 
 /// One header field as it appears in the input, folding included.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Field<'a> {
+pub struct Field<'a> {
     /// The field name as written (compare with [`Field::is`]).
     pub name: &'a str,
     /// The whole field: name, colon, value, continuation lines, final line ending.
@@ -72,7 +72,7 @@ impl<'a> Field<'a> {
 /// Splits a header section into fields. Lines before the first field and
 /// lines without a colon are kept as part of the preceding field, so no byte
 /// is lost; a leading malformed line becomes a field with an empty name.
-pub(crate) fn fields(header: &[u8]) -> Vec<Field<'_>> {
+pub fn fields(header: &[u8]) -> Vec<Field<'_>> {
     let mut out: Vec<(usize, usize, usize)> = Vec::new(); // (start, name_end, end)
     let mut start = 0;
     while start < header.len() {
@@ -102,7 +102,7 @@ pub(crate) fn fields(header: &[u8]) -> Vec<Field<'_>> {
 }
 
 /// All values of the fields called `name`, unfolded.
-pub(crate) fn values(header: &[u8], name: &str) -> Vec<String> {
+pub fn values(header: &[u8], name: &str) -> Vec<String> {
     fields(header)
         .iter()
         .filter(|f| f.is(name))
@@ -111,7 +111,7 @@ pub(crate) fn values(header: &[u8], name: &str) -> Vec<String> {
 }
 
 /// The address part of a mailbox list such as `"Alice" <alice@example.org>, bob@x`.
-pub(crate) fn addresses(value: &str) -> Vec<String> {
+pub fn addresses(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     for mailbox in split_outside_quotes(value, ',') {
         let addr = match (mailbox.rfind('<'), mailbox.rfind('>')) {

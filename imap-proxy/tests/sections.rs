@@ -1,0 +1,217 @@
+//! `imap_proxy::section` against the reference: for cleartext messages
+//! Dovecot's own `BODY[section]` answers are what a client expects, so the
+//! gateway must cut exactly the same bytes (it will do so for decrypted
+//! messages, where Dovecot cannot). Messages: the Thunderbird OpenPGP test
+//! corpus plus nested structures; Python's imaplib does the fetching.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::process::Command;
+
+use base64::Engine as _;
+use imap_proxy::section::{partial, section, Spec};
+use testbed::Dovecot;
+
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/thunderbird-openpgp/eml");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    names.sort();
+    let mut out: Vec<(String, Vec<u8>)> = names
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).expect("eml");
+            (
+                p.file_name().expect("name").to_string_lossy().into_owned(),
+                crlf(&bytes),
+            )
+        })
+        .collect();
+    out.push(("nested".into(), NESTED.to_vec()));
+    out
+}
+
+/// IMAP serves CRLF; the corpus files may use LF.
+fn crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 20);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' && (i == 0 || bytes[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+const NESTED: &[u8] = b"From: a@example.org\r\nSubject: outer\r\nContent-Type: multipart/mixed; boundary=\"out\"\r\n\r\n\
+preamble\r\n--out\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n--out\r\n\
+Content-Type: message/rfc822\r\n\r\nFrom: b@example.org\r\nSubject: inner\r\n\
+Content-Type: multipart/alternative; boundary=\"in\"\r\n\r\n--in\r\nContent-Type: text/plain\r\n\r\ninner plain\r\n\
+--in\r\nContent-Type: text/html\r\n\r\n<p>inner html</p>\r\n--in--\r\n\r\n--out\r\n\
+Content-Type: message/rfc822\r\n\r\nSubject: single\r\n\r\nsingle body\r\n--out--\r\n";
+
+/// The sections asked for, as IMAP writes them.
+const SPECS: &[&str] = &[
+    "",
+    "HEADER",
+    "TEXT",
+    "1",
+    "1.MIME",
+    "2",
+    "2.MIME",
+    "1.1",
+    "1.2",
+    "2.1",
+    "2.2",
+    "2.HEADER",
+    "2.TEXT",
+    "3",
+    "3.1",
+    "HEADER.FIELDS (FROM SUBJECT content-type)",
+    "HEADER.FIELDS.NOT (Subject)",
+    "2.HEADER.FIELDS (Subject)",
+];
+
+fn ours(message: &[u8], spec: &str) -> Vec<u8> {
+    let (path, rest): (Vec<NonZeroU32>, &str) = {
+        let mut path = Vec::new();
+        let mut rest = spec;
+        loop {
+            let (head, tail) = rest.split_once('.').unwrap_or((rest, ""));
+            match head.parse::<u32>().ok().and_then(NonZeroU32::new) {
+                Some(n) => {
+                    path.push(n);
+                    rest = tail;
+                    if tail.is_empty() {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        (path, rest)
+    };
+    let names: Vec<Vec<u8>> = rest
+        .split_once('(')
+        .map(|(_, list)| {
+            list.trim_end_matches(')')
+                .split_whitespace()
+                .map(|n| n.as_bytes().to_vec())
+                .collect()
+        })
+        .unwrap_or_default();
+    let names: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+    let spec = match rest {
+        "" if path.is_empty() => Spec::Whole,
+        "" => Spec::Part(&path),
+        "HEADER" => Spec::Header(&path),
+        "TEXT" => Spec::Text(&path),
+        "MIME" => Spec::Mime(&path),
+        r if r.starts_with("HEADER.FIELDS.NOT") => Spec::HeaderFieldsNot(&path, &names),
+        r if r.starts_with("HEADER.FIELDS") => Spec::HeaderFields(&path, &names),
+        other => panic!("unknown spec {other}"),
+    };
+    section(message, &spec).into_owned()
+}
+
+/// argv: port password ca; stdin: lines "UID<TAB>SPEC"; stdout: one base64
+/// line per request (the literal, or "NIL").
+const FETCHER: &str = r#"
+import base64, imaplib, ssl, sys
+port, password, ca = sys.argv[1:4]
+ctx = ssl.create_default_context(cafile=ca)
+m = imaplib.IMAP4_SSL("localhost", int(port), ssl_context=ctx)
+m.login("alice", password)
+m.select("INBOX", readonly=True)
+for line in sys.stdin.read().splitlines():
+    uid, spec = line.split("\t", 1)
+    item = "BODY.PEEK[%s]" % spec
+    typ, data = m.uid("FETCH", uid, "(%s)" % item)
+    found = None
+    for d in data:
+        if isinstance(d, tuple):
+            found = d[1]
+    print(base64.b64encode(found).decode() if found is not None else "NIL")
+m.logout()
+"#;
+
+#[test]
+fn sections_match_dovecot_byte_for_byte() {
+    let dovecot = Dovecot::start(&[("alice", "alicepw")]);
+    let messages = corpus();
+    for (_, bytes) in &messages {
+        dovecot.save("alice", "INBOX", bytes);
+    }
+    let uids = dovecot.uids("alice", "INBOX");
+    assert_eq!(uids.len(), messages.len());
+    let mut requests = String::new();
+    for uid in &uids {
+        for spec in SPECS {
+            requests.push_str(&format!("{uid}\t{spec}\n"));
+        }
+    }
+    let mut child = Command::new("python3")
+        .args(["-c", FETCHER])
+        .arg(dovecot.imaps_port.to_string())
+        .arg("alicepw")
+        .arg(&dovecot.ca_file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(requests.as_bytes())
+            .expect("requests");
+    }
+    let out = child.wait_with_output().expect("fetcher");
+    assert!(out.status.success());
+    let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(answers.len(), uids.len() * SPECS.len());
+
+    let mut compared = 0;
+    let mut mismatches = Vec::new();
+    for (i, (name, bytes)) in messages.iter().enumerate() {
+        for (j, spec) in SPECS.iter().enumerate() {
+            let answer = &answers[i * SPECS.len() + j];
+            let theirs = if answer == "NIL" {
+                Vec::new()
+            } else {
+                base64::engine::general_purpose::STANDARD
+                    .decode(answer)
+                    .expect("base64")
+            };
+            let mine = ours(bytes, spec);
+            compared += 1;
+            if mine != theirs {
+                mismatches.push(format!(
+                    "{name} BODY[{spec}]: ours {} bytes {:?}…, Dovecot {} bytes {:?}…",
+                    mine.len(),
+                    String::from_utf8_lossy(&mine[..mine.len().min(60)]),
+                    theirs.len(),
+                    String::from_utf8_lossy(&theirs[..theirs.len().min(60)])
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} sections differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    // Partial ranges are plain substrings of the section.
+    assert_eq!(partial(&ours(NESTED, "TEXT"), 3, 5), b"amble");
+}
