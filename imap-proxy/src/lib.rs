@@ -13,6 +13,7 @@
 
 pub mod learn;
 pub mod section;
+pub mod structure;
 pub mod sync;
 pub mod upstream;
 pub mod view;

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use imap_proxy::section::{partial, section, Spec};
 use testbed::Dovecot;
 
-fn corpus() -> Vec<(String, Vec<u8>)> {
+fn corpus() -> Corpus {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/testdata/thunderbird-openpgp/eml");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -119,47 +119,51 @@ fn ours(message: &[u8], spec: &str) -> Vec<u8> {
     section(message, &spec).into_owned()
 }
 
-/// argv: port password ca; stdin: lines "UID<TAB>SPEC"; stdout: one base64
-/// line per request (the literal, or "NIL").
+/// argv: port password ca mode; stdin: lines "UID<TAB>SPEC"; stdout: one
+/// base64 line per request. Mode "section": the literal of
+/// `BODY.PEEK[SPEC]` (or "NIL"); mode "raw": the whole untagged FETCH
+/// response to `(SPEC)`, literals included, as the server sent it.
 const FETCHER: &str = r#"
 import base64, imaplib, ssl, sys
-port, password, ca = sys.argv[1:4]
+port, password, ca, mode = sys.argv[1:5]
 ctx = ssl.create_default_context(cafile=ca)
 m = imaplib.IMAP4_SSL("localhost", int(port), ssl_context=ctx)
 m.login("alice", password)
 m.select("INBOX", readonly=True)
 for line in sys.stdin.read().splitlines():
     uid, spec = line.split("\t", 1)
-    item = "BODY.PEEK[%s]" % spec
-    typ, data = m.uid("FETCH", uid, "(%s)" % item)
-    found = None
-    for d in data:
-        if isinstance(d, tuple):
-            found = d[1]
-    print(base64.b64encode(found).decode() if found is not None else "NIL")
+    if mode == "section":
+        typ, data = m.uid("FETCH", uid, "(BODY.PEEK[%s])" % spec)
+        found = None
+        for d in data:
+            if isinstance(d, tuple):
+                found = d[1]
+        print(base64.b64encode(found).decode() if found is not None else "NIL")
+    else:
+        typ, data = m.uid("FETCH", uid, "(%s)" % spec)
+        raw = b""
+        for d in data:
+            if isinstance(d, tuple):
+                raw += d[0] + b"\r\n" + d[1]
+            else:
+                raw += d
+        seq, rest = raw.split(b" ", 1)
+        print(base64.b64encode(b"* " + seq + b" FETCH " + rest + b"\r\n").decode())
 m.logout()
 "#;
 
-#[test]
-fn sections_match_dovecot_byte_for_byte() {
-    let dovecot = Dovecot::start(&[("alice", "alicepw")]);
-    let messages = corpus();
-    for (_, bytes) in &messages {
-        dovecot.save("alice", "INBOX", bytes);
-    }
-    let uids = dovecot.uids("alice", "INBOX");
-    assert_eq!(uids.len(), messages.len());
-    let mut requests = String::new();
-    for uid in &uids {
-        for spec in SPECS {
-            requests.push_str(&format!("{uid}\t{spec}\n"));
-        }
-    }
+/// Runs the fetcher for these (uid, spec) requests.
+fn fetch(dovecot: &Dovecot, mode: &str, requests: &[(u32, String)]) -> Vec<Vec<u8>> {
+    let input: String = requests
+        .iter()
+        .map(|(uid, spec)| format!("{uid}\t{spec}\n"))
+        .collect();
     let mut child = Command::new("python3")
         .args(["-c", FETCHER])
         .arg(dovecot.imaps_port.to_string())
         .arg("alicepw")
         .arg(&dovecot.ca_file)
+        .arg(mode)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -170,32 +174,58 @@ fn sections_match_dovecot_byte_for_byte() {
             .stdin
             .take()
             .expect("stdin")
-            .write_all(requests.as_bytes())
+            .write_all(input.as_bytes())
             .expect("requests");
     }
     let out = child.wait_with_output().expect("fetcher");
     assert!(out.status.success());
-    let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let answers: Vec<Vec<u8>> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(str::to_string)
+        .map(|a| {
+            if a == "NIL" {
+                Vec::new()
+            } else {
+                base64::engine::general_purpose::STANDARD
+                    .decode(a)
+                    .expect("base64")
+            }
+        })
         .collect();
-    assert_eq!(answers.len(), uids.len() * SPECS.len());
+    assert_eq!(answers.len(), requests.len());
+    answers
+}
+
+/// (file name, message) pairs.
+type Corpus = Vec<(String, Vec<u8>)>;
+
+fn started() -> (Dovecot, Corpus, Vec<u32>) {
+    let dovecot = Dovecot::start(&[("alice", "alicepw")]);
+    let messages = corpus();
+    for (_, bytes) in &messages {
+        dovecot.save("alice", "INBOX", bytes);
+    }
+    let uids = dovecot.uids("alice", "INBOX");
+    assert_eq!(uids.len(), messages.len());
+    (dovecot, messages, uids)
+}
+
+#[test]
+fn sections_match_dovecot_byte_for_byte() {
+    let (dovecot, messages, uids) = started();
+    let requests: Vec<(u32, String)> = uids
+        .iter()
+        .flat_map(|uid| SPECS.iter().map(move |spec| (*uid, spec.to_string())))
+        .collect();
+    let answers = fetch(&dovecot, "section", &requests);
 
     let mut compared = 0;
     let mut mismatches = Vec::new();
     for (i, (name, bytes)) in messages.iter().enumerate() {
         for (j, spec) in SPECS.iter().enumerate() {
-            let answer = &answers[i * SPECS.len() + j];
-            let theirs = if answer == "NIL" {
-                Vec::new()
-            } else {
-                base64::engine::general_purpose::STANDARD
-                    .decode(answer)
-                    .expect("base64")
-            };
+            let theirs = &answers[i * SPECS.len() + j];
             let mine = ours(bytes, spec);
             compared += 1;
-            if mine != theirs {
+            if mine != *theirs {
                 mismatches.push(format!(
                     "{name} BODY[{spec}]: ours {} bytes {:?}…, Dovecot {} bytes {:?}…",
                     mine.len(),
@@ -214,4 +244,100 @@ fn sections_match_dovecot_byte_for_byte() {
     );
     // Partial ranges are plain substrings of the section.
     assert_eq!(partial(&ours(NESTED, "TEXT"), 3, 5), b"amble");
+}
+
+/// ENVELOPE, BODY and BODYSTRUCTURE as imap-codec encodes them, ours and
+/// Dovecot's (decoded and encoded again, so that only content can differ).
+#[test]
+fn structures_match_dovecot() {
+    use imap_codec::decode::Decoder;
+    use imap_codec::encode::Encoder;
+    use imap_codec::imap_types::fetch::MessageDataItem;
+    use imap_codec::imap_types::response::{Data, Response};
+    use imap_codec::ResponseCodec;
+    use imap_proxy::structure::{body_structure, envelope};
+
+    let (dovecot, messages, uids) = started();
+    let items = ["ENVELOPE", "BODY", "BODYSTRUCTURE"];
+    let requests: Vec<(u32, String)> = uids
+        .iter()
+        .flat_map(|uid| items.iter().map(move |item| (*uid, item.to_string())))
+        .collect();
+    let answers = fetch(&dovecot, "raw", &requests);
+    let codec = ResponseCodec::default();
+    let encode_item = |item: MessageDataItem<'_>| -> String {
+        let response = Response::Data(Data::Fetch {
+            seq: std::num::NonZeroU32::new(1).expect("1"),
+            items: vec![item].try_into().expect("one item"),
+        });
+        String::from_utf8_lossy(&codec.encode(&response).dump()).into_owned()
+    };
+    let mut mismatches = Vec::new();
+    for (i, (name, bytes)) in messages.iter().enumerate() {
+        for (j, item) in items.iter().enumerate() {
+            let raw = &answers[i * items.len() + j];
+            let (_, response) = codec
+                .decode(raw)
+                .unwrap_or_else(|e| panic!("{name}: Dovecot's {item} does not parse: {e:?}"));
+            let Response::Data(Data::Fetch { items: got, .. }) = response else {
+                panic!("{name}: not a FETCH response");
+            };
+            let theirs = got
+                .into_iter()
+                .find(|it| !matches!(it, MessageDataItem::Uid(_)))
+                .expect("the item");
+            let mine = match *item {
+                "ENVELOPE" => MessageDataItem::Envelope(envelope(bytes)),
+                "BODY" => MessageDataItem::Body(body_structure(bytes, false)),
+                _ => MessageDataItem::BodyStructure(body_structure(bytes, true)),
+            };
+            // Quoted or literal is the server's choice; compare content.
+            let (mine, theirs) = (
+                unliteral(&encode_item(mine)),
+                unliteral(&encode_item(theirs)),
+            );
+            if mine != theirs {
+                mismatches.push(format!(
+                    "{name} {item}:\n  ours:    {mine}  dovecot: {theirs}"
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} differ:\n{}",
+        mismatches.len(),
+        messages.len() * items.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// Every `{n}\r\n<n bytes>` literal written as a quoted string instead.
+fn unliteral(encoded: &str) -> String {
+    let bytes = encoded.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'{' {
+            if let Some(close) = bytes[i..].iter().position(|&b| b == b'}') {
+                let digits = &encoded[i + 1..i + close];
+                if let Ok(n) = digits.trim_end_matches('+').parse::<usize>() {
+                    let start = i + close + 3;
+                    if encoded.get(i + close + 1..start) == Some("\r\n") && start + n <= bytes.len()
+                    {
+                        let data = String::from_utf8_lossy(&bytes[start..start + n]);
+                        out.push('"');
+                        out.push_str(&data.replace('\\', "\\\\").replace('"', "\\\""));
+                        out.push('"');
+                        i = start + n;
+                        continue;
+                    }
+                }
+            }
+        }
+        let ch = encoded[i..].chars().next().expect("char");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
 }
