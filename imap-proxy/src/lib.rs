@@ -5,12 +5,23 @@
 //! - [`view`]: provider bytes → what the user reads (decrypted, with the
 //!   `Letterlock-Security` header). The proxy and the archive sync share it,
 //!   so both archive the same bytes for the same message.
+//! - [`learn`]: keys learned from what is read (Autocrypt header, gossip).
 //! - [`sync`]: `gateway archive sync` — bring the archive up to date with a
 //!   mailbox, incrementally and resumably.
+//! - For the client-facing proxy, the pure parts so far: [`detect`] (which
+//!   messages the gateway serves itself), [`section`] (`BODY[…]` sections
+//!   and partial ranges), [`structure`] (ENVELOPE, BODY, BODYSTRUCTURE) and
+//!   [`fetch`] (a provider's FETCH answer rewritten from the served bytes).
+//!   Section and structure are written by hand — the IMAP crates parse and
+//!   encode the protocol but do not compute these from a message — and are
+//!   checked against Dovecot's answers on the Thunderbird test corpus.
 //!
-//! The client-facing proxy (decrypt on FETCH, encrypt on APPEND) builds on
-//! these and is not here yet.
+//! The proxy's session loop (LOGIN pass-through, command forwarding, FETCH
+//! rewriting, APPEND encryption, SEARCH merging) builds on these and is
+//! not here yet.
 
+pub mod detect;
+pub mod fetch;
 pub mod learn;
 pub mod section;
 pub mod structure;

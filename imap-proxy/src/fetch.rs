@@ -1,0 +1,269 @@
+//! FETCH responses for messages the gateway serves itself.
+//!
+//! The proxy forwards a client's FETCH to the provider unchanged (so that
+//! flags, `\Seen` and UIDs stay the provider's business) and, for a
+//! message whose served bytes differ from the provider's (decrypted, or
+//! cleaned of a forged status header), replaces every item that describes
+//! content with one computed from the served bytes by [`crate::section`]
+//! and [`crate::structure`]. Items the client did not ask for (the proxy's
+//! own detection items) are dropped. Pure functions, no I/O.
+
+use std::borrow::Cow;
+use std::num::NonZeroU32;
+
+use imap_next::imap_types::core::{AString, IString, Literal, NString};
+use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section};
+
+use crate::section::{partial, section, Spec};
+use crate::structure::{body_structure, envelope};
+
+/// Rewrites the provider's items for one message into the client's answer.
+///
+/// `requested` is what the client asked for (with `UID` added for a
+/// `UID FETCH`, whose answers always carry it); `served` the message as the
+/// gateway shows it. Items the client asked for that the provider did not
+/// send (it may split a response) are not invented.
+pub fn rewrite(
+    provider_items: Vec<MessageDataItem<'static>>,
+    requested: &[MessageDataItemName<'_>],
+    served: &[u8],
+) -> Vec<MessageDataItem<'static>> {
+    let mut out = Vec::with_capacity(provider_items.len());
+    for item in provider_items {
+        let asked = requested.iter().any(|name| answers(name, &item));
+        if !asked {
+            continue;
+        }
+        out.push(match item {
+            MessageDataItem::Body(_) => MessageDataItem::Body(body_structure(served, false)),
+            MessageDataItem::BodyStructure(_) => {
+                MessageDataItem::BodyStructure(body_structure(served, true))
+            }
+            MessageDataItem::Envelope(_) => MessageDataItem::Envelope(envelope(served)),
+            MessageDataItem::Rfc822(_) => MessageDataItem::Rfc822(literal(served)),
+            MessageDataItem::Rfc822Header(_) => {
+                MessageDataItem::Rfc822Header(literal(&section(served, &Spec::Header(&[]))))
+            }
+            MessageDataItem::Rfc822Text(_) => {
+                MessageDataItem::Rfc822Text(literal(&section(served, &Spec::Text(&[]))))
+            }
+            MessageDataItem::Rfc822Size(_) => {
+                MessageDataItem::Rfc822Size(u32::try_from(served.len()).unwrap_or(u32::MAX))
+            }
+            MessageDataItem::BodyExt {
+                section: wanted,
+                origin,
+                ..
+            } => {
+                let count = requested.iter().find_map(|name| match name {
+                    MessageDataItemName::BodyExt {
+                        section: s,
+                        partial: Some((o, count)),
+                        ..
+                    } if *s == wanted && Some(*o) == origin => Some(count.get()),
+                    _ => None,
+                });
+                let bytes = section_bytes(served, wanted.as_ref());
+                let bytes = match (origin, count) {
+                    (Some(o), Some(c)) => Cow::Borrowed(partial(&bytes, o, c)),
+                    (Some(o), None) => Cow::Borrowed(partial(&bytes, o, u32::MAX)),
+                    _ => bytes,
+                };
+                MessageDataItem::BodyExt {
+                    section: wanted,
+                    origin,
+                    data: literal(&bytes),
+                }
+            }
+            // Flags, UID, INTERNALDATE, MODSEQ: the provider's.
+            other => other,
+        });
+    }
+    out
+}
+
+/// Whether a provider item answers one of the client's requested names.
+fn answers(name: &MessageDataItemName<'_>, item: &MessageDataItem<'_>) -> bool {
+    match (name, item) {
+        (MessageDataItemName::Body, MessageDataItem::Body(_))
+        | (MessageDataItemName::BodyStructure, MessageDataItem::BodyStructure(_))
+        | (MessageDataItemName::Envelope, MessageDataItem::Envelope(_))
+        | (MessageDataItemName::Flags, MessageDataItem::Flags(_))
+        | (MessageDataItemName::InternalDate, MessageDataItem::InternalDate(_))
+        | (MessageDataItemName::Rfc822, MessageDataItem::Rfc822(_))
+        | (MessageDataItemName::Rfc822Header, MessageDataItem::Rfc822Header(_))
+        | (MessageDataItemName::Rfc822Size, MessageDataItem::Rfc822Size(_))
+        | (MessageDataItemName::Rfc822Text, MessageDataItem::Rfc822Text(_))
+        | (MessageDataItemName::Uid, MessageDataItem::Uid(_)) => true,
+        (
+            MessageDataItemName::BodyExt {
+                section: s,
+                partial: p,
+                ..
+            },
+            MessageDataItem::BodyExt {
+                section: t, origin, ..
+            },
+        ) => s == t && p.map(|(o, _)| o) == *origin,
+        // A FETCH that changes flags (no .PEEK) brings FLAGS unasked.
+        (_, MessageDataItem::Flags(_)) => true,
+        _ => false,
+    }
+}
+
+/// The bytes of an IMAP section of the served message.
+fn section_bytes<'a>(served: &'a [u8], wanted: Option<&Section<'_>>) -> Cow<'a, [u8]> {
+    let Some(wanted) = wanted else {
+        return Cow::Borrowed(served);
+    };
+    let path = |part: &Option<imap_next::imap_types::fetch::Part>| -> Vec<NonZeroU32> {
+        part.as_ref()
+            .map(|p| p.0.as_ref().to_vec())
+            .unwrap_or_default()
+    };
+    let names = |list: &[AString<'_>]| -> Vec<Vec<u8>> {
+        list.iter().map(|n| n.as_ref().to_vec()).collect()
+    };
+    match wanted {
+        Section::Part(part) => {
+            let path = part.0.as_ref().to_vec();
+            Cow::Owned(section(served, &Spec::Part(&path)).into_owned())
+        }
+        Section::Header(part) => {
+            let path = path(part);
+            Cow::Owned(section(served, &Spec::Header(&path)).into_owned())
+        }
+        Section::Text(part) => {
+            let path = path(part);
+            Cow::Owned(section(served, &Spec::Text(&path)).into_owned())
+        }
+        Section::Mime(part) => {
+            let path = part.0.as_ref().to_vec();
+            Cow::Owned(section(served, &Spec::Mime(&path)).into_owned())
+        }
+        Section::HeaderFields(part, list) | Section::HeaderFieldsNot(part, list) => {
+            let path = path(part);
+            let owned = names(list.as_ref());
+            let refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+            let spec = if matches!(wanted, Section::HeaderFields(..)) {
+                Spec::HeaderFields(&path, &refs)
+            } else {
+                Spec::HeaderFieldsNot(&path, &refs)
+            };
+            Cow::Owned(section(served, &spec).into_owned())
+        }
+    }
+}
+
+/// Message bytes as an IMAP literal. NUL cannot travel in one; it becomes
+/// 0x80, as Dovecot does.
+fn literal(bytes: &[u8]) -> NString<'static> {
+    let data: Vec<u8> = bytes
+        .iter()
+        .map(|&b| if b == 0 { 0x80 } else { b })
+        .collect();
+    match Literal::try_from(data) {
+        Ok(lit) => NString(Some(IString::Literal(lit))),
+        Err(_) => NString::NIL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imap_next::imap_types::core::Vec1;
+
+    const SERVED: &[u8] = b"From: bob@example.org\r\nSubject: real subject\r\nLetterlock-Security: encrypted\r\n\r\nsecret text\r\n";
+
+    fn data(item: &MessageDataItem<'_>) -> Vec<u8> {
+        match item {
+            MessageDataItem::BodyExt { data, .. }
+            | MessageDataItem::Rfc822(data)
+            | MessageDataItem::Rfc822Header(data)
+            | MessageDataItem::Rfc822Text(data) => data
+                .0
+                .as_ref()
+                .map(|d| d.clone().into_inner().into_owned())
+                .unwrap_or_default(),
+            other => panic!("no data in {other:?}"),
+        }
+    }
+
+    fn ciphertext_item(
+        section: Option<Section<'static>>,
+        origin: Option<u32>,
+    ) -> MessageDataItem<'static> {
+        MessageDataItem::BodyExt {
+            section,
+            origin,
+            data: literal(b"-----BEGIN PGP MESSAGE-----"),
+        }
+    }
+
+    #[test]
+    fn content_items_come_from_the_served_bytes() {
+        let uid = MessageDataItem::Uid(NonZeroU32::new(7).expect("7"));
+        let provider = vec![
+            uid.clone(),
+            MessageDataItem::Rfc822Size(9999),
+            ciphertext_item(None, None),
+            ciphertext_item(Some(Section::Text(None)), Some(2)),
+            MessageDataItem::Rfc822Header(literal(b"Subject: [...]\r\n\r\n")),
+            // The proxy's own detection item, not asked for.
+            MessageDataItem::BodyStructure(body_structure(b"x", true)),
+        ];
+        let requested = vec![
+            MessageDataItemName::Uid,
+            MessageDataItemName::Rfc822Size,
+            MessageDataItemName::BodyExt {
+                section: None,
+                partial: None,
+                peek: true,
+            },
+            MessageDataItemName::BodyExt {
+                section: Some(Section::Text(None)),
+                partial: Some((2, NonZeroU32::new(4).expect("4"))),
+                peek: true,
+            },
+            MessageDataItemName::Rfc822Header,
+        ];
+        let out = rewrite(provider, &requested, SERVED);
+        assert_eq!(out.len(), 5);
+        assert_eq!(out[0], uid);
+        assert_eq!(out[1], MessageDataItem::Rfc822Size(SERVED.len() as u32));
+        assert_eq!(data(&out[2]), SERVED);
+        assert_eq!(data(&out[3]), b"cret");
+        assert!(String::from_utf8_lossy(&data(&out[4])).contains("Subject: real subject"));
+    }
+
+    #[test]
+    fn header_fields_as_thunderbird_asks() {
+        let fields: Vec<AString<'static>> = ["From", "Subject", "Date"]
+            .iter()
+            .map(|n| AString::try_from(*n).expect("astring"))
+            .collect();
+        let section = Some(Section::HeaderFields(
+            None,
+            Vec1::try_from(fields).expect("non-empty"),
+        ));
+        let provider = vec![ciphertext_item(section.clone(), None)];
+        let requested = vec![MessageDataItemName::BodyExt {
+            section,
+            partial: None,
+            peek: true,
+        }];
+        let out = rewrite(provider, &requested, SERVED);
+        assert_eq!(
+            data(&out[0]),
+            b"From: bob@example.org\r\nSubject: real subject\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn nul_bytes_travel_as_0x80() {
+        let NString(Some(IString::Literal(lit))) = literal(b"a\0b") else {
+            panic!("not a literal");
+        };
+        assert_eq!(lit.data(), b"a\x80b");
+    }
+}
