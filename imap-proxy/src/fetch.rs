@@ -60,7 +60,7 @@ pub fn rewrite(
                         section: s,
                         partial: Some((o, count)),
                         ..
-                    } if *s == wanted && Some(*o) == origin => Some(count.get()),
+                    } if same_section(s, &wanted) && Some(*o) == origin => Some(count.get()),
                     _ => None,
                 });
                 let bytes = section_bytes(served, wanted.as_ref());
@@ -104,10 +104,28 @@ fn answers(name: &MessageDataItemName<'_>, item: &MessageDataItem<'_>) -> bool {
             MessageDataItem::BodyExt {
                 section: t, origin, ..
             },
-        ) => s == t && p.map(|(o, _)| o) == *origin,
+        ) => same_section(s, t) && p.map(|(o, _)| o) == *origin,
         // A FETCH that changes flags (no .PEEK) brings FLAGS unasked.
         (_, MessageDataItem::Flags(_)) => true,
         _ => false,
+    }
+}
+
+/// Whether two sections name the same thing: servers echo field names in
+/// their own spelling and case (`HEADER.FIELDS (FROM)` for `(From)`).
+pub(crate) fn same_section(a: &Option<Section<'_>>, b: &Option<Section<'_>>) -> bool {
+    let names = |list: &[AString<'_>]| -> Vec<Vec<u8>> {
+        list.iter()
+            .map(|n| n.as_ref().to_ascii_lowercase())
+            .collect()
+    };
+    match (a, b) {
+        (None, None) => true,
+        (Some(Section::HeaderFields(p, x)), Some(Section::HeaderFields(q, y)))
+        | (Some(Section::HeaderFieldsNot(p, x)), Some(Section::HeaderFieldsNot(q, y))) => {
+            p == q && names(x.as_ref()) == names(y.as_ref())
+        }
+        (a, b) => a == b,
     }
 }
 

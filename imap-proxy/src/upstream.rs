@@ -192,6 +192,12 @@ impl Session {
         }
     }
 
+    /// The stream and the protocol state, for the proxy's forwarding loop
+    /// (which drives them directly between its own uses of this session).
+    pub(crate) fn parts(&mut self) -> (&mut Stream, &mut Client) {
+        (&mut self.stream, &mut self.client)
+    }
+
     /// Logs in with LOGIN.
     pub async fn login(
         &mut self,

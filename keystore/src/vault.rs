@@ -15,6 +15,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::ConnectOptions as _;
 use zeroize::Zeroizing;
 
 use crate::error::KeystoreError;
@@ -197,7 +198,10 @@ pub(crate) async fn open_pool(path: &Path, key: &VaultKey) -> Result<SqlitePool,
         // 16 MiB of decrypted pages per connection (default 2 MiB): every
         // page read from disk costs an AES decryption and an HMAC check.
         .pragma("cache_size", "-16384")
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // sqlx logs every statement at DEBUG, the `key` pragma (the vault
+        // key in hex) and message text in archive queries included.
+        .disable_statement_logging();
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options)

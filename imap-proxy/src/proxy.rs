@@ -1,0 +1,853 @@
+//! The client-facing IMAP proxy: a listener and one task per client.
+//!
+//! A client logs in with its provider credentials; the login name selects
+//! the account and the proxy logs in to the provider with them (the
+//! provider's verdict is the client's). From then on the proxy forwards the
+//! client's commands one at a time, under its own tags, and the provider's
+//! responses back, with three changes:
+//! - capabilities are cut down to what the proxy carries correctly;
+//! - a FETCH gets two cheap detection items ([`crate::detect`]); messages
+//!   the gateway serves itself (encrypted, signed, or carrying a forged
+//!   status header) are answered from the served bytes ([`crate::fetch`]),
+//!   which come from the archive or, the first time, from downloading the
+//!   message once, [`crate::view`] and archiving the result — so the bytes
+//!   for a (mailbox, UIDVALIDITY, UID) never change once served;
+//! - APPEND is refused until it can be encrypted (nothing in clear may be
+//!   stored at the provider), and so is anything not advertised.
+//!
+//! One command at a time keeps the routing of untagged responses simple
+//! and correct; the price is that a client's pipelining is not passed on.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use archive::{content_hash, Archive, Location, Prepared};
+use imap_next::client::Event as ClientEvent;
+use imap_next::imap_types::command::{Command, CommandBody};
+use imap_next::imap_types::core::{AString, Tag, Text, Vec1};
+use imap_next::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::{
+    Capability, Code, Data, Greeting, Status, StatusBody, StatusKind, Tagged,
+};
+use imap_next::server::{Event as ServerEvent, Options as ServerOptions, ResponseHandle, Server};
+use imap_next::stream::Stream;
+use keystore::Keystore;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::detect::{served_by_gateway, HEADER_FIELDS, TEXT_PREFIX};
+use crate::fetch::{rewrite, same_section};
+use crate::learn::learn;
+use crate::upstream::{Endpoint, Session, UpstreamError};
+use crate::view::{view, Keys};
+
+/// One account as the IMAP side needs it.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// The account address (archive entries and keys are filed under it).
+    pub address: String,
+    /// The login name; it selects the account.
+    pub username: String,
+    pub provider: Endpoint,
+}
+
+/// The listener's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// Capabilities passed on after login: what the proxy carries end to end.
+/// Everything else (COMPRESS, BINARY, IDLE and SORT/THREAD for now, ESEARCH
+/// and SEARCHRES, CONDSTORE/QRESYNC, NOTIFY, …) is removed.
+const KEPT: [&str; 11] = [
+    "IMAP4REV1",
+    "LITERAL+",
+    "UIDPLUS",
+    "MOVE",
+    "SPECIAL-USE",
+    "NAMESPACE",
+    "ID",
+    "UNSELECT",
+    "CHILDREN",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+];
+
+struct Shared {
+    config: Config,
+    keystore: Keystore,
+    archive: Archive,
+}
+
+/// A bound listener, ready to [`Proxy::run`].
+pub struct Proxy {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    pub async fn bind(
+        config: Config,
+        keystore: Keystore,
+        archive: Archive,
+    ) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Proxy {
+            listener,
+            shared: Arc::new(Shared {
+                config,
+                keystore,
+                archive,
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes; sessions then end with the tasks.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut sessions = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let shared = Arc::clone(&self.shared);
+                        sessions.spawn(async move {
+                            if let Err(e) = serve(tcp, shared).await {
+                                debug!(%peer, error = %e, "imap session ended");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "imap accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        }
+        sessions.shutdown().await;
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("client: {0}")]
+    Client(String),
+    #[error("provider: {0}")]
+    Provider(String),
+}
+
+fn text(s: &str) -> Text<'static> {
+    Text::try_from(s.to_string()).unwrap_or_else(|_| Text::unvalidated("..."))
+}
+
+fn tagged(
+    tag: Tag<'static>,
+    kind: StatusKind,
+    code: Option<Code<'static>>,
+    msg: &str,
+) -> Status<'static> {
+    Status::Tagged(Tagged {
+        tag,
+        body: StatusBody {
+            kind,
+            code,
+            text: text(msg),
+        },
+    })
+}
+
+async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> {
+    let _ = tcp.set_nodelay(true);
+    let mut client_stream = Stream::insecure(tcp);
+    let pre_auth = Vec1::try_from(vec![Capability::Imap4Rev1, Capability::LiteralPlus])
+        .map_err(|_| SessionError::Client("capabilities".into()))?;
+    let greeting = Greeting::ok(
+        Some(Code::Capability(pre_auth.clone())),
+        "Letterlock gateway ready",
+    )
+    .map_err(|e| SessionError::Client(e.to_string()))?;
+    let mut server = Server::new(ServerOptions::default(), greeting);
+
+    // Not logged in: answer locally until LOGIN succeeds at the provider.
+    let (session, account) = loop {
+        let event = client_stream
+            .next(&mut server)
+            .await
+            .map_err(|e| SessionError::Client(e.to_string()))?;
+        let command = match event {
+            ServerEvent::CommandReceived { command } => command,
+            ServerEvent::CommandAuthenticateReceived {
+                command_authenticate,
+            } => {
+                let refusal = tagged(
+                    command_authenticate.tag,
+                    StatusKind::No,
+                    None,
+                    "Use LOGIN with your provider's user name and password",
+                );
+                let _ = server.authenticate_finish(refusal);
+                continue;
+            }
+            _ => continue,
+        };
+        match command.body {
+            CommandBody::Capability => {
+                server.enqueue_data(Data::Capability(pre_auth.clone()));
+                server.enqueue_status(tagged(command.tag, StatusKind::Ok, None, "CAPABILITY done"));
+            }
+            CommandBody::Noop => {
+                server.enqueue_status(tagged(command.tag, StatusKind::Ok, None, "NOOP done"));
+            }
+            CommandBody::Logout => {
+                if let Ok(bye) = Status::bye(None, "Logging out") {
+                    server.enqueue_status(bye);
+                }
+                let last =
+                    server.enqueue_status(tagged(command.tag, StatusKind::Ok, None, "LOGOUT done"));
+                deliver(&mut client_stream, &mut server, last).await;
+                return Ok(());
+            }
+            CommandBody::Login { username, password } => {
+                let username = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let password = SecretString::from(
+                    String::from_utf8_lossy(password.declassify().as_ref()).into_owned(),
+                );
+                match login(&shared, &username, &password).await {
+                    Ok(found) => {
+                        info!(account = %found.1.address, "imap login accepted by the provider");
+                        server.enqueue_status(tagged(
+                            command.tag,
+                            StatusKind::Ok,
+                            None,
+                            "LOGIN completed",
+                        ));
+                        break found;
+                    }
+                    Err((code, why)) => {
+                        info!(%username, reason = %why, "imap login refused");
+                        server.enqueue_status(tagged(
+                            command.tag,
+                            StatusKind::No,
+                            Some(code),
+                            &why,
+                        ));
+                    }
+                }
+            }
+            _ => {
+                server.enqueue_status(tagged(
+                    command.tag,
+                    StatusKind::Bad,
+                    None,
+                    "Log in first (LOGIN with your provider's user name and password)",
+                ));
+            }
+        }
+    };
+    let keys = Keys::load(&shared.keystore, &account.address)
+        .await
+        .map(Arc::new)
+        .map_err(|e| SessionError::Provider(format!("keys for {}: {e}", account.address)))?;
+    Forwarder {
+        shared,
+        account,
+        keys,
+        session,
+        server,
+        client_stream,
+        queue: VecDeque::new(),
+        current: None,
+        selected: None,
+        next_tag: 1,
+        closing: false,
+    }
+    .run()
+    .await
+}
+
+/// Sends what is queued for the client up to and including `last`; imap-next
+/// writes queued responses only while it is driven.
+async fn deliver(stream: &mut Stream, server: &mut Server, last: ResponseHandle) {
+    let sending = async {
+        loop {
+            match stream.next(&mut *server).await {
+                Ok(ServerEvent::ResponseSent { handle, .. }) if handle == last => break,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(30), sending).await;
+}
+
+async fn login(
+    shared: &Shared,
+    username: &str,
+    password: &SecretString,
+) -> Result<(Session, AccountConfig), (Code<'static>, String)> {
+    let Some(account) = shared
+        .config
+        .accounts
+        .iter()
+        .find(|a| a.username.eq_ignore_ascii_case(username))
+    else {
+        return Err((
+            Code::Alert,
+            "No account with this user name is set up in the gateway".into(),
+        ));
+    };
+    let mut session = Session::connect(&account.provider)
+        .await
+        .map_err(|e| (Code::Alert, format!("Cannot reach your provider: {e}")))?;
+    match session.login(&account.username, password).await {
+        Ok(()) => {}
+        Err(UpstreamError::LoginRejected(why)) => {
+            return Err((
+                Code::Alert,
+                format!("Your provider refused the login: {why}"),
+            ))
+        }
+        Err(e) => return Err((Code::Alert, format!("Cannot log in at your provider: {e}"))),
+    }
+    let _ = password.expose_secret();
+    let mut account = account.clone();
+    account.address = autocrypt::normalize_addr(&account.address);
+    Ok((session, account))
+}
+
+/// The mailbox a client has selected, as archive entries are filed.
+#[derive(Debug, Clone)]
+struct Selected {
+    mailbox: String,
+    uidvalidity: Option<u32>,
+}
+
+/// The client command being carried out at the provider.
+struct Current {
+    client_tag: Tag<'static>,
+    upstream_tag: Tag<'static>,
+    kind: Kind,
+}
+
+enum Kind {
+    Fetch {
+        requested: Vec<MessageDataItemName<'static>>,
+        /// Messages the gateway serves but has not archived yet:
+        /// (sequence number, UID, the provider's items).
+        missing: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+    },
+    Select {
+        mailbox: String,
+        uidvalidity: Option<u32>,
+    },
+    Other,
+}
+
+struct Forwarder {
+    shared: Arc<Shared>,
+    account: AccountConfig,
+    keys: Arc<Keys>,
+    session: Session,
+    server: Server,
+    client_stream: Stream,
+    queue: VecDeque<Command<'static>>,
+    current: Option<Current>,
+    selected: Option<Selected>,
+    next_tag: u64,
+    /// The provider said BYE.
+    closing: bool,
+}
+
+enum Step {
+    FromClient(ServerEvent),
+    FromProvider(ClientEvent),
+}
+
+impl Forwarder {
+    async fn run(mut self) -> Result<(), SessionError> {
+        loop {
+            let step = {
+                let (up_stream, up_client) = self.session.parts();
+                tokio::select! {
+                    event = self.client_stream.next(&mut self.server) => {
+                        Step::FromClient(event.map_err(|e| SessionError::Client(e.to_string()))?)
+                    }
+                    event = up_stream.next(up_client) => match event {
+                        Ok(event) => Step::FromProvider(event),
+                        Err(e) => {
+                            // Tell the client why before hanging up.
+                            if let Ok(bye) = Status::bye(None, "The connection to your provider was lost") {
+                                let last = self.server.enqueue_status(bye);
+                                deliver(&mut self.client_stream, &mut self.server, last).await;
+                            }
+                            return Err(SessionError::Provider(e.to_string()));
+                        }
+                    }
+                }
+            };
+            match step {
+                Step::FromClient(ServerEvent::CommandReceived { command }) => {
+                    self.queue.push_back(command);
+                    self.start_next();
+                }
+                Step::FromClient(ServerEvent::CommandAuthenticateReceived {
+                    command_authenticate,
+                }) => {
+                    let refusal = tagged(
+                        command_authenticate.tag,
+                        StatusKind::Bad,
+                        None,
+                        "Already logged in",
+                    );
+                    let _ = self.server.authenticate_finish(refusal);
+                }
+                Step::FromClient(ServerEvent::IdleCommandReceived { tag }) => {
+                    let refusal = tagged(tag, StatusKind::No, None, "IDLE is not available");
+                    let _ = self.server.idle_reject(refusal);
+                }
+                Step::FromClient(_) => {}
+                Step::FromProvider(ClientEvent::DataReceived { data }) => {
+                    self.on_data(data).await;
+                }
+                Step::FromProvider(ClientEvent::StatusReceived { status }) => {
+                    if let Some(last) = self.on_status(status).await? {
+                        deliver(&mut self.client_stream, &mut self.server, last).await;
+                        return Ok(());
+                    }
+                }
+                Step::FromProvider(ClientEvent::CommandRejected { status, .. }) => {
+                    self.on_status(status).await?;
+                }
+                Step::FromProvider(_) => {}
+            }
+        }
+    }
+
+    /// Sends the next queued client command, if none is running.
+    fn start_next(&mut self) {
+        while self.current.is_none() {
+            let Some(mut command) = self.queue.pop_front() else {
+                return;
+            };
+            let client_tag = command.tag.clone();
+            if let Some(refusal) = refuse(&command.body) {
+                self.server
+                    .enqueue_status(tagged(client_tag, StatusKind::No, None, refusal));
+                continue;
+            }
+            let kind = match &mut command.body {
+                CommandBody::Fetch {
+                    macro_or_item_names,
+                    uid,
+                    ..
+                } => {
+                    let mut requested = match macro_or_item_names {
+                        MacroOrMessageDataItemNames::Macro(m) => {
+                            m.expand().into_iter().map(to_static).collect()
+                        }
+                        MacroOrMessageDataItemNames::MessageDataItemNames(names) => {
+                            names.iter().cloned().map(to_static).collect::<Vec<_>>()
+                        }
+                    };
+                    if *uid {
+                        requested.push(MessageDataItemName::Uid);
+                    }
+                    let mut names = requested.clone();
+                    names.extend(detection_items());
+                    *macro_or_item_names = MacroOrMessageDataItemNames::MessageDataItemNames(names);
+                    Kind::Fetch {
+                        requested,
+                        missing: Vec::new(),
+                    }
+                }
+                CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
+                    Kind::Select {
+                        mailbox: mailbox_name(mailbox),
+                        uidvalidity: None,
+                    }
+                }
+                _ => Kind::Other,
+            };
+            if matches!(kind, Kind::Select { .. }) {
+                // A new SELECT deselects at once, whatever its outcome.
+                self.selected = None;
+            }
+            let upstream_tag = Tag::unvalidated(format!("G{}", self.next_tag));
+            self.next_tag += 1;
+            command.tag = upstream_tag.clone();
+            let (_, up_client) = self.session.parts();
+            up_client.enqueue_command(command);
+            self.current = Some(Current {
+                client_tag,
+                upstream_tag,
+                kind,
+            });
+        }
+    }
+
+    async fn on_data(&mut self, data: Data<'static>) {
+        match data {
+            Data::Capability(caps) => {
+                let kept: Vec<Capability<'static>> = caps
+                    .into_iter()
+                    .filter(|c| KEPT.contains(&c.to_string().to_ascii_uppercase().as_str()))
+                    .collect();
+                if let Ok(kept) = Vec1::try_from(kept) {
+                    self.server.enqueue_data(Data::Capability(kept));
+                }
+            }
+            Data::Fetch { seq, items } => self.on_fetch(seq, items.into_inner()).await,
+            other => {
+                self.server.enqueue_data(other);
+            }
+        }
+    }
+
+    async fn on_fetch(&mut self, seq: NonZeroU32, items: Vec<MessageDataItem<'static>>) {
+        let requested = match &self.current {
+            Some(Current {
+                kind: Kind::Fetch { requested, .. },
+                ..
+            }) => requested.clone(),
+            // Unsolicited (flag changes): nothing to rewrite.
+            _ => {
+                if let Ok(items) = Vec1::try_from(items) {
+                    self.server.enqueue_data(Data::Fetch { seq, items });
+                }
+                return;
+            }
+        };
+        let uid = items.iter().find_map(|i| match i {
+            MessageDataItem::Uid(u) => Some(u.get()),
+            _ => None,
+        });
+        let (header, prefix) = detection_data(&items);
+        let gateway = match (&header, &prefix) {
+            (Some(h), Some(p)) => served_by_gateway(h, p),
+            _ => false,
+        };
+        if !gateway {
+            let kept: Vec<_> = items
+                .into_iter()
+                .filter(|i| keep_plain(i, &requested))
+                .collect();
+            if let Ok(items) = Vec1::try_from(kept) {
+                self.server.enqueue_data(Data::Fetch { seq, items });
+            }
+            return;
+        }
+        let Some(uid) = uid else {
+            return;
+        };
+        match self.archived(uid).await {
+            Some(served) => self.send_rewritten(seq, items, &requested, &served),
+            None => {
+                if let Some(Current {
+                    kind: Kind::Fetch { missing, .. },
+                    ..
+                }) = &mut self.current
+                {
+                    missing.push((seq, uid, items));
+                }
+            }
+        }
+    }
+
+    fn send_rewritten(
+        &mut self,
+        seq: NonZeroU32,
+        items: Vec<MessageDataItem<'static>>,
+        requested: &[MessageDataItemName<'static>],
+        served: &[u8],
+    ) {
+        let rewritten = rewrite(items, requested, served);
+        if let Ok(items) = Vec1::try_from(rewritten) {
+            self.server.enqueue_data(Data::Fetch { seq, items });
+        }
+    }
+
+    fn location(&self, uid: u32) -> Option<Location> {
+        let selected = self.selected.as_ref()?;
+        Some(Location {
+            account: self.account.address.clone(),
+            mailbox: selected.mailbox.clone(),
+            uidvalidity: selected.uidvalidity?,
+            uid,
+        })
+    }
+
+    async fn archived(&self, uid: u32) -> Option<Vec<u8>> {
+        let loc = self.location(uid)?;
+        match self.shared.archive.message_at(&loc).await {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(error = %e, "archive lookup failed");
+                None
+            }
+        }
+    }
+
+    /// Downloads, views and archives the messages a FETCH found missing,
+    /// then answers for them.
+    async fn fill_missing(
+        &mut self,
+        requested: &[MessageDataItemName<'static>],
+        missing: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+    ) -> Result<(), SessionError> {
+        let uids: Vec<u32> = missing.iter().map(|(_, uid, _)| *uid).collect();
+        let fetched = self
+            .session
+            .fetch_messages(&uids)
+            .await
+            .map_err(|e| SessionError::Provider(e.to_string()))?;
+        for (seq, uid, items) in missing {
+            let Some((_, bytes)) = fetched.iter().find(|(u, _)| *u == uid) else {
+                continue;
+            };
+            let served = self.view_and_archive(uid, bytes).await;
+            self.send_rewritten(seq, items, requested, &served);
+        }
+        Ok(())
+    }
+
+    async fn view_and_archive(&self, uid: u32, bytes: &[u8]) -> Vec<u8> {
+        let keys = Arc::clone(&self.keys);
+        let owned = bytes.to_vec();
+        let viewed =
+            tokio::task::spawn_blocking(move || view(&owned, &keys, SystemTime::now())).await;
+        let Ok(v) = viewed else {
+            // The viewer panicked: serve nothing rather than ciphertext
+            // dressed as something else.
+            return bytes.to_vec();
+        };
+        if let Err(e) = learn(
+            &self.shared.keystore,
+            &self.account.address,
+            &v.lessons,
+            SystemTime::now(),
+        )
+        .await
+        {
+            warn!(uid, error = %e, "keys from this message not recorded");
+        }
+        let Some(loc) = self.location(uid) else {
+            return v.message;
+        };
+        let hash = content_hash(bytes);
+        let prepared = Prepared::new(v.message.clone());
+        if let Err(e) = self
+            .shared
+            .archive
+            .store_prepared(&loc, &hash, &prepared, v.encrypted)
+            .await
+        {
+            warn!(uid, error = %e, "message not archived");
+        }
+        // Another session may have archived it first: serve what is frozen.
+        match self.shared.archive.message_at(&loc).await {
+            Ok(Some(frozen)) => frozen,
+            _ => v.message,
+        }
+    }
+
+    /// A status from the provider. Returns the last response for the client
+    /// when the session is over.
+    async fn on_status(
+        &mut self,
+        status: Status<'static>,
+    ) -> Result<Option<ResponseHandle>, SessionError> {
+        match status {
+            Status::Tagged(Tagged { tag, body }) => {
+                let Some(current) = self.current.take() else {
+                    return Ok(None);
+                };
+                if tag != current.upstream_tag {
+                    self.current = Some(current);
+                    return Ok(None);
+                }
+                match current.kind {
+                    Kind::Fetch { requested, missing } => {
+                        if !missing.is_empty() {
+                            self.fill_missing(&requested, missing).await?;
+                        }
+                    }
+                    Kind::Select {
+                        mailbox,
+                        uidvalidity,
+                    } => {
+                        if body.kind == StatusKind::Ok {
+                            self.selected = Some(Selected {
+                                mailbox,
+                                uidvalidity,
+                            });
+                        }
+                    }
+                    Kind::Other => {}
+                }
+                let code = body.code.and_then(filter_code);
+                let last = self.server.enqueue_status(Status::Tagged(Tagged {
+                    tag: current.client_tag,
+                    body: StatusBody { code, ..body },
+                }));
+                if self.closing {
+                    return Ok(Some(last));
+                }
+                self.start_next();
+                Ok(None)
+            }
+            Status::Untagged(body) => {
+                if let (
+                    Some(Code::UidValidity(v)),
+                    Some(Current {
+                        kind: Kind::Select { uidvalidity, .. },
+                        ..
+                    }),
+                ) = (&body.code, &mut self.current)
+                {
+                    *uidvalidity = Some(v.get());
+                }
+                let code = body.code.clone().and_then(filter_code);
+                self.server
+                    .enqueue_status(Status::Untagged(StatusBody { code, ..body }));
+                Ok(None)
+            }
+            Status::Bye(bye) => {
+                // After LOGOUT the tagged OK follows; otherwise the provider
+                // is hanging up and the session ends with its next read.
+                self.server.enqueue_status(Status::Bye(bye));
+                self.closing = true;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Commands the proxy does not carry, with the reason the client is told.
+fn refuse(body: &CommandBody<'_>) -> Option<&'static str> {
+    match body {
+        CommandBody::Append { .. } => Some(
+            "Saving messages through the gateway is not available yet: they would reach your provider unencrypted",
+        ),
+        CommandBody::Compress { .. } => Some("COMPRESS is not offered"),
+        CommandBody::Idle => Some("IDLE is not offered"),
+        _ => None,
+    }
+}
+
+/// The capability list inside a status is filtered like CAPABILITY.
+fn filter_code(code: Code<'static>) -> Option<Code<'static>> {
+    match code {
+        Code::Capability(caps) => {
+            let kept: Vec<Capability<'static>> = caps
+                .into_iter()
+                .filter(|c| KEPT.contains(&c.to_string().to_ascii_uppercase().as_str()))
+                .collect();
+            Vec1::try_from(kept).ok().map(Code::Capability)
+        }
+        other => Some(other),
+    }
+}
+
+fn detection_items() -> Vec<MessageDataItemName<'static>> {
+    let names: Vec<AString<'static>> = HEADER_FIELDS
+        .iter()
+        .filter_map(|n| AString::try_from(n.to_string()).ok())
+        .collect();
+    let mut items = Vec::new();
+    if let Ok(fields) = Vec1::try_from(names) {
+        items.push(MessageDataItemName::BodyExt {
+            section: Some(Section::HeaderFields(None, fields)),
+            partial: None,
+            peek: true,
+        });
+    }
+    items.push(MessageDataItemName::BodyExt {
+        section: Some(Section::Text(None)),
+        partial: Some((0, NonZeroU32::new(TEXT_PREFIX).unwrap_or(NonZeroU32::MIN))),
+        peek: true,
+    });
+    items
+}
+
+/// The values of the two detection items in a provider's answer.
+fn detection_data(items: &[MessageDataItem<'_>]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let mut header = None;
+    let mut prefix = None;
+    for item in items {
+        if let MessageDataItem::BodyExt {
+            section,
+            origin,
+            data,
+        } = item
+        {
+            let bytes = data
+                .0
+                .as_ref()
+                .map(|d| d.clone().into_inner().into_owned())
+                .unwrap_or_default();
+            match (section, origin) {
+                (Some(Section::HeaderFields(None, names)), None)
+                    if is_detection(names.as_ref()) =>
+                {
+                    header = Some(bytes)
+                }
+                (Some(Section::Text(None)), Some(0)) => prefix = Some(bytes),
+                _ => {}
+            }
+        }
+    }
+    (header, prefix)
+}
+
+/// The header-fields list is the proxy's own detection list.
+fn is_detection(names: &[AString<'_>]) -> bool {
+    names.len() == HEADER_FIELDS.len()
+        && names
+            .iter()
+            .zip(HEADER_FIELDS)
+            .all(|(n, h)| n.as_ref().eq_ignore_ascii_case(h.as_bytes()))
+}
+
+/// For a message passed through: the provider's items, minus the proxy's
+/// detection items unless the client asked for the same ones.
+fn keep_plain(item: &MessageDataItem<'_>, requested: &[MessageDataItemName<'_>]) -> bool {
+    match item {
+        MessageDataItem::BodyExt {
+            section, origin, ..
+        } => requested.iter().any(|n| {
+            matches!(n, MessageDataItemName::BodyExt { section: s, partial: p, .. }
+                if same_section(s, section) && p.map(|(o, _)| o) == *origin)
+        }),
+        MessageDataItem::Uid(_) => true,
+        _ => true,
+    }
+}
+
+fn to_static(name: MessageDataItemName<'_>) -> MessageDataItemName<'static> {
+    use imap_next::imap_types::ToStatic;
+    name.to_static()
+}
+
+fn mailbox_name(mailbox: &Mailbox<'_>) -> String {
+    match mailbox {
+        Mailbox::Inbox => "INBOX".into(),
+        Mailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
+    }
+}

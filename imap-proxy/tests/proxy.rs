@@ -1,0 +1,340 @@
+//! The IMAP proxy between Python's imaplib and a real Dovecot: login
+//! pass-through, capabilities, encrypted messages served decrypted for
+//! every FETCH item, cleartext passed through byte for byte, a forged
+//! status header removed, the same bytes in a second session, APPEND
+//! refused.
+
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use archive::Archive;
+use autocrypt::{AutocryptHeader, PreferEncrypt};
+use base64::Engine as _;
+use imap_proxy::proxy::{AccountConfig, Config, Proxy};
+use imap_proxy::upstream::{Endpoint, Security};
+use keystore::{Keystore, Unlock};
+use mailcrypt::{Boundary, EncryptRequest};
+use testbed::Dovecot;
+
+const ALICE: &str = "alice@example.org";
+const BOB: &str = "bob@example.org";
+
+/// argv: port user password; stdin: a script of steps, one per line:
+/// `uid_fetch UID ITEMS`, `append MAILBOX`, `capability`, `select MAILBOX`.
+/// Prints one line per step: base64 of the raw response (literals inline).
+const CLIENT: &str = r#"
+import base64, imaplib, sys
+port, user, password = sys.argv[1:4]
+m = imaplib.IMAP4("127.0.0.1", int(port))
+def out(b):
+    print(base64.b64encode(b).decode())
+def raw(data):
+    r = b""
+    for d in data:
+        if isinstance(d, tuple):
+            r += d[0] + b"\r\n" + d[1]
+        elif d is not None:
+            r += d
+    return r
+try:
+    typ, data = m.login(user, password)
+    out(("LOGIN " + typ).encode())
+except imaplib.IMAP4.error as e:
+    out(("LOGIN NO " + str(e)).encode())
+    sys.exit(0)
+for line in sys.stdin.read().splitlines():
+    step, _, rest = line.partition(" ")
+    try:
+        if step == "capability":
+            typ, data = m.capability()
+            out(raw(data))
+        elif step == "select":
+            typ, data = m.select(rest)
+            out(typ.encode())
+        elif step == "uid_fetch":
+            uid, items = rest.split(" ", 1)
+            typ, data = m.uid("FETCH", uid, items)
+            out(raw(data))
+        elif step == "search":
+            typ, data = m.uid("SEARCH", None, rest)
+            out(raw(data))
+        elif step == "append":
+            typ, data = m.append(rest, None, None, b"From: alice@example.org\r\nSubject: draft\r\n\r\ncanary-draft\r\n")
+            out((typ + " " + raw(data).decode()).encode())
+    except imaplib.IMAP4.error as e:
+        out(("ERROR " + str(e)).encode())
+m.logout()
+"#;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    dovecot: Dovecot,
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    encrypted: Vec<u8>,
+    plain: Vec<u8>,
+    forged: Vec<u8>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn setup() -> Setup {
+    // LETTERLOCK_LOG=debug shows the proxy's side when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LETTERLOCK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("vault");
+    let now = SystemTime::now() - Duration::from_secs(60);
+    let alice = autocrypt::key::generate(ALICE, now).expect("alice");
+    let bob = autocrypt::key::generate(BOB, now).expect("bob");
+    store
+        .put_identity(ALICE, &alice, PreferEncrypt::Mutual, now)
+        .await
+        .expect("identity");
+    let archive = Archive::open(&store).await.expect("archive");
+    let dovecot = tokio::task::spawn_blocking(|| Dovecot::start(&[("alice", "alicepw")]))
+        .await
+        .expect("dovecot");
+
+    let inner = format!(
+        "From: Bob <{BOB}>\r\nTo: {ALICE}\r\nSubject: the real subject\r\n\
+         Date: Mon, 2 Nov 2026 11:00:00 +0000\r\nMessage-ID: <enc@example.org>\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\ncanary-inside the ciphertext\r\n"
+    );
+    let header = AutocryptHeader::new(BOB, PreferEncrypt::Mutual, bob.clone());
+    let encrypted = mailcrypt::encrypt(
+        inner.as_bytes(),
+        &EncryptRequest {
+            sender: &bob,
+            recipients: std::slice::from_ref(&alice),
+            autocrypt: Some(&header),
+            gossip: &[],
+            hide_recipients: false,
+            pad: true,
+            now: SystemTime::now(),
+            boundary: Boundary::Random,
+        },
+    )
+    .expect("encrypt");
+    let plain = b"From: carol@example.net\r\nTo: alice@example.org\r\nSubject: plain one\r\n\
+Date: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\nnothing secret\r\n"
+        .to_vec();
+    let forged = b"From: mallory@example.net\r\nTo: alice@example.org\r\nSubject: trust me\r\n\
+Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=verified\r\n\r\nforged\r\n"
+        .to_vec();
+    for m in [&encrypted, &plain, &forged] {
+        dovecot.save("alice", "INBOX", m);
+    }
+
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        accounts: vec![AccountConfig {
+            address: ALICE.into(),
+            username: "alice".into(),
+            provider: Endpoint {
+                host: "localhost".into(),
+                port: dovecot.imaps_port,
+                security: Security::Tls,
+                ca_file: Some(dovecot.ca_file.clone()),
+            },
+        }],
+    };
+    let proxy = Proxy::bind(config, store.clone(), archive)
+        .await
+        .expect("bind");
+    let port = proxy.local_addr().expect("addr").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(proxy.run(async {
+        let _ = stopped.await;
+    }));
+    Setup {
+        _dir: dir,
+        dovecot,
+        port,
+        stop: Some(stop),
+        encrypted,
+        plain,
+        forged,
+    }
+}
+
+async fn client(port: u16, password: &str, steps: &[&str]) -> Vec<Vec<u8>> {
+    let input = steps.join("\n");
+    let password = password.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new("python3")
+            .args(["-c", CLIENT])
+            .arg(port.to_string())
+            .arg("alice")
+            .arg(password)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("steps");
+        child.wait_with_output().expect("client")
+    })
+    .await
+    .expect("client task");
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            base64::engine::general_purpose::STANDARD
+                .decode(l)
+                .expect("base64")
+        })
+        .collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The literal following `marker` (e.g. `BODY[] {123}`) in a raw response.
+fn literal_after(raw: &[u8], marker: &str) -> Vec<u8> {
+    let t = text(raw);
+    let at = t
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in {t}"));
+    let rest = &raw[at + marker.len()..];
+    let open = rest.iter().position(|&b| b == b'{').expect("literal");
+    let close = rest.iter().position(|&b| b == b'}').expect("literal end");
+    let n: usize = text(&rest[open + 1..close]).parse().expect("length");
+    rest[close + 3..close + 3 + n].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_serves_decrypted_messages_to_imaplib() {
+    let s = setup().await;
+    let uids = s.dovecot.uids("alice", "INBOX");
+    assert_eq!(uids.len(), 3);
+    let (enc, plain, forged) = (uids[0], uids[1], uids[2]);
+
+    // A wrong password is the provider's NO.
+    let refused = client(s.port, "wrong", &[]).await;
+    assert!(
+        text(&refused[0]).starts_with("LOGIN NO"),
+        "{}",
+        text(&refused[0])
+    );
+
+    let steps = [
+        "capability".to_string(),
+        "select INBOX".to_string(),
+        format!("uid_fetch {enc} (BODY.PEEK[])"),
+        format!("uid_fetch {enc} (RFC822.SIZE BODYSTRUCTURE ENVELOPE)"),
+        concat!(
+            "uid_fetch 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc ",
+            "Subject Date Message-ID Priority X-Priority References Newsgroups In-Reply-To ",
+            "Content-Type Reply-To)])"
+        )
+        .to_string(),
+        format!("uid_fetch {plain} (BODY.PEEK[])"),
+        format!("uid_fetch {forged} (BODY.PEEK[])"),
+        format!("uid_fetch {enc} (BODY.PEEK[TEXT]<0.10> BODY.PEEK[1.MIME])"),
+        "append Drafts".to_string(),
+    ];
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let out = client(s.port, "alicepw", &steps).await;
+    assert_eq!(text(&out[0]), "LOGIN OK");
+
+    let caps = text(&out[1]).to_ascii_uppercase();
+    assert!(caps.contains("IMAP4REV1"), "{caps}");
+    for gone in ["IDLE", "COMPRESS", "BINARY", "SORT", "CONDSTORE", "ESEARCH"] {
+        assert!(!caps.contains(gone), "{gone} advertised: {caps}");
+    }
+    assert_eq!(text(&out[2]), "OK");
+
+    // The encrypted message, decrypted, with the status header.
+    let served = literal_after(&out[3], "BODY[]");
+    let served_text = text(&served);
+    assert!(
+        served_text.contains("canary-inside the ciphertext"),
+        "{served_text}"
+    );
+    assert!(served_text.contains("Subject: the real subject"));
+    assert!(
+        served_text.contains("Letterlock-Security: encrypted;"),
+        "{served_text}"
+    );
+
+    // Its size and structure describe the same bytes.
+    let described = text(&out[4]);
+    assert!(
+        described.contains(&format!("RFC822.SIZE {}", served.len())),
+        "{described}"
+    );
+    assert!(described.contains("\"the real subject\""), "{described}");
+    assert!(described.contains("(\"TEXT\" \"plain\""), "{described}");
+
+    // Thunderbird's header sync sees the real subject.
+    let headers = text(&out[5]);
+    assert!(headers.contains("Subject: the real subject"), "{headers}");
+    assert!(headers.contains("Subject: plain one"), "{headers}");
+    assert!(!headers.contains("Subject: [...]"), "{headers}");
+
+    // Cleartext passes through byte for byte.
+    assert_eq!(literal_after(&out[6], "BODY[]"), s.plain);
+
+    // A forged status header is removed.
+    let cleaned = text(&literal_after(&out[7], "BODY[]"));
+    assert!(!cleaned.contains("signature=valid"), "{cleaned}");
+    assert!(cleaned.contains("forged"));
+    let _ = &s.forged;
+
+    // Sections and partials of the decrypted message.
+    let partial = literal_after(&out[8], "BODY[TEXT]<0>");
+    assert_eq!(partial, b"canary-ins");
+
+    // APPEND is refused; nothing reaches the provider.
+    assert!(text(&out[9]).contains("not available"), "{}", text(&out[9]));
+
+    // A second session gets the same bytes.
+    let again = client(
+        s.port,
+        "alicepw",
+        &["select INBOX", &format!("uid_fetch {enc} (BODY.PEEK[])")],
+    )
+    .await;
+    assert_eq!(literal_after(&again[2], "BODY[]"), served);
+
+    // The provider still holds only the ciphertext.
+    let stored = s.dovecot.doveadm(&[
+        "fetch",
+        "-u",
+        "alice",
+        "text",
+        "mailbox",
+        "INBOX",
+        "uid",
+        &enc.to_string(),
+    ]);
+    assert!(!stored.contains("canary-inside"), "{stored}");
+    assert_eq!(s.dovecot.uids("alice", "INBOX").len(), 3);
+    let _ = &s.encrypted;
+}
