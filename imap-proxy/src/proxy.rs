@@ -12,8 +12,9 @@
 //!   which come from the archive or, the first time, from downloading the
 //!   message once, [`crate::view`] and archiving the result — so the bytes
 //!   for a (mailbox, UIDVALIDITY, UID) never change once served;
-//! - APPEND is refused until it can be encrypted (nothing in clear may be
-//!   stored at the provider), and so is anything not advertised.
+//! - APPEND (Drafts, Sent, any mailbox) stores the message encrypted to the
+//!   account's own key, with header protection; if that fails, nothing is
+//!   stored. Commands that are not advertised are refused.
 //!
 //! One command at a time keeps the routing of untagged responses simple
 //! and correct; the price is that a client's pipelining is not passed on.
@@ -27,7 +28,8 @@ use std::time::{Duration, SystemTime};
 use archive::{content_hash, Archive, Location, Prepared};
 use imap_next::client::Event as ClientEvent;
 use imap_next::imap_types::command::{Command, CommandBody};
-use imap_next::imap_types::core::{AString, Tag, Text, Vec1};
+use imap_next::imap_types::core::{AString, Literal, Tag, Text, Vec1};
+use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
@@ -38,6 +40,7 @@ use imap_next::imap_types::response::{
 use imap_next::server::{Event as ServerEvent, Options as ServerOptions, ResponseHandle, Server};
 use imap_next::stream::Stream;
 use keystore::Keystore;
+use mailcrypt::{Boundary, EncryptRequest};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -265,10 +268,17 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
         .await
         .map(Arc::new)
         .map_err(|e| SessionError::Provider(format!("keys for {}: {e}", account.address)))?;
+    let own = shared
+        .keystore
+        .identity(&account.address)
+        .await
+        .map(|identity| Arc::new(identity.cert))
+        .map_err(|e| SessionError::Provider(format!("key of {}: {e}", account.address)))?;
     Forwarder {
         shared,
         account,
         keys,
+        own,
         session,
         server,
         client_stream,
@@ -364,6 +374,8 @@ struct Forwarder {
     shared: Arc<Shared>,
     account: AccountConfig,
     keys: Arc<Keys>,
+    /// The account's key pair: what the client stores is encrypted to it.
+    own: Arc<sequoia_openpgp::Cert>,
     session: Session,
     server: Server,
     client_stream: Stream,
@@ -405,7 +417,7 @@ impl Forwarder {
             match step {
                 Step::FromClient(ServerEvent::CommandReceived { command }) => {
                     self.queue.push_back(command);
-                    self.start_next();
+                    self.start_next().await;
                 }
                 Step::FromClient(ServerEvent::CommandAuthenticateReceived {
                     command_authenticate,
@@ -441,7 +453,7 @@ impl Forwarder {
     }
 
     /// Sends the next queued client command, if none is running.
-    fn start_next(&mut self) {
+    async fn start_next(&mut self) {
         while self.current.is_none() {
             let Some(mut command) = self.queue.pop_front() else {
                 return;
@@ -451,6 +463,18 @@ impl Forwarder {
                 self.server
                     .enqueue_status(tagged(client_tag, StatusKind::No, None, refusal));
                 continue;
+            }
+            if let CommandBody::Append { message, .. } = &mut command.body {
+                match self.protect(message).await {
+                    Ok(()) => {}
+                    Err(why) => {
+                        warn!(reason = %why, "APPEND refused: the message could not be encrypted");
+                        let text = format!("Not saved: the message could not be encrypted ({why}); nothing was stored");
+                        self.server
+                            .enqueue_status(tagged(client_tag, StatusKind::No, None, &text));
+                        continue;
+                    }
+                }
             }
             let kind = match &mut command.body {
                 CommandBody::Fetch {
@@ -568,6 +592,39 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// Encrypts a message the client stores (Drafts, Sent, any mailbox) to
+    /// the account's own key, with header protection, unless it is
+    /// encrypted already. Fail closed: on any error nothing is stored.
+    async fn protect(&self, message: &mut LiteralOrLiteral8<'static>) -> Result<(), String> {
+        let bytes = match message {
+            LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+            LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+        };
+        if already_encrypted(&bytes) {
+            return Ok(());
+        }
+        let own = Arc::clone(&self.own);
+        let encrypted = tokio::task::spawn_blocking(move || {
+            let request = EncryptRequest {
+                sender: &own,
+                recipients: &[],
+                autocrypt: None,
+                gossip: &[],
+                hide_recipients: false,
+                pad: true,
+                now: SystemTime::now(),
+                boundary: Boundary::Random,
+            };
+            mailcrypt::encrypt(&bytes, &request)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        *message =
+            LiteralOrLiteral8::Literal(Literal::try_from(encrypted).map_err(|e| e.to_string())?);
+        Ok(())
     }
 
     fn send_rewritten(
@@ -709,7 +766,7 @@ impl Forwarder {
                 if self.closing {
                     return Ok(Some(last));
                 }
-                self.start_next();
+                self.start_next().await;
                 Ok(None)
             }
             Status::Untagged(body) => {
@@ -742,9 +799,6 @@ impl Forwarder {
 /// Commands the proxy does not carry, with the reason the client is told.
 fn refuse(body: &CommandBody<'_>) -> Option<&'static str> {
     match body {
-        CommandBody::Append { .. } => Some(
-            "Saving messages through the gateway is not available yet: they would reach your provider unencrypted",
-        ),
         CommandBody::Compress { .. } => Some("COMPRESS is not offered"),
         CommandBody::Idle => Some("IDLE is not offered"),
         _ => None,
@@ -838,6 +892,21 @@ fn keep_plain(item: &MessageDataItem<'_>, requested: &[MessageDataItemName<'_>])
         MessageDataItem::Uid(_) => true,
         _ => true,
     }
+}
+
+/// PGP/MIME at the root, or a whole-body inline PGP message.
+fn already_encrypted(message: &[u8]) -> bool {
+    let entity = mailcrypt::entity::Entity::parse(message);
+    let content_type = entity.content_type();
+    if content_type.is("multipart/encrypted") {
+        return true;
+    }
+    let body = entity.body;
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
+    content_type.is("text/plain") && body[start..].starts_with(b"-----BEGIN PGP MESSAGE-----")
 }
 
 fn to_static(name: MessageDataItemName<'_>) -> MessageDataItemName<'static> {

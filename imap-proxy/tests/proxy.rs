@@ -2,7 +2,7 @@
 //! pass-through, capabilities, encrypted messages served decrypted for
 //! every FETCH item, cleartext passed through byte for byte, a forged
 //! status header removed, the same bytes in a second session, APPEND
-//! refused.
+//! stored encrypted and read back in the clear.
 
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -311,8 +311,34 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     let partial = literal_after(&out[8], "BODY[TEXT]<0>");
     assert_eq!(partial, b"canary-ins");
 
-    // APPEND is refused; nothing reaches the provider.
-    assert!(text(&out[9]).contains("not available"), "{}", text(&out[9]));
+    // APPEND stores ciphertext; through the proxy it reads as written.
+    assert!(text(&out[9]).starts_with("OK"), "{}", text(&out[9]));
+    let drafts = s.dovecot.uids("alice", "Drafts");
+    assert_eq!(drafts.len(), 1);
+    let stored = s.dovecot.doveadm(&[
+        "fetch",
+        "-u",
+        "alice",
+        "text",
+        "mailbox",
+        "Drafts",
+        "uid",
+        &drafts[0].to_string(),
+    ]);
+    assert!(stored.contains("-----BEGIN PGP MESSAGE-----"), "{stored}");
+    assert!(!stored.contains("canary-draft"), "{stored}");
+    let draft = client(
+        s.port,
+        "alicepw",
+        &[
+            "select Drafts",
+            &format!("uid_fetch {} (BODY.PEEK[])", drafts[0]),
+        ],
+    )
+    .await;
+    let draft = text(&literal_after(&draft[2], "BODY[]"));
+    assert!(draft.contains("canary-draft"), "{draft}");
+    assert!(draft.contains("Subject: draft"), "{draft}");
 
     // A second session gets the same bytes.
     let again = client(
