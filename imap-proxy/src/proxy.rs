@@ -70,10 +70,11 @@ pub struct Config {
 }
 
 /// Capabilities passed on after login: what the proxy carries end to end.
-/// Everything else (COMPRESS, BINARY, IDLE and SORT/THREAD for now, ESEARCH
+/// Everything else (COMPRESS, BINARY, SORT/THREAD for now, ESEARCH
 /// and SEARCHRES, CONDSTORE/QRESYNC, NOTIFY, …) is removed.
-const KEPT: [&str; 11] = [
+const KEPT: [&str; 12] = [
     "IMAP4REV1",
+    "IDLE",
     "LITERAL+",
     "UIDPLUS",
     "MOVE",
@@ -367,6 +368,7 @@ enum Kind {
         mailbox: String,
         uidvalidity: Option<u32>,
     },
+    Idle,
     Other,
 }
 
@@ -379,12 +381,19 @@ struct Forwarder {
     session: Session,
     server: Server,
     client_stream: Stream,
-    queue: VecDeque<Command<'static>>,
+    queue: VecDeque<Pending>,
     current: Option<Current>,
     selected: Option<Selected>,
     next_tag: u64,
     /// The provider said BYE.
     closing: bool,
+}
+
+/// A client request waiting its turn at the provider.
+enum Pending {
+    Command(Command<'static>),
+    /// IDLE (RFC 2177), carried through to the provider.
+    Idle(Tag<'static>),
 }
 
 enum Step {
@@ -416,7 +425,34 @@ impl Forwarder {
             };
             match step {
                 Step::FromClient(ServerEvent::CommandReceived { command }) => {
-                    self.queue.push_back(command);
+                    self.queue.push_back(Pending::Command(command));
+                    self.start_next().await;
+                }
+                Step::FromClient(ServerEvent::IdleCommandReceived { tag }) => {
+                    self.queue.push_back(Pending::Idle(tag));
+                    self.start_next().await;
+                }
+                Step::FromClient(ServerEvent::IdleDoneReceived) => {
+                    let (_, up_client) = self.session.parts();
+                    let _ = up_client.set_idle_done();
+                }
+                Step::FromProvider(ClientEvent::IdleAccepted {
+                    continuation_request,
+                    ..
+                }) => {
+                    let _ = self.server.idle_accept(continuation_request);
+                }
+                Step::FromProvider(ClientEvent::IdleRejected { status, .. }) => {
+                    if let Some(current) = self.current.take() {
+                        let status = match status {
+                            Status::Tagged(Tagged { body, .. }) => Status::Tagged(Tagged {
+                                tag: current.client_tag,
+                                body,
+                            }),
+                            other => other,
+                        };
+                        let _ = self.server.idle_reject(status);
+                    }
                     self.start_next().await;
                 }
                 Step::FromClient(ServerEvent::CommandAuthenticateReceived {
@@ -429,10 +465,6 @@ impl Forwarder {
                         "Already logged in",
                     );
                     let _ = self.server.authenticate_finish(refusal);
-                }
-                Step::FromClient(ServerEvent::IdleCommandReceived { tag }) => {
-                    let refusal = tagged(tag, StatusKind::No, None, "IDLE is not available");
-                    let _ = self.server.idle_reject(refusal);
                 }
                 Step::FromClient(_) => {}
                 Step::FromProvider(ClientEvent::DataReceived { data }) => {
@@ -455,8 +487,23 @@ impl Forwarder {
     /// Sends the next queued client command, if none is running.
     async fn start_next(&mut self) {
         while self.current.is_none() {
-            let Some(mut command) = self.queue.pop_front() else {
-                return;
+            let mut command = match self.queue.pop_front() {
+                None => return,
+                Some(Pending::Command(command)) => command,
+                Some(Pending::Idle(client_tag)) => {
+                    let upstream_tag = self.upstream_tag();
+                    let (_, up_client) = self.session.parts();
+                    up_client.enqueue_command(Command {
+                        tag: upstream_tag.clone(),
+                        body: CommandBody::Idle,
+                    });
+                    self.current = Some(Current {
+                        client_tag,
+                        upstream_tag,
+                        kind: Kind::Idle,
+                    });
+                    return;
+                }
             };
             let client_tag = command.tag.clone();
             if let Some(refusal) = refuse(&command.body) {
@@ -513,8 +560,7 @@ impl Forwarder {
                 // A new SELECT deselects at once, whatever its outcome.
                 self.selected = None;
             }
-            let upstream_tag = Tag::unvalidated(format!("G{}", self.next_tag));
-            self.next_tag += 1;
+            let upstream_tag = self.upstream_tag();
             command.tag = upstream_tag.clone();
             let (_, up_client) = self.session.parts();
             up_client.enqueue_command(command);
@@ -592,6 +638,13 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// A fresh tag for the provider; client tags are never reused there.
+    fn upstream_tag(&mut self) -> Tag<'static> {
+        let tag = Tag::unvalidated(format!("G{}", self.next_tag));
+        self.next_tag += 1;
+        tag
     }
 
     /// Encrypts a message the client stores (Drafts, Sent, any mailbox) to
@@ -756,7 +809,7 @@ impl Forwarder {
                             });
                         }
                     }
-                    Kind::Other => {}
+                    Kind::Idle | Kind::Other => {}
                 }
                 let code = body.code.and_then(filter_code);
                 let last = self.server.enqueue_status(Status::Tagged(Tagged {
@@ -800,7 +853,6 @@ impl Forwarder {
 fn refuse(body: &CommandBody<'_>) -> Option<&'static str> {
     match body {
         CommandBody::Compress { .. } => Some("COMPRESS is not offered"),
-        CommandBody::Idle => Some("IDLE is not offered"),
         _ => None,
     }
 }

@@ -364,3 +364,70 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     assert_eq!(s.dovecot.uids("alice", "INBOX").len(), 3);
     let _ = &s.encrypted;
 }
+
+/// Raw IMAP (imaplib has no IDLE): log in, select, IDLE, print IDLING,
+/// wait for an EXISTS, DONE. Prints the lines it received.
+const IDLER: &str = r#"
+import socket, sys
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=60)
+f = s.makefile("rb")
+def until(prefix):
+    while True:
+        line = f.readline()
+        if not line:
+            raise SystemExit("closed while waiting for " + prefix)
+        sys.stdout.write(line.decode(errors="replace"))
+        sys.stdout.flush()
+        if line.startswith(prefix.encode()):
+            return line
+until("* OK")
+s.sendall(b"a LOGIN alice alicepw\r\n"); until("a ")
+s.sendall(b"b SELECT INBOX\r\n"); until("b ")
+s.sendall(b"c IDLE\r\n"); until("+")
+print("IDLING", flush=True)
+while True:
+    line = f.readline()
+    sys.stdout.write(line.decode(errors="replace")); sys.stdout.flush()
+    if b"EXISTS" in line:
+        break
+s.sendall(b"DONE\r\n"); until("c ")
+s.sendall(b"d LOGOUT\r\n"); until("d ")
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_announces_new_mail() {
+    let s = setup().await;
+    let port = s.port;
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", IDLER])
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    let wait = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let idling = line == "IDLING";
+            seen.push(line);
+            if idling {
+                s.dovecot.save(
+                    "alice",
+                    "INBOX",
+                    b"From: dave@example.net\r\nSubject: while idle\r\n\r\nnew\r\n",
+                );
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(90), wait)
+        .await
+        .expect("the IDLE session finished");
+    let status = child.wait().await.expect("idler");
+    let all = seen.join("\n");
+    assert!(status.success(), "{all}");
+    assert!(all.contains("* 4 EXISTS"), "{all}");
+    assert!(all.contains("c OK"), "{all}");
+    assert!(all.contains("d OK"), "{all}");
+}
