@@ -277,6 +277,30 @@ impl Archive {
             .collect())
     }
 
+    /// The UIDs archived for a mailbox whose provider copy is encrypted:
+    /// the messages only the gateway can search.
+    pub async fn encrypted_uids(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uidvalidity: u32,
+    ) -> Result<Vec<u32>, ArchiveError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT l.uid FROM location l JOIN content c ON c.id = l.content_id
+             WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ? AND c.encrypted = 1
+             ORDER BY l.uid",
+        )
+        .bind(account)
+        .bind(mailbox)
+        .bind(i64::from(uidvalidity))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|u| u32::try_from(u).ok())
+            .collect())
+    }
+
     /// Removes locations (expunged messages); content no location refers to
     /// any more is deleted with its index entry.
     pub async fn remove(&self, locations: &[Location]) -> Result<u64, ArchiveError> {

@@ -24,6 +24,7 @@ pub mod detect;
 pub mod fetch;
 pub mod learn;
 pub mod proxy;
+pub mod search;
 pub mod section;
 pub mod structure;
 pub mod sync;

@@ -12,6 +12,8 @@
 //!   which come from the archive or, the first time, from downloading the
 //!   message once, [`crate::view`] and archiving the result — so the bytes
 //!   for a (mailbox, UIDVALIDITY, UID) never change once served;
+//! - SEARCH text criteria are rewritten so that encrypted messages are
+//!   judged by their decrypted text ([`crate::search`]);
 //! - APPEND (Drafts, Sent, any mailbox) stores the message encrypted to the
 //!   account's own key, with header protection; if that fails, nothing is
 //!   stored. Commands that are not advertised are refused.
@@ -37,6 +39,7 @@ use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{
     Capability, Code, Data, Greeting, Status, StatusBody, StatusKind, Tagged,
 };
+use imap_next::imap_types::search::SearchKey;
 use imap_next::server::{Event as ServerEvent, Options as ServerOptions, ResponseHandle, Server};
 use imap_next::stream::Stream;
 use keystore::Keystore;
@@ -49,6 +52,7 @@ use tracing::{debug, info, warn};
 use crate::detect::{served_by_gateway, HEADER_FIELDS, TEXT_PREFIX};
 use crate::fetch::{rewrite, same_section};
 use crate::learn::learn;
+use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
 use crate::upstream::{Endpoint, Session, UpstreamError};
 use crate::view::{view, Keys};
 
@@ -511,6 +515,9 @@ impl Forwarder {
                     .enqueue_status(tagged(client_tag, StatusKind::No, None, refusal));
                 continue;
             }
+            if let CommandBody::Search { criteria, .. } = &mut command.body {
+                self.search_encrypted(criteria).await;
+            }
             if let CommandBody::Append { message, .. } = &mut command.body {
                 match self.protect(message).await {
                     Ok(()) => {}
@@ -637,6 +644,58 @@ impl Forwarder {
                     missing.push((seq, uid, items));
                 }
             }
+        }
+    }
+
+    /// Rewrites the text criteria of a SEARCH so that encrypted messages are
+    /// judged by their decrypted text ([`crate::search`]). Messages count
+    /// once the gateway has archived them (read through the proxy, or
+    /// `gateway archive sync`).
+    async fn search_encrypted(&mut self, criteria: &mut Vec1<SearchKey<'static>>) {
+        if !criteria.as_ref().iter().any(has_text) {
+            return;
+        }
+        let Some(selected) = self.selected.clone() else {
+            return;
+        };
+        let Some(uidvalidity) = selected.uidvalidity else {
+            return;
+        };
+        let archive = &self.shared.archive;
+        let uids = match archive
+            .encrypted_uids(&self.account.address, &selected.mailbox, uidvalidity)
+            .await
+        {
+            Ok(uids) => uids,
+            Err(e) => {
+                warn!(error = %e, "archive lookup for SEARCH failed");
+                return;
+            }
+        };
+        let Some(encrypted) = uid_set(&uids) else {
+            return;
+        };
+        let mut served = Vec::with_capacity(uids.len());
+        for uid in uids {
+            if let Some(bytes) = self.archived(uid).await {
+                served.push((uid, bytes));
+            }
+        }
+        let keys = std::mem::replace(criteria, Vec1::from(SearchKey::All));
+        let rewritten: Vec<SearchKey<'static>> = keys
+            .into_iter()
+            .map(|key| {
+                rewrite_search(key, &encrypted, &mut |text| {
+                    served
+                        .iter()
+                        .filter(|(_, bytes)| matches(text, bytes))
+                        .map(|(uid, _)| *uid)
+                        .collect()
+                })
+            })
+            .collect();
+        if let Ok(rewritten) = Vec1::try_from(rewritten) {
+            *criteria = rewritten;
         }
     }
 

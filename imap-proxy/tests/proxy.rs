@@ -258,13 +258,20 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
         format!("uid_fetch {forged} (BODY.PEEK[])"),
         format!("uid_fetch {enc} (BODY.PEEK[TEXT]<0.10> BODY.PEEK[1.MIME])"),
         "append Drafts".to_string(),
+        "search BODY canary-inside".to_string(),
+        "search SUBJECT \"real subject\"".to_string(),
+        "search OR BODY canary-inside BODY \"nothing secret\"".to_string(),
+        "search SEEN BODY canary-inside".to_string(),
     ];
     let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
     let out = client(s.port, "alicepw", &steps).await;
     assert_eq!(text(&out[0]), "LOGIN OK");
 
     let caps = text(&out[1]).to_ascii_uppercase();
-    assert!(caps.contains("IMAP4REV1") && caps.contains("IDLE"), "{caps}");
+    assert!(
+        caps.contains("IMAP4REV1") && caps.contains("IDLE"),
+        "{caps}"
+    );
     for gone in ["COMPRESS", "BINARY", "SORT", "CONDSTORE", "ESEARCH"] {
         assert!(!caps.contains(gone), "{gone} advertised: {caps}");
     }
@@ -339,6 +346,19 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     let draft = text(&literal_after(&draft[2], "BODY[]"));
     assert!(draft.contains("canary-draft"), "{draft}");
     assert!(draft.contains("Subject: draft"), "{draft}");
+
+    // SEARCH finds words that exist only inside the ciphertext, merged
+    // with the provider's answer for the rest; flags still count.
+    let found = |i: usize| -> Vec<u32> {
+        text(&out[i])
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect()
+    };
+    assert_eq!(found(10), vec![enc], "{}", text(&out[10]));
+    assert_eq!(found(11), vec![enc], "{}", text(&out[11]));
+    assert_eq!(found(12), vec![enc, plain], "{}", text(&out[12]));
+    assert!(found(13).is_empty(), "{}", text(&out[13]));
 
     // A second session gets the same bytes.
     let again = client(
