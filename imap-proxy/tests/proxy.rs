@@ -451,3 +451,111 @@ async fn idle_announces_new_mail() {
     assert!(all.contains("c OK"), "{all}");
     assert!(all.contains("d OK"), "{all}");
 }
+
+/// mbsync (isync) pulls the mailbox through the proxy into a Maildir, then
+/// pushes a flag change and a deletion back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mbsync_syncs_through_the_proxy() {
+    let s = setup().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let maildir = work.path().join("mail");
+    std::fs::create_dir_all(&maildir).expect("maildir");
+    let config = work.path().join("mbsyncrc");
+    std::fs::write(
+        &config,
+        format!(
+            "IMAPAccount gw\nHost 127.0.0.1\nPort {port}\nUser alice\nPass alicepw\nSSLType None\nAuthMechs LOGIN\n\n\
+IMAPStore remote\nAccount gw\n\n\
+MaildirStore local\nPath {dir}/\nInbox {dir}/INBOX\n\n\
+Channel inbox\nFar :remote:INBOX\nNear :local:INBOX\nCreate Near\nSync All\nExpunge Both\nSyncState *\n",
+            port = s.port,
+            dir = maildir.display()
+        ),
+    )
+    .expect("mbsyncrc");
+    let run = |config: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new("mbsync")
+                .arg("-c")
+                .arg(&config)
+                .arg("-a")
+                .output()
+                .expect("mbsync (run scripts/setup)")
+        })
+        .await
+        .expect("mbsync task")
+    };
+    let out = run(config.clone()).await;
+    assert!(
+        out.status.success(),
+        "mbsync: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let local: Vec<std::path::PathBuf> = ["cur", "new"]
+        .iter()
+        .flat_map(|sub| {
+            std::fs::read_dir(maildir.join("INBOX").join(sub))
+                .into_iter()
+                .flatten()
+        })
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(local.len(), 3, "{local:?}");
+    let contents: Vec<Vec<u8>> = local
+        .iter()
+        .map(|p| std::fs::read(p).expect("local message"))
+        .collect();
+    // The encrypted one arrives decrypted; the cleartext one byte for byte
+    // (mbsync writes Maildir files with LF line ends and its own X-TUID).
+    let lf = |m: &[u8]| {
+        text(m)
+            .replace("\r\n", "\n")
+            .lines()
+            .filter(|l| !l.starts_with("X-TUID: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(contents
+        .iter()
+        .any(|m| text(m).contains("canary-inside the ciphertext")));
+    assert!(
+        contents.iter().any(|m| lf(m) == lf(&s.plain)),
+        "{:?}",
+        contents.iter().map(|m| text(m)).collect::<Vec<_>>()
+    );
+    assert!(!contents
+        .iter()
+        .any(|m| text(m).contains("-----BEGIN PGP MESSAGE-----")));
+
+    // Flag the plain one and delete the forged one locally; sync again.
+    for path in &local {
+        let body = std::fs::read(path).expect("read");
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let base = name.split(":2,").next().unwrap_or(&name).to_string();
+        let cur = maildir.join("INBOX").join("cur");
+        if lf(&body) == lf(&s.plain) {
+            std::fs::rename(path, cur.join(format!("{base}:2,F"))).expect("flag");
+        } else if text(&body).contains("forged") {
+            std::fs::remove_file(path).expect("delete");
+        }
+    }
+    let out = run(config).await;
+    assert!(
+        out.status.success(),
+        "second mbsync: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uids = s.dovecot.uids("alice", "INBOX");
+    assert_eq!(uids.len(), 2, "the deletion reached the provider");
+    let flags = s.dovecot.doveadm(&[
+        "-f", "flow", "fetch", "-u", "alice", "flags", "mailbox", "INBOX", "all",
+    ]);
+    assert!(flags.contains("\\Flagged"), "{flags}");
+}
