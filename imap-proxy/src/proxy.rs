@@ -1,6 +1,6 @@
 //! The client-facing IMAP proxy: a listener and one task per client.
 //!
-//! A client logs in with its provider credentials; the login name selects
+//! A client logs in (LOGIN or AUTHENTICATE PLAIN) with its provider credentials; the login name selects
 //! the account and the proxy logs in to the provider with them (the
 //! provider's verdict is the client's). From then on the proxy forwards the
 //! client's commands one at a time, under its own tags, and the provider's
@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use archive::{content_hash, Archive, Location, Prepared};
 use imap_next::client::Event as ClientEvent;
+use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::{AString, Literal, Tag, Text, Vec1};
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
@@ -37,7 +38,8 @@ use imap_next::imap_types::fetch::{
 };
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{
-    Capability, Code, Data, Greeting, Status, StatusBody, StatusKind, Tagged,
+    Capability, Code, CommandContinuationRequest, Data, Greeting, Status, StatusBody, StatusKind,
+    Tagged,
 };
 use imap_next::imap_types::search::SearchKey;
 use imap_next::server::{Event as ServerEvent, Options as ServerOptions, ResponseHandle, Server};
@@ -184,8 +186,12 @@ fn tagged(
 async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> {
     let _ = tcp.set_nodelay(true);
     let mut client_stream = Stream::insecure(tcp);
-    let pre_auth = Vec1::try_from(vec![Capability::Imap4Rev1, Capability::LiteralPlus])
-        .map_err(|_| SessionError::Client("capabilities".into()))?;
+    let pre_auth = Vec1::try_from(vec![
+        Capability::Imap4Rev1,
+        Capability::LiteralPlus,
+        Capability::Auth(AuthMechanism::Plain),
+    ])
+    .map_err(|_| SessionError::Client("capabilities".into()))?;
     let greeting = Greeting::ok(
         Some(Code::Capability(pre_auth.clone())),
         "Letterlock gateway ready",
@@ -193,7 +199,9 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
     .map_err(|e| SessionError::Client(e.to_string()))?;
     let mut server = Server::new(ServerOptions::default(), greeting);
 
-    // Not logged in: answer locally until LOGIN succeeds at the provider.
+    // Not logged in: answer locally until LOGIN or AUTHENTICATE PLAIN
+    // succeeds at the provider.
+    let mut authenticating: Option<Tag<'static>> = None;
     let (session, account) = loop {
         let event = client_stream
             .next(&mut server)
@@ -204,14 +212,43 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
             ServerEvent::CommandAuthenticateReceived {
                 command_authenticate,
             } => {
-                let refusal = tagged(
-                    command_authenticate.tag,
-                    StatusKind::No,
-                    None,
-                    "Use LOGIN with your provider's user name and password",
-                );
-                let _ = server.authenticate_finish(refusal);
-                continue;
+                let tag = command_authenticate.tag;
+                if command_authenticate.mechanism != AuthMechanism::Plain {
+                    let refusal = tagged(tag, StatusKind::No, None, "Only PLAIN is offered");
+                    let _ = server.authenticate_finish(refusal);
+                    continue;
+                }
+                match command_authenticate.initial_response {
+                    Some(response) => {
+                        let found = authenticate_plain(&shared, response.declassify()).await;
+                        match finish_authenticate(&mut server, tag, found) {
+                            Some(found) => break found,
+                            None => continue,
+                        }
+                    }
+                    None => {
+                        if let Ok(empty) = CommandContinuationRequest::basic(None, " ") {
+                            let _ = server.authenticate_continue(empty);
+                        }
+                        authenticating = Some(tag);
+                        continue;
+                    }
+                }
+            }
+            ServerEvent::AuthenticateDataReceived { authenticate_data } => {
+                let Some(tag) = authenticating.take() else {
+                    continue;
+                };
+                let found = match authenticate_data {
+                    AuthenticateData::Continue(response) => {
+                        authenticate_plain(&shared, response.declassify()).await
+                    }
+                    _ => Err("Authentication cancelled".to_string()),
+                };
+                match finish_authenticate(&mut server, tag, found) {
+                    Some(found) => break found,
+                    None => continue,
+                }
             }
             _ => continue,
         };
@@ -297,6 +334,43 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
     .await
 }
 
+/// AUTHENTICATE PLAIN: `authzid NUL authcid NUL password`, passed on as a
+/// login to the provider.
+async fn authenticate_plain(
+    shared: &Shared,
+    response: &[u8],
+) -> Result<(Session, AccountConfig), String> {
+    let mut fields = response.split(|&b| b == 0);
+    let (Some(_authzid), Some(user), Some(password), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err("Malformed PLAIN response".into());
+    };
+    let user = String::from_utf8_lossy(user).into_owned();
+    let password = SecretString::from(String::from_utf8_lossy(password).into_owned());
+    login(shared, &user, &password).await.map_err(|(_, why)| why)
+}
+
+/// Ends an AUTHENTICATE with the provider's verdict; the session on success.
+fn finish_authenticate(
+    server: &mut Server,
+    tag: Tag<'static>,
+    found: Result<(Session, AccountConfig), String>,
+) -> Option<(Session, AccountConfig)> {
+    match found {
+        Ok(found) => {
+            info!(account = %found.1.address, "imap login accepted by the provider");
+            let _ = server.authenticate_finish(tagged(tag, StatusKind::Ok, None, "AUTHENTICATE completed"));
+            Some(found)
+        }
+        Err(why) => {
+            info!(reason = %why, "imap login refused");
+            let _ = server.authenticate_finish(tagged(tag, StatusKind::No, None, &why));
+            None
+        }
+    }
+}
+
 /// Sends what is queued for the client up to and including `last`; imap-next
 /// writes queued responses only while it is driven.
 async fn deliver(stream: &mut Stream, server: &mut Server, last: ResponseHandle) {
@@ -373,6 +447,7 @@ enum Kind {
         uidvalidity: Option<u32>,
     },
     Idle,
+    Logout,
     Other,
 }
 
@@ -417,7 +492,20 @@ impl Forwarder {
                     event = up_stream.next(up_client) => match event {
                         Ok(event) => Step::FromProvider(event),
                         Err(e) => {
-                            // Tell the client why before hanging up.
+                            // A provider that hangs up after LOGOUT may lose
+                            // its last words (BYE and OK arrive with the TLS
+                            // close): the logout happened all the same.
+                            if let Some(Current { client_tag, kind: Kind::Logout, .. }) = self.current.take() {
+                                if !self.closing {
+                                    if let Ok(bye) = Status::bye(None, "Logging out") {
+                                        self.server.enqueue_status(bye);
+                                    }
+                                }
+                                let last = self.server.enqueue_status(tagged(client_tag, StatusKind::Ok, None, "LOGOUT completed"));
+                                deliver(&mut self.client_stream, &mut self.server, last).await;
+                                return Ok(());
+                            }
+                            // Otherwise tell the client why before hanging up.
                             if let Ok(bye) = Status::bye(None, "The connection to your provider was lost") {
                                 let last = self.server.enqueue_status(bye);
                                 deliver(&mut self.client_stream, &mut self.server, last).await;
@@ -555,6 +643,7 @@ impl Forwarder {
                         missing: Vec::new(),
                     }
                 }
+                CommandBody::Logout => Kind::Logout,
                 CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
                     Kind::Select {
                         mailbox: mailbox_name(mailbox),
@@ -797,6 +886,16 @@ impl Forwarder {
     }
 
     async fn view_and_archive(&self, uid: u32, bytes: &[u8]) -> Vec<u8> {
+        let hash = content_hash(bytes);
+        // The same provider bytes elsewhere (a copied or moved message, a
+        // UIDVALIDITY change): link, serve the frozen copy, decrypt nothing.
+        if let Some(loc) = self.location(uid) {
+            if let Ok(true) = self.shared.archive.link(&loc, &hash).await {
+                if let Ok(Some(frozen)) = self.shared.archive.message_at(&loc).await {
+                    return frozen;
+                }
+            }
+        }
         let keys = Arc::clone(&self.keys);
         let owned = bytes.to_vec();
         let viewed =
@@ -819,7 +918,6 @@ impl Forwarder {
         let Some(loc) = self.location(uid) else {
             return v.message;
         };
-        let hash = content_hash(bytes);
         let prepared = Prepared::new(v.message.clone());
         if let Err(e) = self
             .shared
@@ -868,7 +966,7 @@ impl Forwarder {
                             });
                         }
                     }
-                    Kind::Idle | Kind::Other => {}
+                    Kind::Idle | Kind::Logout | Kind::Other => {}
                 }
                 let code = body.code.and_then(filter_code);
                 let last = self.server.enqueue_status(Status::Tagged(Tagged {

@@ -37,7 +37,11 @@ def raw(data):
             r += d
     return r
 try:
-    typ, data = m.login(user, password)
+    if password.startswith("plain:"):
+        secret = password[len("plain:"):]
+        typ, data = m.authenticate("PLAIN", lambda _: ("\0%s\0%s" % (user, secret)).encode())
+    else:
+        typ, data = m.login(user, password)
     out(("LOGIN " + typ).encode())
 except imaplib.IMAP4.error as e:
     out(("LOGIN NO " + str(e)).encode())
@@ -236,6 +240,8 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     let (enc, plain, forged) = (uids[0], uids[1], uids[2]);
 
     // A wrong password is the provider's NO.
+    let refused = client(s.port, "plain:wrong", &[]).await;
+    assert!(text(&refused[0]).starts_with("LOGIN NO"), "{}", text(&refused[0]));
     let refused = client(s.port, "wrong", &[]).await;
     assert!(
         text(&refused[0]).starts_with("LOGIN NO"),
@@ -360,10 +366,10 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     assert_eq!(found(12), vec![enc, plain], "{}", text(&out[12]));
     assert!(found(13).is_empty(), "{}", text(&out[13]));
 
-    // A second session gets the same bytes.
+    // A second session (AUTHENTICATE PLAIN this time) gets the same bytes.
     let again = client(
         s.port,
-        "alicepw",
+        "plain:alicepw",
         &["select INBOX", &format!("uid_fetch {enc} (BODY.PEEK[])")],
     )
     .await;
