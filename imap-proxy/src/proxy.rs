@@ -348,7 +348,9 @@ async fn authenticate_plain(
     };
     let user = String::from_utf8_lossy(user).into_owned();
     let password = SecretString::from(String::from_utf8_lossy(password).into_owned());
-    login(shared, &user, &password).await.map_err(|(_, why)| why)
+    login(shared, &user, &password)
+        .await
+        .map_err(|(_, why)| why)
 }
 
 /// Ends an AUTHENTICATE with the provider's verdict; the session on success.
@@ -360,7 +362,12 @@ fn finish_authenticate(
     match found {
         Ok(found) => {
             info!(account = %found.1.address, "imap login accepted by the provider");
-            let _ = server.authenticate_finish(tagged(tag, StatusKind::Ok, None, "AUTHENTICATE completed"));
+            let _ = server.authenticate_finish(tagged(
+                tag,
+                StatusKind::Ok,
+                None,
+                "AUTHENTICATE completed",
+            ));
             Some(found)
         }
         Err(why) => {

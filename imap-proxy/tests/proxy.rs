@@ -67,7 +67,10 @@ for line in sys.stdin.read().splitlines():
             out((typ + " " + raw(data).decode()).encode())
     except imaplib.IMAP4.error as e:
         out(("ERROR " + str(e)).encode())
-m.logout()
+try:
+    m.logout()
+except imaplib.IMAP4.error:
+    pass
 "#;
 
 struct Setup {
@@ -89,6 +92,12 @@ impl Drop for Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+/// With `cut_after`, the proxy reaches Dovecot through a link that breaks
+/// each connection after that many bytes from the proxy.
+async fn setup_with(cut_after: Option<usize>) -> Setup {
     // LETTERLOCK_LOG=debug shows the proxy's side when a test fails.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -150,7 +159,10 @@ Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=ver
             username: "alice".into(),
             provider: Endpoint {
                 host: "localhost".into(),
-                port: dovecot.imaps_port,
+                port: match cut_after {
+                    Some(bytes) => testbed::BreakingLink::start(dovecot.imaps_port, bytes).port,
+                    None => dovecot.imaps_port,
+                },
                 security: Security::Tls,
                 ca_file: Some(dovecot.ca_file.clone()),
             },
@@ -241,7 +253,11 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
 
     // A wrong password is the provider's NO.
     let refused = client(s.port, "plain:wrong", &[]).await;
-    assert!(text(&refused[0]).starts_with("LOGIN NO"), "{}", text(&refused[0]));
+    assert!(
+        text(&refused[0]).starts_with("LOGIN NO"),
+        "{}",
+        text(&refused[0])
+    );
     let refused = client(s.port, "wrong", &[]).await;
     assert!(
         text(&refused[0]).starts_with("LOGIN NO"),
@@ -564,4 +580,32 @@ Channel inbox\nFar :remote:INBOX\nNear :local:INBOX\nCreate Near\nSync All\nExpu
         "-f", "flow", "fetch", "-u", "alice", "flags", "mailbox", "INBOX", "all",
     ]);
     assert!(flags.contains("\\Flagged"), "{flags}");
+}
+
+/// The provider connection of one session breaks: that client is told and
+/// disconnected; a new session works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_provider_connection_ends_only_that_session() {
+    let s = setup_with(Some(4000)).await;
+    let uid = s.dovecot.uids("alice", "INBOX")[1];
+    let mut steps = vec!["select INBOX".to_string()];
+    for _ in 0..80 {
+        steps.push(format!("uid_fetch {uid} (BODY.PEEK[HEADER] FLAGS)"));
+    }
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let broken = client(s.port, "alicepw", &steps).await;
+    let all: Vec<String> = broken.iter().map(|b| text(b)).collect();
+    assert_eq!(all[0], "LOGIN OK");
+    assert!(
+        all.iter().any(|l| l.starts_with("ERROR")),
+        "the cut was not noticed: {all:?}"
+    );
+    // A fresh session (its own provider connection) is served.
+    let fine = client(
+        s.port,
+        "alicepw",
+        &["select INBOX", &format!("uid_fetch {uid} (BODY.PEEK[])")],
+    )
+    .await;
+    assert_eq!(literal_after(&fine[2], "BODY[]"), s.plain);
 }
