@@ -31,7 +31,7 @@ use archive::{content_hash, Archive, Location, Prepared};
 use imap_next::client::Event as ClientEvent;
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
-use imap_next::imap_types::core::{AString, Literal, Tag, Text, Vec1};
+use imap_next::imap_types::core::{AString, Literal, NString, Tag, Text, Vec1};
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
@@ -329,6 +329,7 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
         selected: None,
         next_tag: 1,
         closing: false,
+        unsent: 0,
     }
     .run()
     .await
@@ -473,6 +474,8 @@ struct Forwarder {
     next_tag: u64,
     /// The provider said BYE.
     closing: bool,
+    /// Responses queued for the client and not yet written.
+    unsent: usize,
 }
 
 /// A client request waiting its turn at the provider.
@@ -496,7 +499,9 @@ impl Forwarder {
                     event = self.client_stream.next(&mut self.server) => {
                         Step::FromClient(event.map_err(|e| SessionError::Client(e.to_string()))?)
                     }
-                    event = up_stream.next(up_client) => match event {
+                    // Backpressure: a slow client stops the reading of more
+                    // provider data until it has taken what is queued.
+                    event = up_stream.next(up_client), if self.unsent <= MAX_UNSENT => match event {
                         Ok(event) => Step::FromProvider(event),
                         Err(e) => {
                             // A provider that hangs up after LOGOUT may lose
@@ -564,6 +569,9 @@ impl Forwarder {
                         "Already logged in",
                     );
                     let _ = self.server.authenticate_finish(refusal);
+                }
+                Step::FromClient(ServerEvent::ResponseSent { .. }) => {
+                    self.unsent = self.unsent.saturating_sub(1);
                 }
                 Step::FromClient(_) => {}
                 Step::FromProvider(ClientEvent::DataReceived { data }) => {
@@ -683,11 +691,13 @@ impl Forwarder {
                     .filter(|c| KEPT.contains(&c.to_string().to_ascii_uppercase().as_str()))
                     .collect();
                 if let Ok(kept) = Vec1::try_from(kept) {
+                    self.unsent += 1;
                     self.server.enqueue_data(Data::Capability(kept));
                 }
             }
             Data::Fetch { seq, items } => self.on_fetch(seq, items.into_inner()).await,
             other => {
+                self.unsent += 1;
                 self.server.enqueue_data(other);
             }
         }
@@ -702,6 +712,7 @@ impl Forwarder {
             // Unsolicited (flag changes): nothing to rewrite.
             _ => {
                 if let Ok(items) = Vec1::try_from(items) {
+                    self.unsent += 1;
                     self.server.enqueue_data(Data::Fetch { seq, items });
                 }
                 return;
@@ -722,6 +733,7 @@ impl Forwarder {
                 .filter(|i| keep_plain(i, &requested))
                 .collect();
             if let Ok(items) = Vec1::try_from(kept) {
+                self.unsent += 1;
                 self.server.enqueue_data(Data::Fetch { seq, items });
             }
             return;
@@ -729,17 +741,24 @@ impl Forwarder {
         let Some(uid) = uid else {
             return;
         };
-        match self.archived(uid).await {
-            Some(served) => self.send_rewritten(seq, items, &requested, &served),
-            None => {
-                if let Some(Current {
-                    kind: Kind::Fetch { missing, .. },
-                    ..
-                }) = &mut self.current
-                {
-                    missing.push((seq, uid, items));
-                }
-            }
+        if let Some(served) = self.archived(uid).await {
+            self.send_rewritten(seq, items, &requested, &served);
+            return;
+        }
+        // The client fetched the whole message: view it now, no second trip.
+        if let Some(whole) = whole_message(&items) {
+            let served = self.view_and_archive(uid, &whole).await;
+            self.send_rewritten(seq, items, &requested, &served);
+            return;
+        }
+        if let Some(Current {
+            kind: Kind::Fetch { missing, .. },
+            ..
+        }) = &mut self.current
+        {
+            // Kept until the command ends, so only what cannot be
+            // recomputed: a mailbox-wide FETCH must not pile up bodies.
+            missing.push((seq, uid, lighten(items)));
         }
     }
 
@@ -844,6 +863,7 @@ impl Forwarder {
     ) {
         let rewritten = rewrite(items, requested, served);
         if let Ok(items) = Vec1::try_from(rewritten) {
+            self.unsent += 1;
             self.server.enqueue_data(Data::Fetch { seq, items });
         }
     }
@@ -876,18 +896,42 @@ impl Forwarder {
         requested: &[MessageDataItemName<'static>],
         missing: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
     ) -> Result<(), SessionError> {
-        let uids: Vec<u32> = missing.iter().map(|(_, uid, _)| *uid).collect();
-        let fetched = self
-            .session
-            .fetch_messages(&uids)
-            .await
-            .map_err(|e| SessionError::Provider(e.to_string()))?;
-        for (seq, uid, items) in missing {
-            let Some((_, bytes)) = fetched.iter().find(|(u, _)| *u == uid) else {
-                continue;
-            };
-            let served = self.view_and_archive(uid, bytes).await;
-            self.send_rewritten(seq, items, requested, &served);
+        // In batches, so that memory stays bounded whatever the mailbox.
+        let mut missing = missing.into_iter().peekable();
+        while missing.peek().is_some() {
+            let batch: Vec<_> = missing.by_ref().take(MISSING_BATCH).collect();
+            let uids: Vec<u32> = batch.iter().map(|(_, uid, _)| *uid).collect();
+            let fetched = self
+                .session
+                .fetch_messages(&uids)
+                .await
+                .map_err(|e| SessionError::Provider(e.to_string()))?;
+            for (seq, uid, items) in batch {
+                let Some((_, bytes)) = fetched.iter().find(|(u, _)| *u == uid) else {
+                    continue;
+                };
+                let served = self.view_and_archive(uid, bytes).await;
+                self.send_rewritten(seq, items, requested, &served);
+            }
+            self.drain_client().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes queued responses until few are left; commands the client
+    /// pipelines meanwhile wait their turn.
+    async fn drain_client(&mut self) -> Result<(), SessionError> {
+        while self.unsent > MAX_UNSENT / 2 {
+            match self.client_stream.next(&mut self.server).await {
+                Ok(ServerEvent::ResponseSent { .. }) => {
+                    self.unsent = self.unsent.saturating_sub(1);
+                }
+                Ok(ServerEvent::CommandReceived { command }) => {
+                    self.queue.push_back(Pending::Command(command));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(SessionError::Client(e.to_string())),
+            }
         }
         Ok(())
     }
@@ -1011,6 +1055,51 @@ impl Forwarder {
             }
         }
     }
+}
+
+/// Responses queued for a client before the proxy stops reading from the
+/// provider (bounded memory with a slow client).
+const MAX_UNSENT: usize = 64;
+
+/// Messages downloaded per command when a FETCH found them missing from
+/// the archive.
+const MISSING_BATCH: usize = 100;
+
+/// The whole message, if the provider's answer carries it (`BODY[]`,
+/// `RFC822`).
+fn whole_message(items: &[MessageDataItem<'_>]) -> Option<Vec<u8>> {
+    items.iter().find_map(|item| match item {
+        MessageDataItem::BodyExt {
+            section: None,
+            origin: None,
+            data,
+        }
+        | MessageDataItem::Rfc822(data) => {
+            data.0.as_ref().map(|d| d.clone().into_inner().into_owned())
+        }
+        _ => None,
+    })
+}
+
+/// The provider's items without the bytes [`crate::fetch::rewrite`]
+/// replaces anyway.
+fn lighten(items: Vec<MessageDataItem<'static>>) -> Vec<MessageDataItem<'static>> {
+    items
+        .into_iter()
+        .map(|item| match item {
+            MessageDataItem::BodyExt {
+                section, origin, ..
+            } => MessageDataItem::BodyExt {
+                section,
+                origin,
+                data: NString::NIL,
+            },
+            MessageDataItem::Rfc822(_) => MessageDataItem::Rfc822(NString::NIL),
+            MessageDataItem::Rfc822Header(_) => MessageDataItem::Rfc822Header(NString::NIL),
+            MessageDataItem::Rfc822Text(_) => MessageDataItem::Rfc822Text(NString::NIL),
+            other => other,
+        })
+        .collect()
 }
 
 /// Commands the proxy does not carry, with the reason the client is told.
