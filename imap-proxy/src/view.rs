@@ -89,9 +89,13 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, now: SystemTime) -> View {
         _ => None,
     };
     let lessons = Lessons::of(provider_bytes, outcome.gossip, now);
-    let message = match &status {
-        Some(value) => mailcrypt::add_status_header(&outcome.message, value),
+    let message = match &outcome.refusal {
+        Some(refusal) => explained(&outcome.message, refusal),
         None => outcome.message,
+    };
+    let message = match &status {
+        Some(value) => mailcrypt::add_status_header(&message, value),
+        None => message,
     };
     View {
         message,
@@ -100,6 +104,58 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, now: SystemTime) -> View {
         detail,
         lessons,
     }
+}
+
+/// A message the gateway could not open, as the user sees it: a
+/// multipart/mixed whose first part says why in a sentence and whose second
+/// part is the original content, untouched. The boundary is derived from
+/// the message, so the same message always gives the same bytes.
+fn explained(message: &[u8], refusal: &Refusal) -> Vec<u8> {
+    use mailcrypt::mime;
+    const CONTENT_FIELDS: [&str; 4] = [
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Content-Disposition",
+        "MIME-Version",
+    ];
+    let (header, body) = mime::split_header(message);
+    let fields = mime::fields(header);
+    let hash = archive::content_hash(message);
+    let boundary: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let boundary = format!("letterlock-explained-{boundary}");
+    let mut out = Vec::with_capacity(message.len() + 1024);
+    for field in fields
+        .iter()
+        .filter(|f| !CONTENT_FIELDS.iter().any(|n| f.is(n)))
+    {
+        out.extend_from_slice(field.raw);
+    }
+    out.extend_from_slice(
+        format!(
+            "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
+             --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n\r\n\
+             --{boundary}\r\n",
+            explanation(refusal)
+        )
+        .as_bytes(),
+    );
+    for field in fields
+        .iter()
+        .filter(|f| CONTENT_FIELDS[..3].iter().any(|n| f.is(n)))
+    {
+        out.extend_from_slice(field.raw);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+/// Why a message stayed closed, for a person (mailcrypt's sentences).
+fn explanation(refusal: &Refusal) -> String {
+    format!(
+        "[Letterlock] This message was not decrypted: {refusal}. The original follows unchanged."
+    )
 }
 
 fn refusal_word(refusal: &Refusal) -> &'static str {
@@ -160,6 +216,46 @@ mod tests {
             own: HashSet::new(),
             trust: HashMap::new(),
         }
+    }
+
+    #[test]
+    fn undecryptable_mail_says_why_and_keeps_the_original() {
+        let now = SystemTime::now();
+        let carol = autocrypt::key::generate("carol@example.org", now).expect("key");
+        let encrypted = mailcrypt::encrypt(
+            b"From: carol@example.org\r\nTo: dave@example.org\r\nSubject: not for you\r\n\r\nsecret\r\n",
+            &mailcrypt::EncryptRequest {
+                sender: &carol,
+                recipients: &[],
+                autocrypt: None,
+                gossip: &[],
+                hide_recipients: false,
+                pad: false,
+                now,
+                boundary: mailcrypt::Boundary::Random,
+            },
+        )
+        .expect("encrypt");
+        let v = view(&encrypted, &keys(), now);
+        assert!(v.encrypted);
+        assert_eq!(
+            v.status.as_deref(),
+            Some("encrypted; decryption=failed; reason=no-key")
+        );
+        let text = String::from_utf8_lossy(&v.message).into_owned();
+        assert!(
+            text.starts_with("Letterlock-Security: encrypted; decryption=failed"),
+            "{text}"
+        );
+        assert!(text.contains("Content-Type: multipart/mixed; boundary=\"letterlock-explained-"));
+        assert!(text.contains(
+            "This message was not decrypted: the message is not encrypted to any of your keys"
+        ));
+        assert!(text.contains("Content-Type: multipart/encrypted;"));
+        assert!(text.contains("-----BEGIN PGP MESSAGE-----"));
+        assert!(!text.contains("secret\r\n"));
+        // The same message always gives the same bytes.
+        assert_eq!(view(&encrypted, &keys(), now).message, v.message);
     }
 
     #[test]
