@@ -906,12 +906,12 @@ impl Forwarder {
                 .fetch_messages(&uids)
                 .await
                 .map_err(|e| SessionError::Provider(e.to_string()))?;
+            let served = self.view_many(fetched).await;
             for (seq, uid, items) in batch {
-                let Some((_, bytes)) = fetched.iter().find(|(u, _)| *u == uid) else {
+                let Some((_, bytes)) = served.iter().find(|(u, _)| *u == uid) else {
                     continue;
                 };
-                let served = self.view_and_archive(uid, bytes).await;
-                self.send_rewritten(seq, items, requested, &served);
+                self.send_rewritten(seq, items, requested, bytes);
             }
             self.drain_client().await?;
         }
@@ -937,52 +937,83 @@ impl Forwarder {
     }
 
     async fn view_and_archive(&self, uid: u32, bytes: &[u8]) -> Vec<u8> {
-        let hash = content_hash(bytes);
-        // The same provider bytes elsewhere (a copied or moved message, a
-        // UIDVALIDITY change): link, serve the frozen copy, decrypt nothing.
-        if let Some(loc) = self.location(uid) {
-            if let Ok(true) = self.shared.archive.link(&loc, &hash).await {
-                if let Ok(Some(frozen)) = self.shared.archive.message_at(&loc).await {
-                    return frozen;
+        let mut served = self.view_many(vec![(uid, bytes.to_vec())]).await;
+        served
+            .pop()
+            .map(|(_, m)| m)
+            .unwrap_or_else(|| bytes.to_vec())
+    }
+
+    /// Views and archives provider messages, decrypting on the blocking
+    /// pool two per core while earlier results are stored; returns the
+    /// served bytes per UID (in completion order).
+    async fn view_many(&self, messages: Vec<(u32, Vec<u8>)>) -> Vec<(u32, Vec<u8>)> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let mut served = Vec::with_capacity(messages.len());
+        let mut running = JoinSet::new();
+        let mut pending = messages.into_iter();
+        loop {
+            while running.len() < workers {
+                let Some((uid, bytes)) = pending.next() else {
+                    break;
+                };
+                let hash = content_hash(&bytes);
+                // The same provider bytes elsewhere (a copied or moved
+                // message, a UIDVALIDITY change): link, decrypt nothing.
+                if let Some(loc) = self.location(uid) {
+                    if let Ok(true) = self.shared.archive.link(&loc, &hash).await {
+                        if let Ok(Some(frozen)) = self.shared.archive.message_at(&loc).await {
+                            served.push((uid, frozen));
+                            continue;
+                        }
+                    }
                 }
+                let keys = Arc::clone(&self.keys);
+                running.spawn_blocking(move || {
+                    let v = view(&bytes, &keys, SystemTime::now());
+                    let prepared = Prepared::new(v.message.clone());
+                    (uid, hash, bytes, v, prepared)
+                });
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            let Ok((uid, hash, bytes, v, prepared)) = done else {
+                // The viewer panicked: that message is not served (its
+                // task's bytes are gone with it).
+                warn!("a message could not be viewed");
+                continue;
+            };
+            drop(bytes);
+            if let Err(e) = learn(
+                &self.shared.keystore,
+                &self.account.address,
+                &v.lessons,
+                SystemTime::now(),
+            )
+            .await
+            {
+                warn!(uid, error = %e, "keys from this message not recorded");
+            }
+            let Some(loc) = self.location(uid) else {
+                served.push((uid, v.message));
+                continue;
+            };
+            if let Err(e) = self
+                .shared
+                .archive
+                .store_prepared(&loc, &hash, &prepared, v.encrypted)
+                .await
+            {
+                warn!(uid, error = %e, "message not archived");
+            }
+            // Another session may have archived it first: serve what is frozen.
+            match self.shared.archive.message_at(&loc).await {
+                Ok(Some(frozen)) => served.push((uid, frozen)),
+                _ => served.push((uid, v.message)),
             }
         }
-        let keys = Arc::clone(&self.keys);
-        let owned = bytes.to_vec();
-        let viewed =
-            tokio::task::spawn_blocking(move || view(&owned, &keys, SystemTime::now())).await;
-        let Ok(v) = viewed else {
-            // The viewer panicked: serve nothing rather than ciphertext
-            // dressed as something else.
-            return bytes.to_vec();
-        };
-        if let Err(e) = learn(
-            &self.shared.keystore,
-            &self.account.address,
-            &v.lessons,
-            SystemTime::now(),
-        )
-        .await
-        {
-            warn!(uid, error = %e, "keys from this message not recorded");
-        }
-        let Some(loc) = self.location(uid) else {
-            return v.message;
-        };
-        let prepared = Prepared::new(v.message.clone());
-        if let Err(e) = self
-            .shared
-            .archive
-            .store_prepared(&loc, &hash, &prepared, v.encrypted)
-            .await
-        {
-            warn!(uid, error = %e, "message not archived");
-        }
-        // Another session may have archived it first: serve what is frozen.
-        match self.shared.archive.message_at(&loc).await {
-            Ok(Some(frozen)) => frozen,
-            _ => v.message,
-        }
+        served
     }
 
     /// A status from the provider. Returns the last response for the client
