@@ -652,6 +652,11 @@ impl Forwarder {
                     }
                     let mut names = requested.clone();
                     names.extend(detection_items());
+                    // The UID files the message in the archive; the client
+                    // sees it only if it asked (or used UID FETCH).
+                    if !names.contains(&MessageDataItemName::Uid) {
+                        names.push(MessageDataItemName::Uid);
+                    }
                     *macro_or_item_names = MacroOrMessageDataItemNames::MessageDataItemNames(names);
                     Kind::Fetch {
                         requested,
@@ -1225,7 +1230,7 @@ fn keep_plain(item: &MessageDataItem<'_>, requested: &[MessageDataItemName<'_>])
             matches!(n, MessageDataItemName::BodyExt { section: s, partial: p, .. }
                 if same_section(s, section) && p.map(|(o, _)| o) == *origin)
         }),
-        MessageDataItem::Uid(_) => true,
+        MessageDataItem::Uid(_) => requested.contains(&MessageDataItemName::Uid),
         _ => true,
     }
 }

@@ -59,6 +59,10 @@ for line in sys.stdin.read().splitlines():
             uid, items = rest.split(" ", 1)
             typ, data = m.uid("FETCH", uid, items)
             out(raw(data))
+        elif step == "fetch":
+            seq, items = rest.split(" ", 1)
+            typ, data = m.fetch(seq, items)
+            out(raw(data))
         elif step == "search":
             typ, data = m.uid("SEARCH", None, rest)
             out(raw(data))
@@ -284,6 +288,7 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
         "search SUBJECT \"real subject\"".to_string(),
         "search OR BODY canary-inside BODY \"nothing secret\"".to_string(),
         "search SEEN BODY canary-inside".to_string(),
+        "fetch 1:3 (BODY.PEEK[HEADER.FIELDS (Subject)])".to_string(),
     ];
     let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
     let out = client(s.port, "alicepw", &steps).await;
@@ -381,6 +386,13 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     assert_eq!(found(11), vec![enc], "{}", text(&out[11]));
     assert_eq!(found(12), vec![enc, plain], "{}", text(&out[12]));
     assert!(found(13).is_empty(), "{}", text(&out[13]));
+
+    // A FETCH by sequence number (no UID asked for) is rewritten just the
+    // same, and carries no UID the client did not ask for.
+    let by_seq = text(&out[14]);
+    assert!(by_seq.contains("Subject: the real subject"), "{by_seq}");
+    assert!(by_seq.contains("Subject: plain one"), "{by_seq}");
+    assert!(!by_seq.contains("UID"), "{by_seq}");
 
     // A second session (AUTHENTICATE PLAIN this time) gets the same bytes.
     let again = client(
