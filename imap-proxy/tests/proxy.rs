@@ -621,3 +621,96 @@ async fn a_broken_provider_connection_ends_only_that_session() {
     .await;
     assert_eq!(literal_after(&fine[2], "BODY[]"), s.plain);
 }
+
+/// Two accounts in one proxy, used at the same time: the login name picks
+/// the account, and each reads its own mail with its own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_at_once() {
+    const CAROL: &str = "carol@example.org";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("vault");
+    let now = SystemTime::now() - Duration::from_secs(60);
+    let alice = autocrypt::key::generate(ALICE, now).expect("alice");
+    let carol = autocrypt::key::generate(CAROL, now).expect("carol");
+    let bob = autocrypt::key::generate(BOB, now).expect("bob");
+    for (address, cert) in [(ALICE, &alice), (CAROL, &carol)] {
+        store
+            .put_identity(address, cert, PreferEncrypt::Mutual, now)
+            .await
+            .expect("identity");
+    }
+    let archive = Archive::open(&store).await.expect("archive");
+    let dovecot = tokio::task::spawn_blocking(|| {
+        Dovecot::start(&[("alice", "alicepw"), ("carol", "carolpw")])
+    })
+    .await
+    .expect("dovecot");
+    for (user, to, cert) in [("alice", ALICE, &alice), ("carol", CAROL, &carol)] {
+        let inner =
+            format!("From: {BOB}\r\nTo: {to}\r\nSubject: for {user}\r\n\r\nonly for {user}\r\n");
+        let message = mailcrypt::encrypt(
+            inner.as_bytes(),
+            &EncryptRequest {
+                sender: &bob,
+                recipients: std::slice::from_ref(cert),
+                autocrypt: None,
+                gossip: &[],
+                hide_recipients: false,
+                pad: true,
+                now: SystemTime::now(),
+                boundary: Boundary::Random,
+            },
+        )
+        .expect("encrypt");
+        dovecot.save(user, "INBOX", &message);
+    }
+    let endpoint = Endpoint {
+        host: "localhost".into(),
+        port: dovecot.imaps_port,
+        security: Security::Tls,
+        ca_file: Some(dovecot.ca_file.clone()),
+    };
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        accounts: vec![
+            AccountConfig {
+                address: ALICE.into(),
+                username: "alice".into(),
+                provider: endpoint.clone(),
+            },
+            AccountConfig {
+                address: CAROL.into(),
+                username: "carol".into(),
+                provider: endpoint,
+            },
+        ],
+    };
+    let proxy = Proxy::bind(config, store, archive).await.expect("bind");
+    let port = proxy.local_addr().expect("addr").port();
+    tokio::spawn(proxy.run(std::future::pending()));
+
+    let read = |user: &'static str, password: &'static str| async move {
+        let script = format!(
+            "import imaplib,sys\nm=imaplib.IMAP4('127.0.0.1',{port})\nm.login('{user}','{password}')\n\
+             m.select('INBOX')\nt,d=m.uid('FETCH','1','(BODY.PEEK[])')\nsys.stdout.buffer.write(d[0][1])\nm.logout()\n"
+        );
+        tokio::task::spawn_blocking(move || {
+            Command::new("python3")
+                .args(["-c", &script])
+                .output()
+                .expect("python3")
+        })
+        .await
+        .expect("client")
+    };
+    let (a, c) = tokio::join!(read("alice", "alicepw"), read("carol", "carolpw"));
+    let (a, c) = (text(&a.stdout), text(&c.stdout));
+    assert!(
+        a.contains("only for alice") && !a.contains("decryption=failed"),
+        "{a}"
+    );
+    assert!(c.contains("only for carol"), "{c}");
+    assert!(!a.contains("carol") && !c.contains("only for alice"));
+}
