@@ -277,6 +277,39 @@ impl Archive {
             .collect())
     }
 
+    /// The served messages of several UIDs of one mailbox in one query (the
+    /// IMAP proxy answers a FETCH of many messages with it). UIDs not
+    /// archived are absent from the answer.
+    pub async fn messages_at(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uidvalidity: u32,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Vec<u8>)>, ArchiveError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = vec!["?"; uids.len()].join(",");
+        let sql = format!(
+            "SELECT l.uid, m.bytes FROM location l JOIN message m ON m.id = l.content_id
+             WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ? AND l.uid IN ({placeholders})"
+        );
+        let mut query = sqlx::query_as::<_, (i64, Vec<u8>)>(&sql)
+            .bind(account)
+            .bind(mailbox)
+            .bind(i64::from(uidvalidity));
+        for uid in uids {
+            query = query.bind(i64::from(*uid));
+        }
+        Ok(query
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .filter_map(|(uid, bytes)| Some((u32::try_from(uid).ok()?, bytes)))
+            .collect())
+    }
+
     /// The UIDs archived for a mailbox whose provider copy is encrypted:
     /// the messages only the gateway can search.
     pub async fn encrypted_uids(

@@ -446,6 +446,9 @@ struct Current {
 enum Kind {
     Fetch {
         requested: Vec<MessageDataItemName<'static>>,
+        /// Messages the gateway serves, waiting for one archive query for
+        /// up to [`LOOKUP_BATCH`] of them.
+        lookup: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
         /// Messages the gateway serves but has not archived yet:
         /// (sequence number, UID, the provider's items).
         missing: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
@@ -660,6 +663,7 @@ impl Forwarder {
                     *macro_or_item_names = MacroOrMessageDataItemNames::MessageDataItemNames(names);
                     Kind::Fetch {
                         requested,
+                        lookup: Vec::new(),
                         missing: Vec::new(),
                     }
                 }
@@ -746,24 +750,83 @@ impl Forwarder {
         let Some(uid) = uid else {
             return;
         };
-        if let Some(served) = self.archived(uid).await {
-            self.send_rewritten(seq, items, &requested, &served);
+        let full = match &mut self.current {
+            Some(Current {
+                kind: Kind::Fetch { lookup, .. },
+                ..
+            }) => {
+                lookup.push((seq, uid, items));
+                lookup.len() >= LOOKUP_BATCH
+            }
+            _ => false,
+        };
+        if full {
+            self.flush_lookups().await;
+        }
+    }
+
+    /// Answers the messages waiting for the archive: one query for all;
+    /// found ones are rewritten, whole-message answers are viewed now (no
+    /// second trip), the rest wait for the end of the command without
+    /// their bytes (a mailbox-wide FETCH must not pile up bodies).
+    async fn flush_lookups(&mut self) {
+        let (requested, waiting) = match &mut self.current {
+            Some(Current {
+                kind: Kind::Fetch {
+                    requested, lookup, ..
+                },
+                ..
+            }) => (requested.clone(), std::mem::take(lookup)),
+            _ => return,
+        };
+        if waiting.is_empty() {
             return;
         }
-        // The client fetched the whole message: view it now, no second trip.
-        if let Some(whole) = whole_message(&items) {
-            let served = self.view_and_archive(uid, &whole).await;
-            self.send_rewritten(seq, items, &requested, &served);
-            return;
+        let uids: Vec<u32> = waiting.iter().map(|(_, uid, _)| *uid).collect();
+        let found: std::collections::HashMap<u32, Vec<u8>> = match &self.selected {
+            Some(Selected {
+                mailbox,
+                uidvalidity: Some(uidvalidity),
+            }) => self
+                .shared
+                .archive
+                .messages_at(&self.account.address, mailbox, *uidvalidity, &uids)
+                .await
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "archive lookup failed");
+                    Vec::new()
+                })
+                .into_iter()
+                .collect(),
+            _ => Default::default(),
+        };
+        let mut to_view = Vec::new();
+        let mut viewed_items = Vec::new();
+        let mut missing_now = Vec::new();
+        for (seq, uid, items) in waiting {
+            if let Some(served) = found.get(&uid) {
+                self.send_rewritten(seq, items, &requested, served);
+            } else if let Some(whole) = whole_message(&items) {
+                to_view.push((uid, whole));
+                viewed_items.push((seq, uid, lighten(items)));
+            } else {
+                missing_now.push((seq, uid, lighten(items)));
+            }
+        }
+        if !to_view.is_empty() {
+            let served = self.view_many(to_view).await;
+            for (seq, uid, items) in viewed_items {
+                if let Some((_, bytes)) = served.iter().find(|(u, _)| *u == uid) {
+                    self.send_rewritten(seq, items, &requested, bytes);
+                }
+            }
         }
         if let Some(Current {
             kind: Kind::Fetch { missing, .. },
             ..
         }) = &mut self.current
         {
-            // Kept until the command ends, so only what cannot be
-            // recomputed: a mailbox-wide FETCH must not pile up bodies.
-            missing.push((seq, uid, lighten(items)));
+            missing.extend(missing_now);
         }
     }
 
@@ -941,14 +1004,6 @@ impl Forwarder {
         Ok(())
     }
 
-    async fn view_and_archive(&self, uid: u32, bytes: &[u8]) -> Vec<u8> {
-        let mut served = self.view_many(vec![(uid, bytes.to_vec())]).await;
-        served
-            .pop()
-            .map(|(_, m)| m)
-            .unwrap_or_else(|| bytes.to_vec())
-    }
-
     /// Views and archives provider messages, decrypting on the blocking
     /// pool two per core while earlier results are stored; returns the
     /// served bytes per UID (in completion order).
@@ -1029,6 +1084,9 @@ impl Forwarder {
     ) -> Result<Option<ResponseHandle>, SessionError> {
         match status {
             Status::Tagged(Tagged { tag, body }) => {
+                if matches!(&self.current, Some(c) if c.upstream_tag == tag) {
+                    self.flush_lookups().await;
+                }
                 let Some(current) = self.current.take() else {
                     return Ok(None);
                 };
@@ -1037,7 +1095,9 @@ impl Forwarder {
                     return Ok(None);
                 }
                 match current.kind {
-                    Kind::Fetch { requested, missing } => {
+                    Kind::Fetch {
+                        requested, missing, ..
+                    } => {
                         if !missing.is_empty() {
                             self.fill_missing(&requested, missing).await?;
                         }
@@ -1096,6 +1156,9 @@ impl Forwarder {
 /// Responses queued for a client before the proxy stops reading from the
 /// provider (bounded memory with a slow client).
 const MAX_UNSENT: usize = 64;
+
+/// Messages looked up in the archive with one query.
+const LOOKUP_BATCH: usize = 100;
 
 /// Messages downloaded per command when a FETCH found them missing from
 /// the archive.
