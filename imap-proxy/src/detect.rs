@@ -1,6 +1,7 @@
 //! Which messages the gateway serves itself, decided from two cheap items
-//! the proxy adds to a client's FETCH: the `Content-Type` and
-//! `Letterlock-Security` fields and the first bytes of the body.
+//! the proxy adds to a client's FETCH: a few header fields (`Content-Type`,
+//! `Letterlock-Security`, and what Autocrypt learning needs) and the first
+//! bytes of the body.
 //!
 //! Served by the gateway: PGP/MIME (encrypted or signed — a verified
 //! message gets the status header), inline PGP (the body starts with an
@@ -11,8 +12,18 @@
 use mailcrypt::entity::ContentType;
 use mailcrypt::mime;
 
-/// The header fields to fetch: `BODY.PEEK[HEADER.FIELDS (…)]`.
-pub const HEADER_FIELDS: [&str; 2] = ["Content-Type", mailcrypt::STATUS_HEADER];
+/// The header fields to fetch: `BODY.PEEK[HEADER.FIELDS (…)]`. The first
+/// two decide who serves the message; the rest let the proxy learn keys
+/// from the cleartext mail it passes through (Autocrypt needs From, Date,
+/// Auto-Submitted and the header itself).
+pub const HEADER_FIELDS: [&str; 6] = [
+    "Content-Type",
+    mailcrypt::STATUS_HEADER,
+    "From",
+    "Date",
+    "Auto-Submitted",
+    "Autocrypt",
+];
 
 /// How much of the body to fetch: `BODY.PEEK[TEXT]<0.N>`. Enough for
 /// leading blank lines and the armor line.

@@ -53,7 +53,7 @@ use tracing::{debug, info, warn};
 
 use crate::detect::{served_by_gateway, HEADER_FIELDS, TEXT_PREFIX};
 use crate::fetch::{rewrite, same_section};
-use crate::learn::learn;
+use crate::learn::{learn, Lessons};
 use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
 use crate::upstream::{Endpoint, Session, UpstreamError};
 use crate::view::{view, Keys};
@@ -330,6 +330,7 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
         next_tag: 1,
         closing: false,
         unsent: 0,
+        learned: Default::default(),
     }
     .run()
     .await
@@ -479,6 +480,8 @@ struct Forwarder {
     closing: bool,
     /// Responses queued for the client and not yet written.
     unsent: usize,
+    /// UIDs of the selected mailbox whose Autocrypt header was applied.
+    learned: std::collections::HashSet<u32>,
 }
 
 /// A client request waiting its turn at the provider.
@@ -679,6 +682,7 @@ impl Forwarder {
             if matches!(kind, Kind::Select { .. }) {
                 // A new SELECT deselects at once, whatever its outcome.
                 self.selected = None;
+                self.learned.clear();
             }
             let upstream_tag = self.upstream_tag();
             command.tag = upstream_tag.clone();
@@ -737,6 +741,9 @@ impl Forwarder {
             _ => false,
         };
         if !gateway {
+            if let (Some(header), Some(uid)) = (&header, uid) {
+                self.learn_from_header(uid, header).await;
+            }
             let kept: Vec<_> = items
                 .into_iter()
                 .filter(|i| keep_plain(i, &requested))
@@ -762,6 +769,28 @@ impl Forwarder {
         };
         if full {
             self.flush_lookups().await;
+        }
+    }
+
+    /// Cleartext mail passing through teaches keys too (its Autocrypt
+    /// header; trust on first use), once per message and session.
+    async fn learn_from_header(&mut self, uid: u32, header: &[u8]) {
+        let has_autocrypt = mailcrypt::mime::fields(header)
+            .iter()
+            .any(|f| f.is("Autocrypt"));
+        if !has_autocrypt || !self.learned.insert(uid) {
+            return;
+        }
+        let lessons = Lessons::of(header, Vec::new(), SystemTime::now());
+        if let Err(e) = learn(
+            &self.shared.keystore,
+            &self.account.address,
+            &lessons,
+            SystemTime::now(),
+        )
+        .await
+        {
+            warn!(uid, error = %e, "keys from this message not recorded");
         }
     }
 

@@ -79,6 +79,7 @@ except imaplib.IMAP4.error:
 
 struct Setup {
     _dir: tempfile::TempDir,
+    store: Keystore,
     dovecot: Dovecot,
     port: u16,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -146,9 +147,14 @@ async fn setup_with(cut_after: Option<usize>) -> Setup {
         },
     )
     .expect("encrypt");
-    let plain = b"From: carol@example.net\r\nTo: alice@example.org\r\nSubject: plain one\r\n\
-Date: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\nnothing secret\r\n"
-        .to_vec();
+    // Cleartext with Carol's Autocrypt header: passing through, it teaches
+    // her key.
+    let carol = autocrypt::key::generate("carol@example.net", now).expect("carol");
+    let plain = mailcrypt::add_autocrypt_header(
+        b"From: carol@example.net\r\nTo: alice@example.org\r\nSubject: plain one\r\n\
+Date: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\nnothing secret\r\n",
+        &AutocryptHeader::new("carol@example.net", PreferEncrypt::Mutual, carol.clone()),
+    );
     let forged = b"From: mallory@example.net\r\nTo: alice@example.org\r\nSubject: trust me\r\n\
 Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=verified\r\n\r\nforged\r\n"
         .to_vec();
@@ -182,6 +188,7 @@ Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=ver
     }));
     Setup {
         _dir: dir,
+        store: store.clone(),
         dovecot,
         port,
         stop: Some(stop),
@@ -325,6 +332,15 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     );
     assert!(described.contains("\"the real subject\""), "{described}");
     assert!(described.contains("(\"TEXT\" \"plain\""), "{described}");
+
+    // Carol's key was learned from her cleartext message on the way.
+    let carol_state = s
+        .store
+        .peer_state("carol@example.net")
+        .await
+        .expect("peer state")
+        .expect("carol is known");
+    assert!(carol_state.public_key.is_some());
 
     // Thunderbird's header sync sees the real subject.
     let headers = text(&out[5]);
