@@ -46,7 +46,7 @@ use imap_next::server::{Event as ServerEvent, Options as ServerOptions, Response
 use imap_next::stream::Stream;
 use keystore::Keystore;
 use mailcrypt::{Boundary, EncryptRequest};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -424,7 +424,6 @@ async fn login(
         }
         Err(e) => return Err((Code::Alert, format!("Cannot log in at your provider: {e}"))),
     }
-    let _ = password.expose_secret();
     let mut account = account.clone();
     account.address = autocrypt::normalize_addr(&account.address);
     Ok((session, account))
