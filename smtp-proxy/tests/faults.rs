@@ -197,3 +197,25 @@ async fn an_idle_client_is_told_and_disconnected() {
     assert!(said.starts_with("220 "), "{said}");
     assert!(said.contains("\r\n421 4.4.2 Idle"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_provider_rejects_is_refused_to_the_client() {
+    // The provider takes at most 100 kB; the encrypted copy of this
+    // message is larger.
+    let fx = fixture(Setup {
+        provider_max_size: Some(100_000),
+        ..Setup::default()
+    })
+    .await;
+    let mut message = note("canary-too-big").to_vec();
+    for i in 0..3_000 {
+        message.extend_from_slice(
+            format!("line {i:05} of a message the provider will not take\r\n").as_bytes(),
+        );
+    }
+    let result = fx.send_smtplib(ALICE, &["bob@example.org"], &message).await;
+    assert!(result.starts_with("552"), "{result}");
+    assert!(result.contains("Your provider refused"), "{result}");
+    std::thread::sleep(SETTLE);
+    assert!(fx.provider.messages("bob@example.org", "INBOX").is_empty());
+}

@@ -32,6 +32,8 @@ pub(crate) struct MtaPorts {
     pub lmtp: u16,
     /// OpenSMTPD (Dovecot submission relays here).
     pub relay: u16,
+    /// The largest message submission accepts, in bytes.
+    pub max_mail_size: u64,
 }
 
 impl MtaPorts {
@@ -41,8 +43,7 @@ impl MtaPorts {
 submission_relay_host = 127.0.0.1
 submission_relay_port = {relay}
 submission_relay_trusted = yes
-# Encrypted copies of 25 MB attachments are larger than the 40 MB default.
-submission_max_mail_size = 200M
+submission_max_mail_size = {max_mail_size}
 service submission-login {{
   inet_listener submission {{
     port = {submission}
@@ -63,6 +64,7 @@ service lmtp {{
             submission = self.submission,
             submissions = self.submissions,
             lmtp = self.lmtp,
+            max_mail_size = self.max_mail_size,
         )
     }
 }
@@ -88,11 +90,19 @@ impl Provider {
     /// `bob@example.org` is delivered to the user `bob@example.org`) and
     /// their passwords.
     pub fn start(users: &[(&str, &str)]) -> Self {
+        // Encrypted copies of 25 MB attachments exceed Dovecot's 40 MB default.
+        Self::start_with_limit(users, 200 * 1024 * 1024)
+    }
+
+    /// As [`Provider::start`], with submission refusing messages larger
+    /// than `max_mail_size` bytes (a provider that rejects a message).
+    pub fn start_with_limit(users: &[(&str, &str)], max_mail_size: u64) -> Self {
         let ports = MtaPorts {
             submissions: free_port(),
             submission: free_port(),
             lmtp: free_port(),
             relay: free_port(),
+            max_mail_size,
         };
         let dovecot = Dovecot::launch(users, Some(&ports));
         let smtpd = Smtpd::start(users, &ports);

@@ -57,6 +57,8 @@ pub struct Setup {
     /// Implicit TLS (port 465 style) or STARTTLS (587 style).
     pub security: Security,
     pub idle_timeout: Duration,
+    /// The provider refuses messages larger than this (bytes).
+    pub provider_max_size: Option<u64>,
 }
 
 impl Default for Setup {
@@ -67,6 +69,7 @@ impl Default for Setup {
             cut_after: None,
             security: Security::Tls,
             idle_timeout: Duration::from_secs(60),
+            provider_max_size: None,
         }
     }
 }
@@ -74,7 +77,10 @@ impl Default for Setup {
 pub async fn fixture(setup: Setup) -> Fixture {
     let mut users = vec![(ALICE, PASSWORD), (ERIN, PASSWORD)];
     users.extend(WITH_KEYS.iter().map(|u| (*u, PASSWORD)));
-    let provider = Provider::start(&users);
+    let provider = match setup.provider_max_size {
+        Some(limit) => Provider::start_with_limit(&users, limit),
+        None => Provider::start(&users),
+    };
     let dir = tempfile::tempdir().expect("temporary directory");
     let keystore = Keystore::create(&dir.path().join("data"), Unlock::KeyFile)
         .await
