@@ -145,19 +145,19 @@ fn section_bytes<'a>(served: &'a [u8], wanted: Option<&Section<'_>>) -> Cow<'a, 
     match wanted {
         Section::Part(part) => {
             let path = part.0.as_ref().to_vec();
-            Cow::Owned(section(served, &Spec::Part(&path)).into_owned())
+            section(served, &Spec::Part(&path))
         }
         Section::Header(part) => {
             let path = path(part);
-            Cow::Owned(section(served, &Spec::Header(&path)).into_owned())
+            section(served, &Spec::Header(&path))
         }
         Section::Text(part) => {
             let path = path(part);
-            Cow::Owned(section(served, &Spec::Text(&path)).into_owned())
+            section(served, &Spec::Text(&path))
         }
         Section::Mime(part) => {
             let path = part.0.as_ref().to_vec();
-            Cow::Owned(section(served, &Spec::Mime(&path)).into_owned())
+            section(served, &Spec::Mime(&path))
         }
         Section::HeaderFields(part, list) | Section::HeaderFieldsNot(part, list) => {
             let path = path(part);
@@ -168,7 +168,7 @@ fn section_bytes<'a>(served: &'a [u8], wanted: Option<&Section<'_>>) -> Cow<'a, 
             } else {
                 Spec::HeaderFieldsNot(&path, &refs)
             };
-            Cow::Owned(section(served, &spec).into_owned())
+            section(served, &spec)
         }
     }
 }

@@ -887,9 +887,13 @@ impl Forwarder {
             return;
         };
         let mut served = Vec::with_capacity(uids.len());
-        for uid in uids {
-            if let Some(bytes) = self.archived(uid).await {
-                served.push((uid, bytes));
+        for chunk in uids.chunks(LOOKUP_BATCH) {
+            match archive
+                .messages_at(&self.account.address, &selected.mailbox, uidvalidity, chunk)
+                .await
+            {
+                Ok(found) => served.extend(found),
+                Err(e) => warn!(error = %e, "archive lookup for SEARCH failed"),
             }
         }
         let keys = std::mem::replace(criteria, Vec1::from(SearchKey::All));
@@ -972,17 +976,6 @@ impl Forwarder {
             uidvalidity: selected.uidvalidity?,
             uid,
         })
-    }
-
-    async fn archived(&self, uid: u32) -> Option<Vec<u8>> {
-        let loc = self.location(uid)?;
-        match self.shared.archive.message_at(&loc).await {
-            Ok(found) => found,
-            Err(e) => {
-                warn!(error = %e, "archive lookup failed");
-                None
-            }
-        }
     }
 
     /// Downloads, views and archives the messages a FETCH found missing,

@@ -603,12 +603,18 @@ async fn handshake(
 }
 
 /// TLS client settings: the system's trust anchors plus `ca_file`.
+/// The system's trust anchors, read once per process: parsing the whole
+/// store for every login would cost more than the login.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
+}
+
 pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, UpstreamError> {
     let mut roots = RootCertStore::empty();
     // Unreadable system certificates are not fatal: ca_file may be all
     // that is needed, and a missing root shows up as a handshake error.
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
+    roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {
         let ca_error = |reason: String| UpstreamError::CaFile {
             path: path.to_path_buf(),
