@@ -114,6 +114,7 @@ async fn run(messages: usize, rounds: usize) -> anyhow::Result<()> {
         let proxy = Proxy::bind(
             Config {
                 listen: "127.0.0.1:0".parse()?,
+                tls: None,
                 accounts: vec![AccountConfig {
                     address: ALICE.into(),
                     username: "alice".into(),

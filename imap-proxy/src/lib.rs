@@ -26,6 +26,7 @@ pub mod learn;
 pub mod proxy;
 pub mod search;
 pub mod section;
+pub mod starttls;
 pub mod structure;
 pub mod sync;
 pub mod upstream;

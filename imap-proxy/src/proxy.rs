@@ -49,12 +49,14 @@ use mailcrypt::{Boundary, EncryptRequest};
 use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::rustls::ServerConfig;
 use tracing::{debug, info, warn};
 
 use crate::detect::{served_by_gateway, HEADER_FIELDS, TEXT_PREFIX};
 use crate::fetch::{rewrite, same_section};
 use crate::learn::{learn, Lessons};
 use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
+use crate::starttls::negotiate;
 use crate::upstream::{Endpoint, Session, UpstreamError};
 use crate::view::{view, Keys};
 
@@ -72,6 +74,10 @@ pub struct AccountConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The local certificate: with it, clients must use STARTTLS before
+    /// they log in ([`crate::starttls`]); without it, the proxy speaks
+    /// plain IMAP (fine on loopback).
+    pub tls: Option<Arc<ServerConfig>>,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -185,18 +191,25 @@ fn tagged(
 
 async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> {
     let _ = tcp.set_nodelay(true);
-    let mut client_stream = Stream::insecure(tcp);
+    // After STARTTLS, imap-next's greeting is an untagged OK with the new
+    // capabilities, which clients take as such (RFC 3501, 7.1).
+    let (mut client_stream, ready) = match &shared.config.tls {
+        None => (Stream::insecure(tcp), "Letterlock gateway ready"),
+        Some(tls) => {
+            let tls = negotiate(tcp, Arc::clone(tls))
+                .await
+                .map_err(|e| SessionError::Client(e.to_string()))?;
+            (Stream::tls(tls.into()), "TLS active")
+        }
+    };
     let pre_auth = Vec1::try_from(vec![
         Capability::Imap4Rev1,
         Capability::LiteralPlus,
         Capability::Auth(AuthMechanism::Plain),
     ])
     .map_err(|_| SessionError::Client("capabilities".into()))?;
-    let greeting = Greeting::ok(
-        Some(Code::Capability(pre_auth.clone())),
-        "Letterlock gateway ready",
-    )
-    .map_err(|e| SessionError::Client(e.to_string()))?;
+    let greeting = Greeting::ok(Some(Code::Capability(pre_auth.clone())), ready)
+        .map_err(|e| SessionError::Client(e.to_string()))?;
     let mut server = Server::new(ServerOptions::default(), greeting);
 
     // Not logged in: answer locally until LOGIN or AUTHENTICATE PLAIN

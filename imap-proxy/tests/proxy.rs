@@ -5,6 +5,7 @@
 //! stored encrypted and read back in the clear.
 
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use archive::Archive;
@@ -23,11 +24,21 @@ const BOB: &str = "bob@example.org";
 /// `uid_fetch UID ITEMS`, `append MAILBOX`, `capability`, `select MAILBOX`.
 /// Prints one line per step: base64 of the raw response (literals inline).
 const CLIENT: &str = r#"
-import base64, imaplib, sys
+import base64, imaplib, os, ssl, sys
 port, user, password = sys.argv[1:4]
 m = imaplib.IMAP4("127.0.0.1", int(port))
 def out(b):
     print(base64.b64encode(b).decode())
+ca = os.environ.get("STARTTLS_CA")
+if ca:
+    try:
+        m.login(user, password)
+        out(b"PRETLS LOGIN OK")
+    except imaplib.IMAP4.error as e:
+        out(("PRETLS LOGIN NO " + str(e)).encode())
+    context = ssl.create_default_context(cafile=ca)
+    context.check_hostname = False
+    m.starttls(context)
 def raw(data):
     r = b""
     for d in data:
@@ -95,12 +106,15 @@ impl Drop for Setup {
 }
 
 async fn setup() -> Setup {
-    setup_with(None).await
+    setup_with(None, None).await
 }
 
 /// With `cut_after`, the proxy reaches Dovecot through a link that breaks
 /// each connection after that many bytes from the proxy.
-async fn setup_with(cut_after: Option<usize>) -> Setup {
+async fn setup_with(
+    cut_after: Option<usize>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+) -> Setup {
     // LETTERLOCK_LOG=debug shows the proxy's side when a test fails.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -162,6 +176,7 @@ Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=ver
 
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
+        tls,
         accounts: vec![AccountConfig {
             address: ALICE.into(),
             username: "alice".into(),
@@ -195,11 +210,27 @@ Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=ver
 }
 
 async fn client(port: u16, password: &str, steps: &[&str]) -> Vec<Vec<u8>> {
+    client_over(port, password, None, steps).await
+}
+
+/// With `starttls_ca`, the client first tries to log in on the plain
+/// connection (one output line), then upgrades, trusting that certificate.
+async fn client_over(
+    port: u16,
+    password: &str,
+    starttls_ca: Option<&std::path::Path>,
+    steps: &[&str],
+) -> Vec<Vec<u8>> {
     let input = steps.join("\n");
     let password = password.to_string();
+    let starttls_ca = starttls_ca.map(std::path::Path::to_path_buf);
     let out = tokio::task::spawn_blocking(move || {
         use std::io::Write;
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        if let Some(ca) = starttls_ca {
+            command.env("STARTTLS_CA", ca);
+        }
+        let mut child = command
             .args(["-c", CLIENT])
             .arg(port.to_string())
             .arg("alice")
@@ -608,7 +639,7 @@ Channel inbox\nFar :remote:INBOX\nNear :local:INBOX\nCreate Near\nSync All\nExpu
 /// disconnected; a new session works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_provider_connection_ends_only_that_session() {
-    let s = setup_with(Some(4000)).await;
+    let s = setup_with(Some(4000), None).await;
     let uid = s.dovecot.uids("alice", "INBOX")[1];
     let mut steps = vec!["select INBOX".to_string()];
     for _ in 0..80 {
@@ -684,6 +715,7 @@ async fn two_accounts_at_once() {
     };
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
+        tls: None,
         accounts: vec![
             AccountConfig {
                 address: ALICE.into(),
@@ -723,4 +755,38 @@ async fn two_accounts_at_once() {
     );
     assert!(c.contains("only for carol"), "{c}");
     assert!(!a.contains("carol") && !c.contains("only for alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_starttls_is_required_before_the_password() {
+    let certificate =
+        smtp_proxy::server::LocalCertificate::generate(&["localhost", "127.0.0.1"]).expect("cert");
+    let s = setup_with(None, Some(certificate.server_config().expect("tls"))).await;
+    let ca = s._dir.path().join("local.pem");
+    std::fs::write(&ca, certificate.cert_pem()).expect("pem");
+    let enc = s.dovecot.uids("alice", "INBOX")[0];
+    let out = client_over(
+        s.port,
+        "alicepw",
+        Some(&ca),
+        &[
+            "select INBOX",
+            &format!("uid_fetch {enc} (BODY.PEEK[TEXT])"),
+        ],
+    )
+    .await;
+    // The password was refused on the plain connection, with the fix.
+    let refused = text(&out[0]);
+    assert!(
+        refused.starts_with("PRETLS LOGIN NO") && refused.contains("STARTTLS"),
+        "{refused}"
+    );
+    // Over TLS: logged in, and the message reads decrypted.
+    assert_eq!(text(&out[1]), "LOGIN OK");
+    assert_eq!(text(&out[2]), "OK");
+    assert!(
+        text(&out[3]).contains("canary-inside the ciphertext"),
+        "{}",
+        text(&out[3])
+    );
 }

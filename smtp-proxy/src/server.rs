@@ -100,7 +100,9 @@ impl LocalCertificate {
             .join(":")
     }
 
-    fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
+    /// A rustls server configuration presenting this certificate (the IMAP
+    /// side takes it too).
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
