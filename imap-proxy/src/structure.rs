@@ -81,15 +81,18 @@ fn structure(entity: &Entity<'_>, extended: bool, depth: usize) -> BodyStructure
                 bodies,
                 subtype: istring(subtype.as_bytes()),
                 extension_data: extended.then(|| MultiPartExtensionData {
-                    parameter_list: parameters(&content_type),
+                    parameter_list: parameters(first("Content-Type").as_deref()),
                     tail: Some(disposition_tail(&first)),
                 }),
             };
         }
     }
     let (kind, subtype) = split_mime(&content_type);
-    let mut parameter_list = parameters(&content_type);
-    if kind == "text" && content_type.param("charset").is_none() {
+    let mut parameter_list = parameters(first("Content-Type").as_deref());
+    let has_charset = parameter_list
+        .iter()
+        .any(|(name, _)| name.as_ref().eq_ignore_ascii_case(b"charset"));
+    if kind == "text" && !has_charset {
         parameter_list.push((istring(b"charset"), istring(b"us-ascii")));
     }
     let basic = BasicFields {
@@ -135,7 +138,7 @@ fn disposition_tail(first: &dyn Fn(&str) -> Option<Vec<u8>>) -> Disposition<'sta
         let parsed = ContentType::of(&[b"Content-Type: ".as_slice(), &raw, b"\r\n"].concat());
         // Parsed as if it were a Content-Type: "attachment" has no subtype.
         let kind = parsed.mime.split('/').next().unwrap_or("").to_string();
-        (istring(kind.as_bytes()), parameters(&parsed))
+        (istring(kind.as_bytes()), parameters(Some(&raw)))
     });
     let language = first("Content-Language").map(|raw| {
         String::from_utf8_lossy(&raw)
@@ -162,12 +165,139 @@ fn split_mime(content_type: &ContentType) -> (String, String) {
     }
 }
 
-fn parameters(content_type: &ContentType) -> Vec<(IString<'static>, IString<'static>)> {
-    content_type
-        .params
-        .iter()
-        .map(|(name, value)| (istring(name.as_bytes()), istring(value.as_bytes())))
+/// The parameters of a Content-Type or Content-Disposition value as
+/// Dovecot reports them: quoting removed, RFC 2231 continuations joined,
+/// but extended values (`name*=utf-8''…`) left encoded under their `name*`
+/// key. Decoding them here would put 8-bit text into the structure where
+/// clients expect the encoded form (they decode it themselves).
+fn parameters(value: Option<&[u8]>) -> Vec<(IString<'static>, IString<'static>)> {
+    let mut raw: Vec<(String, Vec<u8>)> = Vec::new();
+    let value = value.unwrap_or_default();
+    let mut at = match next_separator(value, 0) {
+        Some(at) => at,
+        None => return Vec::new(),
+    };
+    while at < value.len() && raw.len() < MAX_PARAMETERS {
+        at += 1; // the ';'
+        let name_end = value[at..]
+            .iter()
+            .position(|&b| b == b'=' || b == b';')
+            .map_or(value.len(), |p| at + p);
+        let name = String::from_utf8_lossy(&value[at..name_end])
+            .trim()
+            .to_string();
+        if name_end >= value.len() || value[name_end] == b';' {
+            at = name_end;
+            continue;
+        }
+        let mut v = name_end + 1;
+        while v < value.len() && value[v].is_ascii_whitespace() {
+            v += 1;
+        }
+        let (parsed, end) = if value.get(v) == Some(&b'"') {
+            quoted(value, v + 1)
+        } else {
+            let end = next_separator(value, v).unwrap_or(value.len());
+            (value[v..end].trim_ascii_end().to_vec(), end)
+        };
+        if !name.is_empty() {
+            raw.push((name, parsed));
+        }
+        at = next_separator(value, end).unwrap_or(value.len());
+    }
+    join_continuations(raw)
+        .into_iter()
+        .map(|(name, value)| (istring(name.as_bytes()), istring(&value)))
         .collect()
+}
+
+/// A header with more parameters than this is hostile; the rest is ignored.
+const MAX_PARAMETERS: usize = 256;
+
+/// The next `;` at or after `from` outside a quoted string.
+fn next_separator(value: &[u8], from: usize) -> Option<usize> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, &b) in value.iter().enumerate().skip(from) {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_quotes => escaped = true,
+            b'"' => in_quotes = !in_quotes,
+            b';' if !in_quotes => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A quoted string starting after its opening quote: its content without
+/// escapes, and where it ends.
+fn quoted(value: &[u8], from: usize) -> (Vec<u8>, usize) {
+    let mut out = Vec::new();
+    let mut i = from;
+    while i < value.len() {
+        match value[i] {
+            b'\\' if i + 1 < value.len() => {
+                out.push(value[i + 1]);
+                i += 2;
+            }
+            b'"' => return (out, i + 1),
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    (out, i)
+}
+
+/// `name*0`, `name*1*`, … joined into one `name` (or `name*` when the
+/// first piece is extended), in the place of the first piece.
+fn join_continuations(raw: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut pieces: Vec<(String, u32, Vec<u8>, bool)> = Vec::new();
+    for (name, value) in raw {
+        let (base, rest) = match name.split_once('*') {
+            Some((base, rest)) => (base, rest),
+            None => {
+                out.push((name, value));
+                continue;
+            }
+        };
+        let (number, extended) = match rest.strip_suffix('*') {
+            Some(number) => (number, true),
+            None => (rest, false),
+        };
+        match number.parse::<u32>() {
+            Ok(n) if !number.is_empty() => {
+                pieces.push((base.to_ascii_lowercase(), n, value, extended));
+                if !out
+                    .iter()
+                    .any(|(k, _)| k.trim_end_matches('*').eq_ignore_ascii_case(base))
+                {
+                    out.push((base.to_string(), Vec::new()));
+                }
+            }
+            _ => out.push((name, value)),
+        }
+    }
+    pieces.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    for (name, value) in &mut out {
+        let mine: Vec<&(String, u32, Vec<u8>, bool)> = pieces
+            .iter()
+            .filter(|p| p.0.eq_ignore_ascii_case(name))
+            .collect();
+        if mine.is_empty() || !value.is_empty() {
+            continue;
+        }
+        if mine[0].3 {
+            name.push('*');
+        }
+        for piece in mine {
+            value.extend_from_slice(&piece.2);
+        }
+    }
+    out
 }
 
 /// Lines in a body, counted as line ends (as Dovecot counts them: a last
@@ -405,6 +535,48 @@ impl Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn params(value: &str) -> Vec<(String, String)> {
+        parameters(Some(value.as_bytes()))
+            .into_iter()
+            .map(|(k, v)| {
+                let s = |i: IString<'_>| String::from_utf8_lossy(&i.into_inner()).into_owned();
+                (s(k), s(v))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parameters_are_unquoted_and_rfc2231_stays_encoded() {
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            params(r#"text/plain; charset="utf-8" ; format=flowed"#),
+            pairs(&[("charset", "utf-8"), ("format", "flowed")])
+        );
+        assert_eq!(
+            params(r#"attachment; filename="a \"b\"; c.txt"; size=3"#),
+            pairs(&[("filename", r#"a "b"; c.txt"#), ("size", "3")])
+        );
+        assert_eq!(
+            params("attachment; filename*=utf-8''bericht-%C3%BC.pdf"),
+            pairs(&[("filename*", "utf-8''bericht-%C3%BC.pdf")])
+        );
+        assert_eq!(
+            params("application/x; name*0*=utf-8''a%C3%BC; name*1=b.pdf; x=1"),
+            pairs(&[("name*", "utf-8''a%C3%BCb.pdf"), ("x", "1")])
+        );
+        assert_eq!(
+            params("application/x; name*1=\"two\"; name*0=one"),
+            pairs(&[("name", "onetwo")])
+        );
+        assert!(params("text/plain").is_empty());
+        assert!(params("text/plain; ; =x; novalue").is_empty());
+        assert_eq!(params("a/b; unterminated=\"abc").len(), 1);
+    }
 
     fn show(list: &[Address<'_>]) -> Vec<String> {
         let s = |n: &NString<'_>| {

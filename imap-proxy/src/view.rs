@@ -91,6 +91,9 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, now: SystemTime) -> View {
     let lessons = Lessons::of(provider_bytes, outcome.gossip, now);
     let message = match &outcome.refusal {
         Some(refusal) => explained(&outcome.message, refusal),
+        // A sender's plaintext may end its lines in bare LF (gpg encrypts
+        // files as they are); IMAP serves CRLF, as the provider would.
+        None if outcome.decrypted => crlf(&outcome.message),
         None => outcome.message,
     };
     let message = match &status {
@@ -104,6 +107,23 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, now: SystemTime) -> View {
         detail,
         lessons,
     }
+}
+
+/// Bare LF line ends made CRLF; CRLF left alone.
+fn crlf(bytes: &[u8]) -> Vec<u8> {
+    let bare = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
+        .count();
+    let mut out = Vec::with_capacity(bytes.len() + bare);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' && (i == 0 || bytes[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
 }
 
 /// A message the gateway could not open, as the user sees it: a
@@ -216,6 +236,13 @@ mod tests {
             own: HashSet::new(),
             trust: HashMap::new(),
         }
+    }
+
+    #[test]
+    fn line_ends_become_crlf() {
+        assert_eq!(crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(crlf(b"\n"), b"\r\n");
+        assert_eq!(crlf(b"no end"), b"no end");
     }
 
     #[test]
