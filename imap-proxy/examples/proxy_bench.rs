@@ -115,6 +115,7 @@ async fn run(messages: usize, rounds: usize) -> anyhow::Result<()> {
             Config {
                 listen: "127.0.0.1:0".parse()?,
                 tls: None,
+                provider_timeout: imap_proxy::proxy::DEFAULT_PROVIDER_TIMEOUT,
                 accounts: vec![AccountConfig {
                     address: ALICE.into(),
                     username: "alice".into(),

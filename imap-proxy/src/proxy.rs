@@ -43,7 +43,7 @@ use imap_next::imap_types::response::{
 };
 use imap_next::imap_types::search::SearchKey;
 use imap_next::server::{Event as ServerEvent, Options as ServerOptions, ResponseHandle, Server};
-use imap_next::stream::Stream;
+use imap_next::stream::{Error as StreamError, Stream};
 use keystore::Keystore;
 use mailcrypt::{Boundary, EncryptRequest};
 use secrecy::SecretString;
@@ -79,7 +79,15 @@ pub struct Config {
     /// plain IMAP (fine on loopback).
     pub tls: Option<Arc<ServerConfig>>,
     pub accounts: Vec<AccountConfig>,
+    /// How long the provider may stay silent while a command waits for its
+    /// answer (IDLE excepted) before the session is ended. It bounds a
+    /// provider that stalls, e.g. in the middle of a literal; it must allow
+    /// the largest message to arrive over the slowest link in use.
+    pub provider_timeout: Duration,
 }
+
+/// A [`Config::provider_timeout`] that lets 160 MiB arrive at 4 Mbit/s.
+pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Capabilities passed on after login: what the proxy carries end to end.
 /// Everything else (COMPRESS, BINARY, SORT/THREAD for now, ESEARCH
@@ -510,17 +518,42 @@ enum Step {
 
 impl Forwarder {
     async fn run(mut self) -> Result<(), SessionError> {
+        let patience = self.shared.config.provider_timeout;
+        let mut provider_heard = tokio::time::Instant::now();
+        let mut was_waiting = false;
         loop {
+            // The clock runs only while an answer is due and being read
+            // (not during IDLE, nor while a slow client holds reading up).
+            let waiting = self.unsent <= MAX_UNSENT
+                && self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| !matches!(c.kind, Kind::Idle));
+            if waiting && !was_waiting {
+                provider_heard = tokio::time::Instant::now();
+            }
+            was_waiting = waiting;
             let step = {
                 let (up_stream, up_client) = self.session.parts();
                 tokio::select! {
+                    _ = tokio::time::sleep_until(provider_heard + patience), if waiting => {
+                        warn!(account = %self.account.address, seconds = patience.as_secs(), "provider stopped answering");
+                        if let Ok(bye) = Status::bye(None, "Your provider stopped answering; this session ends, please reconnect") {
+                            let last = self.server.enqueue_status(bye);
+                            deliver(&mut self.client_stream, &mut self.server, last).await;
+                        }
+                        return Err(SessionError::Provider(format!("silent for {} s", patience.as_secs())));
+                    }
                     event = self.client_stream.next(&mut self.server) => {
                         Step::FromClient(event.map_err(|e| SessionError::Client(e.to_string()))?)
                     }
                     // Backpressure: a slow client stops the reading of more
                     // provider data until it has taken what is queued.
                     event = up_stream.next(up_client), if self.unsent <= MAX_UNSENT => match event {
-                        Ok(event) => Step::FromProvider(event),
+                        Ok(event) => {
+                            provider_heard = tokio::time::Instant::now();
+                            Step::FromProvider(event)
+                        }
                         Err(e) => {
                             // A provider that hangs up after LOGOUT may lose
                             // its last words (BYE and OK arrive with the TLS
@@ -536,7 +569,12 @@ impl Forwarder {
                                 return Ok(());
                             }
                             // Otherwise tell the client why before hanging up.
-                            if let Ok(bye) = Status::bye(None, "The connection to your provider was lost") {
+                            let why = match &e {
+                                StreamError::State(_) => "Your provider sent a response the gateway cannot read (malformed or too large); this session ends, others go on",
+                                _ => "The connection to your provider was lost",
+                            };
+                            warn!(account = %self.account.address, error = %e, "provider session ended");
+                            if let Ok(bye) = Status::bye(None, why) {
                                 let last = self.server.enqueue_status(bye);
                                 deliver(&mut self.client_stream, &mut self.server, last).await;
                             }

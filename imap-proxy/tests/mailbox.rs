@@ -351,6 +351,7 @@ async fn every_fetch_item_of_a_mixed_mailbox_matches_dovecot_on_the_plaintext() 
         Config {
             listen: "127.0.0.1:0".parse().expect("address"),
             tls: None,
+            provider_timeout: imap_proxy::proxy::DEFAULT_PROVIDER_TIMEOUT,
             accounts: vec![AccountConfig {
                 address: ALICE.into(),
                 username: "alice".into(),

@@ -177,6 +177,7 @@ Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=ver
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         tls,
+        provider_timeout: imap_proxy::proxy::DEFAULT_PROVIDER_TIMEOUT,
         accounts: vec![AccountConfig {
             address: ALICE.into(),
             username: "alice".into(),
@@ -716,6 +717,7 @@ async fn two_accounts_at_once() {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         tls: None,
+        provider_timeout: imap_proxy::proxy::DEFAULT_PROVIDER_TIMEOUT,
         accounts: vec![
             AccountConfig {
                 address: ALICE.into(),
