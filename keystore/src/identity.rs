@@ -86,3 +86,32 @@ fn to_identity(
         created_at: from_db(created),
     })
 }
+
+impl Keystore {
+    /// The local listeners' TLS certificate and its PKCS#8 private key, if
+    /// one was stored.
+    pub async fn local_tls(&self) -> Result<Option<(Vec<u8>, Zeroizing<Vec<u8>>)>, KeystoreError> {
+        let row: Option<(Vec<u8>, Vec<u8>)> =
+            sqlx::query_as("SELECT cert_der, key_der FROM local_tls WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(cert, key)| (cert, Zeroizing::new(key))))
+    }
+
+    /// Stores the local listeners' certificate, replacing an earlier one.
+    pub async fn put_local_tls(
+        &self,
+        cert_der: &[u8],
+        key_der: &[u8],
+    ) -> Result<(), KeystoreError> {
+        sqlx::query(
+            "INSERT INTO local_tls (id, cert_der, key_der) VALUES (1, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET cert_der = excluded.cert_der, key_der = excluded.key_der",
+        )
+        .bind(cert_der)
+        .bind(key_der)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

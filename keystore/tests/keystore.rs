@@ -407,3 +407,36 @@ async fn imported_key_for_a_verified_peer_is_a_conflict() {
         [k2.fingerprint().to_hex()]
     );
 }
+
+#[tokio::test]
+async fn the_local_tls_key_is_kept_in_the_vault() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    assert!(store.local_tls().await.expect("read").is_none());
+    store
+        .put_local_tls(b"certificate", b"private-key-canary")
+        .await
+        .expect("store");
+    store
+        .put_local_tls(b"cert2", b"key2-canary")
+        .await
+        .expect("replace");
+    let (cert, key) = store.local_tls().await.expect("read").expect("stored");
+    assert_eq!(
+        (cert.as_slice(), key.as_slice()),
+        (&b"cert2"[..], &b"key2-canary"[..])
+    );
+    store.close().await;
+    for entry in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        assert!(
+            !bytes.windows(6).any(|w| w == b"canary"),
+            "{} holds the key in the clear",
+            entry.path().display()
+        );
+    }
+}
