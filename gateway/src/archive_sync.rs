@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use archive::Archive;
 use clap::Args;
 use imap_proxy::sync::{sync, MailboxReport, Progress, SyncOptions};
-use imap_proxy::upstream::{Endpoint, Security, Session};
+use imap_proxy::upstream::{Endpoint, Session};
 use imap_proxy::view::Keys;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::info;
@@ -51,14 +51,10 @@ pub async fn run(global: &Global, args: SyncArgs) -> anyhow::Result<Answer> {
         let endpoint = Endpoint {
             host: account.imap.host.clone(),
             port: account.imap.port,
-            security: account
-                .imap
-                .security
-                .parse::<Security>()
-                .map_err(|e| anyhow!("account {}: imap.security: {e}", account.address))?,
+            security: account.imap.security.into(),
             ca_file: account.ca_file.clone(),
         };
-        let username = account.username.as_deref().unwrap_or(&account.address);
+        let username = account.username();
         let password = unlock::upstream_password(&account.address, &endpoint.host)?;
         let keys = Keys::load(&vault, &account.address)
             .await

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub data_dir: Option<PathBuf>,
+    /// STARTTLS on the local listeners (certificate kept in the vault). Off
+    /// by default: on loopback the connection never leaves the machine. A
+    /// listener on any other address needs it.
+    #[serde(default)]
+    pub local_tls: bool,
     #[serde(default)]
     pub imap: Listener,
     #[serde(default)]
@@ -58,15 +63,48 @@ fn yes() -> bool {
 pub struct Account {
     pub address: String,
     pub username: Option<String>,
-    #[serde(default = "opportunistic")]
-    pub policy: String,
+    #[serde(default)]
+    pub policy: Policy,
     pub imap: Upstream,
     pub smtp: Upstream,
     pub ca_file: Option<PathBuf>,
 }
 
-fn opportunistic() -> String {
-    "opportunistic".into()
+impl Account {
+    /// The login name at the provider and on the local side.
+    pub fn username(&self) -> &str {
+        self.username.as_deref().unwrap_or(&self.address)
+    }
+}
+
+/// When outgoing mail is encrypted (SPEC.md; `smtp_proxy::decision`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    #[default]
+    Opportunistic,
+    Mutual,
+    Required,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Opportunistic => "opportunistic",
+            Policy::Mutual => "mutual",
+            Policy::Required => "required",
+        }
+    }
+}
+
+impl From<Policy> for smtp_proxy::decision::Policy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Opportunistic => smtp_proxy::decision::Policy::Opportunistic,
+            Policy::Mutual => smtp_proxy::decision::Policy::Mutual,
+            Policy::Required => smtp_proxy::decision::Policy::Required,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,8 +112,54 @@ fn opportunistic() -> String {
 pub struct Upstream {
     pub host: String,
     pub port: u16,
-    pub security: String,
+    pub security: Security,
 }
+
+/// How a provider connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Implicit TLS (IMAP 993, SMTP 465)
+    Tls,
+    /// STARTTLS, required (IMAP 143, SMTP 587)
+    Starttls,
+    /// No TLS: only for a provider on the same machine
+    Plain,
+}
+
+impl Security {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::Tls => "tls",
+            Security::Starttls => "starttls",
+            Security::Plain => "plain",
+        }
+    }
+}
+
+impl From<Security> for imap_proxy::upstream::Security {
+    fn from(s: Security) -> Self {
+        match s {
+            Security::Tls => Self::Tls,
+            Security::Starttls => Self::StartTls,
+            Security::Plain => Self::Plain,
+        }
+    }
+}
+
+impl From<Security> for smtp_proxy::relay::Security {
+    fn from(s: Security) -> Self {
+        match s {
+            Security::Tls => Self::Tls,
+            Security::Starttls => Self::StartTls,
+            Security::Plain => Self::Plain,
+        }
+    }
+}
+
+/// The default listeners (SPEC.md).
+pub const DEFAULT_IMAP_LISTEN: &str = "127.0.0.1:1143";
+pub const DEFAULT_SMTP_LISTEN: &str = "127.0.0.1:1587";
 
 /// Where the configuration file is: `--config`, else `LETTERLOCK_CONFIG`
 /// (clap fills that in), else `$XDG_CONFIG_HOME/letterlock/gateway.toml`.
@@ -118,6 +202,122 @@ impl Config {
         }
     }
 
+    /// The IMAP listener's address.
+    pub fn imap_listen(&self) -> SocketAddr {
+        self.imap
+            .listen
+            .unwrap_or_else(|| default_listen(DEFAULT_IMAP_LISTEN, 1143))
+    }
+
+    /// The SMTP listener's address.
+    pub fn smtp_listen(&self) -> SocketAddr {
+        self.smtp
+            .listen
+            .unwrap_or_else(|| default_listen(DEFAULT_SMTP_LISTEN, 1587))
+    }
+
+    /// The account a name or address refers to.
+    pub fn account(&self, address: &str) -> Option<&Account> {
+        self.accounts
+            .iter()
+            .find(|a| autocrypt::addr_eq(&a.address, address))
+    }
+
+    /// The whole file as `gateway init` writes it: every setting with a
+    /// comment saying what it does. (A serializer would drop comments.)
+    pub fn to_commented_toml(&self) -> anyhow::Result<String> {
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let path_q = |p: &Path| q(&p.to_string_lossy());
+        let mut out = String::from(
+            "# Letterlock gateway configuration, written by `gateway init`.\n\
+             # Reference: SPEC.md \"Config\". Unknown keys are errors.\n\n",
+        );
+        out += "# Where the vault (keys) and the archive live.\n";
+        match &self.data_dir {
+            Some(d) => out += &format!("data_dir = {}\n", path_q(d)),
+            None => out += "# data_dir = \"~/.local/share/letterlock\"   # default: $XDG_DATA_HOME/letterlock\n",
+        }
+        out += "# STARTTLS on the local listeners (needed to listen on anything but loopback).\n";
+        out += &format!("local_tls = {}\n\n", self.local_tls);
+        out += "# Where the mail client connects.\n[imap]\n";
+        out += &format!(
+            "listen = {}\n\n[smtp]\n",
+            q(&self.imap_listen().to_string())
+        );
+        out += &format!("listen = {}\n\n", q(&self.smtp_listen().to_string()));
+        out += "# DNS OPENPGPKEY look-ups for recipients without a key.\n[dns]\n";
+        out += "nameservers = [";
+        out += &self
+            .dns
+            .nameservers
+            .iter()
+            .map(|n| q(&n.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out += "]            # empty: the system resolver\n";
+        out += &format!("require_dnssec = {}\n", self.dns.require_dnssec);
+        if let Some(anchor) = &self.dns.trust_anchor {
+            out += &format!("trust_anchor = {}\n", path_q(anchor));
+        }
+        for a in &self.accounts {
+            out += "\n[[account]]\n";
+            out += &format!("address = {}\n", q(&a.address));
+            out += &format!(
+                "username = {}   # login name at the provider and on the local side\n",
+                q(a.username())
+            );
+            out += &format!(
+                "policy = {}   # opportunistic | mutual | required\n",
+                q(a.policy.as_str())
+            );
+            for (name, u) in [("imap", &a.imap), ("smtp", &a.smtp)] {
+                out += &format!(
+                    "{name} = {{ host = {}, port = {}, security = {} }}\n",
+                    q(&u.host),
+                    u.port,
+                    q(u.security.as_str())
+                );
+            }
+            match &a.ca_file {
+                Some(ca) => out += &format!("ca_file = {}\n", path_q(ca)),
+                None => out +=
+                    "# ca_file = \"/path/ca.pem\"   # extra trust anchor for a private provider\n",
+            }
+        }
+        // What we write must read back as the same settings.
+        let back: Config =
+            toml::from_str(&out).context("the written configuration does not parse")?;
+        anyhow::ensure!(
+            back.accounts.len() == self.accounts.len(),
+            "the written configuration lost accounts"
+        );
+        Ok(out)
+    }
+
+    /// Writes the file (0600: it names the accounts), creating its directory.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let text = self.to_commented_toml()?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the directory {}", dir.display()))?;
+        }
+        let partial = path.with_extension("toml.partial");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .with_context(|| format!("writing {}", partial.display()))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&partial, path)
+            .with_context(|| format!("replacing the configuration {}", path.display()))?;
+        Ok(())
+    }
+
     pub fn dns_config(&self) -> keystore::DnsConfig {
         keystore::DnsConfig {
             nameservers: self.dns.nameservers.clone(),
@@ -125,6 +325,11 @@ impl Config {
             trust_anchor: self.dns.trust_anchor.clone(),
         }
     }
+}
+
+fn default_listen(text: &str, port: u16) -> SocketAddr {
+    text.parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 #[cfg(test)]
@@ -154,5 +359,49 @@ smtp = { host = "smtp.example.org", port = 465, security = "tls" }
         assert!(c.dns.require_dnssec);
         let typo = toml::from_str::<Config>("data_dri = \"/x\"");
         assert!(typo.is_err());
+    }
+
+    #[test]
+    fn a_bad_value_is_named_with_its_line() {
+        let text = "[[account]]\naddress = \"a@example.org\"\n\
+            imap = { host = \"h\", port = 993, security = \"tsl\" }\n\
+            smtp = { host = \"h\", port = 465, security = \"tls\" }\n";
+        let e = toml::from_str::<Config>(text).expect_err("tsl").to_string();
+        assert!(e.contains("line 3") && e.contains("tsl"), "{e}");
+    }
+
+    #[test]
+    fn the_commented_file_reads_back() {
+        let mut c = Config {
+            data_dir: Some("/data/letter \"lock\"".into()),
+            ..Config::default()
+        };
+        c.accounts.push(Account {
+            address: "alice@example.org".into(),
+            username: Some("alice".into()),
+            policy: Policy::Mutual,
+            imap: Upstream {
+                host: "imap.example.org".into(),
+                port: 993,
+                security: Security::Tls,
+            },
+            smtp: Upstream {
+                host: "smtp.example.org".into(),
+                port: 587,
+                security: Security::Starttls,
+            },
+            ca_file: Some("/etc/ca.pem".into()),
+        });
+        let text = c.to_commented_toml().expect("written");
+        assert!(
+            text.contains("# opportunistic | mutual | required"),
+            "{text}"
+        );
+        let back: Config = toml::from_str(&text).expect("reads back");
+        assert_eq!(back.data_dir, c.data_dir);
+        assert_eq!(back.accounts[0].username(), "alice");
+        assert_eq!(back.accounts[0].policy, Policy::Mutual);
+        assert_eq!(back.accounts[0].smtp.security, Security::Starttls);
+        assert_eq!(back.imap_listen().to_string(), DEFAULT_IMAP_LISTEN);
     }
 }

@@ -8,8 +8,11 @@
 
 pub mod archive_sync;
 pub mod config;
+pub mod daemon;
+pub mod init;
 pub mod keytool;
 pub mod search;
+pub mod status;
 pub mod unlock;
 
 /// Exit status of a command that ran to its end.
@@ -37,17 +40,30 @@ pub fn parse_cli<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
     })
 }
 
-/// Sends `tracing` output to standard error: human-readable lines, filtered
-/// by `LETTERLOCK_LOG` (e.g. `debug`, `imap_proxy=trace`; default `info`).
-pub fn init_logging() {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event
+    Human,
+    /// One JSON object per line (for journald, Loki, jq …)
+    Json,
+}
+
+/// Sends `tracing` output to standard error, filtered by `LETTERLOCK_LOG`
+/// (e.g. `debug`, `imap_proxy=trace`; default `info`).
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LETTERLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
         // Colour codes only for people, never into files and pipes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// Runs an async command on a fresh runtime and maps the outcome to an exit

@@ -1,10 +1,7 @@
-//! `gateway`: Letterlock's daemon and administration command.
-//!
-//! The daemon commands (`init`, `run`, `status`) arrive with their issues;
-//! today it carries `gateway archive sync`, `gateway search` and
-//! `gateway keytool`.
+//! `gateway`: Letterlock's daemon and administration command (SPEC.md,
+//! "Command line").
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use gateway::keytool::{self, Global};
 
 #[derive(Debug, Parser)]
@@ -22,6 +19,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Add an account: make its key, write the configuration, print the mail client's settings
+    Init(gateway::init::InitArgs),
+    /// Run the IMAP and SMTP proxies in the foreground until SIGINT/SIGTERM
+    Run(gateway::daemon::RunArgs),
+    /// Accounts, listeners, certificate and key fingerprints, contacts, archive
+    Status(gateway::status::StatusArgs),
     /// Search the archive of decrypted mail
     Search(gateway::search::SearchArgs),
     /// The archive of decrypted mail
@@ -30,6 +33,10 @@ enum Command {
     /// Contacts' keys, trust and verification (same as the `keytool` binary)
     #[command(subcommand)]
     Keytool(keytool::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff) to standard output
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,8 +51,33 @@ fn main() -> std::process::ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    gateway::init_logging();
+    let format = match &cli.command {
+        Command::Run(args) => args.log_format,
+        _ => gateway::LogFormat::Human,
+    };
+    gateway::init_logging(format);
     match cli.command {
+        Command::Init(args) => gateway::run_main(gateway::init::run(&cli.global, args)),
+        Command::Run(_) => gateway::run_main(gateway::daemon::run(&cli.global)),
+        Command::Status(args) => gateway::run_main(gateway::status::run(&cli.global, args)),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "gateway",
+                &mut std::io::stdout(),
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: writing the manual page: {e}");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
         Command::Keytool(command) => gateway::run_main(keytool::run(&cli.global, command)),
         Command::Search(args) => gateway::run_main(gateway::search::run(&cli.global, args)),
         Command::Archive(ArchiveCommand::Sync(args)) => {

@@ -64,7 +64,8 @@ impl VaultKey {
     }
 }
 
-pub(crate) fn exists(dir: &Path) -> bool {
+/// Whether `dir` holds a vault.
+pub fn exists(dir: &Path) -> bool {
     dir.join(DESCRIPTION).exists()
 }
 

@@ -1,0 +1,241 @@
+//! `gateway run`: the IMAP and SMTP proxies for every account, in one
+//! process, until SIGINT or SIGTERM.
+//!
+//! Start-up checks everything a person could get wrong before anything
+//! listens, and says which setting to change: the configuration (file and
+//! line, via the TOML parser), listeners off loopback without local TLS,
+//! the vault (locked, missing), an account without its key, a port taken.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use archive::Archive;
+use clap::Args;
+use imap_proxy::proxy::{Proxy, DEFAULT_PROVIDER_TIMEOUT};
+use imap_proxy::upstream::Endpoint;
+use keystore::{Discovery, Keystore};
+use smtp_proxy::outgoing::Account as SmtpAccount;
+use smtp_proxy::relay::Provider;
+use smtp_proxy::server::{LocalCertificate, Server};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+use crate::keytool::Global;
+use crate::{unlock, Answer};
+
+/// Messages in flight when a stop signal arrives get this long to finish.
+const GRACE: Duration = Duration::from_secs(30);
+/// An SMTP client silent for this long is disconnected (RFC 5321: 5 min).
+const SMTP_IDLE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Log lines for people (default) or one JSON object per line
+    #[arg(long, value_enum, default_value = "human")]
+    pub log_format: crate::LogFormat,
+}
+
+pub async fn run(global: &Global) -> anyhow::Result<Answer> {
+    let path = config::path(global.config.as_deref())?;
+    if !path.exists() {
+        bail!(
+            "there is no configuration at {}: create it with `gateway init --address ADDR --imap HOST:PORT --smtp HOST:PORT`",
+            path.display()
+        );
+    }
+    let config = Config::load(&path)?;
+    if config.accounts.is_empty() {
+        bail!(
+            "{} has no account: add one with `gateway init`",
+            path.display()
+        );
+    }
+    let (imap_listen, smtp_listen) = (config.imap_listen(), config.smtp_listen());
+    for (name, address) in [("imap", imap_listen), ("smtp", smtp_listen)] {
+        if !address.ip().is_loopback() && !config.local_tls {
+            bail!(
+                "refusing to listen on {address} ([{name}] listen in {}): passwords would cross the \
+                 network in the clear. Set `local_tls = true` there, or listen on 127.0.0.1",
+                path.display()
+            );
+        }
+    }
+    let data_dir = config.data_dir()?;
+    let vault = unlock::open(&data_dir, global.passphrase_file.as_deref())
+        .await
+        .with_context(|| format!("opening the vault in {}", data_dir.display()))?;
+    for account in &config.accounts {
+        vault.identity(&account.address).await.with_context(|| {
+            format!(
+                "account {} has no key in the vault {}; run `gateway init` for it again",
+                account.address,
+                data_dir.display()
+            )
+        })?;
+    }
+    let archive = Archive::open(&vault).await.context("opening the archive")?;
+    let certificate = local_certificate(&vault).await?;
+    let discovery = match Discovery::new(&config.dns_config()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            warn!(error = %e, "DNS key discovery is off");
+            None
+        }
+    };
+
+    let smtp = Server::bind(
+        smtp_config(&config, smtp_listen, certificate.clone()),
+        vault.clone(),
+        discovery,
+    )
+    .await
+    .with_context(|| format!("starting SMTP ([smtp] listen in {})", path.display()))?;
+    let imap = Proxy::bind(
+        imap_config(&config, imap_listen, &certificate)?,
+        vault.clone(),
+        archive.clone(),
+    )
+    .await
+    .map_err(|e| {
+        anyhow!(
+            "cannot listen on {imap_listen}: {e} (is another program using the port? \
+             change [imap] listen in {})",
+            path.display()
+        )
+    })?;
+    info!(
+        imap = %imap.local_addr()?,
+        smtp = %smtp.local_addr()?,
+        accounts = config.accounts.len(),
+        local_tls = config.local_tls,
+        "gateway running"
+    );
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        let why = stop_signal().await;
+        info!(signal = why, "stopping: finishing messages in flight");
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let imap_task = tokio::spawn(imap.run(until_stopped(stopped.clone())));
+    let smtp_task = tokio::spawn(smtp.run(until_stopped(stopped), GRACE));
+    let (imap_done, smtp_done) = tokio::join!(imap_task, smtp_task);
+    imap_done.context("the IMAP proxy failed")?;
+    smtp_done.context("the SMTP proxy failed")?;
+    archive.close().await;
+    vault.close().await;
+    info!("gateway stopped");
+    Ok(Answer::Yes)
+}
+
+/// SIGINT or SIGTERM, whichever comes first.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers the process still stops on the default
+        // action; just never return.
+        std::future::pending::<()>().await;
+        return "none";
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// The local listeners' certificate from the vault, made (and kept) the
+/// first time.
+pub async fn local_certificate(vault: &Keystore) -> anyhow::Result<LocalCertificate> {
+    if let Some((cert_der, key_der)) = vault.local_tls().await? {
+        return Ok(LocalCertificate { cert_der, key_der });
+    }
+    let made = LocalCertificate::generate(&["localhost", "127.0.0.1", "::1"])
+        .map_err(|e| anyhow!("making the local TLS certificate: {e}"))?;
+    vault.put_local_tls(&made.cert_der, &made.key_der).await?;
+    Ok(made)
+}
+
+fn smtp_config(
+    config: &Config,
+    listen: SocketAddr,
+    certificate: LocalCertificate,
+) -> smtp_proxy::server::Config {
+    smtp_proxy::server::Config {
+        listen,
+        hostname: "localhost".into(),
+        tls: config.local_tls.then_some(certificate),
+        limits: Default::default(),
+        idle_timeout: SMTP_IDLE,
+        accounts: config
+            .accounts
+            .iter()
+            .map(|a| smtp_proxy::server::AccountConfig {
+                account: SmtpAccount {
+                    address: a.address.clone(),
+                    policy: a.policy.into(),
+                },
+                username: a.username().to_string(),
+                provider: Provider {
+                    host: a.smtp.host.clone(),
+                    port: a.smtp.port,
+                    security: a.smtp.security.into(),
+                    ca_file: a.ca_file.clone(),
+                },
+            })
+            .collect(),
+    }
+}
+
+fn imap_config(
+    config: &Config,
+    listen: SocketAddr,
+    certificate: &LocalCertificate,
+) -> anyhow::Result<imap_proxy::proxy::Config> {
+    let tls = if config.local_tls {
+        Some(
+            certificate
+                .server_config()
+                .map_err(|e| anyhow!("the local TLS certificate cannot be used: {e}"))?,
+        )
+    } else {
+        None
+    };
+    Ok(imap_proxy::proxy::Config {
+        listen,
+        tls,
+        provider_timeout: DEFAULT_PROVIDER_TIMEOUT,
+        accounts: config
+            .accounts
+            .iter()
+            .map(|a| imap_proxy::proxy::AccountConfig {
+                address: autocrypt::normalize_addr(&a.address),
+                username: a.username().to_string(),
+                provider: Endpoint {
+                    host: a.imap.host.clone(),
+                    port: a.imap.port,
+                    security: a.imap.security.into(),
+                    ca_file: a.ca_file.clone(),
+                },
+            })
+            .collect(),
+    })
+}
+
+/// Whether something accepts connections at `address` (for `status`).
+pub fn listening(address: SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)).is_ok()
+}
+
+/// The size of a file, 0 if absent.
+pub fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}

@@ -1,0 +1,300 @@
+//! `gateway init`: adds an account — its key in the vault (created on first
+//! use), its entry in the configuration — and prints what to type into the
+//! mail client. Every setting can come from a flag; on a terminal the
+//! missing ones are asked for, elsewhere their absence is an error that
+//! names the flag.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail, Context};
+use autocrypt::PreferEncrypt;
+use clap::Args;
+use keystore::{Keystore, Unlock};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{self, Account, Config, Policy, Security, Upstream};
+use crate::keytool::Global;
+use crate::{daemon, unlock, Answer};
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The account's email address
+    #[arg(long)]
+    pub address: Option<String>,
+    /// The provider's IMAP server, HOST:PORT (e.g. imap.example.org:993)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub imap: Option<String>,
+    /// The provider's SMTP submission server, HOST:PORT (e.g. smtp.example.org:465)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub smtp: Option<String>,
+    /// How the IMAP connection is secured [default: from the port: 143 starttls, else tls]
+    #[arg(long, value_enum)]
+    pub imap_security: Option<Security>,
+    /// How the SMTP connection is secured [default: from the port: 587/25 starttls, else tls]
+    #[arg(long, value_enum)]
+    pub smtp_security: Option<Security>,
+    /// The login name at the provider [default: the address]
+    #[arg(long)]
+    pub username: Option<String>,
+    /// An extra trust anchor (PEM) for a provider with a private certificate
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// When to encrypt outgoing mail
+    #[arg(long, value_enum, default_value = "opportunistic")]
+    pub policy: Policy,
+    /// Create the vault without a passphrase (a random key file, 0600, in the data directory)
+    #[arg(long, conflicts_with = "passphrase_file")]
+    pub no_passphrase: bool,
+}
+
+pub async fn run(global: &Global, args: InitArgs) -> anyhow::Result<Answer> {
+    let path = config::path(global.config.as_deref())?;
+    let mut config = Config::load(&path)?;
+    let interactive = std::io::stdin().is_terminal();
+
+    let address = value(args.address, "--address", "Your email address", interactive)?;
+    let address = address.trim().to_string();
+    if !looks_like_address(&address) {
+        bail!("\"{address}\" is not an email address (like alice@example.org)");
+    }
+    if config.account(&address).is_some() {
+        bail!(
+            "{address} is already an account in {}; edit that file to change its settings",
+            path.display()
+        );
+    }
+    let imap = value(
+        args.imap,
+        "--imap",
+        "Your provider's IMAP server (host:port, e.g. imap.example.org:993)",
+        interactive,
+    )?;
+    let smtp = value(
+        args.smtp,
+        "--smtp",
+        "Your provider's SMTP submission server (host:port, e.g. smtp.example.org:465)",
+        interactive,
+    )?;
+    let imap = upstream(&imap, "--imap", args.imap_security, &[143])?;
+    let smtp = upstream(&smtp, "--smtp", args.smtp_security, &[587, 25])?;
+    let username = args.username.unwrap_or_else(|| address.clone());
+    if let Some(other) = config.accounts.iter().find(|a| a.username() == username) {
+        bail!(
+            "the login name {username} already selects the account {}; give this one its own with --username",
+            other.address
+        );
+    }
+    if let Some(ca) = &args.ca_file {
+        if !ca.is_file() {
+            bail!("--ca-file {}: no such file", ca.display());
+        }
+    }
+    let ca_file = args
+        .ca_file
+        .map(|ca| std::fs::canonicalize(&ca).unwrap_or(ca));
+
+    let data_dir = config.data_dir()?;
+    let vault = if keystore::vault::exists(&data_dir) {
+        unlock::open(&data_dir, global.passphrase_file.as_deref())
+            .await
+            .with_context(|| format!("opening the vault in {}", data_dir.display()))?
+    } else {
+        let unlock = if args.no_passphrase {
+            Unlock::KeyFile
+        } else {
+            Unlock::Passphrase(new_passphrase(global, interactive)?)
+        };
+        let vault = Keystore::create(&data_dir, unlock)
+            .await
+            .with_context(|| format!("creating the vault in {}", data_dir.display()))?;
+        println!("Created the vault in {}", data_dir.display());
+        vault
+    };
+    let now = SystemTime::now();
+    let fingerprint = match vault.identity(&address).await {
+        Ok(existing) => {
+            println!("{address} already has a key in the vault; it is kept.");
+            existing.cert.fingerprint().to_hex()
+        }
+        Err(_) => {
+            let cert = autocrypt::key::generate(&address, now)
+                .map_err(|e| anyhow!("making the key for {address}: {e}"))?;
+            vault
+                .put_identity(&address, &cert, PreferEncrypt::Mutual, now)
+                .await?;
+            cert.fingerprint().to_hex()
+        }
+    };
+    let certificate = daemon::local_certificate(&vault).await?;
+    vault.close().await;
+
+    config.data_dir = Some(data_dir);
+    config.accounts.push(Account {
+        address: address.clone(),
+        username: Some(username.clone()),
+        policy: args.policy,
+        imap,
+        smtp,
+        ca_file,
+    });
+    config.save(&path)?;
+
+    let security = if config.local_tls { "STARTTLS" } else { "None" };
+    let (imap_at, smtp_at) = (config.imap_listen(), config.smtp_listen());
+    println!("Added {address} to {}", path.display());
+    println!("Its key: {fingerprint}");
+    println!();
+    println!("In Thunderbird: Account Settings > Account Actions > Add Mail Account, enter your");
+    println!("name, {address} and your provider password, then \"Configure manually\":");
+    println!(
+        "  Incoming: IMAP  server {}  port {}  connection security {security}  authentication \"Normal password\"  username {username}",
+        imap_at.ip(),
+        imap_at.port()
+    );
+    println!(
+        "  Outgoing: SMTP  server {}  port {}  connection security {security}  authentication \"Normal password\"  username {username}",
+        smtp_at.ip(),
+        smtp_at.port()
+    );
+    println!("  The password stays your provider password: the gateway passes it on and never stores it.");
+    println!(
+        "  Then in Account Settings > End-To-End Encryption choose \"None\": the gateway encrypts."
+    );
+    if config.local_tls {
+        println!(
+            "  Thunderbird will ask you to accept the gateway's certificate; its SHA-256 fingerprint is\n  {}",
+            certificate.fingerprint()
+        );
+    }
+    println!();
+    println!("Start the gateway with: gateway run");
+    Ok(Answer::Yes)
+}
+
+/// A flag's value, or the answer to a prompt on a terminal.
+fn value(
+    given: Option<String>,
+    flag: &str,
+    prompt: &str,
+    interactive: bool,
+) -> anyhow::Result<String> {
+    if let Some(v) = given {
+        return Ok(v);
+    }
+    if !interactive {
+        bail!("{flag} is missing (not on a terminal, so it cannot be asked for)");
+    }
+    print!("{prompt}: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let line = line.trim().to_string();
+    if line.is_empty() {
+        bail!("{flag} is needed");
+    }
+    Ok(line)
+}
+
+fn looks_like_address(address: &str) -> bool {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && (domain.contains('.') || domain == "localhost")
+                && !address
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '<' || c == '>')
+        }
+        None => false,
+    }
+}
+
+/// `HOST:PORT` with the security given or implied by the port.
+fn upstream(
+    text: &str,
+    flag: &str,
+    security: Option<Security>,
+    starttls_ports: &[u16],
+) -> anyhow::Result<Upstream> {
+    let (host, port) = text
+        .trim()
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("{flag} {text}: give HOST:PORT, e.g. mail.example.org:993"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| anyhow!("{flag} {text}: \"{port}\" is not a port number"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("{flag} {text}: the host name is missing");
+    }
+    let security = security.unwrap_or(if starttls_ports.contains(&port) {
+        Security::Starttls
+    } else {
+        Security::Tls
+    });
+    Ok(Upstream {
+        host: host.to_string(),
+        port,
+        security,
+    })
+}
+
+/// The passphrase for a new vault: file, environment, or typed twice.
+fn new_passphrase(global: &Global, interactive: bool) -> anyhow::Result<SecretString> {
+    if global.passphrase_file.is_some() || std::env::var_os("LETTERLOCK_PASSPHRASE").is_some() {
+        let p = unlock::passphrase(global.passphrase_file.as_deref())?;
+        if p.expose_secret().is_empty() {
+            bail!("the vault passphrase is empty; use --no-passphrase if that is what you want");
+        }
+        return Ok(p);
+    }
+    if !interactive {
+        bail!(
+            "a new vault needs a passphrase: give --passphrase-file, set LETTERLOCK_PASSPHRASE, \
+             or use --no-passphrase (a key file in the data directory)"
+        );
+    }
+    let first = rpassword::prompt_password("New vault passphrase: ")?;
+    let second = rpassword::prompt_password("The same passphrase again: ")?;
+    if first != second {
+        bail!("the two passphrases differ; nothing was created");
+    }
+    if first.is_empty() {
+        bail!("the passphrase is empty; use --no-passphrase if that is what you want");
+    }
+    Ok(SecretString::from(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_and_security() {
+        let u = upstream("imap.example.org:993", "--imap", None, &[143]).expect("ok");
+        assert_eq!(
+            (u.host.as_str(), u.port, u.security),
+            ("imap.example.org", 993, Security::Tls)
+        );
+        let u = upstream("smtp.example.org:587", "--smtp", None, &[587, 25]).expect("ok");
+        assert_eq!(u.security, Security::Starttls);
+        let u = upstream("[::1]:1143", "--imap", Some(Security::Plain), &[143]).expect("ok");
+        assert_eq!((u.host.as_str(), u.security), ("::1", Security::Plain));
+        for bad in ["imap.example.org", "host:port", ":993"] {
+            let e = upstream(bad, "--imap", None, &[])
+                .expect_err(bad)
+                .to_string();
+            assert!(e.starts_with("--imap"), "{e}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(looks_like_address("alice@example.org"));
+        assert!(looks_like_address("bob@localhost"));
+        for bad in ["alice", "@example.org", "alice@example", "Alice <a@b.org>"] {
+            assert!(!looks_like_address(bad), "{bad}");
+        }
+    }
+}
