@@ -223,7 +223,7 @@ async fn index_all(
         running.spawn(async move {
             let (hash, prepared, encrypted) = tokio::task::spawn_blocking(move || {
                 let bytes = &messages[i];
-                let v = imap_proxy::view::view(bytes, &keys, SystemTime::now());
+                let v = imap_proxy::view::view(bytes, &keys, None, SystemTime::now());
                 (content_hash(bytes), Prepared::new(v.message), v.encrypted)
             })
             .await?;

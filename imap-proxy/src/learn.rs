@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use autocrypt::{AutocryptHeader, Ignored, Incoming};
 use keystore::{KeyStatus, Keystore, KeystoreError};
+use sequoia_openpgp::Cert;
 
 /// What one message teaches about its sender and the other recipients.
 #[derive(Debug, Clone, Default)]
@@ -59,4 +60,71 @@ pub async fn learn(
             .await?;
     }
     Ok(Some(status))
+}
+
+/// The key a message's own `Autocrypt:` header offered for its sender, and
+/// what recording it did ([`learn_sender`]). Viewing the message then knows
+/// whether that key may check its signature ([`SenderKey::usable`]) and
+/// whether it is a change the reader should see.
+#[derive(Debug, Clone)]
+pub struct SenderKey {
+    pub cert: Cert,
+    pub status: KeyStatus,
+}
+
+impl SenderKey {
+    /// Whether the key may verify the message's signature: it is the peer's
+    /// key now (first seen, unchanged, changed, or verified) — not a key
+    /// that conflicts with a verified one, nor a rejected one.
+    pub fn usable(&self) -> bool {
+        matches!(
+            self.status,
+            KeyStatus::Tofu | KeyStatus::Changed | KeyStatus::Verified
+        )
+    }
+}
+
+/// Records the sender's Autocrypt header of a message before it is viewed,
+/// so that the first message carrying a key can be verified with it.
+/// Nothing for the account's own mail.
+pub async fn learn_sender(
+    keystore: &Keystore,
+    account: &str,
+    provider_bytes: &[u8],
+    now: SystemTime,
+) -> Result<Option<SenderKey>, KeystoreError> {
+    let Some(incoming) = Lessons::of(provider_bytes, Vec::new(), now).incoming else {
+        return Ok(None);
+    };
+    if autocrypt::addr_eq(&incoming.from_addr, account) {
+        return Ok(None);
+    }
+    let status = keystore.record_incoming(&incoming, now).await?;
+    Ok(incoming.header.map(|h| SenderKey {
+        cert: h.cert,
+        status,
+    }))
+}
+
+/// Records the gossip a viewed message carried (after [`learn_sender`]).
+pub async fn learn_gossip(
+    keystore: &Keystore,
+    account: &str,
+    lessons: &Lessons,
+) -> Result<(), KeystoreError> {
+    let Some(incoming) = &lessons.incoming else {
+        return Ok(());
+    };
+    if autocrypt::addr_eq(&incoming.from_addr, account) {
+        return Ok(());
+    }
+    for header in &lessons.gossip {
+        if autocrypt::addr_eq(&header.addr, account) {
+            continue;
+        }
+        keystore
+            .record_gossip(&header.addr, incoming.effective_date, &header.cert)
+            .await?;
+    }
+    Ok(())
 }

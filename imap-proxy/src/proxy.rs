@@ -54,7 +54,7 @@ use tracing::{debug, info, warn};
 
 use crate::detect::{served_by_gateway, HEADER_FIELDS, TEXT_PREFIX};
 use crate::fetch::{rewrite, same_section};
-use crate::learn::{learn, Lessons};
+use crate::learn::{learn, learn_gossip, learn_sender, Lessons};
 use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
 use crate::starttls::negotiate;
 use crate::upstream::{Endpoint, Session, UpstreamError};
@@ -1100,9 +1100,23 @@ impl Forwarder {
                         }
                     }
                 }
+                let sender = match learn_sender(
+                    &self.shared.keystore,
+                    &self.account.address,
+                    &bytes,
+                    SystemTime::now(),
+                )
+                .await
+                {
+                    Ok(sender) => sender,
+                    Err(e) => {
+                        warn!(uid, error = %e, "the sender's key in this message not recorded");
+                        None
+                    }
+                };
                 let keys = Arc::clone(&self.keys);
                 running.spawn_blocking(move || {
-                    let v = view(&bytes, &keys, SystemTime::now());
+                    let v = view(&bytes, &keys, sender.as_ref(), SystemTime::now());
                     let prepared = Prepared::new(v.message.clone());
                     (uid, hash, bytes, v, prepared)
                 });
@@ -1117,15 +1131,10 @@ impl Forwarder {
                 continue;
             };
             drop(bytes);
-            if let Err(e) = learn(
-                &self.shared.keystore,
-                &self.account.address,
-                &v.lessons,
-                SystemTime::now(),
-            )
-            .await
+            if let Err(e) =
+                learn_gossip(&self.shared.keystore, &self.account.address, &v.lessons).await
             {
-                warn!(uid, error = %e, "keys from this message not recorded");
+                warn!(uid, error = %e, "gossip from this message not recorded");
             }
             let Some(loc) = self.location(uid) else {
                 served.push((uid, v.message));

@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::learn::learn;
+use crate::learn::{learn_gossip, learn_sender};
 use crate::upstream::{Session, UpstreamError, MAX_RESPONSE};
 use crate::view::{view, Keys};
 
@@ -230,8 +230,16 @@ async fn sync_mailbox(
             let learner = options.learn.clone();
             let learner_account = options.account.clone();
             running.spawn(async move {
+                let mut sender = None;
+                if let Some(keystore) = &learner {
+                    match learn_sender(keystore, &learner_account, &bytes, SystemTime::now()).await
+                    {
+                        Ok(s) => sender = s,
+                        Err(e) => warn!(uid, error = %e, "the sender's key not recorded"),
+                    }
+                }
                 let opened = tokio::task::spawn_blocking(move || {
-                    let v = view(&bytes, &keys, SystemTime::now());
+                    let v = view(&bytes, &keys, sender.as_ref(), SystemTime::now());
                     let undecryptable = v.detail.is_some();
                     if let Some(detail) = &v.detail {
                         warn!(uid, reason = %detail, "archived without decrypting");
@@ -247,10 +255,8 @@ async fn sync_mailbox(
                 .map_err(|e| SyncError::Worker(e.to_string()))?;
                 let (prepared, encrypted, undecryptable, lessons) = opened;
                 if let Some(keystore) = &learner {
-                    if let Err(e) =
-                        learn(keystore, &learner_account, &lessons, SystemTime::now()).await
-                    {
-                        warn!(uid, error = %e, "keys from this message not recorded");
+                    if let Err(e) = learn_gossip(keystore, &learner_account, &lessons).await {
+                        warn!(uid, error = %e, "gossip from this message not recorded");
                     }
                 }
                 let stored = archive

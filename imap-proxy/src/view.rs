@@ -8,11 +8,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
-use crate::learn::Lessons;
+use crate::learn::{Lessons, SenderKey};
 use mailcrypt::{DecryptContext, Outcome, Refusal, SignatureStatus};
 use sequoia_openpgp::Cert;
 
-use keystore::{Keystore, KeystoreError, TrustLevel};
+use keystore::{KeyStatus, Keystore, KeystoreError, TrustLevel};
 
 /// The keys one account reads its mail with, loaded once for many messages.
 #[derive(Debug, Clone)]
@@ -72,14 +72,45 @@ pub struct View {
 }
 
 /// Decrypts and verifies one message from the provider.
-pub fn view(provider_bytes: &[u8], keys: &Keys, now: SystemTime) -> View {
+///
+/// `sender` is what the message's own Autocrypt header taught
+/// ([`crate::learn::learn_sender`]): a key first seen (or changed) with this
+/// very message checks its signature, and the status says `key=changed`;
+/// a key refused (conflicting with a verified one, or rejected) is not used
+/// and the status says so.
+pub fn view(
+    provider_bytes: &[u8],
+    keys: &Keys,
+    sender: Option<&SenderKey>,
+    now: SystemTime,
+) -> View {
+    // Copying the verifiers is rare: only for a key not loaded yet.
+    let extended;
+    let verifiers: &[Cert] = match sender {
+        Some(s)
+            if s.usable()
+                && !keys
+                    .verifiers
+                    .iter()
+                    .any(|c| c.fingerprint() == s.cert.fingerprint()) =>
+        {
+            extended = keys
+                .verifiers
+                .iter()
+                .cloned()
+                .chain(std::iter::once(s.cert.clone()))
+                .collect::<Vec<_>>();
+            &extended
+        }
+        _ => &keys.verifiers,
+    };
     let ctx = DecryptContext {
         secret_keys: &keys.secret,
-        verifier_certs: &keys.verifiers,
+        verifier_certs: verifiers,
         now,
     };
     let outcome = mailcrypt::decrypt(provider_bytes, &ctx);
-    let status = status_value(&outcome, keys);
+    let status = status_value(&outcome, keys, sender);
     // Every refusal is about encrypted content (or content too large to
     // look at), so the message counts as encrypted either way.
     let encrypted = outcome.decrypted || outcome.refusal.is_some();
@@ -191,7 +222,22 @@ fn refusal_word(refusal: &Refusal) -> &'static str {
 
 /// The `Letterlock-Security` value: `encrypted; signature=valid;
 /// signer=bob@example.org; key=verified; fpr=…` (SPEC.md).
-fn status_value(outcome: &Outcome, keys: &Keys) -> Option<String> {
+fn status_value(outcome: &Outcome, keys: &Keys, sender: Option<&SenderKey>) -> Option<String> {
+    let mut value = signature_status(outcome, keys, sender)?;
+    if let Some(s) = sender {
+        match s.status {
+            KeyStatus::Conflict => value.push_str(&format!(
+                "; autocrypt=conflict; offered={}",
+                s.cert.fingerprint().to_hex()
+            )),
+            KeyStatus::Rejected => value.push_str("; autocrypt=rejected"),
+            _ => {}
+        }
+    }
+    Some(value)
+}
+
+fn signature_status(outcome: &Outcome, keys: &Keys, sender: Option<&SenderKey>) -> Option<String> {
     let mut fields = Vec::new();
     if outcome.decrypted {
         fields.push("encrypted".to_string());
@@ -214,7 +260,15 @@ fn status_value(outcome: &Outcome, keys: &Keys) -> Option<String> {
         } => {
             let fpr = fingerprint.to_hex();
             fields.push(format!("signer={signer}"));
-            fields.push(format!("key={}", keys.key_word(signer, &fpr)));
+            let changed = sender.is_some_and(|s| {
+                s.status == KeyStatus::Changed && s.cert.fingerprint() == *fingerprint
+            });
+            let word = if changed {
+                "changed"
+            } else {
+                keys.key_word(signer, &fpr)
+            };
+            fields.push(format!("key={word}"));
             fields.push(format!("fpr={fpr}"));
         }
         SignatureStatus::SignerMismatch { fingerprint } => {
@@ -263,7 +317,7 @@ mod tests {
             },
         )
         .expect("encrypt");
-        let v = view(&encrypted, &keys(), now);
+        let v = view(&encrypted, &keys(), None, now);
         assert!(v.encrypted);
         assert_eq!(
             v.status.as_deref(),
@@ -282,13 +336,13 @@ mod tests {
         assert!(text.contains("-----BEGIN PGP MESSAGE-----"));
         assert!(!text.contains("secret\r\n"));
         // The same message always gives the same bytes.
-        assert_eq!(view(&encrypted, &keys(), now).message, v.message);
+        assert_eq!(view(&encrypted, &keys(), None, now).message, v.message);
     }
 
     #[test]
     fn plain_unsigned_mail_gets_no_header_and_loses_forged_ones() {
         let msg = b"Letterlock-Security: encrypted; signature=valid\r\nFrom: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n";
-        let v = view(msg, &keys(), SystemTime::now());
+        let v = view(msg, &keys(), None, SystemTime::now());
         assert!(v.status.is_none());
         assert!(!v.encrypted);
         assert_eq!(
