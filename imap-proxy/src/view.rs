@@ -74,39 +74,21 @@ pub struct View {
 /// Decrypts and verifies one message from the provider.
 ///
 /// `sender` is what the message's own Autocrypt header taught
-/// ([`crate::learn::learn_sender`]): a key first seen (or changed) with this
-/// very message checks its signature, and the status says `key=changed`;
-/// a key refused (conflicting with a verified one, or rejected) is not used
-/// and the status says so.
+/// ([`crate::learn::learn_sender`]): a changed key makes the status say
+/// `key=changed`; a key refused (conflicting with a verified one, or
+/// rejected) does not check the signature, and the status says so.
 pub fn view(
     provider_bytes: &[u8],
     keys: &Keys,
     sender: Option<&SenderKey>,
     now: SystemTime,
 ) -> View {
-    // Copying the verifiers is rare: only for a key not loaded yet.
-    let extended;
-    let verifiers: &[Cert] = match sender {
-        Some(s)
-            if s.usable()
-                && !keys
-                    .verifiers
-                    .iter()
-                    .any(|c| c.fingerprint() == s.cert.fingerprint()) =>
-        {
-            extended = keys
-                .verifiers
-                .iter()
-                .cloned()
-                .chain(std::iter::once(s.cert.clone()))
-                .collect::<Vec<_>>();
-            &extended
-        }
-        _ => &keys.verifiers,
-    };
     let ctx = DecryptContext {
         secret_keys: &keys.secret,
-        verifier_certs: verifiers,
+        verifier_certs: &keys.verifiers,
+        // The header's own key checks the signature (trust on first use)
+        // unless the keystore refused it for this sender.
+        autocrypt_key_verifies: sender.is_none_or(SenderKey::usable),
         now,
     };
     let outcome = mailcrypt::decrypt(provider_bytes, &ctx);

@@ -48,8 +48,14 @@ pub struct DecryptContext<'a> {
     /// The account's own certificates with secret keys.
     pub secret_keys: &'a [Cert],
     /// Certificates to check signatures with (known peers). The key in the
-    /// message's own valid `Autocrypt:` header is used as well.
+    /// message's own valid `Autocrypt:` header is used as well, unless
+    /// `autocrypt_key_verifies` is false.
     pub verifier_certs: &'a [Cert],
+    /// Whether the key in the message's own Autocrypt header may check its
+    /// signature (trust on first use). The caller says no when the user's
+    /// keystore refused that key for the sender: it conflicts with a
+    /// verified key, or was rejected.
+    pub autocrypt_key_verifies: bool,
     /// Reference time for key and signature validity.
     pub now: SystemTime,
 }
@@ -147,7 +153,11 @@ pub fn decrypt(message: &[u8], ctx: &DecryptContext<'_>) -> Outcome {
     let verifiers = Verifiers {
         known: ctx.verifier_certs,
         own: ctx.secret_keys,
-        sender: outcome.autocrypt.as_ref().map(|ac| &ac.cert),
+        sender: outcome
+            .autocrypt
+            .as_ref()
+            .filter(|_| ctx.autocrypt_key_verifies)
+            .map(|ac| &ac.cert),
     };
     let engine = Engine {
         ctx,

@@ -113,6 +113,7 @@ fn ctx<'a>(secret: &'a [Cert], verifiers: &'a [Cert]) -> DecryptContext<'a> {
     DecryptContext {
         secret_keys: secret,
         verifier_certs: verifiers,
+        autocrypt_key_verifies: true,
         now: now(),
     }
 }
@@ -428,6 +429,7 @@ fn autocrypt_gossip_example_decrypts_for_bob_and_carol() {
             &DecryptContext {
                 secret_keys: &secret,
                 verifier_certs: &[],
+                autocrypt_key_verifies: true,
                 now: then,
             },
         );
@@ -466,6 +468,7 @@ fn rsa_3072_and_v6_certificates_work() {
             &DecryptContext {
                 secret_keys: &secret,
                 verifier_certs: &verifiers,
+                autocrypt_key_verifies: true,
                 now: std::time::SystemTime::now(),
             },
         );
@@ -512,6 +515,7 @@ fn sequoia_test_corpus_gives_clean_answers() {
             &DecryptContext {
                 secret_keys: &testy,
                 verifier_certs: &[],
+                autocrypt_key_verifies: true,
                 now: std::time::SystemTime::now(),
             },
         );

@@ -90,6 +90,7 @@ impl Fixture {
             &DecryptContext {
                 secret_keys: &secret,
                 verifier_certs: &verifiers,
+                autocrypt_key_verifies: true,
                 now: SystemTime::now(),
             },
         );

@@ -48,6 +48,7 @@ fn ctx(k: &Keys) -> DecryptContext<'_> {
     DecryptContext {
         secret_keys: std::slice::from_ref(&k.bob),
         verifier_certs: std::slice::from_ref(&k.alice),
+        autocrypt_key_verifies: true,
         now: SystemTime::now(),
     }
 }

@@ -258,6 +258,7 @@ fn every_thunderbird_message_gets_its_expected_outcome() {
     let ctx = DecryptContext {
         secret_keys: &secret,
         verifier_certs: &verifiers,
+        autocrypt_key_verifies: true,
         now: std::time::SystemTime::now(),
     };
 
@@ -329,6 +330,7 @@ fn gossip_in_thunderbird_message_is_accepted_for_recipients_only() {
     let ctx = DecryptContext {
         secret_keys: &secret,
         verifier_certs: &verifiers,
+        autocrypt_key_verifies: true,
         now: std::time::SystemTime::now(),
     };
     let out = decrypt(

@@ -1,0 +1,361 @@
+//! Harness for Letterlock's end-to-end tests: real `gateway` processes (one
+//! per person, each with its own configuration, vault and ports) between
+//! Python's smtplib/imaplib and a real provider (`testbed::Provider`:
+//! Dovecot IMAP and submission, OpenSMTPD delivering over LMTP).
+//!
+//! The gateways are driven only through their command line and their
+//! listeners, as a person or a mail client would.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use testbed::Provider;
+
+/// The `gateway` binary of this workspace, built once per test process.
+pub fn gateway_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "gateway", "--bins"])
+                .current_dir(&root)
+                .status()
+                .expect("running cargo build");
+            assert!(status.success(), "building the gateway failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            target.join("debug/gateway")
+        })
+        .clone()
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// One person's gateway: its files, ports and (while running) process.
+pub struct Gateway {
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub imap_port: u16,
+    pub smtp_port: u16,
+    process: Option<Child>,
+    /// Every run's log, appended.
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    /// A configuration with its own data directory and loopback ports, and
+    /// no DNS discovery that could leave the machine (a closed port).
+    pub fn new(root: &Path, name: &str) -> Self {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("gateway dir");
+        let (imap_port, smtp_port) = (testbed::free_port(), testbed::free_port());
+        let config = dir.join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n[imap]\nlisten = \"127.0.0.1:{imap_port}\"\n\
+                 [smtp]\nlisten = \"127.0.0.1:{smtp_port}\"\n\
+                 [dns]\nnameservers = [\"127.0.0.1:9\"]\nrequire_dnssec = true\n",
+                dir.join("data").display()
+            ),
+        )
+        .expect("config");
+        Gateway {
+            name: name.into(),
+            log: dir.join("gateway.log"),
+            dir,
+            config,
+            imap_port,
+            smtp_port,
+            process: None,
+        }
+    }
+
+    /// `gateway ARGS --config …`, its output.
+    pub fn command(&self, args: &[&str]) -> Output {
+        Command::new(gateway_binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("LETTERLOCK_PASSPHRASE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running gateway")
+    }
+
+    /// Like [`Gateway::command`], requiring success; stdout as text.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.command(args);
+        assert!(
+            out.status.success(),
+            "{}: gateway {args:?} failed:\n{}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        serde_json::from_str(&self.ok(&with_json)).expect("JSON output")
+    }
+
+    /// `gateway init` for `address` at the provider (users log in with
+    /// their full address), without a vault passphrase.
+    pub fn init(&self, address: &str, provider: &Provider) -> String {
+        let imap = format!("localhost:{}", provider.dovecot.imaps_port);
+        let smtp = format!("localhost:{}", provider.submissions_port);
+        let ca = provider.dovecot.ca_file.display().to_string();
+        self.ok(&[
+            "init",
+            "--address",
+            address,
+            "--imap",
+            &imap,
+            "--smtp",
+            &smtp,
+            "--imap-security",
+            "tls",
+            "--smtp-security",
+            "tls",
+            "--ca-file",
+            &ca,
+            "--no-passphrase",
+        ])
+    }
+
+    /// `gateway run` in the background, returning once both listeners answer.
+    pub fn start(&mut self) {
+        assert!(self.process.is_none(), "{} already runs", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = Command::new(gateway_binary())
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("LETTERLOCK_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("gateway run");
+        self.process = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for port in [self.imap_port, self.smtp_port] {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if let Some(Ok(Some(status))) = self.process.as_mut().map(|p| p.try_wait()) {
+                    panic!("{} exited with {status}:\n{}", self.name, self.log_text());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} did not start:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// SIGTERM, then waits for the process to finish what it was doing.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.process.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    assert!(
+                        status.success(),
+                        "{} stopped with {status}:\n{}",
+                        self.name,
+                        self.log_text()
+                    );
+                    return;
+                }
+                _ if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    panic!(
+                        "{} did not stop on SIGTERM:\n{}",
+                        self.name,
+                        self.log_text()
+                    );
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A mail client (Python smtplib) sends through a gateway; returns
+/// "OK" or the refusal.
+pub fn send(gateway: &Gateway, login: (&str, &str), message: &str, to: &[&str]) -> String {
+    const SENDER: &str = r#"
+import smtplib, sys
+port, user, password, from_addr = sys.argv[1:5]
+to = sys.argv[5:]
+message = sys.stdin.buffer.read()
+try:
+    with smtplib.SMTP("127.0.0.1", int(port), timeout=120) as s:
+        s.login(user, password)
+        s.sendmail(from_addr, to, message)
+    print("OK")
+except smtplib.SMTPException as e:
+    print("REFUSED", e)
+"#;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            SENDER,
+            &gateway.smtp_port.to_string(),
+            login.0,
+            login.1,
+            login.0,
+        ])
+        .args(to)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(message.replace('\n', "\r\n").as_bytes())
+        .expect("message");
+    let out = child.wait_with_output().expect("smtplib");
+    assert!(
+        out.status.success(),
+        "smtplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A mail client (Python imaplib) reads a whole mailbox through a gateway:
+/// every message's `BODY.PEEK[]`, in UID order.
+pub fn read(gateway: &Gateway, login: (&str, &str), mailbox: &str) -> Vec<String> {
+    const READER: &str = r#"
+import base64, imaplib, sys
+port, user, password, mailbox = sys.argv[1:5]
+m = imaplib.IMAP4("127.0.0.1", int(port), timeout=120)
+m.login(user, password)
+typ, _ = m.select(mailbox)
+if typ == "OK":
+    typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
+    for d in data:
+        if isinstance(d, tuple):
+            print(base64.b64encode(d[1]).decode())
+m.logout()
+"#;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            READER,
+            &gateway.imap_port.to_string(),
+            login.0,
+            login.1,
+            mailbox,
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "imaplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            use base64::Engine as _;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(l)
+                .expect("base64");
+            String::from_utf8_lossy(&raw).into_owned()
+        })
+        .collect()
+}
+
+/// A mail client stores a message (Thunderbird's Sent or Drafts copy).
+pub fn append(gateway: &Gateway, login: (&str, &str), mailbox: &str, message: &str) -> String {
+    const APPENDER: &str = r#"
+import imaplib, sys
+port, user, password, mailbox = sys.argv[1:5]
+m = imaplib.IMAP4("127.0.0.1", int(port), timeout=120)
+m.login(user, password)
+m.create(mailbox)
+typ, data = m.append(mailbox, "(\\Seen)", None, sys.stdin.buffer.read())
+print(typ)
+m.logout()
+"#;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            APPENDER,
+            &gateway.imap_port.to_string(),
+            login.0,
+            login.1,
+            mailbox,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(message.replace('\n', "\r\n").as_bytes())
+        .expect("message");
+    let out = child.wait_with_output().expect("imaplib");
+    assert!(
+        out.status.success(),
+        "imaplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The value of a header field in a message's text, if present.
+pub fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    let head = message.split("\r\n\r\n").next()?;
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
