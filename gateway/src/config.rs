@@ -362,6 +362,14 @@ smtp = { host = "smtp.example.org", port = 465, security = "tls" }
     }
 
     #[test]
+    fn the_contrib_sample_is_valid() {
+        let c: Config = toml::from_str(include_str!("../../contrib/gateway.toml"))
+            .expect("contrib/gateway.toml");
+        assert_eq!(c.accounts.len(), 1);
+        assert_eq!(c.imap_listen().to_string(), DEFAULT_IMAP_LISTEN);
+    }
+
+    #[test]
     fn a_bad_value_is_named_with_its_line() {
         let text = "[[account]]\naddress = \"a@example.org\"\n\
             imap = { host = \"h\", port = 993, security = \"tsl\" }\n\
