@@ -550,10 +550,7 @@ impl Forwarder {
                     // Backpressure: a slow client stops the reading of more
                     // provider data until it has taken what is queued.
                     event = up_stream.next(up_client), if self.unsent <= MAX_UNSENT => match event {
-                        Ok(event) => {
-                            provider_heard = tokio::time::Instant::now();
-                            Step::FromProvider(event)
-                        }
+                        Ok(event) => Step::FromProvider(event),
                         Err(e) => {
                             // A provider that hangs up after LOGOUT may lose
                             // its last words (BYE and OK arrive with the TLS
@@ -583,6 +580,7 @@ impl Forwarder {
                     }
                 }
             };
+            let from_provider = matches!(step, Step::FromProvider(_));
             match step {
                 Step::FromClient(ServerEvent::CommandReceived { command }) => {
                     self.queue.push_back(Pending::Command(command));
@@ -643,6 +641,11 @@ impl Forwarder {
                     self.on_status(status).await?;
                 }
                 Step::FromProvider(_) => {}
+            }
+            // Our own work on what the provider sent (decrypting a batch)
+            // is not the provider's silence.
+            if from_provider {
+                provider_heard = tokio::time::Instant::now();
             }
         }
     }
