@@ -640,21 +640,55 @@ fn inline_entity(plain: &[u8], ct: &ContentType, eol: &str) -> Zeroizing<Vec<u8>
     Zeroizing::new(out)
 }
 
-/// The message the user sees: fields that came only from outside (trace
-/// fields, the outer Autocrypt header), then the decrypted entity's fields,
-/// which win over outer ones of the same name (RFC 9788 header protection),
+/// Outer fields kept beside a protected header: what the provider's
+/// servers added on the way (trace, authentication results, list
+/// information). Everything else outside is unauthenticated and would stand
+/// next to the sender's own fields as if they had written it.
+const TRANSPORT_FIELDS: &[&str] = &[
+    "Received",
+    "Return-Path",
+    "Delivered-To",
+    "X-Original-To",
+    "Envelope-To",
+    "Authentication-Results",
+    "Received-SPF",
+    "DKIM-Signature",
+    "Autocrypt",
+];
+const TRANSPORT_PREFIXES: &[&str] = &["ARC-", "List-", "X-Spam"];
+
+/// The message the user sees: fields that came only from outside, then the
+/// decrypted entity's fields, which win over outer ones of the same name,
 /// then its body.
+///
+/// When the sender protected the header (RFC 9788: `hp` on the inner
+/// Content-Type, or a From inside), the inner header is the whole header:
+/// of the outer fields only transport ones are kept. An attacker who
+/// re-sends someone's ciphertext must not be able to add a Reply-To, Cc or
+/// Subject that the reader takes for the sender's ("Re: What's up Johnny?").
+/// Without protection (older clients) the outer fields are all there is.
 fn restore(root: &Entity<'_>, content: &[u8]) -> Vec<u8> {
     let eol = line_ending(root.header);
     let inner = Entity::parse(content);
     let inner_fields = mime::fields(inner.header);
-    let is_content = |f: &Field<'_>| {
-        f.name.len() > 8 && f.name[..8].eq_ignore_ascii_case("Content-") || f.is("MIME-Version")
+    let protected =
+        inner.content_type().param("hp").is_some() || inner_fields.iter().any(|f| f.is("From"));
+    // `get`: a hostile field name may have a multi-byte character there.
+    let starts_with = |f: &Field<'_>, prefix: &str| {
+        f.name
+            .get(..prefix.len())
+            .is_some_and(|n| n.eq_ignore_ascii_case(prefix))
+    };
+    let is_content = |f: &Field<'_>| starts_with(f, "Content-") || f.is("MIME-Version");
+    let is_transport = |f: &Field<'_>| {
+        TRANSPORT_FIELDS.iter().any(|n| f.is(n))
+            || TRANSPORT_PREFIXES.iter().any(|p| starts_with(f, p))
     };
     let mut out = Vec::with_capacity(content.len() + root.header.len());
     for f in mime::fields(root.header) {
         let shadowed = inner_fields.iter().any(|i| i.is(f.name));
-        if !shadowed && !is_content(&f) && !is_engine_field(&f) {
+        let kept = !protected || is_transport(&f);
+        if kept && !shadowed && !is_content(&f) && !is_engine_field(&f) {
             push_raw(&mut out, &f, eol);
         }
     }
