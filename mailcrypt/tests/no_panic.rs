@@ -53,6 +53,21 @@ fn ctx(k: &Keys) -> DecryptContext<'_> {
     }
 }
 
+/// Found by `scripts/fuzz`: a message/rfc822 part whose content is an
+/// empty message/rfc822 reaches a `debug_assert!` in mail-parser 0.11.9
+/// (release builds carry on; the workspace profile turns the assertion off
+/// in dev builds so tests see what the gateway does). Looked at in every
+/// position the engine parses MIME: nested scan, outgoing checks.
+#[test]
+fn nested_empty_message_parts_are_handled() {
+    let m = b"From: a@b\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+              Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n\r\n--b--\r\n";
+    let out = decrypt(m, &ctx(keys()));
+    assert!(!out.decrypted);
+    assert_eq!(out.message, m.to_vec());
+    assert!(!mailcrypt::outgoing::carries_decrypted_message(m));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
