@@ -15,9 +15,13 @@
 //! - gossip never overrides a directly received key (autocrypt's rule);
 //! - a rejected key is never used.
 //!
+//! It also remembers which messages were encrypted (by a hash of their Message-ID), so
+//! that a reply to one is never sent in the clear.
+//!
 //! Several processes (the gateway and `keytool`) may use the same database
 //! at once: SQLite's WAL mode and a busy timeout serialize their writes.
 
+mod conversation;
 mod discovery;
 mod error;
 mod identity;
@@ -30,6 +34,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use sqlx::SqlitePool;
 
+pub use conversation::MAX_LOOKUPS;
 pub use discovery::{openpgpkey_name, Discovery, DnsConfig};
 pub use error::KeystoreError;
 pub use identity::Identity;

@@ -440,3 +440,58 @@ async fn the_local_tls_key_is_kept_in_the_vault() {
         );
     }
 }
+
+#[tokio::test]
+async fn encrypted_messages_are_remembered_by_a_hash_of_their_id() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    let ids = |v: &str| -> Vec<String> { v.split(' ').map(String::from).collect() };
+    assert!(!store
+        .refers_to_encrypted(&ids("<one@canary.example>"))
+        .await
+        .expect("look up"));
+    store
+        .record_encrypted_message("<one@canary.example>", at(0))
+        .await
+        .expect("record");
+    store
+        .record_encrypted_message("<one@canary.example>", at(1))
+        .await
+        .expect("recorded twice");
+    for refs in [
+        "<one@canary.example>",
+        "<root@x> <one@canary.example>",
+        "one@canary.example",
+    ] {
+        assert!(
+            store
+                .refers_to_encrypted(&ids(refs))
+                .await
+                .expect("look up"),
+            "{refs:?}"
+        );
+    }
+    assert!(!store
+        .refers_to_encrypted(&ids("<two@canary.example> <root@x>"))
+        .await
+        .expect("look up"));
+    store.close().await;
+    let reopened = Keystore::open(dir.path(), None).await.expect("reopen");
+    assert!(reopened
+        .refers_to_encrypted(&ids("<one@canary.example>"))
+        .await
+        .expect("look up"));
+    reopened.close().await;
+    for entry in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        assert!(
+            !bytes.windows(6).any(|w| w == b"canary"),
+            "{} holds a Message-ID in the clear",
+            entry.path().display()
+        );
+    }
+}
