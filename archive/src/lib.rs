@@ -106,6 +106,11 @@ impl Prepared {
         let text = extract::extract(&message);
         Prepared { message, text }
     }
+
+    /// The message as it will be stored and served.
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
 }
 
 /// The open archive.

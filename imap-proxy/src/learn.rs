@@ -128,3 +128,23 @@ pub async fn learn_gossip(
     }
     Ok(())
 }
+
+/// Remembers that a message was encrypted at the provider, so that an
+/// answer to it is never sent in the clear (keystore's `encrypted_message`).
+/// Both Message-IDs count: the one served (from the protected header) and
+/// the provider's outer one, should they differ. Applies to the account's
+/// own mail too: a reply to one's own encrypted message continues that
+/// conversation.
+pub async fn learn_encrypted(
+    keystore: &Keystore,
+    messages: &[&[u8]],
+    now: SystemTime,
+) -> Result<(), KeystoreError> {
+    for message in messages {
+        let (header, _) = mailcrypt::mime::split_header(message);
+        if let Some(id) = mailcrypt::mime::values(header, "Message-ID").first() {
+            keystore.record_encrypted_message(id, now).await?;
+        }
+    }
+    Ok(())
+}

@@ -54,7 +54,7 @@ use tracing::{debug, info, warn};
 
 use crate::detect::{served_by_gateway, HEADER_FIELDS, TEXT_PREFIX};
 use crate::fetch::{rewrite, same_section};
-use crate::learn::{learn, learn_gossip, learn_sender, Lessons};
+use crate::learn::{learn, learn_encrypted, learn_gossip, learn_sender, Lessons};
 use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
 use crate::starttls::negotiate;
 use crate::upstream::{Endpoint, Session, UpstreamError};
@@ -1133,12 +1133,20 @@ impl Forwarder {
                 warn!("a message could not be viewed");
                 continue;
             };
-            drop(bytes);
             if let Err(e) =
                 learn_gossip(&self.shared.keystore, &self.account.address, &v.lessons).await
             {
                 warn!(uid, error = %e, "gossip from this message not recorded");
             }
+            if v.encrypted {
+                let both = [&v.message[..], &bytes[..]];
+                if let Err(e) =
+                    learn_encrypted(&self.shared.keystore, &both, SystemTime::now()).await
+                {
+                    warn!(uid, error = %e, "an encrypted message's ID not recorded");
+                }
+            }
+            drop(bytes);
             let Some(loc) = self.location(uid) else {
                 served.push((uid, v.message));
                 continue;

@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::learn::{learn_gossip, learn_sender};
+use crate::learn::{learn_encrypted, learn_gossip, learn_sender};
 use crate::upstream::{Session, UpstreamError, MAX_RESPONSE};
 use crate::view::{view, Keys};
 
@@ -249,14 +249,26 @@ async fn sync_mailbox(
                         v.encrypted,
                         undecryptable,
                         v.lessons,
+                        bytes,
                     )
                 })
                 .await
                 .map_err(|e| SyncError::Worker(e.to_string()))?;
-                let (prepared, encrypted, undecryptable, lessons) = opened;
+                let (prepared, encrypted, undecryptable, lessons, bytes) = opened;
                 if let Some(keystore) = &learner {
                     if let Err(e) = learn_gossip(keystore, &learner_account, &lessons).await {
                         warn!(uid, error = %e, "gossip from this message not recorded");
+                    }
+                    if encrypted {
+                        if let Err(e) = learn_encrypted(
+                            keystore,
+                            &[prepared.message(), &bytes],
+                            SystemTime::now(),
+                        )
+                        .await
+                        {
+                            warn!(uid, error = %e, "an encrypted message's ID not recorded");
+                        }
                     }
                 }
                 let stored = archive

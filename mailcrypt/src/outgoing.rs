@@ -3,6 +3,7 @@
 //! leave (Bcc, the gateway's own request fields), and tags in the subject.
 //! Everything not touched stays byte for byte as the client wrote it.
 
+use crate::decrypt::STATUS_HEADER;
 use crate::mime;
 
 /// The addresses in the header fields called `names` (e.g. To and Cc), in
@@ -34,6 +35,83 @@ pub fn field_value(message: &[u8], name: &str) -> Option<String> {
         .into_iter()
         .find(|f| f.is(name))
         .map(|f| f.value())
+}
+
+/// The Message-IDs a message answers or forwards, from In-Reply-To,
+/// References and Thunderbird's X-Forwarded-Message-Id, in field order.
+pub fn referenced_message_ids(message: &[u8]) -> Vec<String> {
+    const FIELDS: [&str; 3] = ["In-Reply-To", "References", "X-Forwarded-Message-Id"];
+    let (header, _) = mime::split_header(message);
+    let mut ids = Vec::new();
+    for field in mime::fields(header) {
+        if FIELDS.iter().any(|n| field.is(n)) {
+            ids.extend(message_ids(&field.value()));
+        }
+    }
+    ids
+}
+
+/// The Message-IDs in a field value: every `<...>` token, or the whole
+/// trimmed value if it has none.
+fn message_ids(value: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut rest = value;
+    while let Some(open) = rest.find('<') {
+        let Some(close) = rest[open..].find('>') else {
+            break;
+        };
+        ids.push(rest[open..open + close + 1].to_string());
+        rest = &rest[open + close + 1..];
+    }
+    if ids.is_empty() && !value.trim().is_empty() {
+        ids.push(value.trim().to_string());
+    }
+    ids
+}
+
+/// Whether a client's message carries a message the gateway decrypted: the
+/// status header saying `encrypted` on the message itself (edit as new,
+/// redirect) or on an attached message at any depth (forward as
+/// attachment), transfer-encoded or not.
+pub fn carries_decrypted_message(message: &[u8]) -> bool {
+    fn says_encrypted(value: &str) -> bool {
+        value
+            .trim_start()
+            .get(..9)
+            .is_some_and(|v| v.eq_ignore_ascii_case("encrypted"))
+    }
+    fn walk(m: &mail_parser::Message<'_>, depth: usize) -> bool {
+        let own = m
+            .headers_raw()
+            .any(|(name, value)| name.eq_ignore_ascii_case(STATUS_HEADER) && says_encrypted(value));
+        own || (depth > 0
+            && m.parts.iter().any(|part| match &part.body {
+                mail_parser::PartType::Message(inner) => walk(inner, depth - 1),
+                _ => false,
+            }))
+    }
+    // Unencoded, at any depth: a header line of that name.
+    let mut at_line_start = true;
+    for (i, &b) in message.iter().enumerate() {
+        if at_line_start {
+            let rest = &message[i..];
+            if rest.len() > STATUS_HEADER.len()
+                && rest[..STATUS_HEADER.len()].eq_ignore_ascii_case(STATUS_HEADER.as_bytes())
+                && rest[STATUS_HEADER.len()] == b':'
+            {
+                let value_end = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
+                let value = String::from_utf8_lossy(&rest[STATUS_HEADER.len() + 1..value_end]);
+                if says_encrypted(&value) {
+                    return true;
+                }
+            }
+        }
+        at_line_start = b == b'\n';
+    }
+    // Transfer-encoded attachments (base64, quoted-printable).
+    mail_parser::MessageParser::default()
+        .parse(message)
+        .is_some_and(|m| walk(&m, 8))
 }
 
 /// Finds one of `tags` (e.g. `[plain]`, matched without regard to case) in
@@ -159,6 +237,45 @@ mod tests {
         );
         assert!(take_subject_tag(b"Subject: hello\r\n\r\nx", &["[plain]"]).is_none());
         assert!(take_subject_tag(b"To: x@example.org\r\n\r\nx", &["[plain]"]).is_none());
+    }
+
+    #[test]
+    fn references_are_read_from_every_thread_field() {
+        let m = b"In-Reply-To: <p@x>\r\nReferences: <r@x>\r\n <p@x>\r\nX-Forwarded-Message-Id: <f@y>\r\nSubject: s\r\n\r\nReferences: <body@x>\r\n";
+        assert_eq!(
+            referenced_message_ids(m),
+            ["<p@x>", "<r@x>", "<p@x>", "<f@y>"]
+        );
+        assert!(referenced_message_ids(b"Subject: new\r\n\r\nx").is_empty());
+        assert_eq!(message_ids("bare@id"), ["bare@id"]);
+        assert_eq!(message_ids("<a@x> <unterminated"), ["<a@x>"]);
+    }
+
+    #[test]
+    fn decrypted_messages_are_found_however_they_are_carried() {
+        let status = "Letterlock-Security: encrypted; signature=valid";
+        let own = format!("From: a@x\r\n{status}\r\n\r\nhi\r\n");
+        let attached = format!(
+            "From: a@x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+             Content-Type: text/plain\r\n\r\nsee below\r\n--b\r\n\
+             Content-Type: message/rfc822\r\n\r\nFrom: c@y\r\n{status}\r\n\r\nsecret\r\n--b--\r\n"
+        );
+        use base64::Engine as _;
+        let encoded_inner = base64::engine::general_purpose::STANDARD
+            .encode(format!("From: c@y\r\n{status}\r\n\r\nsecret\r\n"));
+        let encoded = format!(
+            "From: a@x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+             Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+             {encoded_inner}\r\n--b--\r\n"
+        );
+        for (what, m) in [("own", own), ("attached", attached), ("encoded", encoded)] {
+            assert!(carries_decrypted_message(m.as_bytes()), "{what}");
+        }
+        let signed_only = "From: a@x\r\nLetterlock-Security: signed; signature=valid\r\n\r\nhi\r\n";
+        let mentioned = "From: a@x\r\n\r\nThe header Letterlock-Security: encrypted is ours.\r\n";
+        for m in [signed_only, mentioned] {
+            assert!(!carries_decrypted_message(m.as_bytes()), "{m}");
+        }
     }
 
     #[test]

@@ -63,7 +63,9 @@ pub enum Decision<'a> {
     Refuse(String),
 }
 
-/// Decides for one message.
+/// Decides for one message. `reply_to_encrypted`: the message answers,
+/// forwards or carries one that was encrypted (it is then encrypted, or
+/// refused).
 pub fn decide<'a>(
     recipients: &[Recipient<'a>],
     policy: Policy,
@@ -87,6 +89,21 @@ pub fn decide<'a>(
         .map(|(r, _)| r.address)
         .collect();
     let all_have_keys = missing.is_empty();
+    // An encrypted conversation stays encrypted whatever the policy or the
+    // writer's [plain]: the message may quote what the provider must not see.
+    if reply_to_encrypted {
+        return if all_have_keys {
+            Decision::Encrypt(keys)
+        } else {
+            Decision::Refuse(format!(
+                "Not sent: this message answers or forwards an encrypted message, and there is \
+                 no usable key for {}, so the conversation would reach the provider in the \
+                 clear. Import their key (keytool import, or keytool discover), leave them out, \
+                 or write a new message that quotes nothing.",
+                list(&missing)
+            ))
+        };
+    }
     match (policy, request) {
         (Policy::Required, _) if !all_have_keys => Decision::Refuse(format!(
             "Not sent: this account only sends encrypted mail, and there is no usable key for {}. \
@@ -169,17 +186,8 @@ mod tests {
                 peer: None,
             },
         ];
-        let d = |r: &[Recipient<'_>], p, o| match decide(
-            r,
-            p,
-            o,
-            PreferEncrypt::Mutual,
-            false,
-            now(),
-        ) {
-            Decision::Encrypt(k) => format!("encrypt {}", k.len()),
-            Decision::Plain => "plain".into(),
-            Decision::Refuse(why) => format!("refuse: {why}"),
+        let d = |r: &[Recipient<'_>], p, o| {
+            verdict(decide(r, p, o, PreferEncrypt::Mutual, false, now()))
         };
         use Policy::*;
         assert_eq!(d(&with_bob, Opportunistic, None), "encrypt 1");
@@ -208,6 +216,52 @@ mod tests {
         );
         assert_eq!(d(&with_bob, Required, Some(Override::Plain)), "encrypt 1");
         assert!(d(&[], Opportunistic, None).starts_with("refuse"));
+    }
+
+    fn verdict(d: Decision<'_>) -> String {
+        match d {
+            Decision::Encrypt(k) => format!("encrypt {}", k.len()),
+            Decision::Plain => "plain".into(),
+            Decision::Refuse(why) => format!("refuse: {why}"),
+        }
+    }
+
+    /// "Re: What's up Johnny?": an answer to an encrypted message is never
+    /// sent in the clear, whatever the policy or the writer's [plain].
+    #[test]
+    fn encrypted_conversations_stay_encrypted() {
+        let bob = peer("bob@example.org", PreferEncrypt::NoPreference);
+        let with_bob = [Recipient {
+            address: "bob@example.org",
+            peer: Some(&bob),
+        }];
+        let with_mallory = [
+            Recipient {
+                address: "bob@example.org",
+                peer: Some(&bob),
+            },
+            Recipient {
+                address: "mallory@example.net",
+                peer: None,
+            },
+        ];
+        let reply = |r: &[Recipient<'_>], p, o| {
+            verdict(decide(r, p, o, PreferEncrypt::NoPreference, true, now()))
+        };
+        use Policy::*;
+        for policy in [Opportunistic, Mutual, Required] {
+            for request in [None, Some(Override::Plain), Some(Override::Encrypt)] {
+                assert_eq!(reply(&with_bob, policy, request), "encrypt 1");
+                let refused = reply(&with_mallory, policy, request);
+                assert!(
+                    refused.starts_with(
+                        "refuse: Not sent: this message answers or forwards an encrypted message"
+                    ) && refused.contains("mallory@example.net")
+                        && !refused.contains("bob@"),
+                    "{policy:?} {request:?}: {refused}"
+                );
+            }
+        }
     }
 
     #[test]

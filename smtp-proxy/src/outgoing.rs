@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use autocrypt::{AutocryptHeader, PeerState};
 use keystore::{Discovery, Identity, Keystore};
-use mailcrypt::outgoing::{header_addresses, strip_fields};
+use mailcrypt::outgoing::{
+    carries_decrypted_message, field_value, header_addresses, referenced_message_ids, strip_fields,
+};
 use mailcrypt::{Boundary, EncryptRequest};
 use sequoia_openpgp::Cert;
 
@@ -81,13 +83,15 @@ pub async fn prepare(
         data,
         ..
     } = transaction;
-    let submission = submission::read(data, &recipients)?;
+    let mut submission = submission::read(data, &recipients)?;
+    submission.answers_encrypted = encrypted_conversation(&submission.message, keystore).await?;
 
     // Look keys up for every recipient; DNS only where the keystore has
     // none and encryption is possible at all (a look-up tells the resolver
     // whom you write to).
-    let wants_keys =
-        account.policy == Policy::Required || submission.request != Some(Override::Plain);
+    let wants_keys = submission.answers_encrypted
+        || account.policy == Policy::Required
+        || submission.request != Some(Override::Plain);
     let mut peers: Vec<(String, Option<PeerState>)> = Vec::new();
     for address in submission.visible.iter().chain(&submission.hidden) {
         let mut peer = keystore
@@ -114,11 +118,39 @@ pub async fn prepare(
         peers.push((address.clone(), peer));
     }
 
+    let message_id = field_value(&submission.message, "Message-ID");
     let account = account.clone();
     let work = move || build(submission, &peers, &account, &own, mail_from, smtputf8, now);
-    tokio::task::spawn_blocking(work)
+    let outgoing = tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| refusal(format!("the encryption task failed ({e})")))?
+        .map_err(|e| refusal(format!("the encryption task failed ({e})")))??;
+    // Replies to this message are part of an encrypted conversation. (If it
+    // is not sent after all, the record does no harm.)
+    if let (true, Some(id)) = (outgoing.encrypted, message_id) {
+        if let Err(e) = keystore.record_encrypted_message(&id, now).await {
+            tracing::warn!(error = %e, "an encrypted message's ID was not recorded");
+        }
+    }
+    Ok(outgoing)
+}
+
+/// Whether the message belongs to an encrypted conversation: it refers to
+/// a message read or sent encrypted, or it carries one the gateway
+/// decrypted (forwarded as an attachment, or edited as new). If the
+/// keystore cannot tell, nothing is sent.
+async fn encrypted_conversation(message: &[u8], keystore: &Keystore) -> Result<bool, Reply> {
+    if carries_decrypted_message(message) {
+        return Ok(true);
+    }
+    let ids = referenced_message_ids(message);
+    if ids.is_empty() {
+        return Ok(false);
+    }
+    keystore.refers_to_encrypted(&ids).await.map_err(|e| {
+        refusal(format!(
+            "it could not be told whether it answers an encrypted message ({e})"
+        ))
+    })
 }
 
 fn build(
@@ -142,9 +174,7 @@ fn build(
         account.policy,
         submission.request,
         own.identity.prefer_encrypt,
-        // Not known yet: the archive would have to tell whether the message
-        // answers an encrypted one.
-        false,
+        submission.answers_encrypted,
         now,
     );
     let sender_is_account = header_addresses(&submission.message, &["From"])

@@ -23,6 +23,9 @@ pub struct Submission {
     pub visible: Vec<String>,
     /// Envelope recipients not named in To or Cc (Bcc).
     pub hidden: Vec<String>,
+    /// It answers, forwards or carries a message that was encrypted (filled
+    /// in from the keystore by the caller; `read` cannot know).
+    pub answers_encrypted: bool,
 }
 
 /// Reads a submission. A request header with a value other than yes/no is
@@ -70,6 +73,7 @@ pub fn read(data: Vec<u8>, envelope_recipients: &[String]) -> Result<Submission,
         request,
         visible,
         hidden,
+        answers_encrypted: false,
     })
 }
 
