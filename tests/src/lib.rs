@@ -42,6 +42,34 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A name server on loopback that answers every query at once with
+/// REFUSED: a lookup fails as it would at a resolver that will not help,
+/// without the resolver's timeout on a closed port (which made each send to
+/// an address without a key wait ten seconds). One per test process.
+pub fn refusing_dns() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
+        let port = socket.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                if n < 12 {
+                    continue;
+                }
+                // Same ID and question; QR set, opcode and RD kept, RA set,
+                // RCODE 5 (REFUSED); no answer, authority or additional records.
+                let mut reply = buf[..n].to_vec();
+                reply[2] = 0x80 | (buf[2] & 0x79);
+                reply[3] = 0x80 | 5;
+                reply[6..12].fill(0);
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        port
+    })
+}
+
 /// One person's gateway: its files, ports and (while running) process.
 pub struct Gateway {
     pub name: String,
@@ -56,7 +84,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// A configuration with its own data directory and loopback ports, and
-    /// no DNS discovery that could leave the machine (a closed port).
+    /// no DNS discovery that could leave the machine ([`refusing_dns`]).
     pub fn new(root: &Path, name: &str) -> Self {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("gateway dir");
@@ -67,8 +95,9 @@ impl Gateway {
             format!(
                 "data_dir = \"{}\"\n[imap]\nlisten = \"127.0.0.1:{imap_port}\"\n\
                  [smtp]\nlisten = \"127.0.0.1:{smtp_port}\"\n\
-                 [dns]\nnameservers = [\"127.0.0.1:9\"]\nrequire_dnssec = true\n",
-                dir.join("data").display()
+                 [dns]\nnameservers = [\"127.0.0.1:{}\"]\nrequire_dnssec = true\n",
+                dir.join("data").display(),
+                refusing_dns()
             ),
         )
         .expect("config");

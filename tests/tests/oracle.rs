@@ -1,0 +1,229 @@
+//! Decryption oracles ("Re: What's up Johnny?", 2019) through real gateway
+//! processes and a real provider: a reply to, or a forward of, a message the
+//! gateway decrypted never reaches the provider in the clear — not to a
+//! third party without a key, not with `[plain]` in the subject, not as an
+//! attachment, not when the attacker re-sent someone else's ciphertext as
+//! his own message to have it answered.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use e2e::{header, read, send, Gateway};
+use testbed::Provider;
+
+const ALICE: (&str, &str) = ("alice@example.org", "alicepw");
+const BOB: (&str, &str) = ("bob@example.org", "bobpw");
+const MALLORY: (&str, &str) = ("mallory@example.org", "mallorypw");
+const SECRET: &str = "The merger closes on Friday";
+
+fn message(from: &str, to: &[&str], extra: &str, subject: &str, body: &str) -> String {
+    format!(
+        "From: {from}\nTo: {}\nSubject: {subject}\nMessage-ID: <{}@example.org>\n{extra}\
+         MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n{body}\n",
+        to.join(", "),
+        subject.replace(' ', "-").to_lowercase(),
+    )
+}
+
+/// Mallory has no gateway: he hands a message to the provider's MTA.
+fn deliver_directly(provider: &Provider, to: &str, message: &[u8]) {
+    const SENDER: &str = r#"
+import smtplib, sys
+port, to = sys.argv[1:3]
+with smtplib.SMTP("127.0.0.1", int(port), timeout=60) as s:
+    s.sendmail("mallory@example.org", [to], sys.stdin.buffer.read())
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", SENDER, &provider.relay_port.to_string(), to])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(message)
+        .expect("message");
+    assert!(child.wait().expect("smtplib").success());
+}
+
+/// Bob's encrypted message as Mallory would re-send it: his From, Reply-To
+/// and Message-ID, Bob's Autocrypt header gone, the ciphertext untouched.
+fn resent_as_mallory(original: &[u8]) -> Vec<u8> {
+    // The provider stores LF; the wire wants CRLF.
+    let text = String::from_utf8_lossy(original)
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
+    let (head, body) = text.split_once("\r\n\r\n").expect("header and body");
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in head.split("\r\n") {
+        let continuation = line.starts_with(' ') || line.starts_with('\t');
+        if !continuation {
+            let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+            skipping = matches!(
+                name.as_str(),
+                "autocrypt" | "from" | "message-id" | "received" | "delivered-to" | "return-path"
+            );
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str(
+        "From: mallory@example.org\r\nReply-To: mallory@example.org\r\n\
+         Message-ID: <johnny@example.org>\r\n\r\n",
+    );
+    out.push_str(body);
+    out.into_bytes()
+}
+
+fn refused_for_conversation(answer: &str) {
+    assert!(
+        answer.starts_with("REFUSED")
+            && answer.contains("answers or forwards an encrypted message")
+            && answer.contains("mallory@example.org"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let provider = Provider::start(&[ALICE, BOB, MALLORY]);
+    let mut alice = Gateway::new(root.path(), "alice");
+    let mut bob = Gateway::new(root.path(), "bob");
+    alice.init(ALICE.0, &provider);
+    bob.init(BOB.0, &provider);
+    alice.start();
+    bob.start();
+    let wait = Duration::from_secs(60);
+
+    // Bob learns Alice's key from her first (cleartext) message, then
+    // writes to her encrypted; Alice reads it through her gateway.
+    let hello = message(ALICE.0, &[BOB.0], "", "Hello", "First contact.");
+    assert_eq!(send(&alice, ALICE, &hello, &[BOB.0]), "OK");
+    provider.wait_for_messages(BOB.0, "INBOX", 1, wait);
+    read(&bob, BOB, "INBOX");
+    let secret = message(BOB.0, &[ALICE.0], "", "Plans", SECRET);
+    assert_eq!(send(&bob, BOB, &secret, &[ALICE.0]), "OK");
+    let stored = provider.wait_for_messages(ALICE.0, "INBOX", 1, wait);
+    let ciphertext = stored.last().expect("Bob's message").clone();
+    assert!(!String::from_utf8_lossy(&ciphertext).contains(SECRET));
+    let inbox = read(&alice, ALICE, "INBOX");
+    assert!(inbox[0].contains(SECRET), "Alice reads it decrypted");
+
+    let quoting = format!("Sure.\n\n> {SECRET}");
+    let in_reply = "In-Reply-To: <plans@example.org>\nReferences: <plans@example.org>\n";
+
+    // 1. Reply-all with a third party who has no key: refused whole.
+    let reply_all = message(
+        ALICE.0,
+        &[BOB.0, MALLORY.0],
+        in_reply,
+        "Re: Plans",
+        &quoting,
+    );
+    refused_for_conversation(&send(&alice, ALICE, &reply_all, &[BOB.0, MALLORY.0]));
+
+    // 2. The writer's [plain] does not open an encrypted conversation.
+    let plain = message(
+        ALICE.0,
+        &[MALLORY.0],
+        in_reply,
+        "[plain] Re: Plans",
+        &quoting,
+    );
+    refused_for_conversation(&send(&alice, ALICE, &plain, &[MALLORY.0]));
+
+    // 3. Forwarded as an attachment (Thunderbird's default), without any
+    //    reference to the original: the attached message says what it is.
+    let forward = format!(
+        "From: {}\nTo: {}\nSubject: Fwd: Plans\nMessage-ID: <fwd@example.org>\nMIME-Version: 1.0\n\
+         Content-Type: multipart/mixed; boundary=\"f\"\n\n--f\nContent-Type: text/plain\n\nFYI\n\
+         --f\nContent-Type: message/rfc822\nContent-Disposition: attachment\n\n{}\n--f--\n",
+        ALICE.0,
+        MALLORY.0,
+        inbox[0].replace("\r\n", "\n")
+    );
+    refused_for_conversation(&send(&alice, ALICE, &forward, &[MALLORY.0]));
+
+    // 4. Thunderbird's inline forward names the original in
+    //    X-Forwarded-Message-Id.
+    let inline_forward = message(
+        ALICE.0,
+        &[MALLORY.0],
+        "X-Forwarded-Message-Id: <plans@example.org>\n",
+        "Fwd: Plans",
+        &format!("-------- Forwarded Message --------\n{SECRET}"),
+    );
+    refused_for_conversation(&send(&alice, ALICE, &inline_forward, &[MALLORY.0]));
+
+    // 5. "What's up Johnny?": Mallory re-sends Bob's ciphertext as his own
+    //    message, with a Reply-To of his, hoping Alice answers him quoting
+    //    it. Alice's gateway opens it (it is for her), shows the header Bob
+    //    protected inside (Mallory's Reply-To is not shown), and does not
+    //    call it signed by its sender...
+    deliver_directly(&provider, ALICE.0, &resent_as_mallory(&ciphertext));
+    provider.wait_for_messages(ALICE.0, "INBOX", 2, wait);
+    let inbox = read(&alice, ALICE, "INBOX");
+    let johnny = &inbox[1];
+    let status = header(johnny, "Letterlock-Security").expect("status");
+    assert!(
+        status.starts_with("encrypted") && !status.contains("signature=valid"),
+        "{status}"
+    );
+    let (johnny_header, _) = johnny.split_once("\r\n\r\n").expect("header");
+    assert!(
+        !johnny_header.contains("Reply-To") && johnny.contains(SECRET),
+        "{johnny_header}"
+    );
+    // ... and an answer to Mallory, the outer sender, is refused.
+    let answer = message(
+        ALICE.0,
+        &[MALLORY.0],
+        &format!(
+            "In-Reply-To: {}\n",
+            header(johnny, "Message-ID").expect("Message-ID")
+        ),
+        "Re: Plans",
+        &quoting,
+    );
+    refused_for_conversation(&send(&alice, ALICE, &answer, &[MALLORY.0]));
+    let outer_reply = message(
+        ALICE.0,
+        &[MALLORY.0],
+        "In-Reply-To: <johnny@example.org>\n",
+        "Re: Plans",
+        &quoting,
+    );
+    refused_for_conversation(&send(&alice, ALICE, &outer_reply, &[MALLORY.0]));
+
+    // What may go: the reply to Bob alone (encrypted), and a new message to
+    // Mallory that answers nothing (opportunistic: in the clear).
+    let to_bob = message(ALICE.0, &[BOB.0], in_reply, "Re: Plans", &quoting);
+    assert_eq!(send(&alice, ALICE, &to_bob, &[BOB.0]), "OK");
+    let new = message(ALICE.0, &[MALLORY.0], "", "Lunch", "Lunch on Monday?");
+    assert_eq!(send(&alice, ALICE, &new, &[MALLORY.0]), "OK");
+
+    let at_bob = provider.wait_for_messages(BOB.0, "INBOX", 1, wait);
+    let reply = String::from_utf8_lossy(at_bob.last().expect("reply"));
+    assert!(reply.contains("multipart/encrypted") && !reply.contains(SECRET));
+    provider.wait_for_messages(MALLORY.0, "INBOX", 1, wait);
+    // Everything refused was refused before the provider saw it, and the
+    // lunch message was sent after all of it: nothing else can still come.
+    let at_mallory = provider.messages(MALLORY.0, "INBOX");
+    assert_eq!(
+        at_mallory.len(),
+        1,
+        "only the lunch message reached Mallory"
+    );
+    let lunch = String::from_utf8_lossy(&at_mallory[0]);
+    assert!(lunch.contains("Lunch on Monday") && !lunch.contains("merger"));
+    for (g, who) in [(&alice, "alice"), (&bob, "bob")] {
+        let log = g.log_text();
+        assert!(!log.contains(SECRET), "{who}'s log holds the plaintext");
+    }
+}
