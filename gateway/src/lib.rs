@@ -64,6 +64,32 @@ pub fn init_logging(format: LogFormat) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
     };
+    log_panics();
+}
+
+/// Sends panic reports through `tracing` so they reach the same log (and the
+/// same JSON format) as everything else. A dependency may panic on hostile
+/// input (sequoia-openpgp 2.4.2 does on some truncated ciphertexts); mailcrypt
+/// catches such panics and refuses the message, and this line is how an
+/// operator learns it happened.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            %location,
+            "internal error (a bug, please report it): {message}; \
+             if it came from parsing a message, that message was refused"
+        );
+    }));
 }
 
 /// Runs an async command on a fresh runtime and maps the outcome to an exit
