@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use archive::{content_hash, Archive, Location, Prepared};
 use imap_next::client::Event as ClientEvent;
@@ -416,11 +416,41 @@ async fn deliver(stream: &mut Stream, server: &mut Server, last: ResponseHandle)
     let _ = tokio::time::timeout(Duration::from_secs(30), sending).await;
 }
 
+/// A login, passed on to the provider after the wait that earlier failures
+/// for this name earned ([`keystore::LoginThrottle`]).
 async fn login(
     shared: &Shared,
     username: &str,
     password: &SecretString,
 ) -> Result<(Session, AccountConfig), (Code<'static>, String)> {
+    let throttle = shared.keystore.login_throttle();
+    let wait = throttle.delay(username, Instant::now());
+    if !wait.is_zero() {
+        info!(%username, wait_secs = wait.as_secs(), "imap login delayed after failed attempts");
+        tokio::time::sleep(wait).await;
+    }
+    let result = login_at_provider(shared, username, password).await;
+    match &result {
+        Ok(_) => throttle.succeeded(username),
+        Err((_, LoginFailure::Refused, _)) => throttle.failed(username, Instant::now()),
+        Err((_, LoginFailure::Unreachable, _)) => {}
+    }
+    result.map_err(|(code, _, why)| (code, why))
+}
+
+/// Whether a failed login counts against the name.
+enum LoginFailure {
+    /// Unknown name, or the provider said no.
+    Refused,
+    /// The provider could not be asked.
+    Unreachable,
+}
+
+async fn login_at_provider(
+    shared: &Shared,
+    username: &str,
+    password: &SecretString,
+) -> Result<(Session, AccountConfig), (Code<'static>, LoginFailure, String)> {
     let Some(account) = shared
         .config
         .accounts
@@ -429,21 +459,33 @@ async fn login(
     else {
         return Err((
             Code::Alert,
+            LoginFailure::Refused,
             "No account with this user name is set up in the gateway".into(),
         ));
     };
-    let mut session = Session::connect(&account.provider)
-        .await
-        .map_err(|e| (Code::Alert, format!("Cannot reach your provider: {e}")))?;
+    let mut session = Session::connect(&account.provider).await.map_err(|e| {
+        (
+            Code::Alert,
+            LoginFailure::Unreachable,
+            format!("Cannot reach your provider: {e}"),
+        )
+    })?;
     match session.login(&account.username, password).await {
         Ok(()) => {}
         Err(UpstreamError::LoginRejected(why)) => {
             return Err((
                 Code::Alert,
+                LoginFailure::Refused,
                 format!("Your provider refused the login: {why}"),
             ))
         }
-        Err(e) => return Err((Code::Alert, format!("Cannot log in at your provider: {e}"))),
+        Err(e) => {
+            return Err((
+                Code::Alert,
+                LoginFailure::Unreachable,
+                format!("Cannot log in at your provider: {e}"),
+            ))
+        }
     }
     let mut account = account.clone();
     account.address = autocrypt::normalize_addr(&account.address);

@@ -26,6 +26,7 @@ mod discovery;
 mod error;
 mod identity;
 mod peers;
+mod throttle;
 mod time;
 pub mod vault;
 
@@ -42,6 +43,7 @@ pub use peers::{
     normalize_fingerprint, EventKind, KeyEvent, KeyRecord, KeySource, KeyStatus, PeerSummary,
     TrustLevel,
 };
+pub use throttle::LoginThrottle;
 pub use vault::Unlock;
 
 /// An open vault.
@@ -52,6 +54,8 @@ pub struct Keystore {
     /// Kept (zeroized on drop) so companion databases such as the archive
     /// open with the same key without asking for the passphrase again.
     key: std::sync::Arc<vault::VaultKey>,
+    /// Failed logins, shared by every clone (both proxies).
+    login_throttle: std::sync::Arc<LoginThrottle>,
 }
 
 impl std::fmt::Debug for Keystore {
@@ -89,6 +93,7 @@ impl Keystore {
             pool,
             dir: dir.to_path_buf(),
             key: std::sync::Arc::new(key),
+            login_throttle: std::sync::Arc::default(),
         })
     }
 
@@ -106,6 +111,11 @@ impl Keystore {
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, KeystoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Failed logins through either proxy ([`LoginThrottle`]).
+    pub fn login_throttle(&self) -> &LoginThrottle {
+        &self.login_throttle
     }
 
     /// The data directory this vault lives in.

@@ -362,7 +362,31 @@ async fn drive<S: ClientStream>(
     }
 }
 
+/// AUTH, passed on to the provider after the wait that earlier failures for
+/// this name earned ([`keystore::LoginThrottle`]). Permanent refusals count
+/// as failures; a provider that cannot be reached does not.
 async fn authenticate(
+    shared: &Shared,
+    state: &mut Connection,
+    username: &str,
+    password: secrecy::SecretString,
+) -> Result<(), Reply> {
+    let throttle = shared.keystore.login_throttle();
+    let wait = throttle.delay(username, std::time::Instant::now());
+    if !wait.is_zero() {
+        tracing::info!(%username, wait_secs = wait.as_secs(), "smtp login delayed after failed attempts");
+        tokio::time::sleep(wait).await;
+    }
+    let result = authenticate_at_provider(shared, state, username, password).await;
+    match &result {
+        Ok(()) => throttle.succeeded(username),
+        Err(reply) if reply.code >= 500 => throttle.failed(username, std::time::Instant::now()),
+        Err(_) => {}
+    }
+    result
+}
+
+async fn authenticate_at_provider(
     shared: &Shared,
     state: &mut Connection,
     username: &str,
