@@ -40,6 +40,9 @@ impl Reply {
     }
 
     /// The reply on the wire: `250-…` continuation lines, `250 …` last.
+    /// Control characters in the text (a CR or LF inside an error message
+    /// from a library or the provider) become spaces: they would end the
+    /// reply early and leave the client reading garbage.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = String::new();
         let count = self.lines.len().max(1);
@@ -50,7 +53,7 @@ impl Reply {
             if !self.enhanced.is_empty() {
                 let _ = write!(out, "{} ", self.enhanced);
             }
-            out.push_str(text);
+            out.extend(text.chars().map(|c| if c.is_control() { ' ' } else { c }));
             out.push_str("\r\n");
         }
         out.into_bytes()
@@ -72,6 +75,12 @@ impl std::fmt::Display for Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_breaks_inside_a_text_cannot_break_the_reply() {
+        let r = Reply::new(454, "4.7.0", "Cannot reach it: Error\r\n250 fake\n");
+        assert_eq!(r.to_bytes(), b"454 4.7.0 Cannot reach it: Error  250 fake \r\n");
+    }
 
     #[test]
     fn multiline_replies_use_continuations() {
