@@ -189,6 +189,7 @@ fn smtp_config(
                     port: a.smtp.port,
                     security: a.smtp.security.into(),
                     ca_file: a.ca_file.clone(),
+                    timeout: smtp_proxy::relay::DEFAULT_TIMEOUT,
                 },
             })
             .collect(),

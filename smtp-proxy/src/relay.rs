@@ -68,6 +68,11 @@ pub struct Provider {
     pub security: Security,
     /// An extra trust anchor (PEM) besides the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// How long the provider may take to connect and to answer each command
+    /// ([`DEFAULT_TIMEOUT`]); the message itself gets two and a half times
+    /// this plus a second per MiB. A stalled provider must not hold the
+    /// client forever.
+    pub timeout: Duration,
 }
 
 /// One message as it goes to the provider.
@@ -79,11 +84,9 @@ pub struct Copy {
     pub smtputf8: bool,
 }
 
-/// How long the provider may take: connecting and each command (RFC 5321
-/// allows minutes; a stalled provider must not hold the client forever).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
-/// The message itself, by its size: at least this, plus a second per MiB.
-const DATA_TIMEOUT: Duration = Duration::from_secs(300);
+/// [`Provider::timeout`] unless configured: RFC 5321 allows the provider
+/// minutes for some replies.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Write the message in pieces of this size.
 const CHUNK: usize = 256 * 1024;
 /// A connection unused for this long is checked with NOOP before use.
@@ -141,7 +144,7 @@ impl Relay {
         };
         let hello = ClientId::Domain("localhost".into());
         let address = (self.provider.host.as_str(), self.provider.port);
-        let tcp = timeout(COMMAND_TIMEOUT, TcpStream::connect(address))
+        let tcp = timeout(self.provider.timeout, TcpStream::connect(address))
             .await
             .map_err(|_| unreachable("no answer".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
@@ -154,7 +157,7 @@ impl Relay {
                 let name = ServerName::try_from(self.provider.host.clone())
                     .map_err(|e| unreachable(format!("bad host name: {e}")))?;
                 let tls = timeout(
-                    COMMAND_TIMEOUT,
+                    self.provider.timeout,
                     TlsConnector::from(config).connect(name, tcp),
                 )
                 .await
@@ -165,7 +168,7 @@ impl Relay {
             Security::StartTls | Security::Plain => Box::new(tcp),
         };
         let mut connection = timeout(
-            COMMAND_TIMEOUT,
+            self.provider.timeout,
             AsyncSmtpConnection::connect_with_transport(stream, &hello),
         )
         .await
@@ -178,7 +181,7 @@ impl Relay {
                     "it does not offer STARTTLS, and the account requires it".into(),
                 ));
             }
-            timeout(COMMAND_TIMEOUT, connection.starttls(tls, &hello))
+            timeout(self.provider.timeout, connection.starttls(tls, &hello))
                 .await
                 .map_err(|_| unreachable("no answer to STARTTLS".into()))?
                 .map_err(|e| unreachable(describe(&e)))?;
@@ -188,7 +191,7 @@ impl Relay {
             self.password.expose_secret().to_string(),
         );
         let response = timeout(
-            COMMAND_TIMEOUT,
+            self.provider.timeout,
             connection.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
         )
         .await
@@ -319,6 +322,7 @@ impl Relay {
     }
 
     async fn envelope(&mut self, copy: &Copy) -> Result<(), Failure> {
+        let limit = self.provider.timeout;
         let connection = self.connection.as_mut().ok_or(Failure::Lost)?;
         let from = if copy.mail_from.is_empty() {
             None
@@ -357,11 +361,12 @@ impl Relay {
         if !copy.data.is_empty() {
             parameters.push(MailParameter::Size(copy.data.len()));
         }
-        command(connection, Mail::new(from, parameters), "MAIL FROM").await?;
+        command(connection, limit, Mail::new(from, parameters), "MAIL FROM").await?;
         for recipient in &copy.recipients {
             let to = parse_address(recipient)?;
             command(
                 connection,
+                limit,
                 Rcpt::new(to, Vec::new()),
                 &format!("the recipient {recipient}"),
             )
@@ -371,9 +376,10 @@ impl Relay {
     }
 
     async fn data(&mut self, data: &[u8]) -> Result<Response, Failure> {
+        let limit = self.provider.timeout;
         let connection = self.connection.as_mut().ok_or(Failure::Lost)?;
-        command(connection, Data, "DATA").await?;
-        let limit = DATA_TIMEOUT + Duration::from_secs((data.len() / (1024 * 1024)) as u64);
+        command(connection, limit, Data, "DATA").await?;
+        let limit = limit * 5 / 2 + Duration::from_secs((data.len() / (1024 * 1024)) as u64);
         match timeout(limit, connection.message_iter(data.chunks(CHUNK))).await {
             Err(_) => {
                 self.connection = None;
@@ -395,7 +401,7 @@ impl Relay {
         if let Some(connection) = self.connection.as_mut() {
             if connection.has_broken()
                 || !matches!(
-                    timeout(COMMAND_TIMEOUT, connection.command(Rset)).await,
+                    timeout(self.provider.timeout, connection.command(Rset)).await,
                     Ok(Ok(_))
                 )
             {
@@ -503,10 +509,11 @@ impl From<Reply> for Failure {
 
 async fn command<C: std::fmt::Display>(
     connection: &mut AsyncSmtpConnection,
+    limit: Duration,
     cmd: C,
     what: &str,
 ) -> Result<Response, Failure> {
-    match timeout(COMMAND_TIMEOUT, connection.command(cmd)).await {
+    match timeout(limit, connection.command(cmd)).await {
         Err(_) => Err(Failure::Lost),
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) if e.status().is_some() => Err(Failure::Refused(provider_reply(&e, what))),

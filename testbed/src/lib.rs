@@ -10,16 +10,21 @@
 //!   provider to send through and read back from.
 //! - [`BreakingLink`]: a TCP forwarder that cuts the connection after a
 //!   given number of bytes, to break a real session at a known point.
+//! - [`HostileSmtp`]: a scripted SMTP server that drops, stalls, answers
+//!   garbage or is out of space at a chosen step (the one stand-in for a
+//!   provider: no real server misbehaves on cue).
 //!
 //! Everything comes from Debian packages installed by `scripts/setup`; a
 //! missing program fails the test with a sentence saying so.
 
 mod dovecot;
+pub mod hostile_smtp;
 mod link;
 mod provider;
 mod tls;
 
 pub use dovecot::Dovecot;
+pub use hostile_smtp::HostileSmtp;
 pub use link::BreakingLink;
 pub use provider::{Provider, LOCK_FILE};
 pub use tls::TestCa;

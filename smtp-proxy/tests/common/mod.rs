@@ -59,6 +59,12 @@ pub struct Setup {
     pub idle_timeout: Duration,
     /// The provider refuses messages larger than this (bytes).
     pub provider_max_size: Option<u64>,
+    /// Alice's account submits to this plain-SMTP port (a
+    /// [`testbed::HostileSmtp`]) instead of the provider; Erin then gets an
+    /// account of her own at the real provider.
+    pub hostile: Option<u16>,
+    /// How long the provider may take for each command.
+    pub provider_timeout: Duration,
 }
 
 impl Default for Setup {
@@ -70,6 +76,8 @@ impl Default for Setup {
             security: Security::Tls,
             idle_timeout: Duration::from_secs(60),
             provider_max_size: None,
+            hostile: None,
+            provider_timeout: smtp_proxy::relay::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -110,27 +118,48 @@ pub async fn fixture(setup: Setup) -> Fixture {
         Some(bytes) => testbed::BreakingLink::start(direct, bytes).port,
         None => direct,
     };
+    let real = Upstream {
+        host: "localhost".into(),
+        port,
+        security: setup.security,
+        ca_file: setup
+            .trust_provider
+            .then(|| provider.dovecot.ca_file.clone()),
+        timeout: setup.provider_timeout,
+    };
+    let account = |address: &str, provider: Upstream| AccountConfig {
+        account: Account {
+            address: address.into(),
+            policy: setup.policy,
+        },
+        username: address.into(),
+        provider,
+    };
+    let accounts = match setup.hostile {
+        None => vec![account(ALICE, real)],
+        Some(hostile) => {
+            let erin = autocrypt::key::generate(ERIN, created).expect("erin's key");
+            keystore
+                .put_identity(ERIN, &erin, PreferEncrypt::Mutual, now)
+                .await
+                .expect("identity");
+            let hostile = Upstream {
+                host: "localhost".into(),
+                port: hostile,
+                security: Security::Plain,
+                ca_file: None,
+                timeout: setup.provider_timeout,
+            };
+            vec![account(ALICE, hostile), account(ERIN, real)]
+        }
+    };
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         hostname: "localhost".into(),
         tls: Some(LocalCertificate::generate(&["localhost"]).expect("certificate")),
         limits: Limits::default(),
         idle_timeout: setup.idle_timeout,
-        accounts: vec![AccountConfig {
-            account: Account {
-                address: ALICE.into(),
-                policy: setup.policy,
-            },
-            username: ALICE.into(),
-            provider: Upstream {
-                host: "localhost".into(),
-                port,
-                security: setup.security,
-                ca_file: setup
-                    .trust_provider
-                    .then(|| provider.dovecot.ca_file.clone()),
-            },
-        }],
+        accounts,
     };
     let server = Server::bind(config, keystore.clone(), None)
         .await
