@@ -252,3 +252,122 @@ impl Drop for KilledOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A client that goes away in the middle of an APPEND literal (a laptop lid
+/// closed while Thunderbird saves to Sent), with and without LITERAL+:
+/// nothing reaches the provider,
+/// neither the partial message nor its plaintext, and the next APPEND works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_literal_stores_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("vault");
+    let now = SystemTime::now() - Duration::from_secs(60);
+    let dovecot = tokio::task::spawn_blocking(|| Dovecot::start(&[("alice", "alicepw")]))
+        .await
+        .expect("dovecot");
+    let key = autocrypt::key::generate("alice@example.org", now).expect("key");
+    store
+        .put_identity("alice@example.org", &key, PreferEncrypt::Mutual, now)
+        .await
+        .expect("identity");
+    let archive = Archive::open(&store).await.expect("archive");
+    let proxy = Proxy::bind(
+        Config {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            tls: None,
+            provider_timeout: Duration::from_secs(3),
+            accounts: vec![AccountConfig {
+                address: "alice@example.org".into(),
+                username: "alice".into(),
+                provider: Endpoint {
+                    host: "localhost".into(),
+                    port: dovecot.imaps_port,
+                    security: Security::Tls,
+                    ca_file: Some(dovecot.ca_file.clone()),
+                },
+            }],
+        },
+        store,
+        archive,
+    )
+    .await
+    .expect("bind");
+    let port = proxy.local_addr().expect("addr").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(proxy.run(async {
+        let _ = stopped.await;
+    }));
+
+    let message = "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: draft\r\n\r\n\
+                   canary-mid-literal: the first half of a draft\r\n"
+        .repeat(40);
+    for literal_plus in [false, true] {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut writer = stream;
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("greeting");
+        writer
+            .write_all(b"l LOGIN alice alicepw\r\n")
+            .expect("login");
+        loop {
+            line.clear();
+            reader.read_line(&mut line).expect("login reply");
+            if line.starts_with("l ") {
+                assert!(line.starts_with("l OK"), "{line}");
+                break;
+            }
+        }
+        let plus = if literal_plus { "+" } else { "" };
+        writer
+            .write_all(format!("a APPEND INBOX {{{}{plus}}}\r\n", message.len()).as_bytes())
+            .expect("append");
+        if !literal_plus {
+            line.clear();
+            reader.read_line(&mut line).expect("continuation");
+            assert!(line.starts_with('+'), "{line}");
+        }
+        writer
+            .write_all(&message.as_bytes()[..message.len() / 2])
+            .expect("half");
+        drop(writer);
+        drop(reader);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        dovecot.uids("alice", "INBOX").is_empty(),
+        "a partial message was stored"
+    );
+
+    // The proxy serves the next client as usual.
+    let appended = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args([
+                "-c",
+                "import imaplib,sys\n\
+                 m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]), timeout=60)\n\
+                 m.login('alice', 'alicepw')\n\
+                 print(m.append('INBOX', None, None, b'From: alice@example.org\\r\\nSubject: whole\\r\\n\\r\\nall of it\\r\\n')[0])\n",
+                &port.to_string(),
+            ])
+            .output()
+            .expect("python3")
+    })
+    .await
+    .expect("client");
+    assert_eq!(String::from_utf8_lossy(&appended.stdout).trim(), "OK");
+    assert_eq!(dovecot.uids("alice", "INBOX").len(), 1);
+    let stored = dovecot.doveadm(&["fetch", "-u", "alice", "text", "mailbox", "INBOX", "all"]);
+    assert!(
+        stored.contains("multipart/encrypted") && !stored.contains("canary-mid-literal"),
+        "{stored}"
+    );
+    let _ = stop.send(());
+}
