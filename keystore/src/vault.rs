@@ -205,6 +205,15 @@ pub(crate) async fn open_pool(path: &Path, key: &VaultKey) -> Result<SqlitePool,
         .disable_statement_logging();
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
+        // When a write fails with SQLITE_FULL or an I/O error, SQLite rolls
+        // the transaction back itself; sqlx 0.8.6's own ROLLBACK then fails
+        // and it keeps counting the connection as inside a transaction, so
+        // every later BEGIN on it is refused ("non-zero transaction depth")
+        // even after the disk has room again. Such a connection is closed
+        // rather than reused.
+        .after_release(|conn, _| {
+            Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+        })
         .connect_with(options)
         .await
         .map_err(map_open_error)?;
