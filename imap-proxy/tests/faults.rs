@@ -255,8 +255,8 @@ impl Drop for KilledOnDrop {
 
 /// A client that goes away in the middle of an APPEND literal (a laptop lid
 /// closed while Thunderbird saves to Sent), with and without LITERAL+:
-/// nothing reaches the provider,
-/// neither the partial message nor its plaintext, and the next APPEND works.
+/// nothing reaches the provider, neither the partial message nor its
+/// plaintext, and the next APPEND works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gone_mid_literal_stores_nothing() {
     use std::io::{BufRead, BufReader, Write};
