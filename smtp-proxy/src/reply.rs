@@ -79,7 +79,10 @@ mod tests {
     #[test]
     fn line_breaks_inside_a_text_cannot_break_the_reply() {
         let r = Reply::new(454, "4.7.0", "Cannot reach it: Error\r\n250 fake\n");
-        assert_eq!(r.to_bytes(), b"454 4.7.0 Cannot reach it: Error  250 fake \r\n");
+        assert_eq!(
+            r.to_bytes(),
+            b"454 4.7.0 Cannot reach it: Error  250 fake \r\n"
+        );
     }
 
     #[test]
