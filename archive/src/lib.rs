@@ -315,6 +315,39 @@ impl Archive {
             .collect())
     }
 
+    /// The served sizes of several UIDs of one mailbox (RFC822.SIZE for a
+    /// mailbox-wide FETCH, without reading the messages: SQLite answers
+    /// `length()` of a BLOB from the record header).
+    pub async fn sizes_at(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uidvalidity: u32,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, u32)>, ArchiveError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = vec!["?"; uids.len()].join(",");
+        let sql = format!(
+            "SELECT l.uid, length(m.bytes) FROM location l JOIN message m ON m.id = l.content_id
+             WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ? AND l.uid IN ({placeholders})"
+        );
+        let mut query = sqlx::query_as::<_, (i64, i64)>(&sql)
+            .bind(account)
+            .bind(mailbox)
+            .bind(i64::from(uidvalidity));
+        for uid in uids {
+            query = query.bind(i64::from(*uid));
+        }
+        Ok(query
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .filter_map(|(uid, size)| Some((u32::try_from(uid).ok()?, u32::try_from(size).ok()?)))
+            .collect())
+    }
+
     /// The UIDs archived for a mailbox whose provider copy is encrypted:
     /// the messages only the gateway can search.
     pub async fn encrypted_uids(

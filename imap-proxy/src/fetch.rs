@@ -17,6 +17,46 @@ use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section
 use crate::section::{partial, section, Spec};
 use crate::structure::{body_structure, envelope};
 
+/// What a FETCH needs of the served message: nothing (UID, FLAGS and
+/// INTERNALDATE are the provider's), only its size, or its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Needs {
+    Nothing,
+    Size,
+    Bytes,
+}
+
+/// What the items a client asked for need of the served message.
+pub fn needs(requested: &[MessageDataItemName<'_>]) -> Needs {
+    requested
+        .iter()
+        .map(|name| match name {
+            MessageDataItemName::Uid
+            | MessageDataItemName::Flags
+            | MessageDataItemName::InternalDate => Needs::Nothing,
+            MessageDataItemName::Rfc822Size => Needs::Size,
+            _ => Needs::Bytes,
+        })
+        .max()
+        .unwrap_or(Needs::Nothing)
+}
+
+/// [`rewrite`] for a FETCH that [`needs`] only the served size.
+pub fn rewrite_size(
+    provider_items: Vec<MessageDataItem<'static>>,
+    requested: &[MessageDataItemName<'_>],
+    served_size: u32,
+) -> Vec<MessageDataItem<'static>> {
+    provider_items
+        .into_iter()
+        .filter(|item| requested.iter().any(|name| answers(name, item)))
+        .map(|item| match item {
+            MessageDataItem::Rfc822Size(_) => MessageDataItem::Rfc822Size(served_size),
+            other => other,
+        })
+        .collect()
+}
+
 /// Rewrites the provider's items for one message into the client's answer.
 ///
 /// `requested` is what the client asked for (with `UID` added for a
@@ -216,6 +256,30 @@ mod tests {
             origin,
             data: literal(b"-----BEGIN PGP MESSAGE-----"),
         }
+    }
+
+    #[test]
+    fn what_a_fetch_needs_of_the_served_message() {
+        use MessageDataItemName as N;
+        assert_eq!(needs(&[N::Uid, N::Flags, N::InternalDate]), Needs::Nothing);
+        assert_eq!(needs(&[N::Uid, N::Rfc822Size, N::Flags]), Needs::Size);
+        assert_eq!(needs(&[N::Rfc822Size, N::Envelope]), Needs::Bytes);
+        assert_eq!(needs(&[]), Needs::Nothing);
+        let provider = vec![
+            MessageDataItem::Uid(NonZeroU32::MIN),
+            MessageDataItem::Rfc822Size(999),
+            MessageDataItem::Flags(vec![]),
+        ];
+        let answer = rewrite_size(provider, &[N::Uid, N::Rfc822Size], 42);
+        // FLAGS comes along unasked when a FETCH changed them; it is kept.
+        assert_eq!(
+            answer,
+            [
+                MessageDataItem::Uid(NonZeroU32::MIN),
+                MessageDataItem::Rfc822Size(42),
+                MessageDataItem::Flags(vec![])
+            ]
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tracing::{debug, info, warn};
 
 use crate::detect::{served_by_gateway, HEADER_FIELDS, TEXT_PREFIX};
-use crate::fetch::{rewrite, same_section};
+use crate::fetch::{needs, rewrite, rewrite_size, same_section, Needs};
 use crate::learn::{learn, learn_encrypted, learn_gossip, learn_sender, Lessons};
 use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
 use crate::starttls::negotiate;
@@ -111,6 +111,80 @@ struct Shared {
     config: Config,
     keystore: Keystore,
     archive: Archive,
+    in_flight: InFlight,
+}
+
+/// A message viewed once for every session that asked meanwhile.
+struct Viewed {
+    view: crate::view::View,
+    prepared: Prepared,
+}
+
+type ViewCell = Arc<tokio::sync::OnceCell<Option<Arc<Viewed>>>>;
+
+/// Views in progress, by account and hash of the provider's bytes. New mail
+/// is fetched by every open session (Thunderbird keeps several per account);
+/// decrypting it once instead of once per session keeps the work (and the
+/// memory) of a busy gateway proportional to the mail, not to the sessions.
+#[derive(Default)]
+struct InFlight {
+    cells: std::sync::Mutex<std::collections::HashMap<(String, [u8; 32]), ViewCell>>,
+}
+
+impl InFlight {
+    fn cell(&self, key: &(String, [u8; 32])) -> ViewCell {
+        let mut cells = self
+            .cells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(cells.entry(key.clone()).or_default())
+    }
+
+    /// Forgets a view once its result is archived; sessions still holding
+    /// the cell keep their copy.
+    fn finish(&self, key: &(String, [u8; 32])) {
+        self.cells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+/// Views one message and records what it teaches: its sender's key before
+/// (so a first signed message verifies), its gossip and, if it was
+/// encrypted, its Message-IDs after. `None` if the viewer panicked.
+async fn view_and_learn(
+    keystore: Keystore,
+    account: String,
+    keys: Arc<Keys>,
+    bytes: Vec<u8>,
+) -> Option<Arc<Viewed>> {
+    let sender = match learn_sender(&keystore, &account, &bytes, SystemTime::now()).await {
+        Ok(sender) => sender,
+        Err(e) => {
+            warn!(error = %e, "the sender's key in a message not recorded");
+            None
+        }
+    };
+    // Both decryption and index extraction are CPU work for the blocking pool.
+    let (view, prepared, bytes) = tokio::task::spawn_blocking(move || {
+        let v = view(&bytes, &keys, sender.as_ref(), SystemTime::now());
+        let prepared = Prepared::new(v.message.clone());
+        (v, prepared, bytes)
+    })
+    .await
+    .ok()?;
+    if let Err(e) = learn_gossip(&keystore, &account, &view.lessons).await {
+        warn!(error = %e, "gossip from a message not recorded");
+    }
+    if view.encrypted {
+        let both = [&view.message[..], &bytes[..]];
+        if let Err(e) = learn_encrypted(&keystore, &both, SystemTime::now()).await {
+            warn!(error = %e, "an encrypted message's ID not recorded");
+        }
+    }
+    drop(bytes);
+    Some(Arc::new(Viewed { view, prepared }))
 }
 
 /// A bound listener, ready to [`Proxy::run`].
@@ -132,6 +206,7 @@ impl Proxy {
                 config,
                 keystore,
                 archive,
+                in_flight: InFlight::default(),
             }),
         })
     }
@@ -752,7 +827,12 @@ impl Forwarder {
                         requested.push(MessageDataItemName::Uid);
                     }
                     let mut names = requested.clone();
-                    names.extend(detection_items());
+                    // UID, FLAGS and INTERNALDATE are the provider's for
+                    // every message: nothing to detect or look up (a
+                    // client's flag refresh of a whole mailbox stays cheap).
+                    if needs(&requested) != Needs::Nothing {
+                        names.extend(detection_items());
+                    }
                     // The UID files the message in the archive; the client
                     // sees it only if it asked (or used UID FETCH).
                     if !names.contains(&MessageDataItemName::Uid) {
@@ -907,6 +987,15 @@ impl Forwarder {
             return;
         }
         let uids: Vec<u32> = waiting.iter().map(|(_, uid, _)| *uid).collect();
+        let waiting = if needs(&requested) == Needs::Size {
+            self.answer_sizes(&requested, waiting, &uids).await
+        } else {
+            waiting
+        };
+        if waiting.is_empty() {
+            return;
+        }
+        let uids: Vec<u32> = waiting.iter().map(|(_, uid, _)| *uid).collect();
         let found: std::collections::HashMap<u32, Vec<u8>> = match &self.selected {
             Some(Selected {
                 mailbox,
@@ -952,6 +1041,49 @@ impl Forwarder {
         {
             missing.extend(missing_now);
         }
+    }
+
+    /// Answers from the archive's sizes alone where the client asked for no
+    /// content but RFC822.SIZE (Thunderbird's mailbox sync asks for that
+    /// on every message); returns the messages not archived yet.
+    async fn answer_sizes(
+        &mut self,
+        requested: &[MessageDataItemName<'static>],
+        waiting: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+        uids: &[u32],
+    ) -> Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)> {
+        let Some(Selected {
+            mailbox,
+            uidvalidity: Some(uidvalidity),
+        }) = &self.selected
+        else {
+            return waiting;
+        };
+        let sizes: std::collections::HashMap<u32, u32> = match self
+            .shared
+            .archive
+            .sizes_at(&self.account.address, mailbox, *uidvalidity, uids)
+            .await
+        {
+            Ok(sizes) => sizes.into_iter().collect(),
+            Err(e) => {
+                warn!(error = %e, "archive lookup failed");
+                return waiting;
+            }
+        };
+        let mut rest = Vec::new();
+        for (seq, uid, items) in waiting {
+            match sizes.get(&uid) {
+                Some(&size) => {
+                    if let Ok(items) = Vec1::try_from(rewrite_size(items, requested, size)) {
+                        self.unsent += 1;
+                        self.server.enqueue_data(Data::Fetch { seq, items });
+                    }
+                }
+                None => rest.push((seq, uid, items)),
+            }
+        }
+        rest
     }
 
     /// Rewrites the text criteria of a SEARCH so that encrypted messages are
@@ -1123,7 +1255,9 @@ impl Forwarder {
 
     /// Views and archives provider messages, decrypting on the blocking
     /// pool two per core while earlier results are stored; returns the
-    /// served bytes per UID (in completion order).
+    /// served bytes per UID (in completion order). A message another
+    /// session is viewing right now (new mail, with many sessions open) is
+    /// not viewed twice: both wait for the one view ([`InFlight`]).
     async fn view_many(&self, messages: Vec<(u32, Vec<u8>)>) -> Vec<(u32, Vec<u8>)> {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
         let mut served = Vec::with_capacity(messages.len());
@@ -1145,66 +1279,51 @@ impl Forwarder {
                         }
                     }
                 }
-                let sender = match learn_sender(
-                    &self.shared.keystore,
-                    &self.account.address,
-                    &bytes,
-                    SystemTime::now(),
-                )
-                .await
-                {
-                    Ok(sender) => sender,
-                    Err(e) => {
-                        warn!(uid, error = %e, "the sender's key in this message not recorded");
-                        None
-                    }
-                };
+                let key = (self.account.address.clone(), hash);
+                let cell = self.shared.in_flight.cell(&key);
                 let keys = Arc::clone(&self.keys);
-                running.spawn_blocking(move || {
-                    let v = view(&bytes, &keys, sender.as_ref(), SystemTime::now());
-                    let prepared = Prepared::new(v.message.clone());
-                    (uid, hash, bytes, v, prepared)
+                let keystore = self.shared.keystore.clone();
+                let account = self.account.address.clone();
+                running.spawn(async move {
+                    let viewed = cell
+                        .get_or_init(|| view_and_learn(keystore, account, keys, bytes))
+                        .await
+                        .clone();
+                    (uid, key, viewed)
                 });
             }
             let Some(done) = running.join_next().await else {
                 break;
             };
-            let Ok((uid, hash, bytes, v, prepared)) = done else {
-                // The viewer panicked: that message is not served (its
-                // task's bytes are gone with it).
+            let Ok((uid, key, viewed)) = done else {
                 warn!("a message could not be viewed");
                 continue;
             };
-            if let Err(e) =
-                learn_gossip(&self.shared.keystore, &self.account.address, &v.lessons).await
-            {
-                warn!(uid, error = %e, "gossip from this message not recorded");
-            }
-            if v.encrypted {
-                let both = [&v.message[..], &bytes[..]];
-                if let Err(e) =
-                    learn_encrypted(&self.shared.keystore, &both, SystemTime::now()).await
-                {
-                    warn!(uid, error = %e, "an encrypted message's ID not recorded");
-                }
-            }
-            drop(bytes);
+            let Some(viewed) = viewed else {
+                // The viewer panicked: that message is not served.
+                self.shared.in_flight.finish(&key);
+                warn!(uid, "a message could not be viewed");
+                continue;
+            };
             let Some(loc) = self.location(uid) else {
-                served.push((uid, v.message));
+                self.shared.in_flight.finish(&key);
+                served.push((uid, viewed.view.message.clone()));
                 continue;
             };
             if let Err(e) = self
                 .shared
                 .archive
-                .store_prepared(&loc, &hash, &prepared, v.encrypted)
+                .store_prepared(&loc, &key.1, &viewed.prepared, viewed.view.encrypted)
                 .await
             {
                 warn!(uid, error = %e, "message not archived");
             }
+            // Archived (or not archivable): later sessions look there.
+            self.shared.in_flight.finish(&key);
             // Another session may have archived it first: serve what is frozen.
             match self.shared.archive.message_at(&loc).await {
                 Ok(Some(frozen)) => served.push((uid, frozen)),
-                _ => served.push((uid, v.message)),
+                _ => served.push((uid, viewed.view.message.clone())),
             }
         }
         served
