@@ -44,6 +44,10 @@ submission_relay_host = 127.0.0.1
 submission_relay_port = {relay}
 submission_relay_trusted = yes
 submission_max_mail_size = {max_mail_size}
+protocol submission {{
+  # Many concurrent submissions for one user from 127.0.0.1 (default: 10).
+  mail_max_userip_connections = 200
+}}
 service submission-login {{
   inet_listener submission {{
     port = {submission}

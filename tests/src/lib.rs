@@ -14,15 +14,18 @@ use std::time::{Duration, Instant};
 
 use testbed::Provider;
 
-/// The `gateway` binary of this workspace, built once per test process.
+/// The `gateway` binary of this workspace, built once per test process
+/// (optimized when `LETTERLOCK_E2E_RELEASE=1`, as the load run wants).
 pub fn gateway_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let root = workspace_root();
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let release = std::env::var("LETTERLOCK_E2E_RELEASE").is_ok_and(|v| v == "1");
             let status = Command::new(cargo)
                 .args(["build", "--quiet", "-p", "gateway", "--bins"])
+                .args(release.then_some("--release"))
                 .current_dir(&root)
                 .status()
                 .expect("running cargo build");
@@ -30,7 +33,9 @@ pub fn gateway_binary() -> PathBuf {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| root.join("target"));
-            target.join("debug/gateway")
+            target
+                .join(if release { "release" } else { "debug" })
+                .join("gateway")
         })
         .clone()
 }
@@ -200,6 +205,11 @@ impl Gateway {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+
+    /// The running process's ID.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
     }
 
     /// SIGTERM, then waits for the process to finish what it was doing.
