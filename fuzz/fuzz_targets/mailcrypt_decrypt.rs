@@ -1,7 +1,8 @@
 //! Whole messages from the provider through the decryptor and the fact
-//! reader (Autocrypt learning). Bob's and Alice's keys are the Autocrypt
-//! specification's (../shared/testdata), so the specification's encrypted
-//! examples in the seed corpus decrypt and mutations reach every layer.
+//! reader (Autocrypt learning), and through the SMTP side's conversation
+//! checks. Bob's and Alice's keys are the Autocrypt specification's
+//! (../shared/testdata), so the specification's encrypted examples in the
+//! seed corpus decrypt and mutations reach every layer.
 #![no_main]
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
@@ -38,4 +39,8 @@ fuzz_target!(|data: &[u8]| letterlock_fuzz::run(|| {
     // Rule 4: nothing decrypted comes back next to a refusal.
     assert!(!(outcome.decrypted && outcome.refusal.is_some()));
     let _ = mailcrypt::message_facts(data, SystemTime::UNIX_EPOCH);
+    // What the SMTP proxy reads of a client's message to tell an encrypted
+    // conversation.
+    let _ = mailcrypt::outgoing::referenced_message_ids(data);
+    let _ = mailcrypt::outgoing::carries_decrypted_message(data);
 }));
