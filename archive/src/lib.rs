@@ -173,6 +173,22 @@ impl Archive {
             .await
     }
 
+    /// Whether the location holds the content with this hash already.
+    async fn holds(&self, loc: &Location, hash: &[u8; 32]) -> Result<bool, ArchiveError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM location l JOIN content c ON c.id = l.content_id
+             WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ? AND l.uid = ? AND c.hash = ?",
+        )
+        .bind(&loc.account)
+        .bind(&loc.mailbox)
+        .bind(i64::from(loc.uidvalidity))
+        .bind(i64::from(loc.uid))
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// Adds a location to content that is already archived; `false` if there
     /// is no content with this hash (the message must be prepared and stored).
     pub async fn link(&self, loc: &Location, hash: &[u8; 32]) -> Result<bool, ArchiveError> {
@@ -184,6 +200,11 @@ impl Archive {
             .await?;
         if known.is_none() {
             return Ok(false);
+        }
+        // New mail is fetched by every open session at once; all but the
+        // first find it in place, and need no write (nor a commit's fsync).
+        if self.holds(loc, hash).await? {
+            return Ok(true);
         }
         // Look again under the lock: the content may have been removed since.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -209,6 +230,9 @@ impl Archive {
         prepared: &Prepared,
         encrypted: bool,
     ) -> Result<Stored, ArchiveError> {
+        if self.holds(loc, hash).await? {
+            return Ok(Stored::Linked);
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM content WHERE hash = ?")
             .bind(&hash[..])

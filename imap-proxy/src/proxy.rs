@@ -118,6 +118,9 @@ struct Shared {
 struct Viewed {
     view: crate::view::View,
     prepared: Prepared,
+    /// Where the viewing session archived it before the others woke up
+    /// (they find it there, and write nothing).
+    archived_at: Option<Location>,
 }
 
 type ViewCell = Arc<tokio::sync::OnceCell<Option<Arc<Viewed>>>>;
@@ -150,15 +153,31 @@ impl InFlight {
     }
 }
 
-/// Views one message and records what it teaches: its sender's key before
-/// (so a first signed message verifies), its gossip and, if it was
-/// encrypted, its Message-IDs after. `None` if the viewer panicked.
-async fn view_and_learn(
+/// What one view of a message needs and where it came from.
+struct ViewJob {
     keystore: Keystore,
+    archive: Archive,
     account: String,
     keys: Arc<Keys>,
     bytes: Vec<u8>,
-) -> Option<Arc<Viewed>> {
+    hash: [u8; 32],
+    location: Option<Location>,
+}
+
+/// Views one message, records what it teaches (its sender's key before, so
+/// that a first signed message verifies; its gossip and, if it was
+/// encrypted, its Message-IDs after) and archives it at the viewing
+/// session's location. `None` if the viewer panicked.
+async fn view_learn_and_archive(job: ViewJob) -> Option<Arc<Viewed>> {
+    let ViewJob {
+        keystore,
+        archive,
+        account,
+        keys,
+        bytes,
+        hash,
+        location,
+    } = job;
     let sender = match learn_sender(&keystore, &account, &bytes, SystemTime::now()).await {
         Ok(sender) => sender,
         Err(e) => {
@@ -184,7 +203,24 @@ async fn view_and_learn(
         }
     }
     drop(bytes);
-    Some(Arc::new(Viewed { view, prepared }))
+    let archived_at = match location {
+        Some(loc) => match archive
+            .store_prepared(&loc, &hash, &prepared, view.encrypted)
+            .await
+        {
+            Ok(_) => Some(loc),
+            Err(e) => {
+                warn!(uid = loc.uid, error = %e, "message not archived");
+                None
+            }
+        },
+        None => None,
+    };
+    Some(Arc::new(Viewed {
+        view,
+        prepared,
+        archived_at,
+    }))
 }
 
 /// A bound listener, ready to [`Proxy::run`].
@@ -1281,12 +1317,18 @@ impl Forwarder {
                 }
                 let key = (self.account.address.clone(), hash);
                 let cell = self.shared.in_flight.cell(&key);
-                let keys = Arc::clone(&self.keys);
-                let keystore = self.shared.keystore.clone();
-                let account = self.account.address.clone();
+                let job = ViewJob {
+                    keystore: self.shared.keystore.clone(),
+                    archive: self.shared.archive.clone(),
+                    account: self.account.address.clone(),
+                    keys: Arc::clone(&self.keys),
+                    bytes,
+                    hash,
+                    location: self.location(uid),
+                };
                 running.spawn(async move {
                     let viewed = cell
-                        .get_or_init(|| view_and_learn(keystore, account, keys, bytes))
+                        .get_or_init(|| view_learn_and_archive(job))
                         .await
                         .clone();
                     (uid, key, viewed)
@@ -1310,13 +1352,16 @@ impl Forwarder {
                 served.push((uid, viewed.view.message.clone()));
                 continue;
             };
-            if let Err(e) = self
-                .shared
-                .archive
-                .store_prepared(&loc, &key.1, &viewed.prepared, viewed.view.encrypted)
-                .await
-            {
-                warn!(uid, error = %e, "message not archived");
+            // Viewed for another mailbox (a copy): linked here too.
+            if viewed.archived_at.as_ref() != Some(&loc) {
+                if let Err(e) = self
+                    .shared
+                    .archive
+                    .store_prepared(&loc, &key.1, &viewed.prepared, viewed.view.encrypted)
+                    .await
+                {
+                    warn!(uid, error = %e, "message not archived");
+                }
             }
             // Archived (or not archivable): later sessions look there.
             self.shared.in_flight.finish(&key);
