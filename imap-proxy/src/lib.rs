@@ -16,11 +16,13 @@
 //!   encode the protocol but do not compute these from a message — and are
 //!   checked against Dovecot's answers on the Thunderbird test corpus.
 //!
-//! The proxy's session loop (LOGIN pass-through, command forwarding, FETCH
-//! rewriting, APPEND encryption, SEARCH merging) builds on these and is
-//! not here yet.
+//! - [`proxy`]: the client-facing session loop (LOGIN pass-through,
+//!   command forwarding, FETCH rewriting, APPEND encryption, SEARCH over
+//!   decrypted text) built on these; [`downloads`] lets the sessions of one
+//!   account download and view each new message once between them.
 
 pub mod detect;
+pub mod downloads;
 pub mod fetch;
 pub mod learn;
 pub mod proxy;

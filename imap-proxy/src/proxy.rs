@@ -53,6 +53,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tracing::{debug, info, warn};
 
 use crate::detect::{served_by_gateway, HEADER_FIELDS, TEXT_PREFIX};
+use crate::downloads::{until_released, Claim, Downloads};
 use crate::fetch::{needs, rewrite, rewrite_size, same_section, Needs};
 use crate::learn::{learn, learn_encrypted, learn_gossip, learn_sender, Lessons};
 use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
@@ -112,6 +113,7 @@ struct Shared {
     keystore: Keystore,
     archive: Archive,
     in_flight: InFlight,
+    downloads: Downloads,
 }
 
 /// A message viewed once for every session that asked meanwhile.
@@ -243,6 +245,7 @@ impl Proxy {
                 keystore,
                 archive,
                 in_flight: InFlight::default(),
+                downloads: Downloads::default(),
             }),
         })
     }
@@ -1032,23 +1035,7 @@ impl Forwarder {
             return;
         }
         let uids: Vec<u32> = waiting.iter().map(|(_, uid, _)| *uid).collect();
-        let found: std::collections::HashMap<u32, Vec<u8>> = match &self.selected {
-            Some(Selected {
-                mailbox,
-                uidvalidity: Some(uidvalidity),
-            }) => self
-                .shared
-                .archive
-                .messages_at(&self.account.address, mailbox, *uidvalidity, &uids)
-                .await
-                .unwrap_or_else(|e| {
-                    warn!(error = %e, "archive lookup failed");
-                    Vec::new()
-                })
-                .into_iter()
-                .collect(),
-            _ => Default::default(),
-        };
+        let found = self.archived_messages(&uids).await;
         let mut to_view = Vec::new();
         let mut viewed_items = Vec::new();
         let mut missing_now = Vec::new();
@@ -1243,7 +1230,9 @@ impl Forwarder {
     }
 
     /// Downloads, views and archives the messages a FETCH found missing,
-    /// then answers for them.
+    /// then answers for them. A message another session is downloading
+    /// right now (new mail, several sessions open) is not downloaded again:
+    /// this session waits for it and reads the archive ([`Downloads`]).
     async fn fill_missing(
         &mut self,
         requested: &[MessageDataItemName<'static>],
@@ -1252,23 +1241,100 @@ impl Forwarder {
         // In batches, so that memory stays bounded whatever the mailbox.
         let mut missing = missing.into_iter().peekable();
         while missing.peek().is_some() {
-            let batch: Vec<_> = missing.by_ref().take(MISSING_BATCH).collect();
-            let uids: Vec<u32> = batch.iter().map(|(_, uid, _)| *uid).collect();
-            let fetched = self
-                .session
-                .fetch_messages(&uids)
-                .await
-                .map_err(|e| SessionError::Provider(e.to_string()))?;
-            let served = self.view_many(fetched).await;
-            for (seq, uid, items) in batch {
-                let Some((_, bytes)) = served.iter().find(|(u, _)| *u == uid) else {
-                    continue;
+            let mut mine = Vec::new();
+            let mut claims = Vec::new();
+            let mut theirs = Vec::new();
+            for entry in missing.by_ref().take(MISSING_BATCH) {
+                match self
+                    .location(entry.1)
+                    .map(|l| self.shared.downloads.claim(&l))
+                {
+                    Some(Claim::Theirs(receiver)) => theirs.push((entry, receiver)),
+                    Some(Claim::Mine(claim)) => {
+                        claims.push(claim);
+                        mine.push(entry);
+                    }
+                    None => mine.push(entry),
+                }
+            }
+            self.download_and_answer(requested, mine).await?;
+            // Released before waiting for anyone, so sessions never wait
+            // on each other in a circle.
+            drop(claims);
+            if !theirs.is_empty() {
+                debug!(
+                    messages = theirs.len(),
+                    "waiting for messages another session is downloading"
+                );
+                let (entries, receivers): (Vec<_>, Vec<_>) = theirs.into_iter().unzip();
+                let all_released = async {
+                    for receiver in receivers {
+                        until_released(receiver).await;
+                    }
                 };
-                self.send_rewritten(seq, items, requested, bytes);
+                // A stalled download elsewhere must not stall this client
+                // for longer than a download of its own would take.
+                let _ = tokio::time::timeout(CLAIM_WAIT, all_released).await;
+                let uids: Vec<u32> = entries.iter().map(|(_, uid, _)| *uid).collect();
+                let found = self.archived_messages(&uids).await;
+                let mut not_archived = Vec::new();
+                for (seq, uid, items) in entries {
+                    match found.get(&uid) {
+                        Some(served) => self.send_rewritten(seq, items, requested, served),
+                        None => not_archived.push((seq, uid, items)),
+                    }
+                }
+                self.download_and_answer(requested, not_archived).await?;
             }
             self.drain_client().await?;
         }
         Ok(())
+    }
+
+    /// Downloads, views and archives messages, and answers for them.
+    async fn download_and_answer(
+        &mut self,
+        requested: &[MessageDataItemName<'static>],
+        batch: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+    ) -> Result<(), SessionError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<u32> = batch.iter().map(|(_, uid, _)| *uid).collect();
+        let fetched = self
+            .session
+            .fetch_messages(&uids)
+            .await
+            .map_err(|e| SessionError::Provider(e.to_string()))?;
+        let served = self.view_many(fetched).await;
+        for (seq, uid, items) in batch {
+            let Some((_, bytes)) = served.iter().find(|(u, _)| *u == uid) else {
+                continue;
+            };
+            self.send_rewritten(seq, items, requested, bytes);
+        }
+        Ok(())
+    }
+
+    /// The archived messages of the selected mailbox with these UIDs.
+    async fn archived_messages(&self, uids: &[u32]) -> std::collections::HashMap<u32, Vec<u8>> {
+        let Some(Selected {
+            mailbox,
+            uidvalidity: Some(uidvalidity),
+        }) = &self.selected
+        else {
+            return Default::default();
+        };
+        self.shared
+            .archive
+            .messages_at(&self.account.address, mailbox, *uidvalidity, uids)
+            .await
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "archive lookup failed");
+                Vec::new()
+            })
+            .into_iter()
+            .collect()
     }
 
     /// Writes queued responses until few are left; commands the client
@@ -1461,6 +1527,10 @@ const LOOKUP_BATCH: usize = 100;
 /// Messages downloaded per command when a FETCH found them missing from
 /// the archive.
 const MISSING_BATCH: usize = 100;
+
+/// How long a session waits for messages another session is downloading
+/// before it downloads them itself.
+const CLAIM_WAIT: Duration = Duration::from_secs(30);
 
 /// The whole message, if the provider's answer carries it (`BODY[]`,
 /// `RFC822`).

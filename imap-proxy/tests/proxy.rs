@@ -792,3 +792,53 @@ async fn local_starttls_is_required_before_the_password() {
         text(&out[3])
     );
 }
+
+/// Mail nobody has read yet, fetched by many sessions of one account at
+/// once (Thunderbird keeps several; new mail reaches all of them): every
+/// session gets every size and the decrypted message, sizes agree with the
+/// bytes served, and the archive holds each message once at one location.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_mail_fetched_by_many_sessions_at_once() {
+    const SESSIONS: usize = 8;
+    let s = setup().await;
+    const STEPS: &[&str] = &[
+        "select INBOX",
+        "fetch 1:* (UID RFC822.SIZE)",
+        "uid_fetch 1 (BODY.PEEK[])",
+    ];
+    let sessions = (0..SESSIONS).map(|_| client(s.port, "alicepw", STEPS));
+    let answers = futures_join_all(sessions).await;
+    for out in &answers {
+        let sizes = text(&out[2]);
+        assert_eq!(sizes.matches("RFC822.SIZE").count(), 3, "{sizes}");
+        let body = literal_after(&out[3], "BODY[]");
+        assert!(text(&body).contains("canary-inside"), "{}", text(&body));
+        let uid1 = sizes
+            .split(')')
+            .find(|answer| answer.contains("UID 1 "))
+            .unwrap_or_else(|| panic!("no answer for UID 1 in {sizes}"));
+        assert!(
+            uid1.contains(&format!("RFC822.SIZE {}", body.len())),
+            "{uid1} but BODY[] has {} bytes",
+            body.len()
+        );
+    }
+    let archive = Archive::open(&s.store).await.expect("archive");
+    // The encrypted message and the one cleaned of a forged status header.
+    assert_eq!(archive.counts().await.expect("counts"), (2, 2));
+}
+
+/// `join_all` without the futures crate: the clients run on blocking
+/// threads, so spawning them is enough.
+async fn futures_join_all<F, T>(futures: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("client task"));
+    }
+    out
+}
