@@ -186,6 +186,14 @@ fn derive(
 /// Opens the encrypted database, creating it if needed, and checks that the
 /// key fits and that SQLCipher is really in use.
 pub(crate) async fn open_pool(path: &Path, key: &VaultKey) -> Result<SqlitePool, KeystoreError> {
+    // SQLCipher encrypts with the system libcrypto. Left to itself, OpenSSL
+    // registers an `atexit` cleanup that frees its per-thread state while
+    // sqlx's SQLite worker threads may still be exiting; that race aborts
+    // the process at exit now and then ("double free or corruption", after
+    // `keytool list` had printed its answer). `openssl_sys::init` asks for
+    // no exit-time cleanup (OPENSSL_INIT_NO_ATEXIT), as rust-openssl and
+    // CPython do; it must run before SQLCipher first touches OpenSSL.
+    openssl_sys::init();
     let pragma = key.pragma();
     // `key` must be the first statement on every connection; sqlx issues
     // the `key` pragma before all others.
