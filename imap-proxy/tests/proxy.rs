@@ -2,7 +2,8 @@
 //! pass-through, capabilities, encrypted messages served decrypted for
 //! every FETCH item, cleartext passed through byte for byte, a forged
 //! status header removed, the same bytes in a second session, APPEND
-//! stored encrypted and read back in the clear.
+//! stored encrypted and read back in the clear, unread mail fetched by many
+//! sessions at once.
 
 use std::process::Command;
 use std::sync::Arc;
