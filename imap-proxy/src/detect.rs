@@ -9,6 +9,10 @@
 //! from outside (rule 6: it is removed). Everything else passes through
 //! byte for byte.
 
+use std::num::NonZeroU32;
+
+use imap_next::imap_types::core::{AString, Vec1};
+use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section};
 use mailcrypt::entity::ContentType;
 use mailcrypt::mime;
 
@@ -50,6 +54,68 @@ pub fn served_by_gateway(header_fields: &[u8], text_prefix: &[u8]) -> bool {
             || body.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----");
     }
     false
+}
+
+/// The two items added to a FETCH to tell who serves each message.
+pub fn items() -> Vec<MessageDataItemName<'static>> {
+    let names: Vec<AString<'static>> = HEADER_FIELDS
+        .iter()
+        .filter_map(|n| AString::try_from(n.to_string()).ok())
+        .collect();
+    let mut items = Vec::new();
+    if let Ok(fields) = Vec1::try_from(names) {
+        items.push(MessageDataItemName::BodyExt {
+            section: Some(Section::HeaderFields(None, fields)),
+            partial: None,
+            peek: true,
+        });
+    }
+    items.push(MessageDataItemName::BodyExt {
+        section: Some(Section::Text(None)),
+        partial: Some((0, NonZeroU32::new(TEXT_PREFIX).unwrap_or(NonZeroU32::MIN))),
+        peek: true,
+    });
+    items
+}
+
+/// The values of the two detection items in a provider's answer: the
+/// header fields and the text prefix.
+pub fn found_in(items: &[MessageDataItem<'_>]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let mut header = None;
+    let mut prefix = None;
+    for item in items {
+        if let MessageDataItem::BodyExt {
+            section,
+            origin,
+            data,
+        } = item
+        {
+            let bytes = data
+                .0
+                .as_ref()
+                .map(|d| d.clone().into_inner().into_owned())
+                .unwrap_or_default();
+            match (section, origin) {
+                (Some(Section::HeaderFields(None, names)), None)
+                    if is_detection(names.as_ref()) =>
+                {
+                    header = Some(bytes)
+                }
+                (Some(Section::Text(None)), Some(0)) => prefix = Some(bytes),
+                _ => {}
+            }
+        }
+    }
+    (header, prefix)
+}
+
+/// The header-fields list is the proxy's own detection list.
+fn is_detection(names: &[AString<'_>]) -> bool {
+    names.len() == HEADER_FIELDS.len()
+        && names
+            .iter()
+            .zip(HEADER_FIELDS)
+            .all(|(n, h)| n.as_ref().eq_ignore_ascii_case(h.as_bytes()))
 }
 
 #[cfg(test)]

@@ -19,12 +19,15 @@
 //! - [`proxy`]: the client-facing session loop (LOGIN pass-through,
 //!   command forwarding, FETCH rewriting, APPEND encryption, SEARCH over
 //!   decrypted text) built on these; [`downloads`] lets the sessions of one
-//!   account download and view each new message once between them.
+//!   account download and view each new message once between them, and
+//!   [`plain`] remembers which messages are plain mail, so that a
+//!   mailbox-wide FETCH of sizes does not make the provider read them all.
 
 pub mod detect;
 pub mod downloads;
 pub mod fetch;
 pub mod learn;
+pub mod plain;
 pub mod proxy;
 pub mod search;
 pub mod section;

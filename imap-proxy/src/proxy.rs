@@ -11,7 +11,9 @@
 //!   status header) are answered from the served bytes ([`crate::fetch`]),
 //!   which come from the archive or, the first time, from downloading the
 //!   message once, [`crate::view`] and archiving the result — so the bytes
-//!   for a (mailbox, UIDVALIDITY, UID) never change once served;
+//!   for a (mailbox, UIDVALIDITY, UID) never change once served. A FETCH
+//!   of sizes only in a mailbox told apart before goes without them
+//!   ([`crate::plain`]); the messages it does not know are detected after;
 //! - SEARCH text criteria are rewritten so that encrypted messages are
 //!   judged by their decrypted text ([`crate::search`]);
 //! - APPEND (Drafts, Sent, any mailbox) stores the message encrypted to the
@@ -31,10 +33,10 @@ use archive::{content_hash, Archive, Location, Prepared};
 use imap_next::client::Event as ClientEvent;
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
-use imap_next::imap_types::core::{AString, Literal, NString, Tag, Text, Vec1};
+use imap_next::imap_types::core::{Literal, NString, Tag, Text, Vec1};
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::fetch::{
-    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
 };
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{
@@ -52,10 +54,11 @@ use tokio::task::JoinSet;
 use tokio_rustls::rustls::ServerConfig;
 use tracing::{debug, info, warn};
 
-use crate::detect::{served_by_gateway, HEADER_FIELDS, TEXT_PREFIX};
+use crate::detect::{self, served_by_gateway};
 use crate::downloads::{until_released, Claim, Downloads};
 use crate::fetch::{needs, rewrite, rewrite_size, same_section, Needs};
 use crate::learn::{learn, learn_encrypted, learn_gossip, learn_sender, Lessons};
+use crate::plain::{MailboxKey, PlainMessages};
 use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
 use crate::starttls::negotiate;
 use crate::upstream::{Endpoint, Session, UpstreamError};
@@ -114,6 +117,7 @@ struct Shared {
     archive: Archive,
     in_flight: InFlight,
     downloads: Downloads,
+    plain: PlainMessages,
 }
 
 /// A message viewed once for every session that asked meanwhile.
@@ -246,12 +250,18 @@ impl Proxy {
                 archive,
                 in_flight: InFlight::default(),
                 downloads: Downloads::default(),
+                plain: PlainMessages::default(),
             }),
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// What the sessions know about plain mail (tests, diagnostics).
+    pub fn plain_messages(&self) -> PlainMessages {
+        self.shared.plain.clone()
     }
 
     /// Serves until `shutdown` completes; sessions then end with the tasks.
@@ -629,6 +639,14 @@ enum Kind {
         /// Messages the gateway serves but has not archived yet:
         /// (sequence number, UID, the provider's items).
         missing: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+        /// Sent without the detection items: a FETCH of sizes in a mailbox
+        /// whose messages were told apart before ([`PlainMessages`]).
+        deferred: bool,
+        /// With `deferred`: messages neither known plain nor archived,
+        /// told apart once the FETCH is done.
+        undetected: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+        /// Without `deferred`: the UIDs the detection items showed plain.
+        plain_seen: Vec<u32>,
     },
     Select {
         mailbox: String,
@@ -869,8 +887,15 @@ impl Forwarder {
                     // UID, FLAGS and INTERNALDATE are the provider's for
                     // every message: nothing to detect or look up (a
                     // client's flag refresh of a whole mailbox stays cheap).
-                    if needs(&requested) != Needs::Nothing {
-                        names.extend(detection_items());
+                    // Sizes in a mailbox told apart before come from what
+                    // is known; only new messages are detected, afterwards.
+                    let need = needs(&requested);
+                    let deferred = need == Needs::Size
+                        && self
+                            .mailbox_key()
+                            .is_some_and(|key| self.shared.plain.knows(&key));
+                    if need != Needs::Nothing && !deferred {
+                        names.extend(detect::items());
                     }
                     // The UID files the message in the archive; the client
                     // sees it only if it asked (or used UID FETCH).
@@ -882,6 +907,9 @@ impl Forwarder {
                         requested,
                         lookup: Vec::new(),
                         missing: Vec::new(),
+                        deferred,
+                        undetected: Vec::new(),
+                        plain_seen: Vec::new(),
                     }
                 }
                 CommandBody::Logout => Kind::Logout,
@@ -931,11 +959,16 @@ impl Forwarder {
     }
 
     async fn on_fetch(&mut self, seq: NonZeroU32, items: Vec<MessageDataItem<'static>>) {
-        let requested = match &self.current {
+        let (requested, deferred) = match &self.current {
             Some(Current {
-                kind: Kind::Fetch { requested, .. },
+                kind:
+                    Kind::Fetch {
+                        requested,
+                        deferred,
+                        ..
+                    },
                 ..
-            }) => requested.clone(),
+            }) => (requested.clone(), *deferred),
             // Unsolicited (flag changes): nothing to rewrite.
             _ => {
                 if let Ok(items) = Vec1::try_from(items) {
@@ -949,23 +982,25 @@ impl Forwarder {
             MessageDataItem::Uid(u) => Some(u.get()),
             _ => None,
         });
-        let (header, prefix) = detection_data(&items);
+        let (header, prefix) = detect::found_in(&items);
         let gateway = match (&header, &prefix) {
             (Some(h), Some(p)) => served_by_gateway(h, p),
             _ => false,
         };
-        if !gateway {
+        if !gateway && !deferred {
             if let (Some(header), Some(uid)) = (&header, uid) {
                 self.learn_from_header(uid, header).await;
+                if prefix.is_some() {
+                    if let Some(Current {
+                        kind: Kind::Fetch { plain_seen, .. },
+                        ..
+                    }) = &mut self.current
+                    {
+                        plain_seen.push(uid);
+                    }
+                }
             }
-            let kept: Vec<_> = items
-                .into_iter()
-                .filter(|i| keep_plain(i, &requested))
-                .collect();
-            if let Ok(items) = Vec1::try_from(kept) {
-                self.unsent += 1;
-                self.server.enqueue_data(Data::Fetch { seq, items });
-            }
+            self.send_plain(seq, items, &requested);
             return;
         }
         let Some(uid) = uid else {
@@ -1013,16 +1048,24 @@ impl Forwarder {
     /// second trip), the rest wait for the end of the command without
     /// their bytes (a mailbox-wide FETCH must not pile up bodies).
     async fn flush_lookups(&mut self) {
-        let (requested, waiting) = match &mut self.current {
+        let (requested, waiting, deferred) = match &mut self.current {
             Some(Current {
-                kind: Kind::Fetch {
-                    requested, lookup, ..
-                },
+                kind:
+                    Kind::Fetch {
+                        requested,
+                        lookup,
+                        deferred,
+                        ..
+                    },
                 ..
-            }) => (requested.clone(), std::mem::take(lookup)),
+            }) => (requested.clone(), std::mem::take(lookup), *deferred),
             _ => return,
         };
         if waiting.is_empty() {
+            return;
+        }
+        if deferred {
+            self.answer_known(&requested, waiting).await;
             return;
         }
         let uids: Vec<u32> = waiting.iter().map(|(_, uid, _)| *uid).collect();
@@ -1064,6 +1107,108 @@ impl Forwarder {
         {
             missing.extend(missing_now);
         }
+    }
+
+    /// For a deferred FETCH of sizes: answers for the messages known plain
+    /// (the provider's items) and those archived (the archive's sizes);
+    /// the rest waits for detection after the FETCH.
+    async fn answer_known(
+        &mut self,
+        requested: &[MessageDataItemName<'static>],
+        waiting: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+    ) {
+        let uids: Vec<u32> = waiting.iter().map(|(_, uid, _)| *uid).collect();
+        let plain = match self.mailbox_key() {
+            Some(key) => self.shared.plain.plain_among(&key, &uids),
+            None => Default::default(),
+        };
+        let mut rest = Vec::new();
+        for (seq, uid, items) in waiting {
+            if plain.contains(&uid) {
+                self.send_plain(seq, items, requested);
+            } else {
+                rest.push((seq, uid, items));
+            }
+        }
+        let uids: Vec<u32> = rest.iter().map(|(_, uid, _)| *uid).collect();
+        let rest = self.answer_sizes(requested, rest, &uids).await;
+        if let Some(Current {
+            kind: Kind::Fetch { undetected, .. },
+            ..
+        }) = &mut self.current
+        {
+            undetected.extend(rest);
+        }
+    }
+
+    /// Tells apart the messages a deferred FETCH did not know, answers for
+    /// the plain ones and returns those the gateway serves (to be answered
+    /// like any missing from the archive).
+    async fn detect_and_answer(
+        &mut self,
+        requested: &[MessageDataItemName<'static>],
+        undetected: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+    ) -> Result<Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>, SessionError> {
+        let mut served = Vec::new();
+        let mut undetected = undetected.into_iter().peekable();
+        while undetected.peek().is_some() {
+            let batch: Vec<_> = undetected.by_ref().take(MISSING_BATCH).collect();
+            let uids: Vec<u32> = batch.iter().map(|(_, uid, _)| *uid).collect();
+            let found: std::collections::HashMap<u32, crate::upstream::Detection> = self
+                .session
+                .fetch_detection(&uids)
+                .await
+                .map_err(|e| SessionError::Provider(e.to_string()))?
+                .into_iter()
+                .map(|d| (d.uid, d))
+                .collect();
+            let mut plain = Vec::new();
+            for (seq, uid, items) in batch {
+                // Expunged meanwhile: nothing to say about it.
+                let Some(detection) = found.get(&uid) else {
+                    continue;
+                };
+                if served_by_gateway(&detection.header, &detection.prefix) {
+                    served.push((seq, uid, items));
+                } else {
+                    self.learn_from_header(uid, &detection.header).await;
+                    plain.push(uid);
+                    self.send_plain(seq, items, requested);
+                }
+            }
+            if let Some(key) = self.mailbox_key() {
+                self.shared.plain.record(&key, plain);
+            }
+            self.drain_client().await?;
+        }
+        Ok(served)
+    }
+
+    /// Answers with the provider's own items for a message passed through.
+    fn send_plain(
+        &mut self,
+        seq: NonZeroU32,
+        items: Vec<MessageDataItem<'static>>,
+        requested: &[MessageDataItemName<'static>],
+    ) {
+        let kept: Vec<_> = items
+            .into_iter()
+            .filter(|i| keep_plain(i, requested))
+            .collect();
+        if let Ok(items) = Vec1::try_from(kept) {
+            self.unsent += 1;
+            self.server.enqueue_data(Data::Fetch { seq, items });
+        }
+    }
+
+    /// The selected mailbox, as [`PlainMessages`] files it.
+    fn mailbox_key(&self) -> Option<MailboxKey> {
+        let selected = self.selected.as_ref()?;
+        Some(MailboxKey {
+            account: self.account.address.clone(),
+            mailbox: selected.mailbox.clone(),
+            uidvalidity: selected.uidvalidity?,
+        })
     }
 
     /// Answers from the archive's sizes alone where the client asked for no
@@ -1460,8 +1605,22 @@ impl Forwarder {
                 }
                 match current.kind {
                     Kind::Fetch {
-                        requested, missing, ..
+                        requested,
+                        mut missing,
+                        deferred,
+                        undetected,
+                        plain_seen,
+                        ..
                     } => {
+                        if !deferred && needs(&requested) != Needs::Nothing {
+                            if let Some(key) = self.mailbox_key() {
+                                self.shared.plain.record(&key, plain_seen);
+                            }
+                        }
+                        if !undetected.is_empty() {
+                            let served = self.detect_and_answer(&requested, undetected).await?;
+                            missing.extend(served);
+                        }
                         if !missing.is_empty() {
                             self.fill_missing(&requested, missing).await?;
                         }
@@ -1589,66 +1748,6 @@ fn filter_code(code: Code<'static>) -> Option<Code<'static>> {
         }
         other => Some(other),
     }
-}
-
-fn detection_items() -> Vec<MessageDataItemName<'static>> {
-    let names: Vec<AString<'static>> = HEADER_FIELDS
-        .iter()
-        .filter_map(|n| AString::try_from(n.to_string()).ok())
-        .collect();
-    let mut items = Vec::new();
-    if let Ok(fields) = Vec1::try_from(names) {
-        items.push(MessageDataItemName::BodyExt {
-            section: Some(Section::HeaderFields(None, fields)),
-            partial: None,
-            peek: true,
-        });
-    }
-    items.push(MessageDataItemName::BodyExt {
-        section: Some(Section::Text(None)),
-        partial: Some((0, NonZeroU32::new(TEXT_PREFIX).unwrap_or(NonZeroU32::MIN))),
-        peek: true,
-    });
-    items
-}
-
-/// The values of the two detection items in a provider's answer.
-fn detection_data(items: &[MessageDataItem<'_>]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    let mut header = None;
-    let mut prefix = None;
-    for item in items {
-        if let MessageDataItem::BodyExt {
-            section,
-            origin,
-            data,
-        } = item
-        {
-            let bytes = data
-                .0
-                .as_ref()
-                .map(|d| d.clone().into_inner().into_owned())
-                .unwrap_or_default();
-            match (section, origin) {
-                (Some(Section::HeaderFields(None, names)), None)
-                    if is_detection(names.as_ref()) =>
-                {
-                    header = Some(bytes)
-                }
-                (Some(Section::Text(None)), Some(0)) => prefix = Some(bytes),
-                _ => {}
-            }
-        }
-    }
-    (header, prefix)
-}
-
-/// The header-fields list is the proxy's own detection list.
-fn is_detection(names: &[AString<'_>]) -> bool {
-    names.len() == HEADER_FIELDS.len()
-        && names
-            .iter()
-            .zip(HEADER_FIELDS)
-            .all(|(n, h)| n.as_ref().eq_ignore_ascii_case(h.as_bytes()))
 }
 
 /// For a message passed through: the provider's items, minus the proxy's

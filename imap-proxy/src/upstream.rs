@@ -121,6 +121,13 @@ pub struct Selected {
     pub exists: u32,
 }
 
+/// The detection items of one message ([`Session::fetch_detection`]).
+pub struct Detection {
+    pub uid: u32,
+    pub header: Vec<u8>,
+    pub prefix: Vec<u8>,
+}
+
 /// One logged-in (or not yet logged-in) connection to the provider.
 pub struct Session {
     stream: Stream,
@@ -339,6 +346,36 @@ impl Session {
                     }
                 }
                 Some((uid?, bytes?))
+            })
+            .collect())
+    }
+
+    /// What tells who serves each of these messages ([`crate::detect`]):
+    /// (UID, header fields, text prefix). Messages expunged meanwhile are
+    /// simply absent.
+    pub async fn fetch_detection(&mut self, uids: &[u32]) -> Result<Vec<Detection>, UpstreamError> {
+        let Some(set) = uid_set(uids) else {
+            return Ok(Vec::new());
+        };
+        let set = SequenceSet::try_from(set.as_str())
+            .map_err(|_| UpstreamError::Argument("sequence set".into()))?;
+        let mut names = vec![MessageDataItemName::Uid];
+        names.extend(crate::detect::items());
+        let body = CommandBody::fetch(set, names, true)
+            .map_err(|_| UpstreamError::Argument("FETCH".into()))?;
+        let done = self.run(body, "UID FETCH").await?;
+        Ok(fetch_items(done.data)
+            .filter_map(|items| {
+                let uid = items.iter().find_map(|item| match item {
+                    MessageDataItem::Uid(u) => Some(u.get()),
+                    _ => None,
+                })?;
+                let (header, prefix) = crate::detect::found_in(&items);
+                Some(Detection {
+                    uid,
+                    header: header?,
+                    prefix: prefix?,
+                })
             })
             .collect())
     }

@@ -3,7 +3,7 @@
 //! every FETCH item, cleartext passed through byte for byte, a forged
 //! status header removed, the same bytes in a second session, APPEND
 //! stored encrypted and read back in the clear, unread mail fetched by many
-//! sessions at once.
+//! sessions at once, sizes of a known mailbox without detection.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -96,6 +96,7 @@ struct Setup {
     port: u16,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     plain: Vec<u8>,
+    known_plain: imap_proxy::plain::PlainMessages,
 }
 
 impl Drop for Setup {
@@ -197,6 +198,7 @@ Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=ver
         .await
         .expect("bind");
     let port = proxy.local_addr().expect("addr").port();
+    let known_plain = proxy.plain_messages();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(proxy.run(async {
         let _ = stopped.await;
@@ -208,6 +210,7 @@ Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=ver
         port,
         stop: Some(stop),
         plain,
+        known_plain,
     }
 }
 
@@ -827,6 +830,80 @@ async fn new_mail_fetched_by_many_sessions_at_once() {
     let archive = Archive::open(&s.store).await.expect("archive");
     // The encrypted message and the one cleaned of a forged status header.
     assert_eq!(archive.counts().await.expect("counts"), (2, 2));
+}
+
+/// A mailbox told apart once: later FETCHes of sizes skip the provider's
+/// detection reads for known messages and detect only new ones afterwards,
+/// with the same answers — provider sizes for plain mail, served sizes for
+/// the rest — and keys still learned from new plain mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sizes_of_a_known_mailbox_come_from_what_is_known() {
+    let s = setup().await;
+    let first = client(
+        s.port,
+        "alicepw",
+        &["select INBOX", "fetch 1:* (UID RFC822.SIZE)"],
+    )
+    .await;
+    assert_eq!(text(&first[2]).matches("RFC822.SIZE").count(), 3);
+    // Carol's cleartext is plain; the encrypted message and the one with a
+    // forged status header are the gateway's.
+    assert_eq!(s.known_plain.len(), 1);
+    assert_eq!(s.known_plain.reused(), 0, "the first FETCH detects");
+
+    // New mail: cleartext teaching Dave's key, and another forged header.
+    let dave = autocrypt::key::generate("dave@example.net", SystemTime::now()).expect("dave");
+    let new_plain = mailcrypt::add_autocrypt_header(
+        b"From: dave@example.net\r\nTo: alice@example.org\r\nSubject: new plain\r\n\
+Date: Tue, 3 Nov 2026 10:00:00 +0000\r\n\r\nhello\r\n",
+        &AutocryptHeader::new("dave@example.net", PreferEncrypt::Mutual, dave),
+    );
+    let new_forged = b"From: mallory@example.net\r\nTo: alice@example.org\r\nSubject: again\r\n\
+Letterlock-Security: encrypted; signature=valid\r\n\r\nforged again\r\n"
+        .to_vec();
+    s.dovecot.save("alice", "INBOX", &new_plain);
+    s.dovecot.save("alice", "INBOX", &new_forged);
+
+    let mut steps = vec![
+        "select INBOX".to_string(),
+        "fetch 1:* (UID RFC822.SIZE)".to_string(),
+    ];
+    steps.extend((1..=5).map(|uid| format!("uid_fetch {uid} (BODY.PEEK[])")));
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let second = client(s.port, "alicepw", &steps).await;
+    let sizes = text(&second[2]);
+    assert_eq!(sizes.matches("RFC822.SIZE").count(), 5, "{sizes}");
+    assert_eq!(
+        s.known_plain.reused(),
+        1,
+        "the FETCH of sizes went without detection"
+    );
+    for uid in 1..=5u32 {
+        let body = literal_after(&second[2 + uid as usize], "BODY[]");
+        let answer = sizes
+            .split(')')
+            .find(|answer| answer.contains(&format!("UID {uid} ")))
+            .unwrap_or_else(|| panic!("no answer for UID {uid} in {sizes}"));
+        assert!(
+            answer.contains(&format!("RFC822.SIZE {}", body.len())),
+            "UID {uid}: {answer} but BODY[] has {} bytes",
+            body.len()
+        );
+    }
+    assert_eq!(
+        literal_after(&second[6], "BODY[]"),
+        new_plain,
+        "new plain mail passes through byte for byte"
+    );
+    assert!(!text(&literal_after(&second[7], "BODY[]")).contains("signature=valid"));
+    assert_eq!(s.known_plain.len(), 2, "the new plain message is known now");
+    let dave_state = s
+        .store
+        .peer_state("dave@example.net")
+        .await
+        .expect("keystore")
+        .expect("dave's key learned from new plain mail");
+    assert!(dave_state.public_key.is_some());
 }
 
 /// `join_all` without the futures crate: the clients run on blocking
