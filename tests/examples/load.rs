@@ -238,9 +238,12 @@ fn main() {
     );
     let peaks = [&alice, &bob].map(|g| g.pid().map_or(0, peak_mib));
     let ratio = |kind: &str, q: &str| {
-        let d = direct[kind][q].as_f64().unwrap_or(f64::NAN);
-        let g = through[kind][q].as_f64().unwrap_or(f64::NAN);
-        format!("{:.2}×", g / d)
+        // A phase with no clients of that kind (or none finished) has no
+        // latency to compare.
+        match (direct[kind][q].as_f64(), through[kind][q].as_f64()) {
+            (Some(d), Some(g)) if d > 0.0 => format!("{:.2}×", g / d),
+            _ => "n/a (nothing measured)".to_owned(),
+        }
     };
     println!(
         "load: {} SMTP clients and {} IMAP sessions, {seconds} s per phase",
