@@ -267,7 +267,7 @@ async fn sync_mailbox(
                         )
                         .await
                         {
-                            warn!(uid, error = %e, "an encrypted message's ID not recorded");
+                            warn!(uid, error = %e, "an encrypted message's ID not saved; kept in memory until the data directory takes writes");
                         }
                     }
                 }

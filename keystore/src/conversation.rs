@@ -7,7 +7,14 @@
 //! encrypts it or refuses it. This closes the decryption oracle of
 //! "Re: What's up Johnny?" (2019): a message built to be answered in the
 //! clear by someone whose client decrypted it.
+//!
+//! When the vault takes no writes (a full or failed disk) the message is
+//! still read and sent, so the ID must not be forgotten: it is kept in
+//! memory ([`Unsaved`]), counted as encrypted by every lookup, and written
+//! with the next record that succeeds.
 
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -22,6 +29,10 @@ pub const MAX_LOOKUPS: usize = 100;
 impl Keystore {
     /// Records that the message with this Message-ID was read or sent
     /// encrypted. An empty ID is ignored.
+    ///
+    /// When the vault cannot be written the ID is still remembered, in
+    /// memory until a later record succeeds, and the error is returned for
+    /// the caller to log: lookups count it as encrypted either way.
     pub async fn record_encrypted_message(
         &self,
         message_id: &str,
@@ -30,6 +41,25 @@ impl Keystore {
         let Some(hash) = id_hash(message_id) else {
             return Ok(());
         };
+        if let Err(e) = self.insert_encrypted(&hash, now).await {
+            self.unsaved_ids.keep(hash);
+            return Err(e);
+        }
+        // The vault takes writes (again): save what was kept in memory.
+        for pending in self.unsaved_ids.take() {
+            if let Err(e) = self.insert_encrypted(&pending, now).await {
+                self.unsaved_ids.keep(pending);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn insert_encrypted(
+        &self,
+        hash: &[u8; 32],
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
         sqlx::query(
             "INSERT INTO encrypted_message (id_hash, seen) VALUES (?, ?)
              ON CONFLICT (id_hash) DO UPDATE SET seen = excluded.seen",
@@ -47,6 +77,9 @@ impl Keystore {
         let skip = message_ids.len().saturating_sub(MAX_LOOKUPS);
         for id in &message_ids[skip..] {
             let Some(hash) = id_hash(id) else { continue };
+            if self.unsaved_ids.holds(&hash) {
+                return Ok(true);
+            }
             let found: Option<(i64,)> =
                 sqlx::query_as("SELECT 1 FROM encrypted_message WHERE id_hash = ?")
                     .bind(&hash[..])
@@ -57,6 +90,55 @@ impl Keystore {
             }
         }
         Ok(false)
+    }
+}
+
+/// IDs of encrypted messages that could not be written to the vault, shared
+/// by every clone of a [`crate::Keystore`].
+///
+/// Bounded: past [`Unsaved::LIMIT`] IDs (a disk broken for that many
+/// encrypted messages) the oldest are forgotten first.
+#[derive(Debug, Default)]
+pub(crate) struct Unsaved(Mutex<UnsavedIds>);
+
+#[derive(Debug, Default)]
+struct UnsavedIds {
+    set: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl Unsaved {
+    const LIMIT: usize = 100_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, UnsavedIds> {
+        // The set stays consistent even if a holder panicked.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn keep(&self, hash: [u8; 32]) {
+        let mut ids = self.lock();
+        if !ids.set.insert(hash) {
+            return;
+        }
+        ids.order.push_back(hash);
+        if ids.order.len() > Self::LIMIT {
+            if let Some(oldest) = ids.order.pop_front() {
+                ids.set.remove(&oldest);
+            }
+        }
+    }
+
+    fn holds(&self, hash: &[u8; 32]) -> bool {
+        self.lock().set.contains(hash)
+    }
+
+    /// Empties the set, oldest first; what fails to be saved is kept again.
+    fn take(&self) -> Vec<[u8; 32]> {
+        let mut ids = self.lock();
+        ids.set.clear();
+        ids.order.drain(..).collect()
     }
 }
 
@@ -76,6 +158,26 @@ fn id_hash(message_id: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsaved_ids_are_bounded_and_forget_the_oldest_first() {
+        let unsaved = Unsaved::default();
+        let id = |n: usize| -> [u8; 32] {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            h
+        };
+        for n in 0..=Unsaved::LIMIT {
+            unsaved.keep(id(n));
+        }
+        unsaved.keep(id(5));
+        assert!(!unsaved.holds(&id(0)));
+        assert!(unsaved.holds(&id(1)) && unsaved.holds(&id(Unsaved::LIMIT)));
+        let taken = unsaved.take();
+        assert_eq!(taken.len(), Unsaved::LIMIT);
+        assert_eq!(taken[0], id(1));
+        assert!(!unsaved.holds(&id(1)));
+    }
 
     #[test]
     fn brackets_and_space_do_not_count() {

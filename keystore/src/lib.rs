@@ -56,6 +56,8 @@ pub struct Keystore {
     key: std::sync::Arc<vault::VaultKey>,
     /// Failed logins, shared by every clone (both proxies).
     login_throttle: std::sync::Arc<LoginThrottle>,
+    /// IDs of encrypted messages the vault could not take, shared likewise.
+    unsaved_ids: std::sync::Arc<conversation::Unsaved>,
 }
 
 impl std::fmt::Debug for Keystore {
@@ -94,6 +96,7 @@ impl Keystore {
             dir: dir.to_path_buf(),
             key: std::sync::Arc::new(key),
             login_throttle: std::sync::Arc::default(),
+            unsaved_ids: std::sync::Arc::default(),
         })
     }
 

@@ -128,7 +128,7 @@ pub async fn prepare(
     // is not sent after all, the record does no harm.)
     if let (true, Some(id)) = (outgoing.encrypted, message_id) {
         if let Err(e) = keystore.record_encrypted_message(&id, now).await {
-            tracing::warn!(error = %e, "an encrypted message's ID was not recorded");
+            tracing::warn!(error = %e, "an encrypted message's ID not saved; kept in memory until the data directory takes writes");
         }
     }
     Ok(outgoing)
