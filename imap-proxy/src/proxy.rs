@@ -630,21 +630,30 @@ struct Current {
     kind: Kind,
 }
 
+/// A message of a FETCH response held back until the proxy knows what to
+/// answer for it.
+struct HeldMessage {
+    /// Its sequence number in the client's view of the mailbox.
+    seq: NonZeroU32,
+    uid: u32,
+    /// The provider's items for it.
+    items: Vec<MessageDataItem<'static>>,
+}
+
 enum Kind {
     Fetch {
         requested: Vec<MessageDataItemName<'static>>,
         /// Messages the gateway serves, waiting for one archive query for
         /// up to [`LOOKUP_BATCH`] of them.
-        lookup: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
-        /// Messages the gateway serves but has not archived yet:
-        /// (sequence number, UID, the provider's items).
-        missing: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+        lookup: Vec<HeldMessage>,
+        /// Messages the gateway serves but has not archived yet.
+        missing: Vec<HeldMessage>,
         /// Sent without the detection items: a FETCH of sizes in a mailbox
         /// whose messages were told apart before ([`PlainMessages`]).
         deferred: bool,
         /// With `deferred`: messages neither known plain nor archived,
         /// told apart once the FETCH is done.
-        undetected: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+        undetected: Vec<HeldMessage>,
         /// Without `deferred`: the UIDs the detection items showed plain.
         plain_seen: Vec<u32>,
     },
@@ -1011,7 +1020,7 @@ impl Forwarder {
                 kind: Kind::Fetch { lookup, .. },
                 ..
             }) => {
-                lookup.push((seq, uid, items));
+                lookup.push(HeldMessage { seq, uid, items });
                 lookup.len() >= LOOKUP_BATCH
             }
             _ => false,
@@ -1068,7 +1077,7 @@ impl Forwarder {
             self.answer_known(&requested, waiting).await;
             return;
         }
-        let uids: Vec<u32> = waiting.iter().map(|(_, uid, _)| *uid).collect();
+        let uids: Vec<u32> = waiting.iter().map(|m| m.uid).collect();
         let waiting = if needs(&requested) == Needs::Size {
             self.answer_sizes(&requested, waiting, &uids).await
         } else {
@@ -1077,24 +1086,32 @@ impl Forwarder {
         if waiting.is_empty() {
             return;
         }
-        let uids: Vec<u32> = waiting.iter().map(|(_, uid, _)| *uid).collect();
+        let uids: Vec<u32> = waiting.iter().map(|m| m.uid).collect();
         let found = self.archived_messages(&uids).await;
         let mut to_view = Vec::new();
         let mut viewed_items = Vec::new();
         let mut missing_now = Vec::new();
-        for (seq, uid, items) in waiting {
+        for HeldMessage { seq, uid, items } in waiting {
             if let Some(served) = found.get(&uid) {
                 self.send_rewritten(seq, items, &requested, served);
             } else if let Some(whole) = whole_message(&items) {
                 to_view.push((uid, whole));
-                viewed_items.push((seq, uid, lighten(items)));
+                viewed_items.push(HeldMessage {
+                    seq,
+                    uid,
+                    items: lighten(items),
+                });
             } else {
-                missing_now.push((seq, uid, lighten(items)));
+                missing_now.push(HeldMessage {
+                    seq,
+                    uid,
+                    items: lighten(items),
+                });
             }
         }
         if !to_view.is_empty() {
             let served = self.view_many(to_view).await;
-            for (seq, uid, items) in viewed_items {
+            for HeldMessage { seq, uid, items } in viewed_items {
                 if let Some((_, bytes)) = served.iter().find(|(u, _)| *u == uid) {
                     self.send_rewritten(seq, items, &requested, bytes);
                 }
@@ -1115,22 +1132,22 @@ impl Forwarder {
     async fn answer_known(
         &mut self,
         requested: &[MessageDataItemName<'static>],
-        waiting: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+        waiting: Vec<HeldMessage>,
     ) {
-        let uids: Vec<u32> = waiting.iter().map(|(_, uid, _)| *uid).collect();
+        let uids: Vec<u32> = waiting.iter().map(|m| m.uid).collect();
         let plain = match self.mailbox_key() {
             Some(key) => self.shared.plain.plain_among(&key, &uids),
             None => Default::default(),
         };
         let mut rest = Vec::new();
-        for (seq, uid, items) in waiting {
+        for HeldMessage { seq, uid, items } in waiting {
             if plain.contains(&uid) {
                 self.send_plain(seq, items, requested);
             } else {
-                rest.push((seq, uid, items));
+                rest.push(HeldMessage { seq, uid, items });
             }
         }
-        let uids: Vec<u32> = rest.iter().map(|(_, uid, _)| *uid).collect();
+        let uids: Vec<u32> = rest.iter().map(|m| m.uid).collect();
         let rest = self.answer_sizes(requested, rest, &uids).await;
         if let Some(Current {
             kind: Kind::Fetch { undetected, .. },
@@ -1147,13 +1164,13 @@ impl Forwarder {
     async fn detect_and_answer(
         &mut self,
         requested: &[MessageDataItemName<'static>],
-        undetected: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
-    ) -> Result<Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>, SessionError> {
+        undetected: Vec<HeldMessage>,
+    ) -> Result<Vec<HeldMessage>, SessionError> {
         let mut served = Vec::new();
         let mut undetected = undetected.into_iter().peekable();
         while undetected.peek().is_some() {
             let batch: Vec<_> = undetected.by_ref().take(MISSING_BATCH).collect();
-            let uids: Vec<u32> = batch.iter().map(|(_, uid, _)| *uid).collect();
+            let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
             let found: std::collections::HashMap<u32, crate::upstream::Detection> = self
                 .session
                 .fetch_detection(&uids)
@@ -1163,13 +1180,13 @@ impl Forwarder {
                 .map(|d| (d.uid, d))
                 .collect();
             let mut plain = Vec::new();
-            for (seq, uid, items) in batch {
+            for HeldMessage { seq, uid, items } in batch {
                 // Expunged meanwhile: nothing to say about it.
                 let Some(detection) = found.get(&uid) else {
                     continue;
                 };
                 if served_by_gateway(&detection.header, &detection.prefix) {
-                    served.push((seq, uid, items));
+                    served.push(HeldMessage { seq, uid, items });
                 } else {
                     self.learn_from_header(uid, &detection.header).await;
                     plain.push(uid);
@@ -1217,9 +1234,9 @@ impl Forwarder {
     async fn answer_sizes(
         &mut self,
         requested: &[MessageDataItemName<'static>],
-        waiting: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+        waiting: Vec<HeldMessage>,
         uids: &[u32],
-    ) -> Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)> {
+    ) -> Vec<HeldMessage> {
         let Some(Selected {
             mailbox,
             uidvalidity: Some(uidvalidity),
@@ -1240,7 +1257,7 @@ impl Forwarder {
             }
         };
         let mut rest = Vec::new();
-        for (seq, uid, items) in waiting {
+        for HeldMessage { seq, uid, items } in waiting {
             match sizes.get(&uid) {
                 Some(&size) => {
                     if let Ok(items) = Vec1::try_from(rewrite_size(items, requested, size)) {
@@ -1248,7 +1265,7 @@ impl Forwarder {
                         self.server.enqueue_data(Data::Fetch { seq, items });
                     }
                 }
-                None => rest.push((seq, uid, items)),
+                None => rest.push(HeldMessage { seq, uid, items }),
             }
         }
         rest
@@ -1381,7 +1398,7 @@ impl Forwarder {
     async fn fill_missing(
         &mut self,
         requested: &[MessageDataItemName<'static>],
-        missing: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+        missing: Vec<HeldMessage>,
     ) -> Result<(), SessionError> {
         // In batches, so that memory stays bounded whatever the mailbox.
         let mut missing = missing.into_iter().peekable();
@@ -1391,7 +1408,7 @@ impl Forwarder {
             let mut theirs = Vec::new();
             for entry in missing.by_ref().take(MISSING_BATCH) {
                 match self
-                    .location(entry.1)
+                    .location(entry.uid)
                     .map(|l| self.shared.downloads.claim(&l))
                 {
                     Some(Claim::Theirs(receiver)) => theirs.push((entry, receiver)),
@@ -1420,13 +1437,13 @@ impl Forwarder {
                 // A stalled download elsewhere must not stall this client
                 // for longer than a download of its own would take.
                 let _ = tokio::time::timeout(CLAIM_WAIT, all_released).await;
-                let uids: Vec<u32> = entries.iter().map(|(_, uid, _)| *uid).collect();
+                let uids: Vec<u32> = entries.iter().map(|m| m.uid).collect();
                 let found = self.archived_messages(&uids).await;
                 let mut not_archived = Vec::new();
-                for (seq, uid, items) in entries {
+                for HeldMessage { seq, uid, items } in entries {
                     match found.get(&uid) {
                         Some(served) => self.send_rewritten(seq, items, requested, served),
-                        None => not_archived.push((seq, uid, items)),
+                        None => not_archived.push(HeldMessage { seq, uid, items }),
                     }
                 }
                 self.download_and_answer(requested, not_archived).await?;
@@ -1440,19 +1457,19 @@ impl Forwarder {
     async fn download_and_answer(
         &mut self,
         requested: &[MessageDataItemName<'static>],
-        batch: Vec<(NonZeroU32, u32, Vec<MessageDataItem<'static>>)>,
+        batch: Vec<HeldMessage>,
     ) -> Result<(), SessionError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let uids: Vec<u32> = batch.iter().map(|(_, uid, _)| *uid).collect();
+        let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
         let fetched = self
             .session
             .fetch_messages(&uids)
             .await
             .map_err(|e| SessionError::Provider(e.to_string()))?;
         let served = self.view_many(fetched).await;
-        for (seq, uid, items) in batch {
+        for HeldMessage { seq, uid, items } in batch {
             let Some((_, bytes)) = served.iter().find(|(u, _)| *u == uid) else {
                 continue;
             };
