@@ -234,7 +234,11 @@ async fn serve(
         hostname: config.hostname.clone(),
         starttls: shared.tls.is_some(),
         tls_active: false,
-        auth_requires_tls: !config.listen.ip().is_loopback(),
+        // With a local certificate, passwords only cross TLS, on loopback
+        // too (other users of the machine can read loopback traffic), as
+        // the IMAP side requires; without one the gateway listens only on
+        // loopback (the daemon refuses anything else).
+        auth_requires_tls: shared.tls.is_some() || !config.listen.ip().is_loopback(),
         limits: config.limits.clone(),
     });
     let mut state = Connection {

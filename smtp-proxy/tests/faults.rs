@@ -15,6 +15,51 @@ fn note(text: &str) -> Vec<u8> {
     format!("From: {ALICE}\r\nTo: bob@example.org\r\nSubject: note\r\n\r\n{text}\r\n").into_bytes()
 }
 
+/// Reads one whole reply (the last line has a space after its code).
+fn reply(s: &mut TcpStream) -> String {
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).expect("reply");
+        assert!(n > 0, "connection closed after {text:?}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let last = text.trim_end().rsplit("\r\n").next().unwrap_or_default();
+        if text.ends_with("\r\n") && last.as_bytes().get(3) == Some(&b' ') {
+            return text;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_local_tls_no_password_is_taken_before_starttls_even_on_loopback() {
+    let fx = fixture(Setup::default()).await;
+    let port = fx.proxy_port;
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{ALICE}\0{PASSWORD}"))
+    };
+    let (ehlo, answer) = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        reply(&mut s);
+        s.write_all(b"EHLO client\r\n").expect("write");
+        let ehlo = reply(&mut s);
+        s.write_all(format!("AUTH PLAIN {auth}\r\n").as_bytes())
+            .expect("write");
+        (ehlo, reply(&mut s))
+    })
+    .await
+    .expect("client");
+    assert!(ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(answer.starts_with("538 5.7.11"), "{answer}");
+    // The proper way in still works.
+    let sent = fx
+        .send_smtplib(ALICE, &["bob@example.org"], &note("after starttls"))
+        .await;
+    assert_eq!(sent, "ok");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_get_the_providers_verdict() {
     let fx = fixture(Setup::default()).await;
@@ -118,7 +163,12 @@ async fn a_connection_lost_in_data_is_never_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gone_in_data_sends_nothing_and_others_go_on() {
-    let fx = fixture(Setup::default()).await;
+    // Plain SMTP on loopback, so that the raw client below can log in.
+    let fx = fixture(Setup {
+        local_tls: false,
+        ..Setup::default()
+    })
+    .await;
     let port = fx.proxy_port;
     let auth = {
         use base64::Engine as _;

@@ -42,6 +42,8 @@ pub struct Fixture {
     /// Every user's key pair (alice's too).
     pub keys: BTreeMap<String, Cert>,
     pub dir: TempDir,
+    /// Whether clients STARTTLS before AUTH ([`Setup::local_tls`]).
+    local_tls: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -65,6 +67,9 @@ pub struct Setup {
     pub hostile: Option<u16>,
     /// How long the provider may take for each command.
     pub provider_timeout: Duration,
+    /// The proxy has a local certificate (clients must STARTTLS before
+    /// AUTH); without one it speaks plain SMTP on loopback.
+    pub local_tls: bool,
 }
 
 impl Default for Setup {
@@ -78,6 +83,7 @@ impl Default for Setup {
             provider_max_size: None,
             hostile: None,
             provider_timeout: smtp_proxy::relay::DEFAULT_TIMEOUT,
+            local_tls: true,
         }
     }
 }
@@ -156,7 +162,9 @@ pub async fn fixture(setup: Setup) -> Fixture {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         hostname: "localhost".into(),
-        tls: Some(LocalCertificate::generate(&["localhost"]).expect("certificate")),
+        tls: setup
+            .local_tls
+            .then(|| LocalCertificate::generate(&["localhost"]).expect("certificate")),
         limits: Limits::default(),
         idle_timeout: setup.idle_timeout,
         accounts,
@@ -178,6 +186,7 @@ pub async fn fixture(setup: Setup) -> Fixture {
         keystore,
         keys,
         dir,
+        local_tls: setup.local_tls,
         stop: Some(stop),
         server: Some(server),
     }
@@ -194,7 +203,8 @@ impl Fixture {
         }
     }
 
-    /// Sends with Python's smtplib through the proxy (STARTTLS, AUTH PLAIN):
+    /// Sends with Python's smtplib through the proxy (STARTTLS unless the
+    /// proxy has no local certificate, AUTH PLAIN):
     /// `ok`, or the refusal as `CODE text`.
     pub async fn send_smtplib(&self, from: &str, rcpts: &[&str], message: &[u8]) -> String {
         self.send_smtplib_as(ALICE, PASSWORD, from, rcpts, message)
@@ -219,6 +229,7 @@ impl Fixture {
             from.to_string(),
             rcpts.join(","),
             file.display().to_string(),
+            if self.local_tls { "starttls" } else { "plain" }.to_string(),
         ];
         let out = blocking(move || {
             Command::new("python3")
@@ -394,17 +405,18 @@ fn rand_name() -> String {
     NEXT.fetch_add(1, Ordering::SeqCst).to_string()
 }
 
-/// argv: port user password from rcpts(comma) file. Prints "ok" or
+/// argv: port user password from rcpts(comma) file starttls|plain. Prints "ok" or
 /// "CODE text" for the first refusal.
 const SMTPLIB: &str = r#"
 import smtplib, sys
-port, user, password, sender, rcpts, path = sys.argv[1:7]
+port, user, password, sender, rcpts, path, security = sys.argv[1:8]
 data = open(path, "rb").read()
 try:
     s = smtplib.SMTP("127.0.0.1", int(port), timeout=300)
     s.ehlo()
-    s.starttls()
-    s.ehlo()
+    if security == "starttls":
+        s.starttls()
+        s.ehlo()
     s.login(user, password)
     refused = s.sendmail(sender, rcpts.split(","), data)
     s.quit()
