@@ -29,16 +29,46 @@ pub use link::BreakingLink;
 pub use provider::{Provider, LOCK_FILE};
 pub use tls::TestCa;
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::{Mutex, PoisonError};
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, for a server a test starts.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`), where
+/// `bind` to port 0 and every outgoing connection get theirs: a port from
+/// there could be taken by any connection the tests make before the server
+/// binds it (Dovecot then exits with "Address already in use"). Never the
+/// same port twice in one process, so parallel tests do not pick alike.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    const FIRST: u16 = 10_000;
+    let end = ephemeral_start().max(FIRST + 1_000);
+    let span = u64::from(end - FIRST);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+    random.write_u32(std::process::id());
+    let start = random.finish() % span;
+    for step in 0..span {
+        let port = FIRST + ((start + step) % span) as u16;
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port between {FIRST} and {end}");
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default when it
+/// cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Runs a program to completion; panics with its output if it fails.
