@@ -9,28 +9,43 @@
 //!   uniform error for tampered integrity-protected data.
 //! - Signature spoofing ("Johnny, you are fired", 2019): a valid signature
 //!   on a nested part, a signer who is not the From address, a display name
-//!   that names someone else, two From fields, a forged status header.
-//!   Expected: the status never says `signature=valid` for the message (a
-//!   nested signature is not the gateway's to vouch for: no status at all).
+//!   that names someone else, two From fields, two addresses in one From, a
+//!   Sender who is not the signer's From, a signed message forwarded inside
+//!   another, a forged status header. Expected: the status never says
+//!   `signature=valid` for the message (a nested signature is not the
+//!   gateway's to vouch for: no status at all).
+//! - Autocrypt: a header whose `addr` is not From, several headers, gossip
+//!   in unsigned mail, gossip about the sender, a forged key for a verified
+//!   peer, a Setup Message encrypted to the reader's public key (secret-key
+//!   injection). Expected: the keystore learns none of those keys, and the
+//!   one legitimate lesson among them (gossip about a recipient in signed,
+//!   encrypted mail) is learned, so "nothing learned" is not "nothing works".
 //!
-//! Each case states the expectation it checks next to the message.
+//! Each case states the expectation it checks next to the message; one
+//! genuine message in each test must come out valid, so the checks can fail.
 
+use std::io::Write as _;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use archive::Archive;
-use autocrypt::PreferEncrypt;
+use autocrypt::{AutocryptHeader, PreferEncrypt};
 use base64::Engine as _;
 use imap_proxy::proxy::{AccountConfig, Config, Proxy, DEFAULT_PROVIDER_TIMEOUT};
 use imap_proxy::upstream::{Endpoint, Security};
 use keystore::{KeySource, Keystore, Unlock};
 use mailcrypt::{Boundary, EncryptRequest};
-use sequoia_openpgp::Cert;
+use sequoia_openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient};
+use sequoia_openpgp::serialize::Serialize as _;
+use sequoia_openpgp::{armor, Cert};
 use testbed::Dovecot;
 
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
 const MALLORY: &str = "mallory@evil.example";
+const CAROL: &str = "carol@example.net";
+const DAVE: &str = "dave@example.net";
+const ERIN: &str = "erin@example.net";
 const CANARY: &str = "attack-canary";
 
 /// argv: port. Reads every message of INBOX; prints base64 of each, in
@@ -57,14 +72,75 @@ struct Keys {
     mallory: Cert,
 }
 
+/// Alice's keystore (her identity; Bob's and Mallory's keys imported),
+/// her archive, and a Dovecot holding her mailbox.
+struct World {
+    _dir: tempfile::TempDir,
+    store: Keystore,
+    archive: Archive,
+    dovecot: Dovecot,
+    keys: Keys,
+    /// When the keys were made (a little in the past).
+    now: SystemTime,
+}
+
+impl World {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Keystore::create(dir.path(), Unlock::KeyFile)
+            .await
+            .expect("vault");
+        let now = SystemTime::now() - Duration::from_secs(600);
+        let keys = Keys {
+            alice: autocrypt::key::generate(ALICE, now).expect("alice"),
+            bob: autocrypt::key::generate(BOB, now).expect("bob"),
+            mallory: autocrypt::key::generate(MALLORY, now).expect("mallory"),
+        };
+        store
+            .put_identity(ALICE, &keys.alice, PreferEncrypt::Mutual, now)
+            .await
+            .expect("identity");
+        for peer in [&keys.bob, &keys.mallory] {
+            store
+                .record_key(peer, KeySource::Import, now)
+                .await
+                .expect("peer key");
+        }
+        let archive = Archive::open(&store).await.expect("archive");
+        let dovecot = tokio::task::spawn_blocking(|| Dovecot::start(&[("alice", "alicepw")]))
+            .await
+            .expect("dovecot");
+        World {
+            _dir: dir,
+            store,
+            archive,
+            dovecot,
+            keys,
+            now,
+        }
+    }
+}
+
 fn encrypt(keys: &Keys, sender: &Cert, inner: &str) -> String {
+    encrypt_with(keys, sender, inner, None, &[])
+}
+
+/// Signed and encrypted to Alice by `sender` (mailcrypt, as a real peer
+/// would), with an outer `Autocrypt:` header and inner gossip if given.
+fn encrypt_with(
+    keys: &Keys,
+    sender: &Cert,
+    inner: &str,
+    autocrypt: Option<&AutocryptHeader>,
+    gossip: &[AutocryptHeader],
+) -> String {
     let sealed = mailcrypt::encrypt(
         inner.replace('\n', "\r\n").as_bytes(),
         &EncryptRequest {
             sender,
             recipients: &[keys.alice.clone().strip_secret_key_material()],
-            autocrypt: None,
-            gossip: &[],
+            autocrypt,
+            gossip,
             hide_recipients: false,
             pad: false,
             now: SystemTime::now(),
@@ -73,6 +149,41 @@ fn encrypt(keys: &Keys, sender: &Cert, inner: &str) -> String {
     )
     .expect("encrypt");
     String::from_utf8(sealed).expect("armored")
+}
+
+/// `payload` encrypted to `recipient` with no signature at all (mailcrypt
+/// always signs, an attacker need not), armored.
+fn encrypt_unsigned(recipient: &Cert, payload: &[u8]) -> String {
+    let mut sink = Vec::new();
+    let message = Armorer::new(Message::new(&mut sink))
+        .build()
+        .expect("armorer");
+    let keys: Vec<_> = recipient
+        .keys()
+        .with_policy(autocrypt::policy(), None)
+        .for_transport_encryption()
+        .map(|ka| ka.key().clone())
+        .collect();
+    let message =
+        Encryptor::for_recipients(message, keys.iter().map(|k| Recipient::new(None, None, k)))
+            .build()
+            .expect("encryptor");
+    let mut literal = LiteralWriter::new(message).build().expect("literal");
+    literal.write_all(payload).expect("write");
+    literal.finalize().expect("finalize");
+    String::from_utf8(sink).expect("armored")
+}
+
+/// A PGP/MIME message: `outer` header lines (CRLF-terminated) around the
+/// armored ciphertext.
+fn pgp_mime(outer: &str, armored: &str) -> String {
+    format!(
+        "{outer}MIME-Version: 1.0\r\n\
+         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"enc\"\r\n\r\n\
+         --enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
+         --enc\r\nContent-Type: application/octet-stream\r\n\r\n{armored}\r\n--enc--\r\n",
+        armored = armored.replace("\r\n", "\n").replace('\n', "\r\n"),
+    )
 }
 
 /// Where the base64 data of the (first) armored block is: after the BEGIN
@@ -117,34 +228,11 @@ fn wrap(kind: &str, from: &str, subject: &str, entity: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_attacks_are_refused_through_the_proxy() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Keystore::create(dir.path(), Unlock::KeyFile)
-        .await
-        .expect("vault");
-    let now = SystemTime::now() - Duration::from_secs(600);
-    let keys = Keys {
-        alice: autocrypt::key::generate(ALICE, now).expect("alice"),
-        bob: autocrypt::key::generate(BOB, now).expect("bob"),
-        mallory: autocrypt::key::generate(MALLORY, now).expect("mallory"),
-    };
-    store
-        .put_identity(ALICE, &keys.alice, PreferEncrypt::Mutual, now)
-        .await
-        .expect("identity");
-    for peer in [&keys.bob, &keys.mallory] {
-        store
-            .record_key(peer, KeySource::Import, now)
-            .await
-            .expect("peer key");
-    }
-    let archive = Archive::open(&store).await.expect("archive");
-    let dovecot = tokio::task::spawn_blocking(|| Dovecot::start(&[("alice", "alicepw")]))
-        .await
-        .expect("dovecot");
-
+    let world = World::new().await;
+    let keys = &world.keys;
     let from_bob = |subject: &str| {
         encrypt(
-            &keys,
+            keys,
             &keys.bob,
             &format!(
                 "From: {BOB}\nTo: {ALICE}\nSubject: {subject}\nContent-Type: text/plain\n\n{CANARY} {subject}\n"
@@ -154,8 +242,13 @@ async fn published_attacks_are_refused_through_the_proxy() {
     let valid = from_bob("genuine");
     let entity = encrypted_entity(&valid);
 
-    // (name, message, what the status must show, what it must not)
-    let mut cases: Vec<(&str, String, &[&str], &[&str])> = Vec::new();
+    // The genuine message, so that "valid" is seen when it is true.
+    let mut cases: Vec<Case> = vec![(
+        "genuine",
+        valid.clone(),
+        &["encrypted", "signature=valid", "signer=bob@example.org"],
+        &[],
+    )];
     // EFAIL direct exfiltration: the encrypted part beside attacker HTML.
     for kind in ["mixed", "alternative", "related"] {
         cases.push((
@@ -249,7 +342,7 @@ async fn published_attacks_are_refused_through_the_proxy() {
     cases.push((
         "signer-is-not-from",
         encrypt(
-            &keys,
+            keys,
             &keys.mallory,
             &format!("From: {BOB}\nTo: {ALICE}\nSubject: mismatch\n\n{CANARY} from mallory\n"),
         ),
@@ -260,7 +353,7 @@ async fn published_attacks_are_refused_through_the_proxy() {
     cases.push((
         "display-name",
         encrypt(
-            &keys,
+            keys,
             &keys.mallory,
             &format!(
                 "From: \"{BOB}\" <{MALLORY}>\nTo: {ALICE}\nSubject: display\n\n{CANARY} display\n"
@@ -273,42 +366,107 @@ async fn published_attacks_are_refused_through_the_proxy() {
     cases.push((
         "two-from",
         encrypt(
-            &keys,
+            keys,
             &keys.bob,
             &format!("From: {BOB}\nFrom: {MALLORY}\nTo: {ALICE}\nSubject: two\n\n{CANARY} two\n"),
         ),
         &["encrypted"],
         &["signature=valid"],
     ));
-    // A status header forged outside an unsigned encrypted message.
-    let unsigned = mailcrypt::encrypt(
-        format!("From: {BOB}\r\nTo: {ALICE}\r\nSubject: unsigned\r\n\r\n{CANARY} unsigned\r\n")
-            .as_bytes(),
-        &EncryptRequest {
-            sender: &keys.bob,
-            recipients: &[keys.alice.clone().strip_secret_key_material()],
-            autocrypt: None,
-            gossip: &[],
-            hide_recipients: false,
-            pad: false,
-            now: SystemTime::now(),
-            boundary: Boundary::Random,
-        },
-    )
-    .expect("encrypt");
-    let unsigned = String::from_utf8(unsigned).expect("ascii");
+    // Two addresses in one From, signed by one of them: the signature
+    // cannot vouch for a message that also claims to come from Bob.
     cases.push((
-        "forged-status",
-        unsigned.replacen(
-            "From: ",
-            "Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=verified\r\nFrom: ",
-            1,
+        "two-addresses-in-from",
+        encrypt(
+            keys,
+            &keys.mallory,
+            &format!(
+                "From: {BOB}, {MALLORY}\nSender: {MALLORY}\nTo: {ALICE}\nSubject: both\n\n{CANARY} both\n"
+            ),
         ),
         &["encrypted"],
-        &["key=verified"],
+        &["signature=valid", "signer=bob"],
+    ));
+    // Signed by Mallory, From: Bob, Sender: Mallory (clients that show the
+    // Sender as "on behalf of" would make Bob the author): From decides.
+    cases.push((
+        "sender-field",
+        encrypt(
+            keys,
+            &keys.mallory,
+            &format!(
+                "From: {BOB}\nSender: {MALLORY}\nTo: {ALICE}\nSubject: on behalf\n\n{CANARY} behalf\n"
+            ),
+        ),
+        &["encrypted", "signature=mismatch"],
+        &["signature=valid", "signer=bob"],
+    ));
+    // Bob's genuinely signed message forwarded inside Mallory's cleartext
+    // mail that claims to be from Bob: the forwarded signature vouches for
+    // the attachment, not for the message around it.
+    cases.push((
+        "signed-forward",
+        format!(
+            "From: {BOB}\r\nTo: {ALICE}\r\nSubject: Fwd: signed\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"evil\"\r\n\r\n--evil\r\n\
+             Content-Type: text/plain\r\n\r\nPay Mallory, see Bob's signed note.\r\n--evil\r\n\
+             Content-Type: message/rfc822\r\n\r\n{signed}\r\n--evil--\r\n"
+        ),
+        &[],
+        &["signature=valid"],
+    ));
+    // The same forward signed and encrypted by Mallory as himself: valid,
+    // but Mallory's, never Bob's.
+    cases.push((
+        "signed-forward-encrypted",
+        encrypt(
+            keys,
+            &keys.mallory,
+            &format!(
+                "From: {MALLORY}\nTo: {ALICE}\nSubject: Fwd: signed\nMIME-Version: 1.0\n\
+                 Content-Type: multipart/mixed; boundary=\"fwd\"\n\n--fwd\n\
+                 Content-Type: text/plain\n\n{CANARY} forwarded\n--fwd\n\
+                 Content-Type: message/rfc822\n\n{signed}\n--fwd--\n",
+                signed = signed.replace("\r\n", "\n"),
+            ),
+        ),
+        &["encrypted", "signer=mallory@evil.example"],
+        &["signer=bob"],
+    ));
+    // A status header forged outside an encrypted message that carries no
+    // signature at all.
+    let unsigned = pgp_mime(
+        &format!(
+            "Letterlock-Security: encrypted; signature=valid; signer={BOB}; key=verified\r\n\
+             From: {BOB}\r\nTo: {ALICE}\r\nSubject: unsigned\r\n"
+        ),
+        &encrypt_unsigned(
+            &keys.alice,
+            format!("From: {BOB}\r\nTo: {ALICE}\r\nSubject: unsigned\r\n\r\n{CANARY} unsigned\r\n")
+                .as_bytes(),
+        ),
+    );
+    cases.push((
+        "forged-status",
+        unsigned,
+        &["encrypted", "signature=none"],
+        &["key=verified", "signature=valid"],
     ));
 
-    for (_, message, _, _) in &cases {
+    let served = read_through_proxy(&world, &cases).await;
+    let failures = check(&cases, &served);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// (name, message, what its status must show, what it must not)
+type Case<'a> = (&'a str, String, &'a [&'a str], &'a [&'a str]);
+
+/// Saves each case's message in Alice's INBOX at Dovecot, reads the whole
+/// INBOX through a proxy (Python's imaplib as the client) and returns what
+/// was served, in UID order.
+async fn read_through_proxy(world: &World, cases: &[Case<'_>]) -> Vec<String> {
+    let dovecot = &world.dovecot;
+    for (_, message, _, _) in cases {
         dovecot.save("alice", "INBOX", message.as_bytes());
     }
     let proxy = Proxy::bind(
@@ -327,14 +485,14 @@ async fn published_attacks_are_refused_through_the_proxy() {
                 },
             }],
         },
-        store,
-        archive,
+        world.store.clone(),
+        world.archive.clone(),
     )
     .await
     .expect("bind");
     let port = proxy.local_addr().expect("addr").port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(proxy.run(async {
+    let running = tokio::spawn(proxy.run(async {
         let _ = stopped.await;
     }));
     let out = tokio::task::spawn_blocking(move || {
@@ -345,6 +503,8 @@ async fn published_attacks_are_refused_through_the_proxy() {
     })
     .await
     .expect("reader");
+    let _ = stop.send(());
+    let _ = running.await;
     assert!(
         out.status.success(),
         "{}",
@@ -360,9 +520,15 @@ async fn published_attacks_are_refused_through_the_proxy() {
         })
         .collect();
     assert_eq!(served.len(), cases.len());
+    served
+}
 
+/// Each served message against its case: at most one status header, the
+/// words it must and must not have, and no plaintext (the canary) where
+/// nothing was decrypted.
+fn check(cases: &[Case<'_>], served: &[String]) -> Vec<String> {
     let mut failures = Vec::new();
-    for ((name, _, must, must_not), message) in cases.iter().zip(&served) {
+    for ((name, _, must, must_not), message) in cases.iter().zip(served) {
         let statuses: Vec<&str> = message
             .split("\r\n\r\n")
             .next()
@@ -389,11 +555,228 @@ async fn published_attacks_are_refused_through_the_proxy() {
                 failures.push(format!("{name}: status says {unwanted:?}: {status}"));
             }
         }
-        // Where nothing was decrypted, no plaintext was released.
         if !status.contains("encrypted; signature=") && message.contains(CANARY) {
             failures.push(format!("{name}: plaintext released"));
         }
     }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocrypt_attacks_teach_the_keystore_nothing() {
+    let world = World::new().await;
+    let (keys, store, now) = (&world.keys, &world.store, world.now);
+    let key = |addr: &str| autocrypt::key::generate(addr, now).expect("key");
+    // Keys Mallory made for other people's addresses.
+    let forged_bob = key(BOB);
+    let addr_not_from = key(BOB);
+    let forged_alice = key(ALICE);
+    let mallory_for = |addr: &str| AutocryptHeader::new(addr, PreferEncrypt::Mutual, key(addr));
+    let dave = key(DAVE);
+    let bob_fpr = keys.bob.fingerprint().to_hex();
+    store
+        .verify(BOB, &bob_fpr, "fingerprint compared in person", now)
+        .await
+        .expect("verify");
+    let header_for = |addr: &str, cert: &Cert| {
+        AutocryptHeader::new(
+            addr,
+            PreferEncrypt::Mutual,
+            cert.clone().strip_secret_key_material(),
+        )
+        .render("\r\n ")
+    };
+
+    let mut cases: Vec<Case> = Vec::new();
+    // A header whose addr is Bob's, in mail from Mallory.
+    cases.push((
+        "addr-not-from",
+        format!(
+            "From: {MALLORY}\r\nTo: {ALICE}\r\nSubject: hi\r\nAutocrypt: {}\r\n\r\nhello\r\n",
+            header_for(BOB, &addr_not_from)
+        ),
+        &[],
+        &["signature=valid"],
+    ));
+    // Two headers for the sender: Autocrypt says use neither.
+    cases.push((
+        "several-headers",
+        format!(
+            "From: {CAROL}\r\nTo: {ALICE}\r\nSubject: two keys\r\nAutocrypt: {}\r\nAutocrypt: {}\r\n\r\nhello\r\n",
+            header_for(CAROL, &key(CAROL)),
+            header_for(CAROL, &key(CAROL))
+        ),
+        &[],
+        &["signature=valid"],
+    ));
+    // Gossip about Erin inside encrypted mail that nobody signed.
+    let inner = format!(
+        "From: {MALLORY}\r\nTo: {ALICE}\r\nCc: {ERIN}\r\nSubject: unsigned gossip\r\n\
+         Autocrypt-Gossip: {}\r\n\r\n{CANARY} unsigned gossip\r\n",
+        mallory_for(ERIN).render_gossip("\r\n ")
+    );
+    cases.push((
+        "gossip-in-unsigned-mail",
+        pgp_mime(
+            &format!("From: {MALLORY}\r\nTo: {ALICE}\r\nCc: {ERIN}\r\nSubject: ...\r\n"),
+            &encrypt_unsigned(&keys.alice, inner.as_bytes()),
+        ),
+        &["encrypted", "signature=none"],
+        &["signature=valid"],
+    ));
+    // Signed, encrypted gossip from Mallory about himself (a second key of
+    // his choosing) and about Dave, a recipient: only Dave's is learned.
+    cases.push((
+        "gossip-about-the-sender",
+        encrypt_with(
+            keys,
+            &keys.mallory,
+            &format!(
+                "From: {MALLORY}\nTo: {ALICE}\nCc: {DAVE}\nSubject: gossip\n\n{CANARY} gossip\n"
+            ),
+            None,
+            &[
+                mallory_for(MALLORY),
+                AutocryptHeader::new(
+                    DAVE,
+                    PreferEncrypt::Mutual,
+                    dave.clone().strip_secret_key_material(),
+                ),
+            ],
+        ),
+        &[
+            "encrypted",
+            "signature=valid",
+            "signer=mallory@evil.example",
+        ],
+        &[],
+    ));
+    // A key Mallory made for Bob, whom Alice verified, offered in Bob's name
+    // and used to sign: not Bob's key, not valid, the reader is told.
+    cases.push((
+        "forged-key-for-a-verified-peer",
+        encrypt_with(
+            keys,
+            &forged_bob,
+            &format!("From: {BOB}\nTo: {ALICE}\nSubject: new key\n\n{CANARY} new key\n"),
+            Some(&AutocryptHeader::new(
+                BOB,
+                PreferEncrypt::Mutual,
+                forged_bob.clone().strip_secret_key_material(),
+            )),
+            &[],
+        ),
+        &["encrypted", "autocrypt=conflict"],
+        &["signature=valid"],
+    ));
+    // Autocrypt Setup Messages holding Mallory's secret key for Alice's
+    // address, encrypted to Alice's public key instead of a Setup Code:
+    // as the standard attachment, and as a whole inline body (which the
+    // proxy decrypts like any inline message). Neither may become Alice's key.
+    let mut injected_key = Vec::new();
+    {
+        let mut armor =
+            armor::Writer::new(&mut injected_key, armor::Kind::SecretKey).expect("armor");
+        forged_alice
+            .as_tsk()
+            .serialize(&mut armor)
+            .expect("serialize");
+        armor.finalize().expect("armor end");
+    }
+    let setup_block = encrypt_unsigned(&keys.alice, &injected_key);
+    cases.push((
+        "setup-message-injection",
+        format!(
+            "From: {ALICE}\r\nTo: {ALICE}\r\nSubject: Autocrypt Setup Message\r\n\
+             Autocrypt-Setup-Message: v1\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"setup\"\r\n\r\n--setup\r\n\
+             Content-Type: text/plain\r\n\r\nImport this key.\r\n--setup\r\n\
+             Content-Type: application/autocrypt-setup\r\n\r\n{}\r\n--setup--\r\n",
+            setup_block.replace('\n', "\r\n")
+        ),
+        &[],
+        &["signature=valid"],
+    ));
+    cases.push((
+        "setup-message-injection-inline",
+        format!(
+            "From: {ALICE}\r\nTo: {ALICE}\r\nSubject: Autocrypt Setup Message\r\n\
+             Autocrypt-Setup-Message: v1\r\n\r\n{}",
+            setup_block.replace('\n', "\r\n")
+        ),
+        &[],
+        &["signature=valid"],
+    ));
+
+    let served = read_through_proxy(&world, &cases).await;
+    let mut failures = check(&cases, &served);
+
+    // What the keystore holds afterwards.
+    let fingerprints = |records: Vec<keystore::KeyRecord>| -> Vec<String> {
+        records.into_iter().map(|r| r.fingerprint).collect()
+    };
+    let bob = store.summary(BOB).await.expect("summary");
+    if bob.fingerprint.as_deref() != Some(bob_fpr.as_str())
+        || bob.trust != Some(keystore::TrustLevel::Verified)
+    {
+        failures.push(format!("Bob is no longer his verified key: {bob:?}"));
+    }
+    // The forged key offered in Bob's name is remembered only as the
+    // conflict the reader was shown; the one in Mallory's mail not at all.
+    if !bob.conflicts.contains(&forged_bob.fingerprint().to_hex()) {
+        failures.push(format!(
+            "the forged key is not listed as a conflict: {bob:?}"
+        ));
+    }
+    if fingerprints(store.history(BOB).await.expect("history"))
+        .contains(&addr_not_from.fingerprint().to_hex())
+    {
+        failures.push("a key for Bob was taken from Mallory's mail".into());
+    }
+    if let Some(key) = store
+        .peer_state(MALLORY)
+        .await
+        .expect("state")
+        .and_then(|s| s.public_key)
+    {
+        failures.push(format!(
+            "Mallory's header for Bob's address became Mallory's key {}",
+            key.fingerprint()
+        ));
+    }
+    let carol = store.peer_state(CAROL).await.expect("state");
+    if carol.as_ref().and_then(|s| s.public_key.as_ref()).is_some() {
+        failures.push("one of Carol's two headers was used".into());
+    }
+    if carol.and_then(|s| s.last_seen).is_none() {
+        failures.push("Carol's message was not seen at all (the check would be vacuous)".into());
+    }
+    if !fingerprints(store.history(ERIN).await.expect("history")).is_empty() {
+        failures.push("gossip from unsigned mail was learned for Erin".into());
+    }
+    let mallory = store.peer_state(MALLORY).await.expect("state");
+    if mallory.and_then(|s| s.gossip_key).is_some() {
+        failures.push("gossip about the sender was learned".into());
+    }
+    let dave_gossip = store
+        .peer_state(DAVE)
+        .await
+        .expect("state")
+        .and_then(|s| s.gossip_key)
+        .map(|c| c.fingerprint());
+    if dave_gossip != Some(dave.fingerprint()) {
+        failures.push(format!(
+            "gossip about a recipient in signed, encrypted mail was not learned: {dave_gossip:?}"
+        ));
+    }
+    let identities = store.identities().await.expect("identities");
+    if identities.len() != 1 || identities[0].cert.fingerprint() != keys.alice.fingerprint() {
+        failures.push("a Setup Message changed Alice's own key".into());
+    }
+    if fingerprints(store.history(ALICE).await.expect("history"))
+        .contains(&forged_alice.fingerprint().to_hex())
+    {
+        failures.push("Mallory's key for Alice's address was recorded".into());
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let _ = stop.send(());
 }
