@@ -129,10 +129,7 @@ fn run_refuses_to_start_with_a_clear_reason() {
     let data = dir.path().join("data");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken_port = taken.local_addr().expect("addr").port();
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("addr")
-        .port();
+    let free = testbed::free_port();
     let base = format!(
         "data_dir = \"{}\"\n[imap]\nlisten = \"127.0.0.1:{free}\"\n[smtp]\nlisten = \"127.0.0.1:{taken_port}\"\n",
         data.display()

@@ -1,7 +1,7 @@
 //! DNS OPENPGPKEY discovery against a real DNS server: Knot on loopback,
 //! serving one zone it signs with DNSSEC and one it does not.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
@@ -23,13 +23,6 @@ impl Drop for Knot {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn zone(origin: &str, records: &[(String, &Cert)]) -> String {
@@ -54,7 +47,7 @@ impl Knot {
         for sub in ["zones", "db", "run"] {
             std::fs::create_dir(d.join(sub)).expect("mkdir");
         }
-        let port = free_port();
+        let port = testbed::free_port();
         std::fs::write(
             d.join("zones/signed.example.zone"),
             zone("signed.example", signed),

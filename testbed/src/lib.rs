@@ -30,7 +30,7 @@ pub use provider::{Provider, LOCK_FILE};
 pub use tls::TestCa;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Mutex, PoisonError};
@@ -54,7 +54,11 @@ pub fn free_port() -> u16 {
     let start = random.finish() % span;
     for step in 0..span {
         let port = FIRST + ((start + step) % span) as u16;
-        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        // Free for TCP and UDP both, for servers that take both (DNS).
+        if !handed_out.contains(&port)
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
             handed_out.insert(port);
             return port;
         }
