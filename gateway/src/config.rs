@@ -137,17 +137,8 @@ impl Security {
     }
 }
 
+/// The same setting as the proxies take it (one type for both sides).
 impl From<Security> for imap_proxy::upstream::Security {
-    fn from(s: Security) -> Self {
-        match s {
-            Security::Tls => Self::Tls,
-            Security::Starttls => Self::StartTls,
-            Security::Plain => Self::Plain,
-        }
-    }
-}
-
-impl From<Security> for smtp_proxy::relay::Security {
     fn from(s: Security) -> Self {
         match s {
             Security::Tls => Self::Tls,

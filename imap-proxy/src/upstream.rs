@@ -5,8 +5,7 @@
 //! system's roots plus the account's `ca_file`, a time limit on every wait,
 //! and typed results for the few commands the gateway issues itself.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use imap_next::client::{Client, Event, Options};
@@ -22,9 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 /// How long any one wait on the provider may take before the connection is
@@ -41,30 +38,7 @@ const MAX_COMMAND_BYTES: usize = 2 * MAX_RESPONSE as usize;
 /// The longest line accepted before TLS is up (greeting, STARTTLS reply).
 const MAX_PLAIN_LINE: usize = 8 * 1024;
 
-/// How the connection to the provider is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// TLS from the first byte (port 993).
-    Tls,
-    /// Plain connection upgraded with STARTTLS before anything else is said.
-    StartTls,
-    /// No TLS at all: only for a provider on the same machine.
-    Plain,
-}
-
-impl std::str::FromStr for Security {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "tls" => Ok(Security::Tls),
-            "starttls" => Ok(Security::StartTls),
-            "plain" => Ok(Security::Plain),
-            other => Err(format!(
-                "unknown security \"{other}\"; use tls, starttls or plain"
-            )),
-        }
-    }
-}
+pub use provider_tls::Security;
 
 /// Where the provider is and how to reach it.
 #[derive(Debug, Clone)]
@@ -87,8 +61,8 @@ pub enum UpstreamError {
     },
     #[error("the TLS handshake with {host} failed: {reason} (if the provider uses a private CA, set ca_file)")]
     Tls { host: String, reason: String },
-    #[error("cannot read the CA file {path}: {reason}")]
-    CaFile { path: PathBuf, reason: String },
+    #[error(transparent)]
+    TlsSetup(#[from] provider_tls::TlsSetupError),
     #[error("the provider does not offer STARTTLS: {0}")]
     NoStartTls(String),
     #[error("the provider rejected the login: {0}")]
@@ -626,7 +600,7 @@ async fn handshake(
     endpoint: &Endpoint,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
-    let config = tls_config(endpoint.ca_file.as_deref())?;
+    let config = provider_tls::client_config(endpoint.ca_file.as_deref())?;
     let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| UpstreamError::Tls {
         host: endpoint.host.clone(),
         reason: format!("not a valid server name: {e}"),
@@ -637,46 +611,6 @@ async fn handshake(
             host: endpoint.host.clone(),
             reason: e.to_string(),
         })
-}
-
-/// TLS client settings: the system's trust anchors plus `ca_file`.
-/// The system's trust anchors, read once per process: parsing the whole
-/// store for every login would cost more than the login.
-fn system_roots() -> &'static [CertificateDer<'static>] {
-    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
-    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
-}
-
-pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, UpstreamError> {
-    let mut roots = RootCertStore::empty();
-    // Unreadable system certificates are not fatal: ca_file may be all
-    // that is needed, and a missing root shows up as a handshake error.
-    roots.add_parsable_certificates(system_roots().iter().cloned());
-    if let Some(path) = ca_file {
-        let ca_error = |reason: String| UpstreamError::CaFile {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
-            let cert = cert.map_err(|e| ca_error(e.to_string()))?;
-            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(ca_error("it holds no PEM certificate".into()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| UpstreamError::Tls {
-            host: String::new(),
-            reason: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

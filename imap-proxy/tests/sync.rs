@@ -290,7 +290,13 @@ async fn starttls_login_and_failures_are_explained() {
     let mut missing = endpoint(&s.dovecot, Security::Tls);
     missing.ca_file = Some("/nonexistent/ca.pem".into());
     let err = Session::connect(&missing).await.expect_err("no CA file");
-    assert!(matches!(err, UpstreamError::CaFile { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            UpstreamError::TlsSetup(provider_tls::TlsSetupError::CaFile { .. })
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

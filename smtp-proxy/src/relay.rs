@@ -11,8 +11,6 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -28,37 +26,12 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use crate::reply::Reply;
 
-/// How the provider's submission port is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// Implicit TLS (port 465).
-    Tls,
-    /// STARTTLS, required (port 587).
-    StartTls,
-    /// No TLS at all: only for a provider on the same machine.
-    Plain,
-}
-
-impl FromStr for Security {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "tls" => Ok(Security::Tls),
-            "starttls" => Ok(Security::StartTls),
-            "plain" => Ok(Security::Plain),
-            other => Err(format!(
-                "unknown security \"{other}\"; use tls, starttls or plain"
-            )),
-        }
-    }
-}
+pub use provider_tls::Security;
 
 /// Where the account's mail is submitted.
 #[derive(Debug, Clone)]
@@ -153,7 +126,8 @@ impl Relay {
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn AsyncTokioStream> = match self.provider.security {
             Security::Tls => {
-                let config = self.tls_config().map_err(&unreachable)?;
+                let config = provider_tls::client_config(self.provider.ca_file.as_deref())
+                    .map_err(|e| unreachable(e.to_string()))?;
                 let name = ServerName::try_from(self.provider.host.clone())
                     .map_err(|e| unreachable(format!("bad host name: {e}")))?;
                 let tls = timeout(
@@ -204,34 +178,6 @@ impl Relay {
         self.connection = Some(connection);
         self.last_used = Instant::now();
         Ok(())
-    }
-
-    /// The system's roots plus the account's `ca_file`, for implicit TLS.
-    fn tls_config(&self) -> Result<Arc<ClientConfig>, String> {
-        let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(system_roots().iter().cloned());
-        if let Some(path) = &self.provider.ca_file {
-            let unreadable = |e: &dyn std::fmt::Display| {
-                format!("cannot read the ca_file {}: {e}", path.display())
-            };
-            let mut added = 0;
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
-                roots
-                    .add(cert.map_err(|e| unreadable(&e))?)
-                    .map_err(|e| unreadable(&e))?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(unreadable(&"it holds no PEM certificate"));
-            }
-        }
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Arc::new(config))
     }
 
     /// The same trust for STARTTLS, which lettre carries out.
@@ -409,13 +355,6 @@ impl Relay {
             }
         }
     }
-}
-
-/// The system's trust anchors, read once: parsing the whole store for
-/// every login would cost more than the login.
-fn system_roots() -> &'static [CertificateDer<'static>] {
-    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }
 
 /// An implicit-TLS connection in the form lettre takes over.
@@ -598,11 +537,5 @@ mod tests {
         assert!(reply.lines[0].starts_with("Sent only to bob@example.org;"));
         let reply = Failure::Lost.into_reply(&[]);
         assert_eq!(reply.code, 451);
-    }
-
-    #[test]
-    fn security_names() {
-        assert_eq!("starttls".parse::<Security>(), Ok(Security::StartTls));
-        assert!("ssl".parse::<Security>().unwrap_err().contains("tls"));
     }
 }

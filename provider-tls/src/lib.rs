@@ -1,0 +1,135 @@
+//! How the gateway secures its connections to the mail provider, shared by
+//! the IMAP and the SMTP side: the account's [`Security`] setting and the
+//! TLS client configuration ([`client_config`]) that trusts the system's
+//! roots plus the account's `ca_file` (a provider with a private CA, and
+//! the tests' own CA).
+//!
+//! rustls does the TLS; this crate only decides what it trusts. The SMTP
+//! side's STARTTLS is carried out by lettre, which takes its trust anchors
+//! in its own form (see `smtp_proxy::relay`).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use thiserror::Error;
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+/// How the connection to the provider is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// TLS from the first byte (IMAP 993, SMTP 465).
+    Tls,
+    /// A plain connection upgraded with STARTTLS before anything else is
+    /// said; the upgrade is required (IMAP 143, SMTP 587).
+    StartTls,
+    /// No TLS at all: only for a provider on the same machine.
+    Plain,
+}
+
+impl Security {
+    /// The config file's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::Tls => "tls",
+            Security::StartTls => "starttls",
+            Security::Plain => "plain",
+        }
+    }
+}
+
+impl FromStr for Security {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tls" => Ok(Security::Tls),
+            "starttls" => Ok(Security::StartTls),
+            "plain" => Ok(Security::Plain),
+            other => Err(format!(
+                "unknown security \"{other}\"; use tls, starttls or plain"
+            )),
+        }
+    }
+}
+
+/// Why no TLS configuration could be made.
+#[derive(Debug, Error)]
+pub enum TlsSetupError {
+    #[error("cannot read the CA file {path}: {reason}")]
+    CaFile { path: PathBuf, reason: String },
+    #[error("no TLS version both sides support: {0}")]
+    Protocol(String),
+}
+
+/// TLS client settings that trust the system's roots plus every PEM
+/// certificate in `ca_file`. A `ca_file` that cannot be read or holds no
+/// certificate is an error (the account's setting would silently do
+/// nothing otherwise); unreadable system certificates are not: `ca_file`
+/// may be all that is needed, and a missing root shows up as a handshake
+/// error naming the provider.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(system_roots().iter().cloned());
+    if let Some(path) = ca_file {
+        let unreadable = |reason: String| TlsSetupError::CaFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(e.to_string()))? {
+            let cert = cert.map_err(|e| unreadable(e.to_string()))?;
+            roots.add(cert).map_err(|e| unreadable(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(unreadable("it holds no PEM certificate".into()));
+        }
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsSetupError::Protocol(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The system's trust anchors, read once per process: parsing the whole
+/// store for every login would cost more than the login.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_words_round_trip() {
+        for security in [Security::Tls, Security::StartTls, Security::Plain] {
+            assert_eq!(security.as_str().parse::<Security>(), Ok(security));
+        }
+        let wrong = "ssl".parse::<Security>().unwrap_err();
+        assert!(wrong.contains("use tls, starttls or plain"), "{wrong}");
+    }
+
+    #[test]
+    fn a_ca_file_is_read_and_a_useless_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = testbed::TestCa::create(dir.path());
+        assert!(client_config(Some(&ca.ca_cert)).is_ok());
+        assert!(client_config(None).is_ok());
+
+        let missing = dir.path().join("missing.pem");
+        let err = client_config(Some(&missing)).unwrap_err().to_string();
+        assert!(err.contains("missing.pem"), "{err}");
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = client_config(Some(&empty)).unwrap_err().to_string();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+    }
+}
