@@ -93,6 +93,11 @@ pub struct Config {
 /// A [`Config::provider_timeout`] that lets 160 MiB arrive at 4 Mbit/s.
 pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The longest a login at the provider may take (or the provider timeout,
+/// if shorter): below the 100 s after which Thunderbird gives up on its
+/// own, so that the person reads the gateway's reason, not a bare timeout.
+const LOGIN_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Capabilities passed on after login: what the proxy carries end to end.
 /// Everything else (COMPRESS, BINARY, SORT/THREAD for now, ESEARCH
 /// and SEARCHRES, CONDSTORE/QRESYNC, NOTIFY, …) is removed.
@@ -587,30 +592,46 @@ async fn login_at_provider(
             "No account with this user name is set up in the gateway".into(),
         ));
     };
-    let mut session = Session::connect(&account.provider).await.map_err(|e| {
-        (
-            Code::Alert,
-            LoginFailure::Unreachable,
-            format!("Cannot reach your provider: {e}"),
-        )
-    })?;
-    match session.login(&account.username, password).await {
-        Ok(()) => {}
-        Err(UpstreamError::LoginRejected(why)) => {
-            return Err((
+    // One bound for the whole login, however the provider stalls (at the
+    // greeting, the TLS handshake, STARTTLS or LOGIN).
+    let patience = shared.config.provider_timeout.min(LOGIN_PATIENCE);
+    let logged_in = tokio::time::timeout(patience, async {
+        let mut session = Session::connect(&account.provider).await.map_err(|e| {
+            (
+                Code::Alert,
+                LoginFailure::Unreachable,
+                format!("Cannot reach your provider: {e}"),
+            )
+        })?;
+        match session.login(&account.username, password).await {
+            Ok(()) => Ok(session),
+            Err(UpstreamError::LoginRejected(why)) => Err((
                 Code::Alert,
                 LoginFailure::Refused,
                 format!("Your provider refused the login: {why}"),
-            ))
-        }
-        Err(e) => {
-            return Err((
+            )),
+            Err(e) => Err((
                 Code::Alert,
                 LoginFailure::Unreachable,
                 format!("Cannot log in at your provider: {e}"),
-            ))
+            )),
         }
-    }
+    })
+    .await;
+    let session = match logged_in {
+        Ok(result) => result?,
+        Err(_) => {
+            warn!(account = %account.address, secs = patience.as_secs(), "the provider did not complete the login in time");
+            return Err((
+                Code::Alert,
+                LoginFailure::Unreachable,
+                format!(
+                    "Cannot reach your provider: it did not complete the login within {} seconds; try again later",
+                    patience.as_secs()
+                ),
+            ));
+        }
+    };
     let mut account = account.clone();
     account.address = autocrypt::normalize_addr(&account.address);
     Ok((session, account))

@@ -1,8 +1,15 @@
-//! A provider that misbehaves after login — a malformed response, a literal
-//! announced as 4 GB that stalls after 190 MiB, a dropped connection — ends
-//! that client's session with a BYE that says why, within bounded memory, while another client's session
-//! (to a real Dovecot) goes on undisturbed.
+//! Faults at the provider and at the client, with another client's session
+//! (to a real Dovecot) going on undisturbed:
+//! - a provider that misbehaves after login — a malformed response, a
+//!   literal announced as 4 GB that stalls after 190 MiB, a dropped
+//!   connection — ends that session with a BYE that says why, within
+//!   bounded memory;
+//! - a provider that fails at each step (greeting, LOGIN, inside a FETCH
+//!   literal, APPEND out of space, dropped or stalled around the APPEND
+//!   literal) is never taken for success, and only ciphertext reached it;
+//! - a client gone inside an APPEND literal stores nothing.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -13,16 +20,37 @@ use imap_proxy::upstream::{Endpoint, Security};
 use keystore::{Keystore, Unlock};
 use testbed::Dovecot;
 
-/// argv: port. A plain IMAP server whose LOGIN name picks the fault it
-/// shows at SELECT. Prints READY once listening.
+/// argv: port [greeting [dir]]. A plain IMAP server whose LOGIN name picks
+/// the fault it shows later; `greeting` (ok, drop, stall, garbage) is what
+/// every connection gets first. The literal of every APPEND it receives is
+/// written to a file in `dir`. Prints READY once listening.
 const HOSTILE: &str = r#"
-import socket, sys, threading
+import os, re, socket, sys, threading, time
+port = int(sys.argv[1])
+greeting = sys.argv[2] if len(sys.argv) > 2 else "ok"
+stored = sys.argv[3] if len(sys.argv) > 3 else None
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.bind(("127.0.0.1", port))
 srv.listen(16)
 print("READY", flush=True)
+appends = [0]
+def record(data):
+    if stored:
+        appends[0] += 1
+        with open(os.path.join(stored, "%d-%d" % (port, appends[0])), "wb") as out:
+            out.write(data)
 def serve(c):
+    if greeting == "drop":
+        c.close()
+        return
+    if greeting == "stall":
+        time.sleep(3600)
+        return
+    if greeting == "garbage":
+        c.sendall(b"\x00\xff\xfe not an IMAP greeting\r\n")
+        time.sleep(3600)
+        return
     f = c.makefile("rb")
     c.sendall(b"* OK [CAPABILITY IMAP4rev1 IDLE] hostile ready\r\n")
     mode = ""
@@ -35,8 +63,16 @@ def serve(c):
             if len(words) < 2:
                 continue
             tag, verb = words[0], words[1].upper()
+            if verb == b"UID" and len(words) > 2:
+                verb = words[2].upper()
             if verb == b"LOGIN":
                 mode = words[2].strip(b'"').decode()
+                if mode == "login-drop":
+                    c.close()
+                    return
+                if mode == "login-stall":
+                    time.sleep(3600)
+                    return
                 c.sendall(tag + b" OK [CAPABILITY IMAP4rev1 IDLE] logged in\r\n")
             elif verb == b"CAPABILITY":
                 c.sendall(b"* CAPABILITY IMAP4rev1 IDLE\r\n" + tag + b" OK done\r\n")
@@ -50,6 +86,39 @@ def serve(c):
             elif verb == b"SELECT" and mode == "drop":
                 c.close()
                 return
+            elif verb == b"SELECT" and mode == "fetch-cut":
+                c.sendall(b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n"
+                          + tag + b" OK [READ-WRITE] selected\r\n")
+            elif verb == b"FETCH" and mode == "fetch-cut":
+                # A message announced as 200 bytes, cut after 80.
+                c.sendall(b"* 1 FETCH (UID 1 BODY[] {200}\r\nFrom: bob@example.org\r\n"
+                          + b"Subject: cut\r\n\r\nthe first part of the body, then")
+                c.close()
+                return
+            elif verb == b"APPEND":
+                m = re.search(rb"\{(\d+)(\+?)\}\r\n$", line)
+                if not m:
+                    c.sendall(tag + b" BAD no literal\r\n")
+                    continue
+                size = int(m.group(1))
+                if not m.group(2):
+                    c.sendall(b"+ go ahead\r\n")
+                if mode == "append-mid":
+                    record(f.read(size // 2))
+                    c.close()
+                    return
+                record(f.read(size))
+                f.readline()  # the end of the command line
+                if mode == "append-quota":
+                    c.sendall(tag + b" NO [OVERQUOTA] Quota exceeded (mailbox for user is full)\r\n")
+                elif mode == "append-drop":
+                    c.close()
+                    return
+                elif mode == "append-stall":
+                    time.sleep(3600)
+                    return
+                else:
+                    c.sendall(tag + b" OK [APPENDUID 7 1] stored\r\n")
             else:
                 c.sendall(tag + b" OK done\r\n")
     except OSError:
@@ -101,6 +170,100 @@ fn output(child: std::process::Child) -> String {
     )
 }
 
+/// A new keystore in `dir`, and a Dovecot where Alice has one message.
+async fn alice_at_dovecot(dir: &Path) -> (Keystore, Dovecot) {
+    let store = Keystore::create(dir, Unlock::KeyFile).await.expect("vault");
+    let dovecot = tokio::task::spawn_blocking(|| Dovecot::start(&[("alice", "alicepw")]))
+        .await
+        .expect("dovecot");
+    dovecot.save(
+        "alice",
+        "INBOX",
+        b"From: bob@example.org\r\nSubject: still here\r\n\r\nhello\r\n",
+    );
+    (store, dovecot)
+}
+
+/// A running proxy (provider timeout 3 s) for Alice at `dovecot` and for
+/// one account per (login name, hostile server port), each with its own
+/// key: its port, its archive, and what stops it.
+async fn proxy_for(
+    store: &Keystore,
+    dovecot: &Dovecot,
+    hostile: &[(&str, u16)],
+) -> (u16, Archive, tokio::sync::oneshot::Sender<()>) {
+    let now = SystemTime::now() - Duration::from_secs(60);
+    let mut accounts = vec![AccountConfig {
+        address: "alice@example.org".into(),
+        username: "alice".into(),
+        provider: Endpoint {
+            host: "localhost".into(),
+            port: dovecot.imaps_port,
+            security: Security::Tls,
+            ca_file: Some(dovecot.ca_file.clone()),
+        },
+    }];
+    for &(name, port) in hostile {
+        accounts.push(AccountConfig {
+            address: format!("{name}@example.net"),
+            username: name.into(),
+            provider: Endpoint {
+                host: "127.0.0.1".into(),
+                port,
+                security: Security::Plain,
+                ca_file: None,
+            },
+        });
+    }
+    for account in &accounts {
+        let key = autocrypt::key::generate(&account.address, now).expect("key");
+        store
+            .put_identity(&account.address, &key, PreferEncrypt::Mutual, now)
+            .await
+            .expect("identity");
+    }
+    let archive = Archive::open(store).await.expect("archive");
+    let proxy = Proxy::bind(
+        Config {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            tls: None,
+            provider_timeout: Duration::from_secs(3),
+            accounts,
+        },
+        store.clone(),
+        archive.clone(),
+    )
+    .await
+    .expect("bind");
+    let port = proxy.local_addr().expect("addr").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(proxy.run(async {
+        let _ = stopped.await;
+    }));
+    (port, archive, stop)
+}
+
+/// Starts the hostile server with `greeting`, recording APPENDs in `dir`;
+/// its port, and the process (stopped when dropped).
+fn hostile(greeting: &str, dir: &Path) -> (u16, KilledOnDrop) {
+    use std::io::BufRead;
+    let port = testbed::free_port();
+    let mut server = KilledOnDrop(
+        Command::new("python3")
+            .args(["-c", HOSTILE, &port.to_string(), greeting])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
+    let mut ready = String::new();
+    std::io::BufReader::new(server.0.stdout.as_mut().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("ready");
+    assert_eq!(ready.trim(), "READY");
+    (port, server)
+}
+
 /// The resident set of this process, in KiB.
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -116,83 +279,12 @@ fn rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_misbehaving_provider_ends_only_its_own_sessions() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Keystore::create(dir.path(), Unlock::KeyFile)
-        .await
-        .expect("vault");
-    let now = SystemTime::now() - Duration::from_secs(60);
-    let dovecot = tokio::task::spawn_blocking(|| Dovecot::start(&[("alice", "alicepw")]))
-        .await
-        .expect("dovecot");
-    dovecot.save(
-        "alice",
-        "INBOX",
-        b"From: bob@example.org\r\nSubject: still here\r\n\r\nhello\r\n",
-    );
+    let (store, dovecot) = alice_at_dovecot(dir.path()).await;
 
-    let hostile_port = testbed::free_port();
-    let mut hostile = KilledOnDrop(
-        Command::new("python3")
-            .args(["-c", HOSTILE, &hostile_port.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3"),
-    );
-    {
-        use std::io::BufRead;
-        let mut ready = String::new();
-        std::io::BufReader::new(hostile.0.stdout.as_mut().expect("stdout"))
-            .read_line(&mut ready)
-            .expect("ready");
-        assert_eq!(ready.trim(), "READY");
-    }
+    let (hostile_port, _hostile) = hostile("ok", dir.path());
 
-    let mut accounts = vec![AccountConfig {
-        address: "alice@example.org".into(),
-        username: "alice".into(),
-        provider: Endpoint {
-            host: "localhost".into(),
-            port: dovecot.imaps_port,
-            security: Security::Tls,
-            ca_file: Some(dovecot.ca_file.clone()),
-        },
-    }];
-    for fault in ["malformed", "huge", "drop"] {
-        accounts.push(AccountConfig {
-            address: format!("{fault}@example.net"),
-            username: fault.into(),
-            provider: Endpoint {
-                host: "127.0.0.1".into(),
-                port: hostile_port,
-                security: Security::Plain,
-                ca_file: None,
-            },
-        });
-    }
-    for account in &accounts {
-        let key = autocrypt::key::generate(&account.address, now).expect("key");
-        store
-            .put_identity(&account.address, &key, PreferEncrypt::Mutual, now)
-            .await
-            .expect("identity");
-    }
-    let archive = Archive::open(&store).await.expect("archive");
-    let proxy = Proxy::bind(
-        Config {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            tls: None,
-            provider_timeout: Duration::from_secs(3),
-            accounts,
-        },
-        store,
-        archive,
-    )
-    .await
-    .expect("bind");
-    let port = proxy.local_addr().expect("addr").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(proxy.run(async {
-        let _ = stopped.await;
-    }));
+    let hostile_accounts = ["malformed", "huge", "drop"].map(|fault| (fault, hostile_port));
+    let (port, _, stop) = proxy_for(&store, &dovecot, &hostile_accounts).await;
 
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -369,5 +461,146 @@ async fn a_client_gone_mid_literal_stores_nothing() {
         stored.contains("multipart/encrypted") && !stored.contains("canary-mid-literal"),
         "{stored}"
     );
+    let _ = stop.send(());
+}
+
+/// argv: port user action. Logs in and then `fetch`es message 1 of INBOX or
+/// `append`s a draft to Drafts; prints each step's result, `NO …` for a
+/// refusal and `ENDED …` for a session that ended.
+const STEP_CLIENT: &str = r#"
+import imaplib, sys
+port, user, action = sys.argv[1:4]
+draft = (b"From: someone@example.net\r\nTo: bob@example.org\r\nSubject: draft\r\n\r\n"
+         + b"canary-provider-fault: words of a draft\r\n" * 20)
+try:
+    m = imaplib.IMAP4("127.0.0.1", int(port), timeout=60)
+    print("LOGIN", m.login(user, "pw")[0])
+    if action == "fetch":
+        print("SELECT", m.select("INBOX")[0])
+        print("FETCH", m.fetch("1", "(BODY.PEEK[])")[0])
+    elif action == "append":
+        typ, data = m.append("Drafts", None, None, draft)
+        print("APPEND", typ, b" ".join(data).decode(errors="replace"))
+    m.logout()
+except imaplib.IMAP4.abort as e:
+    print("ENDED", e)
+except imaplib.IMAP4.error as e:
+    print("NO", e)
+except (OSError, TimeoutError) as e:
+    print("ENDED", e)
+"#;
+
+/// A provider that fails at each step of a session — at the greeting
+/// (drops, stalls, sends garbage), at LOGIN (drops, stalls), inside a FETCH
+/// literal (cut short), at APPEND (out of space, drops after the literal,
+/// stalls, drops inside the literal). Each client is told in a sentence,
+/// within the provider timeout; no APPEND is acknowledged that the provider
+/// did not accept; what reached the provider was ciphertext only; and a
+/// session to a working provider goes on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let received = dir.path().join("received");
+    std::fs::create_dir(&received).expect("dir");
+    let (store, dovecot) = alice_at_dovecot(dir.path()).await;
+    // (login name = fault, the greeting its server gives, what the client does)
+    let faults = [
+        ("greeting-drop", "drop", "fetch"),
+        ("greeting-stall", "stall", "fetch"),
+        ("greeting-garbage", "garbage", "fetch"),
+        ("login-drop", "ok", "fetch"),
+        ("login-stall", "ok", "fetch"),
+        ("fetch-cut", "ok", "fetch"),
+        ("append-quota", "ok", "append"),
+        ("append-drop", "ok", "append"),
+        ("append-stall", "ok", "append"),
+        ("append-mid", "ok", "append"),
+    ];
+    let mut servers = std::collections::BTreeMap::new();
+    for greeting in ["ok", "drop", "stall", "garbage"] {
+        servers.insert(greeting, hostile(greeting, &received));
+    }
+    let hostile_accounts: Vec<_> = faults
+        .iter()
+        .map(|&(fault, greeting, _)| (fault, servers[greeting].0))
+        .collect();
+    let (port, archive, stop) = proxy_for(&store, &dovecot, &hostile_accounts).await;
+
+    let alice = tokio::task::spawn_blocking(move || output(client(port, "alice", "alicepw", 6)));
+    let started = std::time::Instant::now();
+    let runs: Vec<_> = faults
+        .iter()
+        .map(|&(fault, _, action)| {
+            let child = Command::new("python3")
+                .args(["-c", STEP_CLIENT, &port.to_string(), fault, action])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("python3");
+            (fault, tokio::task::spawn_blocking(move || output(child)))
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (fault, run) in runs {
+        let out = run.await.expect("client");
+        if out.contains("Traceback") || out.trim().is_empty() {
+            failures.push(format!("{fault}: {out}"));
+        }
+        // Never a success for what the provider did not do.
+        let wrong = if fault.starts_with("append") {
+            "APPEND OK"
+        } else if fault.starts_with("fetch") {
+            "FETCH OK"
+        } else {
+            "LOGIN OK"
+        };
+        if out.contains(wrong) {
+            failures.push(format!("{fault}: the client was told {wrong}: {out}"));
+        }
+        // A sentence that names the provider (the quota refusal is the
+        // provider's own, passed on).
+        let told = if fault == "append-quota" {
+            out.contains("NO") && out.contains("OVERQUOTA")
+        } else {
+            (out.contains("NO") || out.contains("ENDED")) && out.contains("provider")
+        };
+        if !told {
+            failures.push(format!("{fault}: not told why: {out}"));
+        }
+    }
+    // Every stall ended by the provider timeout (3 s), not by the client's
+    // (60 s).
+    if started.elapsed() > Duration::from_secs(45) {
+        failures.push(format!("took {:?}", started.elapsed()));
+    }
+    // What reached the provider: whole APPEND literals were ciphertext, and
+    // no plaintext in any of them, whole or cut.
+    let mut whole = 0;
+    for entry in std::fs::read_dir(&received).expect("received") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+        let text = String::from_utf8_lossy(&bytes);
+        if text.contains("canary-provider-fault") || text.contains("Subject: draft") {
+            failures.push(format!("plaintext reached the provider: {text}"));
+        }
+        whole += usize::from(text.contains("-----END PGP MESSAGE-----"));
+    }
+    if whole < 3 {
+        failures.push(format!("{whole} whole APPENDs received, expected 3"));
+    }
+    // Nothing of the cut FETCH was archived for that account.
+    let cut = archive::Location {
+        account: "fetch-cut@example.net".into(),
+        mailbox: "INBOX".into(),
+        uidvalidity: 7,
+        uid: 1,
+    };
+    if archive.message_at(&cut).await.expect("archive").is_some() {
+        failures.push("a message cut short was archived".into());
+    }
+    let alice = alice.await.expect("alice");
+    if !alice.contains("FETCH OK Subject: still here") {
+        failures.push(format!("alice's session was disturbed: {alice}"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     let _ = stop.send(());
 }
