@@ -60,6 +60,11 @@ pub struct Copy {
 /// [`Provider::timeout`] unless configured: RFC 5321 allows the provider
 /// minutes for some replies.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest a login at the provider may take in all (or the provider
+/// timeout, if shorter): below the 100 s after which Thunderbird gives up on
+/// its own, so that the person reads the gateway's reason.
+pub const LOGIN_PATIENCE: Duration = Duration::from_secs(60);
 /// Write the message in pieces of this size.
 const CHUNK: usize = 256 * 1024;
 /// A connection unused for this long is checked with NOOP before use.
@@ -104,7 +109,28 @@ impl Relay {
         Ok(relay)
     }
 
+    /// [`Relay::open`] within one bound for the whole login (greeting, TLS,
+    /// EHLO, STARTTLS, AUTH): the provider timeout or [`LOGIN_PATIENCE`],
+    /// whichever is shorter.
     async fn connect(&mut self) -> Result<(), Reply> {
+        let patience = self.provider.timeout.min(LOGIN_PATIENCE);
+        match timeout(patience, self.open()).await {
+            Ok(result) => result,
+            Err(_) => Err(Reply::new(
+                454,
+                "4.7.0",
+                format!(
+                    "Cannot reach your provider at {}:{}: it did not complete the login within {} seconds. Try again later, or check the account's smtp settings.",
+                    self.provider.host,
+                    self.provider.port,
+                    patience.as_secs()
+                ),
+            )),
+        }
+    }
+
+    /// Connects and logs in, each step bounded by the provider timeout.
+    async fn open(&mut self) -> Result<(), Reply> {
         let unreachable = |what: String| {
             Reply::new(
                 454,
