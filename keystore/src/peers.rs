@@ -220,10 +220,30 @@ impl Keystore {
         let address = normalize_addr(&incoming.from_addr);
         let mut tx = self.write_tx().await?;
         let mut state = load_peer(&mut tx, &address).await?.unwrap_or_default();
+        let current = state.public_key.as_ref().map(Cert::fingerprint);
         let change = state.update(incoming);
         if change == PeerChange::Stale {
+            // Older than the newest header seen (mail read out of order, or
+            // several messages viewed at once): nothing is learned. If it
+            // offers the key the peer has now, that key's standing is the
+            // message's, so its signature can be checked like the newer
+            // messages'.
+            let status = match &incoming.header {
+                Some(header) if current == Some(header.cert.fingerprint()) => {
+                    let fpr = header.cert.fingerprint().to_hex();
+                    let verified = verified_fingerprint(&mut tx, &address).await?;
+                    let rejected = trust_of(&mut tx, &address, &fpr).await? == TrustLevel::Rejected;
+                    match verified {
+                        _ if rejected => KeyStatus::Rejected,
+                        Some(v) if v == fpr => KeyStatus::Verified,
+                        Some(_) => KeyStatus::Conflict,
+                        None => KeyStatus::Tofu,
+                    }
+                }
+                _ => KeyStatus::Stale,
+            };
             tx.rollback().await?;
-            return Ok(KeyStatus::Stale);
+            return Ok(status);
         }
         save_peer(&mut tx, &address, &state).await?;
         let Some(header) = &incoming.header else {

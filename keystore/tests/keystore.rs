@@ -155,6 +155,17 @@ async fn unverified_peer_key_change_replaces_and_is_recorded() {
         KeyStatus::Stale
     );
     assert_eq!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
+    // An older message with the key the peer has now (read out of order)
+    // learns nothing either, but its key stands as the peer's: its
+    // signature can be checked (it used to be "stale", and unverifiable).
+    assert_eq!(
+        store
+            .record_incoming(&incoming(Some(k2), 2), at(5))
+            .await
+            .expect("in"),
+        KeyStatus::Tofu
+    );
+    assert_eq!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
     let kinds: Vec<_> = store
         .events(BOB)
         .await
