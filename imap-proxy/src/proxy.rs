@@ -33,7 +33,7 @@ use archive::{content_hash, Archive, Location, Prepared};
 use imap_next::client::Event as ClientEvent;
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
-use imap_next::imap_types::core::{Literal, NString, Tag, Text, Vec1};
+use imap_next::imap_types::core::{Literal, LiteralMode, NString, Tag, Text, Vec1};
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
@@ -333,9 +333,10 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
     let (mut client_stream, ready) = match &shared.config.tls {
         None => (Stream::insecure(tcp), "Letterlock gateway ready"),
         Some(tls) => {
-            let tls = negotiate(tcp, Arc::clone(tls))
+            let mut tls = negotiate(tcp, Arc::clone(tls))
                 .await
                 .map_err(|e| SessionError::Client(e.to_string()))?;
+            crate::upstream::unlimit_tls_buffer(tls.get_mut().1);
             (Stream::tls(tls.into()), "TLS active")
         }
     };
@@ -649,6 +650,11 @@ struct Current {
     client_tag: Tag<'static>,
     upstream_tag: Tag<'static>,
     kind: Kind,
+    /// The provider has the whole command (imap-next said so).
+    sent: bool,
+    /// The command holds a message literal that waits for the provider's
+    /// go-ahead (an APPEND without LITERAL+).
+    awaits_go_ahead: bool,
 }
 
 /// A message of a FETCH response held back until the proxy knows what to
@@ -835,10 +841,33 @@ impl Forwarder {
                 Step::FromProvider(ClientEvent::DataReceived { data }) => {
                     self.on_data(data).await;
                 }
+                Step::FromProvider(ClientEvent::CommandSent { command, .. }) => {
+                    if let Some(current) = self.current.as_mut() {
+                        current.sent |= current.upstream_tag == command.tag;
+                    }
+                }
                 Step::FromProvider(ClientEvent::StatusReceived { status }) => {
+                    // A completion before a literal's go-ahead is the literal
+                    // refused with NO (over quota, too big). imap-next takes
+                    // only BAD as a refusal and would wait for the go-ahead
+                    // forever, holding every later command: pass the answer
+                    // on, then end cleanly.
+                    let refused_literal = matches!(
+                        (&status, &self.current),
+                        (Status::Tagged(Tagged { tag, .. }), Some(c))
+                            if *tag == c.upstream_tag && c.awaits_go_ahead && !c.sent
+                    );
                     if let Some(last) = self.on_status(status).await? {
                         deliver(&mut self.client_stream, &mut self.server, last).await;
                         return Ok(());
+                    }
+                    if refused_literal {
+                        warn!(account = %self.account.address, "the provider refused a literal with NO; ending the session so that the next starts clean");
+                        if let Ok(bye) = Status::bye(None, "Your provider refused that before taking it; this session ends so that the next one starts clean, please reconnect") {
+                            let last = self.server.enqueue_status(bye);
+                            deliver(&mut self.client_stream, &mut self.server, last).await;
+                        }
+                        return Err(SessionError::Provider("a literal refused with NO".into()));
                     }
                 }
                 Step::FromProvider(ClientEvent::CommandRejected { status, .. }) => {
@@ -871,6 +900,8 @@ impl Forwarder {
                         client_tag,
                         upstream_tag,
                         kind: Kind::Idle,
+                        sent: false,
+                        awaits_go_ahead: false,
                     });
                     return;
                 }
@@ -884,6 +915,7 @@ impl Forwarder {
             if let CommandBody::Search { criteria, .. } = &mut command.body {
                 self.search_encrypted(criteria).await;
             }
+            let mut awaits_go_ahead = false;
             if let CommandBody::Append { message, .. } = &mut command.body {
                 match self.protect(message).await {
                     Ok(()) => {}
@@ -895,6 +927,24 @@ impl Forwarder {
                         continue;
                     }
                 }
+                // Without waiting for a go-ahead where the provider allows
+                // it: it then reads the whole message before it answers, and
+                // a refusal (out of space) is an ordinary NO. A refused
+                // go-ahead is one imap-next does not understand (below).
+                let len = match message {
+                    LiteralOrLiteral8::Literal(l) => l.data().len(),
+                    LiteralOrLiteral8::Literal8(l) => l.data.len(),
+                };
+                let mode = if self.session.takes_non_sync_literal(len) {
+                    LiteralMode::NonSync
+                } else {
+                    LiteralMode::Sync
+                };
+                match message {
+                    LiteralOrLiteral8::Literal(l) => l.set_mode(mode),
+                    LiteralOrLiteral8::Literal8(l) => l.mode = mode,
+                }
+                awaits_go_ahead = mode == LiteralMode::Sync;
             }
             let kind = match &mut command.body {
                 CommandBody::Fetch {
@@ -964,6 +1014,8 @@ impl Forwarder {
                 client_tag,
                 upstream_tag,
                 kind,
+                sent: false,
+                awaits_go_ahead,
             });
         }
     }

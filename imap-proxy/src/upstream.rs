@@ -108,6 +108,8 @@ pub struct Session {
     client: Client,
     next_tag: u64,
     host: String,
+    /// The provider's capabilities after login, upper-cased.
+    capabilities: Vec<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -120,6 +122,8 @@ impl std::fmt::Debug for Session {
 struct Completed {
     data: Vec<Data<'static>>,
     untagged: Vec<Status<'static>>,
+    /// The response code of the tagged OK.
+    code: Option<Code<'static>>,
 }
 
 impl Session {
@@ -149,6 +153,7 @@ impl Session {
             client: Client::new(options),
             next_tag: 1,
             host: endpoint.host.clone(),
+            capabilities: Vec::new(),
         };
         if endpoint.security != Security::StartTls {
             session.greeting().await?;
@@ -189,11 +194,32 @@ impl Session {
             .map_err(|_| {
             UpstreamError::Argument("the user name or password cannot be sent with LOGIN".into())
         })?;
-        match self.run(body, "LOGIN").await {
-            Ok(_) => Ok(()),
-            Err(UpstreamError::Rejected { text, .. }) => Err(UpstreamError::LoginRejected(text)),
-            Err(e) => Err(e),
+        let done = match self.run(body, "LOGIN").await {
+            Ok(done) => done,
+            Err(UpstreamError::Rejected { text, .. }) => {
+                return Err(UpstreamError::LoginRejected(text))
+            }
+            Err(e) => return Err(e),
+        };
+        // Capabilities change at login; most providers name them in the
+        // OK, the others are asked.
+        let mut capabilities = capability_names(&done);
+        if capabilities.is_empty() {
+            capabilities =
+                capability_names(&self.run(CommandBody::Capability, "CAPABILITY").await?);
         }
+        self.capabilities = capabilities;
+        Ok(())
+    }
+
+    /// Whether a literal of `len` bytes may be sent without waiting for the
+    /// provider's go-ahead (RFC 7888: any size with LITERAL+, up to 4096
+    /// bytes with LITERAL- or IMAP4rev2). Such a literal is read whole by the
+    /// provider before it answers, so a refusal (out of space, too big)
+    /// comes as an ordinary completion.
+    pub fn takes_non_sync_literal(&self, len: usize) -> bool {
+        let has = |name: &str| self.capabilities.iter().any(|c| c == name);
+        has("LITERAL+") || (len <= 4096 && (has("LITERAL-") || has("IMAP4REV2")))
     }
 
     /// Every mailbox (`LIST "" "*"`).
@@ -376,6 +402,7 @@ impl Session {
         let mut done = Completed {
             data: Vec::new(),
             untagged: Vec::new(),
+            code: None,
         };
         let mut weight = 0usize;
         loop {
@@ -394,7 +421,10 @@ impl Session {
                 Event::StatusReceived { status } => match status {
                     Status::Tagged(tagged) if tagged.tag == tag => {
                         return match tagged.body.kind {
-                            StatusKind::Ok => Ok(done),
+                            StatusKind::Ok => {
+                                done.code = tagged.body.code;
+                                Ok(done)
+                            }
                             StatusKind::No | StatusKind::Bad => Err(UpstreamError::Rejected {
                                 command: name,
                                 text: tagged.body.text.inner().to_string(),
@@ -596,6 +626,24 @@ async fn read_plain_line(reader: &mut BufReader<TcpStream>) -> Result<String, Up
     Ok(String::from_utf8_lossy(&line).trim_end().to_string())
 }
 
+/// The capabilities named in a completed command: in its OK's code or in
+/// untagged CAPABILITY data, upper-cased.
+fn capability_names(done: &Completed) -> Vec<String> {
+    let from_code = match &done.code {
+        Some(Code::Capability(caps)) => caps.as_ref().iter().map(|c| c.to_string()).collect(),
+        _ => Vec::new(),
+    };
+    let from_data = done.data.iter().flat_map(|d| match d {
+        Data::Capability(caps) => caps.as_ref().iter().map(|c| c.to_string()).collect(),
+        _ => Vec::new(),
+    });
+    from_code
+        .into_iter()
+        .chain(from_data)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
 async fn handshake(
     endpoint: &Endpoint,
     tcp: TcpStream,
@@ -605,12 +653,26 @@ async fn handshake(
         host: endpoint.host.clone(),
         reason: format!("not a valid server name: {e}"),
     })?;
-    timeout(TlsConnector::from(config).connect(name, tcp))
+    let mut tls = timeout(TlsConnector::from(config).connect(name, tcp))
         .await?
         .map_err(|e| UpstreamError::Tls {
             host: endpoint.host.clone(),
             reason: e.to_string(),
-        })
+        })?;
+    unlimit_tls_buffer(tls.get_mut().1);
+    Ok(tls)
+}
+
+/// imap-next hands rustls each output whole (an APPEND's literal, a FETCH
+/// response) with `write_all`, which fails ("failed to write whole buffer")
+/// once rustls's 64 KiB send buffer is full: every message over 64 KiB
+/// would end the session. The sizes are bounded by the proxy's message
+/// limits ([`MAX_RESPONSE`], the client-side literal limit), so the buffer
+/// need not be.
+pub(crate) fn unlimit_tls_buffer<Data>(
+    connection: &mut tokio_rustls::rustls::ConnectionCommon<Data>,
+) {
+    connection.set_buffer_limit(None);
 }
 
 #[cfg(test)]

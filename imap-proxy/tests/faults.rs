@@ -5,8 +5,10 @@
 //!   connection — ends that session with a BYE that says why, within
 //!   bounded memory;
 //! - a provider that fails at each step (greeting, LOGIN, inside a FETCH
-//!   literal, APPEND out of space, dropped or stalled around the APPEND
-//!   literal) is never taken for success, and only ciphertext reached it;
+//!   literal, APPEND out of space, its literal refused, dropped or stalled
+//!   around it) is never taken for success, and only ciphertext reached it;
+//! - a real Dovecot out of space refuses a large draft, and the session
+//!   goes on;
 //! - a client gone inside an APPEND literal stores nothing.
 
 use std::path::Path;
@@ -101,6 +103,10 @@ def serve(c):
                     c.sendall(tag + b" BAD no literal\r\n")
                     continue
                 size = int(m.group(1))
+                if mode == "append-refused" and not m.group(2):
+                    # A refusal instead of the go-ahead (RFC 7889's TOOBIG).
+                    c.sendall(tag + b" NO [TOOBIG] The message is too large for this mailbox\r\n")
+                    continue
                 if not m.group(2):
                     c.sendall(b"+ go ahead\r\n")
                 if mode == "append-mid":
@@ -465,7 +471,7 @@ async fn a_client_gone_mid_literal_stores_nothing() {
 }
 
 /// argv: port user action. Logs in and then `fetch`es message 1 of INBOX or
-/// `append`s a draft to Drafts; prints each step's result, `NO …` for a
+/// `append`s a draft to Drafts (and asks NOOP); prints each step's result, `NO …` for a
 /// refusal and `ENDED …` for a session that ended.
 const STEP_CLIENT: &str = r#"
 import imaplib, sys
@@ -481,6 +487,7 @@ try:
     elif action == "append":
         typ, data = m.append("Drafts", None, None, draft)
         print("APPEND", typ, b" ".join(data).decode(errors="replace"))
+        print("NOOP", m.noop()[0])
     m.logout()
 except imaplib.IMAP4.abort as e:
     print("ENDED", e)
@@ -515,6 +522,7 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
         ("append-drop", "ok", "append"),
         ("append-stall", "ok", "append"),
         ("append-mid", "ok", "append"),
+        ("append-refused", "ok", "append"),
     ];
     let mut servers = std::collections::BTreeMap::new();
     for greeting in ["ok", "drop", "stall", "garbage"] {
@@ -560,7 +568,12 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
         // A sentence that names the provider (the quota refusal is the
         // provider's own, passed on).
         let told = if fault == "append-quota" {
-            out.contains("NO") && out.contains("OVERQUOTA")
+            // Refused after the message was taken: the session goes on.
+            out.contains("APPEND NO [OVERQUOTA]") && out.contains("NOOP OK")
+        } else if fault == "append-refused" {
+            // The provider's refusal, then the session ends cleanly rather
+            // than waiting for a go-ahead that will not come.
+            out.contains("APPEND NO [TOOBIG]") && out.contains("refused that before taking it")
         } else {
             (out.contains("NO") || out.contains("ENDED")) && out.contains("provider")
         };
@@ -602,5 +615,66 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
         failures.push(format!("alice's session was disturbed: {alice}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let _ = stop.send(());
+}
+
+/// argv: port. Saves a small and then a large draft; prints each APPEND's
+/// result and what Drafts holds afterwards.
+const QUOTA_CLIENT: &str = r#"
+import base64, imaplib, os, sys
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]), timeout=60)
+m.login("alice", "alicepw")
+def draft(subject, body):
+    return ("From: alice@example.org\r\nTo: bob@example.org\r\nSubject: %s\r\n\r\n%s\r\n"
+            % (subject, body)).encode()
+small = draft("small", "canary-quota: a short draft")
+large = draft("large", "canary-quota\r\n" + base64.encodebytes(os.urandom(200 * 1024)).decode())
+for name, message in (("small", small), ("large", large)):
+    typ, data = m.append("Drafts", None, None, message)
+    print("APPEND", name, typ, b" ".join(data).decode(errors="replace"))
+typ, data = m.select("Drafts")
+print("SELECT", typ, data[0].decode())
+m.logout()
+"#;
+
+/// A real provider out of space: Dovecot with a quota refuses the large
+/// draft; the client gets Dovecot's own `NO [OVERQUOTA]`, never OK; the
+/// small draft before it was stored encrypted, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_out_of_space_refuses_the_append_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("vault");
+    let dovecot =
+        tokio::task::spawn_blocking(|| Dovecot::start_with_quota(&[("alice", "alicepw")], 64))
+            .await
+            .expect("dovecot");
+    let (port, _, stop) = proxy_for(&store, &dovecot, &[]).await;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", QUOTA_CLIENT, &port.to_string()])
+            .output()
+            .expect("python3")
+    })
+    .await
+    .expect("client");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("APPEND small OK"), "{said}");
+    assert!(
+        said.contains("APPEND large NO") && said.contains("OVERQUOTA"),
+        "the provider's refusal was not passed on: {said}"
+    );
+    assert!(said.contains("SELECT OK 1"), "{said}");
+    let stored = dovecot.doveadm(&["fetch", "-u", "alice", "text", "mailbox", "Drafts", "all"]);
+    assert!(
+        stored.contains("multipart/encrypted") && !stored.contains("canary-quota"),
+        "{stored}"
+    );
     let _ = stop.send(());
 }

@@ -81,6 +81,12 @@ for line in sys.stdin.read().splitlines():
         elif step == "append":
             typ, data = m.append(rest, None, None, b"From: alice@example.org\r\nSubject: draft\r\n\r\ncanary-draft\r\n")
             out((typ + " " + raw(data).decode()).encode())
+        elif step == "append_large":
+            mailbox, kib = rest.split(" ")
+            body = base64.encodebytes(os.urandom(int(kib) * 768)).replace(b"\n", b"\r\n")
+            message = b"From: alice@example.org\r\nSubject: large\r\n\r\ncanary-large\r\n" + body
+            typ, data = m.append(mailbox, None, None, message)
+            out((typ + " " + raw(data).decode()).encode())
     except imaplib.IMAP4.error as e:
         out(("ERROR " + str(e)).encode())
 try:
@@ -794,6 +800,48 @@ async fn local_starttls_is_required_before_the_password() {
         text(&out[3]).contains("canary-inside the ciphertext"),
         "{}",
         text(&out[3])
+    );
+}
+
+/// Messages larger than the TLS send buffer (64 KiB) cross both TLS links
+/// whole: a 1 MiB draft saved over local STARTTLS reaches the provider over
+/// TLS (encrypted) and reads back decrypted. imap-next hands rustls each
+/// message in one piece, which failed past 64 KiB ("The connection to your
+/// provider was lost" for every Sent copy with an attachment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_64_kib_cross_both_tls_links() {
+    let certificate =
+        smtp_proxy::server::LocalCertificate::generate(&["localhost", "127.0.0.1"]).expect("cert");
+    let s = setup_with(None, Some(certificate.server_config().expect("tls"))).await;
+    let ca = s._dir.path().join("local.pem");
+    std::fs::write(&ca, certificate.cert_pem()).expect("pem");
+    let out = client_over(
+        s.port,
+        "alicepw",
+        Some(&ca),
+        &[
+            "append_large Drafts 1024",
+            "select Drafts",
+            "fetch 1 (BODY.PEEK[])",
+        ],
+    )
+    .await;
+    assert_eq!(text(&out[1]), "LOGIN OK");
+    assert!(text(&out[2]).starts_with("OK"), "{}", text(&out[2]));
+    assert_eq!(text(&out[3]), "OK");
+    let body = literal_after(&out[4], "BODY[]");
+    assert!(
+        body.len() > 1024 * 1024 && text(&body).contains("canary-large"),
+        "{} bytes served: {}",
+        body.len(),
+        text(&out[4]).chars().take(300).collect::<String>()
+    );
+    let stored = s
+        .dovecot
+        .doveadm(&["fetch", "-u", "alice", "text", "mailbox", "Drafts", "all"]);
+    assert!(
+        stored.contains("multipart/encrypted") && !stored.contains("canary-large"),
+        "the provider holds plaintext"
     );
 }
 

@@ -34,12 +34,22 @@ pub struct Dovecot {
 impl Dovecot {
     /// Starts Dovecot with these (user, password) pairs.
     pub fn start(users: &[(&str, &str)]) -> Self {
-        Self::launch(users, None)
+        Self::launch(users, None, "")
+    }
+
+    /// Starts Dovecot with a storage quota of `kib` KiB for every user: a
+    /// provider that runs out of space (`NO [OVERQUOTA]` to APPEND).
+    pub fn start_with_quota(users: &[(&str, &str)], kib: u64) -> Self {
+        let quota = format!(
+            "mail_plugins = $mail_plugins quota\n\
+             plugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage={kib}K\n}}\n"
+        );
+        Self::launch(users, None, &quota)
     }
 
     /// Starts Dovecot, with the submission and LMTP services when `mta` is
-    /// given (see [`crate::Provider`]).
-    pub(crate) fn launch(users: &[(&str, &str)], mta: Option<&MtaPorts>) -> Self {
+    /// given (see [`crate::Provider`]), and `extra` configuration.
+    pub(crate) fn launch(users: &[(&str, &str)], mta: Option<&MtaPorts>, extra: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("dovecot-")
             .tempdir()
@@ -115,7 +125,8 @@ protocol imap {{
   # Tests open many sessions for one user from 127.0.0.1 (default: 10).
   mail_max_userip_connections = 200
 }}
-{mta_config}"#,
+{mta_config}
+{extra}"#,
                 base = base.display(),
                 cert = ca.server_cert.display(),
                 key = ca.server_key.display(),

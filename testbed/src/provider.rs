@@ -108,7 +108,7 @@ impl Provider {
             relay: free_port(),
             max_mail_size,
         };
-        let dovecot = Dovecot::launch(users, Some(&ports));
+        let dovecot = Dovecot::launch(users, Some(&ports), "");
         let smtpd = Smtpd::start(users, &ports);
         Provider {
             smtpd,
