@@ -3,7 +3,8 @@
 //! greeting, EHLO, AUTH, MAIL, RCPT, DATA and after the final dot. In every
 //! case the client is told the message was not sent (never 250), the
 //! provider never saw the plaintext, and the proxy keeps serving another
-//! account's session at the same time.
+//! account's session at the same time. A provider slow at every step of the
+//! login is given up on within one bound for the whole login.
 
 mod common;
 
@@ -75,4 +76,31 @@ async fn no_fault_at_any_step_acknowledges_or_leaks_a_message() {
         at_bob.iter().all(|m| !contains(m, CANARY)),
         "Erin's copies went encrypted"
     );
+}
+
+/// A provider slow at every step of the login, each answer within the
+/// provider timeout (2 s) but the login as a whole not: the client is told
+/// so within that bound rather than held for as long as the provider likes
+/// (each step used to have its own bound, so a login could take several).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_slow_at_every_step_is_bounded_as_a_whole() {
+    let hostile = HostileSmtp::start(Step::Greeting, Fault::Slow);
+    let fx = fixture(Setup {
+        hostile: Some(hostile.port),
+        provider_timeout: Duration::from_secs(2),
+        ..Setup::default()
+    })
+    .await;
+    let result = fx
+        .send_smtplib(
+            ALICE,
+            &["bob@example.org"],
+            &message(ALICE, "bob@example.org", "slow"),
+        )
+        .await;
+    assert!(
+        result.starts_with("454") && result.contains("did not complete the login within 2 seconds"),
+        "{result}"
+    );
+    assert_eq!(hostile.accepted(), 0);
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 /// Where in a session the fault happens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
     Greeting,
     Ehlo,
@@ -49,7 +49,13 @@ pub enum Fault {
     Malformed,
     /// `452 4.3.1` (temporarily out of space).
     OutOfSpace,
+    /// Every answer from the step on is right but [`SLOW_ANSWER`] late: a
+    /// provider that is slow rather than broken (not in [`Fault::ALL`]).
+    Slow,
 }
+
+/// How late a [`Fault::Slow`] provider answers.
+pub const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_millis(1500);
 
 impl Fault {
     pub const ALL: [Fault; 4] = [
@@ -129,11 +135,21 @@ impl HostileSmtp {
                       at: Step,
                       normal: &str|
          -> std::io::Result<bool> {
+            if fault == Fault::Slow && at >= step {
+                thread::sleep(SLOW_ANSWER);
+                out.write_all(normal.as_bytes())?;
+                return Ok(true);
+            }
             if at != step {
                 out.write_all(normal.as_bytes())?;
                 return Ok(true);
             }
             match fault {
+                // (Answered late above.)
+                Fault::Slow => {
+                    out.write_all(normal.as_bytes())?;
+                    Ok(true)
+                }
                 Fault::Drop => Ok(false),
                 Fault::Stall => {
                     // Wait for the client to give up, reading what it sends.
