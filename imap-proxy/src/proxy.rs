@@ -44,7 +44,9 @@ use imap_next::imap_types::response::{
     Tagged,
 };
 use imap_next::imap_types::search::SearchKey;
-use imap_next::server::{Event as ServerEvent, Options as ServerOptions, ResponseHandle, Server};
+use imap_next::server::{
+    Error as ServerError, Event as ServerEvent, Options as ServerOptions, ResponseHandle, Server,
+};
 use imap_next::stream::{Error as StreamError, Stream};
 use keystore::Keystore;
 use mailcrypt::{Boundary, EncryptRequest};
@@ -306,6 +308,64 @@ enum SessionError {
     Provider(String),
 }
 
+/// The largest message a client may APPEND (encrypted, it grows by about a
+/// third on its way to the provider).
+const MAX_APPEND: u32 = 64 * 1024 * 1024;
+
+fn server_options() -> ServerOptions {
+    let mut options = ServerOptions::default();
+    options.max_literal_size = MAX_APPEND;
+    // Room for the command around the literal (Dovecot allows 64 KiB).
+    options.max_command_size = MAX_APPEND + 64 * 1024;
+    let _ = options.set_literal_reject_text(format!(
+        "The message is larger than the gateway takes ({} MiB); nothing was stored",
+        MAX_APPEND / (1024 * 1024)
+    ));
+    options
+}
+
+/// Answers what a client sent that imap-next could not take as a command,
+/// as an IMAP server does, so that the session goes on: BAD for a command
+/// it cannot parse (an extension the proxy does not carry, a bare LF), and
+/// for a literal over [`MAX_APPEND`] (imap-next has answered that one).
+/// Only a command too long to skip safely ends the session.
+async fn answer_client_error(
+    stream: &mut Stream,
+    server: &mut Server,
+    error: StreamError<ServerError>,
+) -> Result<(), SessionError> {
+    let discarded = match error {
+        StreamError::State(
+            ServerError::MalformedMessage { discarded_bytes }
+            | ServerError::ExpectedCrlfGotLf { discarded_bytes },
+        ) => discarded_bytes,
+        StreamError::State(ServerError::LiteralTooLong { .. }) => {
+            debug!("client literal over the limit refused");
+            return Ok(());
+        }
+        StreamError::State(ServerError::CommandTooLong { .. }) => {
+            if let Ok(bye) = Status::bye(None, "Command too long; this session ends") {
+                let last = server.enqueue_status(bye);
+                deliver(stream, server, last).await;
+            }
+            return Err(SessionError::Client("command too long".into()));
+        }
+        other => return Err(SessionError::Client(other.to_string())),
+    };
+    let bytes = discarded.declassify();
+    let tag = bytes
+        .split(|b| *b == b' ')
+        .next()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| Tag::try_from(t.to_string()).ok());
+    let why = "Unknown or malformed command; nothing was done";
+    if let Ok(bad) = Status::bad(tag, None, why) {
+        server.enqueue_status(bad);
+    }
+    debug!("malformed client command answered with BAD");
+    Ok(())
+}
+
 fn text(s: &str) -> Text<'static> {
     Text::try_from(s.to_string()).unwrap_or_else(|_| Text::unvalidated("..."))
 }
@@ -348,16 +408,19 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
     .map_err(|_| SessionError::Client("capabilities".into()))?;
     let greeting = Greeting::ok(Some(Code::Capability(pre_auth.clone())), ready)
         .map_err(|e| SessionError::Client(e.to_string()))?;
-    let mut server = Server::new(ServerOptions::default(), greeting);
+    let mut server = Server::new(server_options(), greeting);
 
     // Not logged in: answer locally until LOGIN or AUTHENTICATE PLAIN
     // succeeds at the provider.
     let mut authenticating: Option<Tag<'static>> = None;
     let (session, account) = loop {
-        let event = client_stream
-            .next(&mut server)
-            .await
-            .map_err(|e| SessionError::Client(e.to_string()))?;
+        let event = match client_stream.next(&mut server).await {
+            Ok(event) => event,
+            Err(e) => {
+                answer_client_error(&mut client_stream, &mut server, e).await?;
+                continue;
+            }
+        };
         let command = match event {
             ServerEvent::CommandReceived { command } => command,
             ServerEvent::CommandAuthenticateReceived {
@@ -755,7 +818,13 @@ impl Forwarder {
                         return Err(SessionError::Provider(format!("silent for {} s", patience.as_secs())));
                     }
                     event = self.client_stream.next(&mut self.server) => {
-                        Step::FromClient(event.map_err(|e| SessionError::Client(e.to_string()))?)
+                        match event {
+                            Ok(event) => Step::FromClient(event),
+                            Err(e) => {
+                                answer_client_error(&mut self.client_stream, &mut self.server, e).await?;
+                                continue;
+                            }
+                        }
                     }
                     // Backpressure: a slow client stops the reading of more
                     // provider data until it has taken what is queued.

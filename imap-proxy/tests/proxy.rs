@@ -968,3 +968,68 @@ where
     }
     out
 }
+
+/// What a client sends that is not a command the proxy takes gets a BAD
+/// and the session goes on, as with any IMAP server: an unknown command
+/// (before and after login), a line ending in a bare LF, an APPEND literal
+/// over the gateway's limit. (They used to end the session without a word.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_the_proxy_cannot_take_get_bad_and_the_session_goes_on() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = setup().await;
+    let before = s.dovecot.uids("alice", "INBOX").len();
+    let port = s.port;
+    let said = tokio::task::spawn_blocking(move || {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut writer = stream;
+        let mut greeting = String::new();
+        reader.read_line(&mut greeting).expect("greeting");
+        let mut answers = Vec::new();
+        for (tag, line) in [
+            ("a", "a FROBNICATE now\r\n"),
+            ("b", "b LOGIN alice alicepw\r\n"),
+            ("c", "c XYZZY INBOX\r\n"),
+            ("d", "d NOOP\n"),
+            ("e", "e APPEND INBOX {70000000}\r\n"),
+            ("f", "f NOOP\r\n"),
+        ] {
+            writer.write_all(line.as_bytes()).expect("write");
+            // Untagged lines (capabilities, BYE) are skipped; the tagged
+            // answer is kept.
+            loop {
+                let mut answer = String::new();
+                if reader.read_line(&mut answer).expect("read") == 0 {
+                    answers.push(format!("{tag}: connection closed"));
+                    break;
+                }
+                if answer.starts_with(&format!("{tag} ")) {
+                    answers.push(answer.trim_end().to_string());
+                    break;
+                }
+            }
+        }
+        answers
+    })
+    .await
+    .expect("client");
+    let expected = [
+        "a BAD Unknown or malformed command",
+        "b OK",
+        "c BAD Unknown or malformed command",
+        "d BAD Unknown or malformed command",
+        "e BAD The message is larger than the gateway takes (64 MiB)",
+        "f OK",
+    ];
+    for (answer, expected) in said.iter().zip(expected) {
+        assert!(
+            answer.starts_with(expected),
+            "{answer:?} is not {expected:?}: {said:#?}"
+        );
+    }
+    assert_eq!(said.len(), expected.len(), "{said:#?}");
+    assert_eq!(s.dovecot.uids("alice", "INBOX").len(), before);
+}
