@@ -308,6 +308,41 @@ enum SessionError {
     Provider(String),
 }
 
+/// How a command's literals would go to the provider, as imap-codec
+/// encodes them for imap-next.
+struct Literals {
+    /// One waits for the provider's go-ahead.
+    sync: bool,
+    /// One is non-synchronizing where the provider does not allow it (the
+    /// client took LITERAL+ from the proxy's capabilities before login);
+    /// sent as it is, the provider would read the literal as a command.
+    non_sync_refused: bool,
+}
+
+impl Literals {
+    fn of(command: &Command<'_>, session: &Session) -> Self {
+        use imap_codec::encode::{Encoder as _, Fragment};
+        let mut found = Literals {
+            sync: false,
+            non_sync_refused: false,
+        };
+        for fragment in imap_codec::CommandCodec::default().encode(command) {
+            match fragment {
+                Fragment::Literal {
+                    mode: LiteralMode::Sync,
+                    ..
+                } => found.sync = true,
+                Fragment::Literal {
+                    data,
+                    mode: LiteralMode::NonSync,
+                } => found.non_sync_refused |= !session.takes_non_sync_literal(data.len()),
+                Fragment::Line { .. } => {}
+            }
+        }
+        found
+    }
+}
+
 /// The largest message a client may APPEND (encrypted, it grows by about a
 /// third on its way to the provider).
 const MAX_APPEND: u32 = 64 * 1024 * 1024;
@@ -984,7 +1019,7 @@ impl Forwarder {
             if let CommandBody::Search { criteria, .. } = &mut command.body {
                 self.search_encrypted(criteria).await;
             }
-            let mut awaits_go_ahead = false;
+            let awaits_go_ahead;
             if let CommandBody::Append { message, .. } = &mut command.body {
                 match self.protect(message).await {
                     Ok(()) => {}
@@ -1014,6 +1049,15 @@ impl Forwarder {
                     LiteralOrLiteral8::Literal8(l) => l.mode = mode,
                 }
                 awaits_go_ahead = mode == LiteralMode::Sync;
+            } else {
+                let literals = Literals::of(&command, &self.session);
+                if literals.non_sync_refused {
+                    let text = "Your provider does not take this literal without a go-ahead (LITERAL+); send it as an ordinary literal";
+                    self.server
+                        .enqueue_status(tagged(client_tag, StatusKind::Bad, None, text));
+                    continue;
+                }
+                awaits_go_ahead = literals.sync;
             }
             let kind = match &mut command.body {
                 CommandBody::Fetch {

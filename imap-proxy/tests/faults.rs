@@ -88,6 +88,8 @@ def serve(c):
             elif verb == b"SELECT" and mode == "drop":
                 c.close()
                 return
+            elif verb == b"SELECT" and mode == "select-literal-refused" and line.endswith(b"}\r\n"):
+                c.sendall(tag + b" NO [CANNOT] No such mailbox\r\n")
             elif verb == b"SELECT" and mode == "fetch-cut":
                 c.sendall(b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n"
                           + tag + b" OK [READ-WRITE] selected\r\n")
@@ -484,6 +486,20 @@ try:
     if action == "fetch":
         print("SELECT", m.select("INBOX")[0])
         print("FETCH", m.fetch("1", "(BODY.PEEK[])")[0])
+    elif action == "select-literal":
+        # A mailbox name only a literal can carry (8-bit).
+        m.literal = "Entw\u00fcrfe".encode()
+        typ, data = m._simple_command("SELECT")
+        print("SELECT", typ, b" ".join(d for d in data if d).decode(errors="replace"))
+        print("NOOP", m.noop()[0])
+    elif action == "select-nonsync":
+        name = "Entw\u00fcrfe".encode()
+        m.send(b"x1 SELECT {%d+}\r\n" % len(name) + name + b"\r\n")
+        line = m.readline()
+        while line and not line.startswith(b"x1 "):
+            line = m.readline()
+        print("SELECT", line.decode(errors="replace").strip())
+        print("NOOP", m.noop()[0])
     elif action == "append":
         typ, data = m.append("Drafts", None, None, draft)
         print("APPEND", typ, b" ".join(data).decode(errors="replace"))
@@ -523,6 +539,8 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
         ("append-stall", "ok", "append"),
         ("append-mid", "ok", "append"),
         ("append-refused", "ok", "append"),
+        ("select-literal-refused", "ok", "select-literal"),
+        ("select-nonsync", "ok", "select-nonsync"),
     ];
     let mut servers = std::collections::BTreeMap::new();
     for greeting in ["ok", "drop", "stall", "garbage"] {
@@ -557,6 +575,8 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
         // Never a success for what the provider did not do.
         let wrong = if fault.starts_with("append") {
             "APPEND OK"
+        } else if fault.starts_with("select") {
+            "SELECT OK"
         } else if fault.starts_with("fetch") {
             "FETCH OK"
         } else {
@@ -570,10 +590,13 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
         let told = if fault == "append-quota" {
             // Refused after the message was taken: the session goes on.
             out.contains("APPEND NO [OVERQUOTA]") && out.contains("NOOP OK")
-        } else if fault == "append-refused" {
+        } else if fault == "select-nonsync" {
+            // Refused by the proxy: the provider takes no LITERAL+.
+            out.contains("SELECT x1 BAD") && out.contains("LITERAL+") && out.contains("NOOP OK")
+        } else if fault == "append-refused" || fault == "select-literal-refused" {
             // The provider's refusal, then the session ends cleanly rather
             // than waiting for a go-ahead that will not come.
-            out.contains("APPEND NO [TOOBIG]") && out.contains("refused that before taking it")
+            out.contains(" NO [") && out.contains("refused that before taking it")
         } else {
             (out.contains("NO") || out.contains("ENDED")) && out.contains("provider")
         };
