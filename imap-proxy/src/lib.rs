@@ -36,3 +36,20 @@ pub mod structure;
 pub mod sync;
 pub mod upstream;
 pub mod view;
+
+/// An imap-next stream over TLS, to the provider or to a client.
+///
+/// imap-next hands rustls each output whole (an APPEND's literal, a FETCH
+/// response) with `write_all`, which fails ("failed to write whole buffer")
+/// once rustls's 64 KiB send buffer is full: every message over 64 KiB
+/// would end the session. The sizes are bounded by the proxy's message
+/// limits (160 MiB responses, 64 MiB APPENDs), so the buffer need not be.
+pub(crate) fn tls_stream(
+    mut tls: tokio_rustls::TlsStream<tokio::net::TcpStream>,
+) -> imap_next::stream::Stream {
+    match &mut tls {
+        tokio_rustls::TlsStream::Client(stream) => stream.get_mut().1.set_buffer_limit(None),
+        tokio_rustls::TlsStream::Server(stream) => stream.get_mut().1.set_buffer_limit(None),
+    }
+    imap_next::stream::Stream::tls(tls)
+}

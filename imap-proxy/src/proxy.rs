@@ -428,11 +428,10 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
     let (mut client_stream, ready) = match &shared.config.tls {
         None => (Stream::insecure(tcp), "Letterlock gateway ready"),
         Some(tls) => {
-            let mut tls = negotiate(tcp, Arc::clone(tls))
+            let tls = negotiate(tcp, Arc::clone(tls))
                 .await
                 .map_err(|e| SessionError::Client(e.to_string()))?;
-            crate::upstream::unlimit_tls_buffer(tls.get_mut().1);
-            (Stream::tls(tls.into()), "TLS active")
+            (crate::tls_stream(tls.into()), "TLS active")
         }
     };
     let pre_auth = Vec1::try_from(vec![
@@ -750,8 +749,8 @@ struct Current {
     kind: Kind,
     /// The provider has the whole command (imap-next said so).
     sent: bool,
-    /// The command holds a message literal that waits for the provider's
-    /// go-ahead (an APPEND without LITERAL+).
+    /// The command holds a literal that waits for the provider's go-ahead
+    /// (synchronizing: no LITERAL+ at the provider, or a client's choice).
     awaits_go_ahead: bool,
 }
 

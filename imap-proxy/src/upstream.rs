@@ -140,12 +140,12 @@ impl Session {
         options.max_response_size = MAX_RESPONSE;
         let stream = match endpoint.security {
             Security::Plain => Stream::insecure(tcp),
-            Security::Tls => Stream::tls(handshake(endpoint, tcp).await?.into()),
+            Security::Tls => crate::tls_stream(handshake(endpoint, tcp).await?.into()),
             Security::StartTls => {
                 let tcp = starttls(tcp).await?;
                 // The greeting was read before the upgrade.
                 options.discard_greeting = true;
-                Stream::tls(handshake(endpoint, tcp).await?.into())
+                crate::tls_stream(handshake(endpoint, tcp).await?.into())
             }
         };
         let mut session = Session {
@@ -653,26 +653,12 @@ async fn handshake(
         host: endpoint.host.clone(),
         reason: format!("not a valid server name: {e}"),
     })?;
-    let mut tls = timeout(TlsConnector::from(config).connect(name, tcp))
+    timeout(TlsConnector::from(config).connect(name, tcp))
         .await?
         .map_err(|e| UpstreamError::Tls {
             host: endpoint.host.clone(),
             reason: e.to_string(),
-        })?;
-    unlimit_tls_buffer(tls.get_mut().1);
-    Ok(tls)
-}
-
-/// imap-next hands rustls each output whole (an APPEND's literal, a FETCH
-/// response) with `write_all`, which fails ("failed to write whole buffer")
-/// once rustls's 64 KiB send buffer is full: every message over 64 KiB
-/// would end the session. The sizes are bounded by the proxy's message
-/// limits ([`MAX_RESPONSE`], the client-side literal limit), so the buffer
-/// need not be.
-pub(crate) fn unlimit_tls_buffer<Data>(
-    connection: &mut tokio_rustls::rustls::ConnectionCommon<Data>,
-) {
-    connection.set_buffer_limit(None);
+        })
 }
 
 #[cfg(test)]
