@@ -50,6 +50,7 @@ use imap_next::server::{
 use imap_next::stream::{Error as StreamError, Stream};
 use keystore::Keystore;
 use mailcrypt::{Boundary, EncryptRequest};
+use provider_tls::LOGIN_PATIENCE;
 use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -94,11 +95,6 @@ pub struct Config {
 
 /// A [`Config::provider_timeout`] that lets 160 MiB arrive at 4 Mbit/s.
 pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// The longest a login at the provider may take (or the provider timeout,
-/// if shorter): below the 100 s after which Thunderbird gives up on its
-/// own, so that the person reads the gateway's reason, not a bare timeout.
-const LOGIN_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Capabilities passed on after login: what the proxy carries end to end.
 /// Everything else (COMPRESS, BINARY, SORT/THREAD for now, ESEARCH

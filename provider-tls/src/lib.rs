@@ -1,8 +1,8 @@
-//! How the gateway secures its connections to the mail provider, shared by
-//! the IMAP and the SMTP side: the account's [`Security`] setting and the
-//! TLS client configuration ([`client_config`]) that trusts the system's
-//! roots plus the account's `ca_file` (a provider with a private CA, and
-//! the tests' own CA).
+//! How the gateway reaches the mail provider, shared by the IMAP and the
+//! SMTP side: the account's [`Security`] setting, the TLS client
+//! configuration ([`client_config`]) that trusts the system's roots plus
+//! the account's `ca_file` (a provider with a private CA, and the tests'
+//! own CA), and how long a login there may take ([`LOGIN_PATIENCE`]).
 //!
 //! rustls does the TLS; this crate only decides what it trusts. The SMTP
 //! side's STARTTLS is carried out by lettre, which takes its trust anchors
@@ -11,12 +11,19 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+/// The longest a login at the provider may take in all (greeting, TLS,
+/// STARTTLS, the login itself), or the account's provider timeout if that
+/// is shorter: below the 100 s after which Thunderbird gives up on its own,
+/// so that the person reads the gateway's reason, not a bare timeout.
+pub const LOGIN_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How the connection to the provider is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

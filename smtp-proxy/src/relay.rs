@@ -32,6 +32,7 @@ use tokio_rustls::TlsConnector;
 use crate::reply::Reply;
 
 pub use provider_tls::Security;
+use provider_tls::LOGIN_PATIENCE;
 
 /// Where the account's mail is submitted.
 #[derive(Debug, Clone)]
@@ -60,11 +61,6 @@ pub struct Copy {
 /// [`Provider::timeout`] unless configured: RFC 5321 allows the provider
 /// minutes for some replies.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The longest a login at the provider may take in all (or the provider
-/// timeout, if shorter): below the 100 s after which Thunderbird gives up on
-/// its own, so that the person reads the gateway's reason.
-pub const LOGIN_PATIENCE: Duration = Duration::from_secs(60);
 /// Write the message in pieces of this size.
 const CHUNK: usize = 256 * 1024;
 /// A connection unused for this long is checked with NOOP before use.
