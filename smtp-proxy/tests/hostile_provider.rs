@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use testbed::hostile_smtp::{Fault, Step};
+use testbed::hostile_smtp::{Fault, Step, SLOW_ANSWER};
 use testbed::HostileSmtp;
 
 const CANARY: &str = "canary-hostile-provider";
@@ -79,15 +79,19 @@ async fn no_fault_at_any_step_acknowledges_or_leaks_a_message() {
 }
 
 /// A provider slow at every step of the login, each answer within the
-/// provider timeout (2 s) but the login as a whole not: the client is told
+/// provider timeout (5 s) but the login as a whole not: the client is told
 /// so within that bound rather than held for as long as the provider likes
 /// (each step used to have its own bound, so a login could take several).
+/// Timing: lettre's longest step is greeting + EHLO, 2 × [`SLOW_ANSWER`]
+/// = 4 s; the whole login (with AUTH) takes 6 s; a second of margin each
+/// way, so the per-step bound never races the whole-login bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_slow_at_every_step_is_bounded_as_a_whole() {
     let hostile = HostileSmtp::start(Step::Greeting, Fault::Slow);
+    let timeout = SLOW_ANSWER * 5 / 2;
     let fx = fixture(Setup {
         hostile: Some(hostile.port),
-        provider_timeout: Duration::from_secs(2),
+        provider_timeout: timeout,
         ..Setup::default()
     })
     .await;
@@ -99,7 +103,11 @@ async fn a_login_slow_at_every_step_is_bounded_as_a_whole() {
         )
         .await;
     assert!(
-        result.starts_with("454") && result.contains("did not complete the login within 2 seconds"),
+        result.starts_with("454")
+            && result.contains(&format!(
+                "did not complete the login within {} seconds",
+                timeout.as_secs()
+            )),
         "{result}"
     );
     assert_eq!(hostile.accepted(), 0);

@@ -55,7 +55,7 @@ pub enum Fault {
 }
 
 /// How late a [`Fault::Slow`] provider answers.
-pub const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_millis(1500);
+pub const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Fault {
     pub const ALL: [Fault; 4] = [
