@@ -769,13 +769,20 @@ async fn two_accounts_at_once() {
     assert!(!a.contains("carol") && !c.contains("only for alice"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_starttls_is_required_before_the_password() {
+/// A proxy whose client side offers STARTTLS with a local certificate, and
+/// the PEM file a client trusts it by.
+async fn setup_with_local_tls() -> (Setup, std::path::PathBuf) {
     let certificate =
         smtp_proxy::server::LocalCertificate::generate(&["localhost", "127.0.0.1"]).expect("cert");
     let s = setup_with(None, Some(certificate.server_config().expect("tls"))).await;
     let ca = s._dir.path().join("local.pem");
     std::fs::write(&ca, certificate.cert_pem()).expect("pem");
+    (s, ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_starttls_is_required_before_the_password() {
+    let (s, ca) = setup_with_local_tls().await;
     let enc = s.dovecot.uids("alice", "INBOX")[0];
     let out = client_over(
         s.port,
@@ -810,11 +817,7 @@ async fn local_starttls_is_required_before_the_password() {
 /// provider was lost" for every Sent copy with an attachment).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_over_64_kib_cross_both_tls_links() {
-    let certificate =
-        smtp_proxy::server::LocalCertificate::generate(&["localhost", "127.0.0.1"]).expect("cert");
-    let s = setup_with(None, Some(certificate.server_config().expect("tls"))).await;
-    let ca = s._dir.path().join("local.pem");
-    std::fs::write(&ca, certificate.cert_pem()).expect("pem");
+    let (s, ca) = setup_with_local_tls().await;
     let out = client_over(
         s.port,
         "alicepw",
