@@ -45,14 +45,22 @@ impl Keystore {
             self.unsaved_ids.keep(hash);
             return Err(e);
         }
-        // The vault takes writes (again): save what was kept in memory.
-        for pending in self.unsaved_ids.take() {
-            if let Err(e) = self.insert_encrypted(&pending, now).await {
-                self.unsaved_ids.keep(pending);
-                return Err(e);
+        // The vault takes writes (again): save what was kept in memory. An
+        // ID leaves memory only once it is saved, so that no lookup meanwhile
+        // misses it, and none is lost if a later one fails.
+        let mut saved = Vec::new();
+        let mut result = Ok(());
+        for pending in self.unsaved_ids.pending() {
+            match self.insert_encrypted(&pending, now).await {
+                Ok(()) => saved.push(pending),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
-        Ok(())
+        self.unsaved_ids.forget(&saved);
+        result
     }
 
     async fn insert_encrypted(
@@ -134,11 +142,22 @@ impl Unsaved {
         self.lock().set.contains(hash)
     }
 
-    /// Empties the set, oldest first; what fails to be saved is kept again.
-    fn take(&self) -> Vec<[u8; 32]> {
+    /// The IDs held, oldest first.
+    fn pending(&self) -> Vec<[u8; 32]> {
+        self.lock().order.iter().copied().collect()
+    }
+
+    /// Lets go of IDs that are saved now.
+    fn forget(&self, saved: &[[u8; 32]]) {
+        if saved.is_empty() {
+            return;
+        }
         let mut ids = self.lock();
-        ids.set.clear();
-        ids.order.drain(..).collect()
+        for hash in saved {
+            ids.set.remove(hash);
+        }
+        let UnsavedIds { set, order } = &mut *ids;
+        order.retain(|hash| set.contains(hash));
     }
 }
 
@@ -173,10 +192,14 @@ mod tests {
         unsaved.keep(id(5));
         assert!(!unsaved.holds(&id(0)));
         assert!(unsaved.holds(&id(1)) && unsaved.holds(&id(Unsaved::LIMIT)));
-        let taken = unsaved.take();
+        let taken = unsaved.pending();
         assert_eq!(taken.len(), Unsaved::LIMIT);
         assert_eq!(taken[0], id(1));
+        unsaved.forget(&taken[..1]);
         assert!(!unsaved.holds(&id(1)));
+        // The rest stay until they are saved, in their order.
+        assert!(unsaved.holds(&id(2)));
+        assert_eq!(unsaved.pending()[0], id(2));
     }
 
     #[test]
