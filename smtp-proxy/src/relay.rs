@@ -346,6 +346,9 @@ impl Relay {
     async fn data(&mut self, data: &[u8]) -> Result<Response, Failure> {
         let limit = self.provider.timeout;
         let connection = self.connection.as_mut().ok_or(Failure::Lost)?;
+        // lettre dot-stuffs only after CRLF: a bare line end before a dot
+        // would reach the provider as a possible end of data (smuggling).
+        let data = crlf_only(data);
         command(connection, limit, Data, "DATA").await?;
         let limit = limit * 5 / 2 + Duration::from_secs((data.len() / (1024 * 1024)) as u64);
         match timeout(limit, connection.message_iter(data.chunks(CHUNK))).await {
@@ -377,6 +380,40 @@ impl Relay {
             }
         }
     }
+}
+
+/// The message with every bare LF and bare CR made CRLF. The session core
+/// hands over CRLF only (and refuses bare CRs); this holds for anything
+/// built from it on the way, so that no line end reaches the provider that
+/// it could read differently from lettre's dot-stuffing.
+fn crlf_only(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let clean = data.iter().enumerate().all(|(i, &b)| match b {
+        b'\r' => data.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && data[i - 1] == b'\r',
+        _ => true,
+    });
+    if clean {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'\r' if data.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+            }
+            b'\r' | b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// An implicit-TLS connection in the form lettre takes over.
@@ -541,6 +578,21 @@ fn describe(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_crlf_line_ends_reach_the_provider() {
+        assert!(matches!(
+            crlf_only(b"a\r\n.\r\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        for (data, want) in [
+            (&b"a\n.\nMAIL"[..], &b"a\r\n.\r\nMAIL"[..]),
+            (b"a\r.\r\n", b"a\r\n.\r\n"),
+            (b"\n\r\r\n", b"\r\n\r\n\r\n"),
+        ] {
+            assert_eq!(&*crlf_only(data), want);
+        }
+    }
 
     #[test]
     fn enhanced_codes_are_taken_from_the_provider_text() {

@@ -139,6 +139,11 @@ pub struct Session {
     envelope: Option<Envelope>,
     data: Vec<u8>,
     data_too_large: bool,
+    /// The previous DATA line ended in CRLF (or DATA just began): only
+    /// then can a `.` line end the message (CRLF . CRLF, RFC 5321 §4.1.1.4).
+    data_after_crlf: bool,
+    /// A carriage return inside a DATA line (not before its line feed).
+    data_bare_cr: bool,
     errors: usize,
 }
 
@@ -159,6 +164,8 @@ impl Session {
             envelope: None,
             data: Vec::new(),
             data_too_large: false,
+            data_after_crlf: true,
+            data_bare_cr: false,
             errors: 0,
         };
         let greeting = Reply::new(
@@ -677,11 +684,20 @@ impl Session {
                 self.state = State::Data;
                 self.data.clear();
                 self.data_too_large = false;
+                self.data_after_crlf = true;
+                self.data_bare_cr = false;
                 self.send(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
             }
         }
     }
 
+    /// One line of DATA. Against SMTP smuggling (Longin, 2023), only
+    /// `CRLF . CRLF` ends the message: a `.` line that a bare LF ends, or
+    /// that follows a line a bare LF ended, is content. A bare LF ends a
+    /// content line and is normalised to CRLF (as Postfix's
+    /// `smtpd_forbid_bare_newline = normalize`); a bare CR is refused at
+    /// the end of the message, since receivers disagree on whether it ends
+    /// a line. Either way, what reaches the provider has CRLF line ends only.
     fn step_data(&mut self) -> bool {
         // Data lines are bounded only by the message size.
         let max = self.options.limits.max_message + 2;
@@ -692,45 +708,31 @@ impl Session {
             Ok(range) => range,
             Err(()) => {
                 self.data_too_large = true;
+                // The over-long line ended at `start - 1`; its CR, if any,
+                // is just before (or was dropped with the line's start).
+                self.data_after_crlf =
+                    self.start < 2 || self.input.get(self.start - 2) == Some(&b'\r');
                 return true;
             }
         };
-        if self.input[line.clone()] == *b"." {
-            let data = std::mem::take(&mut self.data);
-            if self.data_too_large {
-                self.state = State::Command;
-                self.envelope = None;
-                self.send(Reply::new(
-                    552,
-                    "5.3.4",
-                    format!(
-                        "The message is larger than the limit of {} bytes; nothing was sent",
-                        self.options.limits.max_message
-                    ),
-                ));
-                return true;
-            }
-            let Some(envelope) = &self.envelope else {
-                self.state = State::Command;
-                return true;
-            };
-            let transaction = Transaction {
-                mail_from: envelope.mail_from.clone(),
-                recipients: envelope.recipients.clone(),
-                eight_bit: envelope.eight_bit,
-                smtputf8: envelope.smtputf8,
-                data,
-            };
-            // The transaction stays open until the driver reports back.
-            self.state = State::Delivering;
-            self.actions.push_back(Action::Deliver(transaction));
-            return true;
+        // `next_line` left out the CR of a CRLF; what follows the line is
+        // that CR, or the bare LF.
+        let ends_in_crlf = self.input.get(line.end) == Some(&b'\r');
+        let after_crlf = std::mem::replace(&mut self.data_after_crlf, ends_in_crlf);
+        if self.input[line.clone()] == *b"." && after_crlf && ends_in_crlf {
+            return self.end_of_data();
         }
         if self.data_too_large {
             return true;
         }
         let line = &self.input[line];
-        let content = line.strip_prefix(b".").unwrap_or(line);
+        self.data_bare_cr |= line.contains(&b'\r');
+        // Dot-stuffing is undone; a lone `.` that did not end the message
+        // (smuggling) stays as it was written.
+        let content = match line {
+            b"." => line,
+            _ => line.strip_prefix(b".").unwrap_or(line),
+        };
         if self.data.len() + content.len() + 2 > self.options.limits.max_message {
             self.data_too_large = true;
             self.data = Vec::new();
@@ -738,6 +740,51 @@ impl Session {
         }
         self.data.extend_from_slice(content);
         self.data.extend_from_slice(b"\r\n");
+        true
+    }
+
+    /// `CRLF . CRLF`: the message goes to the driver, or is refused here.
+    fn end_of_data(&mut self) -> bool {
+        let data = std::mem::take(&mut self.data);
+        let refusal = if self.data_too_large {
+            Some(Reply::new(
+                552,
+                "5.3.4",
+                format!(
+                    "The message is larger than the limit of {} bytes; nothing was sent",
+                    self.options.limits.max_message
+                ),
+            ))
+        } else if self.data_bare_cr {
+            Some(Reply::new(
+                550,
+                "5.6.0",
+                "The message contains a bare carriage return (CR without LF), which mail \
+                 servers read in different ways; nothing was sent. Send it with ordinary line ends",
+            ))
+        } else {
+            None
+        };
+        if let Some(reply) = refusal {
+            self.state = State::Command;
+            self.envelope = None;
+            self.send(reply);
+            return true;
+        }
+        let Some(envelope) = &self.envelope else {
+            self.state = State::Command;
+            return true;
+        };
+        let transaction = Transaction {
+            mail_from: envelope.mail_from.clone(),
+            recipients: envelope.recipients.clone(),
+            eight_bit: envelope.eight_bit,
+            smtputf8: envelope.smtputf8,
+            data,
+        };
+        // The transaction stays open until the driver reports back.
+        self.state = State::Delivering;
+        self.actions.push_back(Action::Deliver(transaction));
         true
     }
 }

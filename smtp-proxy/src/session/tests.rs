@@ -154,6 +154,99 @@ fn pipelined_transaction_with_dot_stuffing() {
     assert!(matches!(actions.as_slice(), [Action::Close]));
 }
 
+/// SMTP smuggling (Longin, 2023): every end-of-data spelling a lenient
+/// server accepts besides CRLF . CRLF is content, so what follows it is
+/// never run as a command of the user's session.
+#[test]
+fn only_crlf_dot_crlf_ends_data() {
+    for (end, shown) in [
+        ("\n.\n", "\r\n.\r\n"),
+        ("\r\n.\n", "\r\n.\r\n"),
+        ("\n.\r\n", "\r\n.\r\n"),
+        ("\n..\n", "\r\n.\r\n"),
+    ] {
+        let mut s = logged_in();
+        feed(
+            &mut s,
+            "MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n",
+        );
+        let smuggled = format!(
+            "Subject: hi\r\n\r\nhello{end}MAIL FROM:<alice@example.org>\r\n\
+             RCPT TO:<mallory@evil.example>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n.\r\n"
+        );
+        let (sent, actions) = feed(&mut s, &smuggled);
+        assert!(sent.is_empty(), "{end:?}: no command ran: {sent}");
+        let [Action::Deliver(t)] = actions.as_slice() else {
+            panic!("{end:?}: {actions:?}")
+        };
+        assert_eq!(t.recipients, ["bob@example.org"], "{end:?}");
+        let data = String::from_utf8_lossy(&t.data);
+        assert!(
+            data.starts_with(&format!("Subject: hi\r\n\r\nhello{shown}MAIL FROM:")),
+            "{end:?}: {data:?}"
+        );
+        assert!(
+            !data.replace("\r\n", "").contains(['\r', '\n']),
+            "CRLF only: {data:?}"
+        );
+        s.delivered(Reply::new(250, "2.0.0", "Delivered"));
+        let (sent, actions) = drain(&mut s);
+        assert_eq!(sent, "250 2.0.0 Delivered\r\n", "{end:?}: one message only");
+        assert!(actions.is_empty());
+    }
+}
+
+#[test]
+fn bare_carriage_returns_are_refused() {
+    for body in [
+        "hello\r.\rMAIL FROM:<a@b>\r\n",
+        "Subject: a\rX-Forged: b\r\n\r\nx\r\n",
+    ] {
+        let mut s = logged_in();
+        feed(
+            &mut s,
+            "MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n",
+        );
+        let (sent, actions) = feed(&mut s, &format!("{body}.\r\nNOOP\r\n"));
+        assert!(actions.is_empty(), "{body:?}: {actions:?}");
+        assert!(
+            sent.starts_with("550 5.6.0 The message contains a bare carriage return"),
+            "{body:?}: {sent}"
+        );
+        assert!(
+            sent.ends_with("250 2.0.0 OK\r\n"),
+            "the session goes on: {sent}"
+        );
+    }
+}
+
+/// Split anywhere, the same bytes give the same message: the CRLF before
+/// the dot may arrive in one read and the dot in the next.
+#[test]
+fn end_of_data_across_reads() {
+    let mut s = logged_in();
+    feed(
+        &mut s,
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n",
+    );
+    for piece in [
+        "Subject: a\r",
+        "\n\r\nline\n",
+        ".",
+        "\r",
+        "\nmore\r\n",
+        ".\r",
+        "\n",
+    ] {
+        s.receive(piece.as_bytes());
+    }
+    let (_, actions) = drain(&mut s);
+    let [Action::Deliver(t)] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(t.data, b"Subject: a\r\n\r\nline\r\n.\r\nmore\r\n");
+}
+
 #[test]
 fn starttls_discards_pipelined_plaintext() {
     let mut s = Session::new(options());
