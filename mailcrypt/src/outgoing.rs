@@ -114,24 +114,26 @@ pub fn carries_decrypted_message(message: &[u8]) -> bool {
         .is_some_and(|m| walk(&m, 8))
 }
 
-/// Finds one of `tags` (e.g. `[plain]`, matched without regard to case) in
-/// the decoded Subject and returns it with the message whose Subject no
-/// longer carries it. Other fields and the body are untouched.
+/// Takes one of `tags` (e.g. `[plain]`, matched without regard to case)
+/// from the very start of the decoded Subject (after leading white space
+/// only) and returns it with the message whose Subject no longer carries
+/// it. A tag anywhere else (`Re: [plain] …`) is text, often someone else's,
+/// and is left alone. Other fields and the body are untouched.
 pub fn take_subject_tag(message: &[u8], tags: &[&str]) -> Option<(String, Vec<u8>)> {
     let (header, body) = mime::split_header(message);
     let fields = mime::fields(header);
     let subject_field = fields.iter().find(|f| f.is("Subject"))?;
     let decoded = decode_subject(subject_field.raw)?;
-    let lower = decoded.to_lowercase();
-    let (tag, at) = tags
-        .iter()
-        .find_map(|t| lower.find(&t.to_lowercase()).map(|i| (t.to_string(), i)))?;
-    // Lower-casing can change byte lengths; only cut where it did not.
-    if lower.len() != decoded.len() || !decoded.is_char_boundary(at + tag.len()) {
-        return None;
-    }
-    let remaining = format!("{}{}", &decoded[..at], &decoded[at + tag.len()..]);
-    let remaining = remaining.split_whitespace().collect::<Vec<_>>().join(" ");
+    let subject = decoded.trim_start();
+    let tag = tags.iter().find(|t| {
+        subject
+            .get(..t.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(t))
+    })?;
+    let remaining = subject[tag.len()..]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let eol = mime::line_ending(message);
     let mut out = Vec::with_capacity(message.len());
     for f in &fields {
@@ -143,7 +145,7 @@ pub fn take_subject_tag(message: &[u8], tags: &[&str]) -> Option<(String, Vec<u8
     }
     out.extend_from_slice(eol.as_bytes());
     out.extend_from_slice(body);
-    Some((tag, out))
+    Some((tag.to_string(), out))
 }
 
 /// The Subject field's text with RFC 2047 encoded words decoded.
@@ -236,6 +238,23 @@ mod tests {
             Some("Grüße")
         );
         assert!(take_subject_tag(b"Subject: hello\r\n\r\nx", &["[plain]"]).is_none());
+        // Only at the very start: in a thread subject the tag is someone else's text.
+        for elsewhere in [
+            "Re: [plain] hello",
+            "Fwd: [PLAIN] hello",
+            "hello [plain]",
+            "=?UTF-8?Q?Re=3A_=5Bplain=5D_x?=",
+            "[plai n] x",
+        ] {
+            let m = format!("Subject: {elsewhere}\r\n\r\nx");
+            assert!(
+                take_subject_tag(m.as_bytes(), &["[plain]", "[encrypt]"]).is_none(),
+                "{elsewhere}"
+            );
+        }
+        let (tag, _) = take_subject_tag(b"Subject:   [plain]Re: x\r\n\r\nx", &["[plain]"])
+            .expect("leading white space is not text");
+        assert_eq!(tag, "[plain]");
         assert!(take_subject_tag(b"To: x@example.org\r\n\r\nx", &["[plain]"]).is_none());
     }
 

@@ -3,7 +3,9 @@
 //! can be configured to add), and which envelope recipients are visible
 //! (To/Cc) or hidden (Bcc: they get copies of their own).
 
-use mailcrypt::outgoing::{field_value, header_addresses, strip_fields, take_subject_tag};
+use mailcrypt::outgoing::{
+    field_value, header_addresses, referenced_message_ids, strip_fields, take_subject_tag,
+};
 
 use crate::decision::Override;
 use crate::reply::Reply;
@@ -49,8 +51,12 @@ pub fn read(data: Vec<u8>, envelope_recipients: &[String]) -> Result<Submission,
     } else {
         data
     };
+    // In a reply or forward the subject came from someone else's message:
+    // a `[plain]` there may be theirs, so only `[encrypt]` counts.
+    let answers = !referenced_message_ids(&message).is_empty();
+    let tags: &[&str] = if answers { &TAGS[1..] } else { &TAGS };
     let mut tag_request = None;
-    if let Some((tag, rewritten)) = take_subject_tag(&message, &TAGS) {
+    if let Some((tag, rewritten)) = take_subject_tag(&message, tags) {
         message = rewritten;
         tag_request = Some(if tag == "[plain]" {
             Override::Plain
@@ -121,5 +127,31 @@ mod tests {
         let err = read(bad.to_vec(), &[]).expect_err("refused");
         assert_eq!(err.code, 550);
         assert!(err.lines[0].contains("\"yes\" or \"no\""), "{err}");
+    }
+
+    /// A thread subject an attacker chose (`[plain] …`, kept by a reply
+    /// that adds no prefix, or `Re: [plain] …`) never turns a reply into
+    /// cleartext; `[encrypt]` still counts in a reply.
+    #[test]
+    fn plain_tag_does_not_count_in_replies_or_forwards() {
+        for thread in [
+            "In-Reply-To: <x@evil.example>",
+            "References: <a@b> <x@evil.example>",
+            "X-Forwarded-Message-Id: <x@evil.example>",
+        ] {
+            for subject in ["[plain] hi", "Re: [plain] hi"] {
+                let m = format!("To: b@example.org\r\n{thread}\r\nSubject: {subject}\r\n\r\nx\r\n");
+                let s = read(m.clone().into_bytes(), &rcpts(&["b@example.org"])).expect("read");
+                assert_eq!(s.request, None, "{thread} / {subject}");
+                assert_eq!(s.message, m.as_bytes(), "the subject stays as written");
+            }
+            let m = format!("{thread}\r\nSubject: [encrypt] hi\r\n\r\nx\r\n");
+            assert_eq!(
+                read(m.into_bytes(), &[]).expect("read").request,
+                Some(Override::Encrypt)
+            );
+        }
+        let new = b"Subject: Re: [plain] not a reply\r\n\r\nx\r\n";
+        assert_eq!(read(new.to_vec(), &[]).expect("read").request, None);
     }
 }
