@@ -49,21 +49,53 @@ pub enum LogFormat {
     Json,
 }
 
+/// The crates whose log lines are Letterlock's own, written to carry no
+/// password, key or message text at any level.
+const OWN_LOG_TARGETS: [&str; 9] = [
+    "gateway",
+    "keytool",
+    "imap_proxy",
+    "smtp_proxy",
+    "keystore",
+    "archive",
+    "mailcrypt",
+    "autocrypt",
+    "provider_tls",
+];
+
+/// What dependencies may log, whatever `LETTERLOCK_LOG` asks for: warnings
+/// and errors. Below that they write what they handle: lettre logs every
+/// SMTP line at debug (`AUTH PLAIN` with the password, the message text),
+/// imap-next every byte at trace (LOGIN, FETCH bodies). Rule 8: no log
+/// level a user can set reveals a password, a key or message text.
+pub fn dependency_log_cap() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    OWN_LOG_TARGETS.iter().fold(
+        tracing_subscriber::filter::Targets::new().with_default(LevelFilter::WARN),
+        |targets, own| targets.with_target(*own, LevelFilter::TRACE),
+    )
+}
+
 /// Sends `tracing` output to standard error, filtered by `LETTERLOCK_LOG`
-/// (e.g. `debug`, `imap_proxy=trace`; default `info`).
+/// (e.g. `debug`, `imap_proxy=trace`; default `info`) and capped for
+/// dependencies ([`dependency_log_cap`]).
 pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("LETTERLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = match format {
+        LogFormat::Json => output.json().boxed(),
         // Colour codes only for people, never into files and pipes.
-        LogFormat::Human => builder
+        LogFormat::Human => output
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
+            .boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(output.with_filter(filter).with_filter(dependency_log_cap()))
+        .try_init();
     log_panics();
 }
 

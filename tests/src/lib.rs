@@ -85,6 +85,8 @@ pub struct Gateway {
     process: Option<Child>,
     /// Every run's log, appended.
     pub log: PathBuf,
+    /// `LETTERLOCK_LOG` for the next [`Gateway::start`] (`info` unless set).
+    pub log_filter: String,
 }
 
 impl Gateway {
@@ -114,6 +116,7 @@ impl Gateway {
             imap_port,
             smtp_port,
             process: None,
+            log_filter: "info".into(),
         }
     }
 
@@ -183,7 +186,7 @@ impl Gateway {
         let child = Command::new(gateway_binary())
             .args(["run", "--config"])
             .arg(&self.config)
-            .env("LETTERLOCK_LOG", "info")
+            .env("LETTERLOCK_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
