@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| letterlock_fuzz::run(|| {
     let ctx = mailcrypt::DecryptContext {
         secret_keys: std::slice::from_ref(bob),
         verifier_certs: std::slice::from_ref(alice),
+        signers: &mailcrypt::HeldKeys::from_user_ids(std::slice::from_ref(alice)),
         autocrypt_key_verifies: true,
         now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
     };

@@ -223,7 +223,12 @@ async fn index_all(
         running.spawn(async move {
             let (hash, prepared, encrypted) = tokio::task::spawn_blocking(move || {
                 let bytes = &messages[i];
-                let v = imap_proxy::view::view(bytes, &keys, None, SystemTime::now());
+                let v = imap_proxy::view::view(
+                    bytes,
+                    &keys,
+                    &imap_proxy::view::Sender::default(),
+                    SystemTime::now(),
+                );
                 (content_hash(bytes), Prepared::new(v.message), v.encrypted)
             })
             .await?;

@@ -60,12 +60,12 @@ use tracing::{debug, info, warn};
 use crate::detect::{self, served_by_gateway};
 use crate::downloads::{until_released, Claim, Downloads};
 use crate::fetch::{needs, rewrite, rewrite_size, same_section, Needs};
-use crate::learn::{learn, learn_encrypted, learn_gossip, learn_sender, Lessons};
+use crate::learn::{learn, learn_encrypted, learn_gossip, Lessons};
 use crate::plain::{MailboxKey, PlainMessages};
 use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
 use crate::starttls::negotiate;
 use crate::upstream::{Endpoint, Session, UpstreamError};
-use crate::view::{view, Keys};
+use crate::view::{view, Keys, Sender};
 
 /// One account as the IMAP side needs it.
 #[derive(Debug, Clone)]
@@ -187,16 +187,10 @@ async fn view_learn_and_archive(job: ViewJob) -> Option<Arc<Viewed>> {
         hash,
         location,
     } = job;
-    let sender = match learn_sender(&keystore, &account, &bytes, SystemTime::now()).await {
-        Ok(sender) => sender,
-        Err(e) => {
-            warn!(error = %e, "the sender's key in a message not recorded");
-            None
-        }
-    };
+    let sender = Sender::learn(&keystore, &account, &bytes).await;
     // Both decryption and index extraction are CPU work for the blocking pool.
     let (view, prepared, bytes) = tokio::task::spawn_blocking(move || {
-        let v = view(&bytes, &keys, sender.as_ref(), SystemTime::now());
+        let v = view(&bytes, &keys, &sender, SystemTime::now());
         let prepared = Prepared::new(v.message.clone());
         (v, prepared, bytes)
     })

@@ -18,9 +18,9 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::learn::{learn_encrypted, learn_gossip, learn_sender};
+use crate::learn::{learn_encrypted, learn_gossip};
 use crate::upstream::{Session, UpstreamError, MAX_RESPONSE};
-use crate::view::{view, Keys};
+use crate::view::{view, Keys, Sender};
 
 /// At most this many bytes (by RFC822.SIZE) are requested in one FETCH.
 const BATCH_BYTES: u64 = 16 * 1024 * 1024;
@@ -230,16 +230,12 @@ async fn sync_mailbox(
             let learner = options.learn.clone();
             let learner_account = options.account.clone();
             running.spawn(async move {
-                let mut sender = None;
-                if let Some(keystore) = &learner {
-                    match learn_sender(keystore, &learner_account, &bytes, SystemTime::now()).await
-                    {
-                        Ok(s) => sender = s,
-                        Err(e) => warn!(uid, error = %e, "the sender's key not recorded"),
-                    }
-                }
+                let sender = match &learner {
+                    Some(keystore) => Sender::learn(keystore, &learner_account, &bytes).await,
+                    None => Sender::default(),
+                };
                 let opened = tokio::task::spawn_blocking(move || {
-                    let v = view(&bytes, &keys, sender.as_ref(), SystemTime::now());
+                    let v = view(&bytes, &keys, &sender, SystemTime::now());
                     let undecryptable = v.detail.is_some();
                     if let Some(detail) = &v.detail {
                         warn!(uid, reason = %detail, "archived without decrypting");

@@ -5,23 +5,24 @@
 //! so the IMAP proxy and `gateway archive sync` archive exactly the same
 //! bytes for the same message.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::SystemTime;
 
-use crate::learn::{Lessons, SenderKey};
-use mailcrypt::{DecryptContext, Outcome, Refusal, SignatureStatus};
+use crate::learn::{learn_sender, Lessons, SenderKey};
+use mailcrypt::{DecryptContext, HeldKeys, Outcome, Refusal, SignatureStatus};
 use sequoia_openpgp::Cert;
+use tracing::warn;
 
-use keystore::{KeyStatus, Keystore, KeystoreError, TrustLevel};
+use keystore::{KeyRecord, KeyStatus, Keystore, KeystoreError, TrustLevel};
 
 /// The keys one account reads its mail with, loaded once for many messages.
 #[derive(Debug, Clone)]
 pub struct Keys {
+    account: String,
     secret: Vec<Cert>,
-    verifiers: Vec<Cert>,
     own: HashSet<String>,
-    /// Explicit decisions by (address, fingerprint); absent means TOFU.
-    trust: HashMap<(String, String), TrustLevel>,
+    /// Peer keys to check signatures with; they vouch for nobody ([`Signer`]).
+    known: Vec<Cert>,
 }
 
 impl Keys {
@@ -29,30 +30,62 @@ impl Keys {
     pub async fn load(store: &Keystore, account: &str) -> Result<Self, KeystoreError> {
         let identity = store.identity(account).await?;
         let own = HashSet::from([identity.cert.fingerprint().to_hex()]);
-        let trust = store
-            .trust_decisions()
-            .await?
-            .into_iter()
-            .map(|(address, fpr, level)| ((address, fpr), level))
-            .collect();
         Ok(Keys {
+            account: account.to_string(),
             secret: vec![identity.cert],
-            verifiers: store.verifier_certs().await?,
             own,
-            trust,
+            known: store.known_certs().await?,
         })
     }
+}
 
-    fn key_word(&self, signer: &str, fpr: &str) -> &'static str {
-        if self.own.contains(fpr) {
-            return "own";
-        }
-        let signer = autocrypt::normalize_addr(signer);
-        match self.trust.get(&(signer, fpr.to_string())) {
-            Some(TrustLevel::Verified) => "verified",
-            Some(TrustLevel::Rejected) => "rejected",
-            _ => "tofu",
-        }
+/// The key the keystore holds for a message's sender (its single From
+/// address): the one key whose signature makes the message
+/// `signature=valid` (rule 5).
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub address: String,
+    pub key: KeyRecord,
+}
+
+/// What the keystore says about a message's sender, asked right before the
+/// message is viewed ([`Sender::learn`]).
+#[derive(Debug, Clone, Default)]
+pub struct Sender {
+    /// The key the message's own Autocrypt header offered, and what
+    /// recording it did.
+    pub offered: Option<SenderKey>,
+    /// The key held for the From address after that.
+    pub held: Option<Signer>,
+}
+
+impl Sender {
+    /// Records the sender's Autocrypt header ([`learn_sender`]), then asks
+    /// which key the keystore holds for the From address. In this order, so
+    /// that a first signed message verifies with the key it brings; asked
+    /// per message rather than once per session, so that a key verified,
+    /// changed or rejected meanwhile (by another session, `keytool`, or the
+    /// message itself) counts at once. A failure is logged and leaves the
+    /// message unverified, never wrongly valid.
+    pub async fn learn(store: &Keystore, account: &str, provider_bytes: &[u8]) -> Sender {
+        let offered = match learn_sender(store, account, provider_bytes, SystemTime::now()).await {
+            Ok(offered) => offered,
+            Err(e) => {
+                warn!(error = %e, "the sender's key in a message not recorded");
+                None
+            }
+        };
+        let held = match mailcrypt::sender_address(provider_bytes) {
+            None => None,
+            Some(address) => match store.signing_key(&address).await {
+                Ok(key) => key.map(|key| Signer { address, key }),
+                Err(e) => {
+                    warn!(error = %e, "the sender's key not looked up; no signature counts");
+                    None
+                }
+            },
+        };
+        Sender { offered, held }
     }
 }
 
@@ -77,22 +110,40 @@ pub struct View {
 /// ([`crate::learn::learn_sender`]): a changed key makes the status say
 /// `key=changed`; a key refused (conflicting with a verified one, or
 /// rejected) does not check the signature, and the status says so.
-pub fn view(
-    provider_bytes: &[u8],
-    keys: &Keys,
-    sender: Option<&SenderKey>,
-    now: SystemTime,
-) -> View {
+pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime) -> View {
+    let signer = sender.held.as_ref();
+    let mut held = HeldKeys::new();
+    for cert in &keys.secret {
+        held.hold(&keys.account, cert.fingerprint());
+    }
+    if let Some(s) = signer {
+        held.hold(&s.address, s.key.cert.fingerprint());
+    }
+    // The held key may be newer than the session's list of known keys.
+    let with_signer;
+    let candidates = match signer {
+        Some(s)
+            if !keys
+                .known
+                .iter()
+                .any(|c| c.fingerprint() == s.key.cert.fingerprint()) =>
+        {
+            with_signer = [&keys.known[..], std::slice::from_ref(&s.key.cert)].concat();
+            &with_signer[..]
+        }
+        _ => &keys.known[..],
+    };
     let ctx = DecryptContext {
         secret_keys: &keys.secret,
-        verifier_certs: &keys.verifiers,
+        verifier_certs: candidates,
+        signers: &held,
         // The header's own key checks the signature (trust on first use)
         // unless the keystore refused it for this sender.
-        autocrypt_key_verifies: sender.is_none_or(SenderKey::usable),
+        autocrypt_key_verifies: sender.offered.as_ref().is_none_or(SenderKey::usable),
         now,
     };
     let outcome = mailcrypt::decrypt(provider_bytes, &ctx);
-    let status = status_value(&outcome, keys, sender);
+    let status = status_value(&outcome, keys, signer, sender.offered.as_ref());
     // Every refusal is about encrypted content (or content too large to
     // look at), so the message counts as encrypted either way.
     let encrypted = outcome.decrypted || outcome.refusal.is_some();
@@ -204,8 +255,13 @@ fn refusal_word(refusal: &Refusal) -> &'static str {
 
 /// The `Letterlock-Security` value: `encrypted; signature=valid;
 /// signer=bob@example.org; key=verified; fpr=…` (SPEC.md).
-fn status_value(outcome: &Outcome, keys: &Keys, sender: Option<&SenderKey>) -> Option<String> {
-    let mut value = signature_status(outcome, keys, sender)?;
+fn status_value(
+    outcome: &Outcome,
+    keys: &Keys,
+    signer: Option<&Signer>,
+    sender: Option<&SenderKey>,
+) -> Option<String> {
+    let mut value = signature_status(outcome, keys, signer, sender)?;
     if let Some(s) = sender {
         match s.status {
             KeyStatus::Conflict => value.push_str(&format!(
@@ -219,7 +275,12 @@ fn status_value(outcome: &Outcome, keys: &Keys, sender: Option<&SenderKey>) -> O
     Some(value)
 }
 
-fn signature_status(outcome: &Outcome, keys: &Keys, sender: Option<&SenderKey>) -> Option<String> {
+fn signature_status(
+    outcome: &Outcome,
+    keys: &Keys,
+    signer: Option<&Signer>,
+    sender: Option<&SenderKey>,
+) -> Option<String> {
     let mut fields = Vec::new();
     if outcome.decrypted {
         fields.push("encrypted".to_string());
@@ -238,17 +299,24 @@ fn signature_status(outcome: &Outcome, keys: &Keys, sender: Option<&SenderKey>) 
     match &outcome.signature {
         SignatureStatus::Valid {
             fingerprint,
-            signer,
+            signer: signer_addr,
         } => {
             let fpr = fingerprint.to_hex();
-            fields.push(format!("signer={signer}"));
+            fields.push(format!("signer={signer_addr}"));
             let changed = sender.is_some_and(|s| {
                 s.status == KeyStatus::Changed && s.cert.fingerprint() == *fingerprint
             });
-            let word = if changed {
+            let word = if keys.own.contains(&fpr) {
+                "own"
+            } else if changed {
                 "changed"
             } else {
-                keys.key_word(signer, &fpr)
+                match signer.map(|s| s.key.trust) {
+                    Some(TrustLevel::Verified) => "verified",
+                    // Never held for signing; here for completeness.
+                    Some(TrustLevel::Rejected) => "rejected",
+                    Some(TrustLevel::Tofu) | None => "tofu",
+                }
             };
             fields.push(format!("key={word}"));
             fields.push(format!("fpr={fpr}"));
@@ -267,10 +335,10 @@ mod tests {
 
     fn keys() -> Keys {
         Keys {
+            account: "me@example.org".into(),
             secret: Vec::new(),
-            verifiers: Vec::new(),
             own: HashSet::new(),
-            trust: HashMap::new(),
+            known: Vec::new(),
         }
     }
 
@@ -299,7 +367,7 @@ mod tests {
             },
         )
         .expect("encrypt");
-        let v = view(&encrypted, &keys(), None, now);
+        let v = view(&encrypted, &keys(), &Sender::default(), now);
         assert!(v.encrypted);
         assert_eq!(
             v.status.as_deref(),
@@ -318,13 +386,16 @@ mod tests {
         assert!(text.contains("-----BEGIN PGP MESSAGE-----"));
         assert!(!text.contains("secret\r\n"));
         // The same message always gives the same bytes.
-        assert_eq!(view(&encrypted, &keys(), None, now).message, v.message);
+        assert_eq!(
+            view(&encrypted, &keys(), &Sender::default(), now).message,
+            v.message
+        );
     }
 
     #[test]
     fn plain_unsigned_mail_gets_no_header_and_loses_forged_ones() {
         let msg = b"Letterlock-Security: encrypted; signature=valid\r\nFrom: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n";
-        let v = view(msg, &keys(), None, SystemTime::now());
+        let v = view(msg, &keys(), &Sender::default(), SystemTime::now());
         assert!(v.status.is_none());
         assert!(!v.encrypted);
         assert_eq!(

@@ -465,10 +465,24 @@ type Case<'a> = (&'a str, String, &'a [&'a str], &'a [&'a str]);
 /// INBOX through a proxy (Python's imaplib as the client) and returns what
 /// was served, in UID order.
 async fn read_through_proxy(world: &World, cases: &[Case<'_>]) -> Vec<String> {
-    let dovecot = &world.dovecot;
     for (_, message, _, _) in cases {
-        dovecot.save("alice", "INBOX", message.as_bytes());
+        world.dovecot.save("alice", "INBOX", message.as_bytes());
     }
+    let served = read_inbox(&world.store, &world.archive, &world.dovecot, 1)
+        .await
+        .remove(0);
+    assert_eq!(served.len(), cases.len());
+    served
+}
+
+/// Alice's whole INBOX, read through one proxy by `sessions` imaplib
+/// clients at once; what each was served, in UID order.
+async fn read_inbox(
+    store: &Keystore,
+    archive: &Archive,
+    dovecot: &Dovecot,
+    sessions: usize,
+) -> Vec<Vec<String>> {
     let proxy = Proxy::bind(
         Config {
             listen: "127.0.0.1:0".parse().expect("address"),
@@ -485,8 +499,8 @@ async fn read_through_proxy(world: &World, cases: &[Case<'_>]) -> Vec<String> {
                 },
             }],
         },
-        world.store.clone(),
-        world.archive.clone(),
+        store.clone(),
+        archive.clone(),
     )
     .await
     .expect("bind");
@@ -495,32 +509,39 @@ async fn read_through_proxy(world: &World, cases: &[Case<'_>]) -> Vec<String> {
     let running = tokio::spawn(proxy.run(async {
         let _ = stopped.await;
     }));
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .args(["-c", READER, &port.to_string()])
-            .output()
-            .expect("python3")
-    })
-    .await
-    .expect("reader");
-    let _ = stop.send(());
-    let _ = running.await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let served: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(l)
-                .expect("base64");
-            String::from_utf8_lossy(&raw).into_owned()
+    let readers: Vec<_> = (0..sessions)
+        .map(|_| {
+            tokio::task::spawn_blocking(move || {
+                Command::new("python3")
+                    .args(["-c", READER, &port.to_string()])
+                    .output()
+                    .expect("python3")
+            })
         })
         .collect();
-    assert_eq!(served.len(), cases.len());
-    served
+    let mut all = Vec::new();
+    for reader in readers {
+        let out = reader.await.expect("reader");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        all.push(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(l)
+                        .expect("base64");
+                    String::from_utf8_lossy(&raw).into_owned()
+                })
+                .collect(),
+        );
+    }
+    let _ = stop.send(());
+    let _ = running.await;
+    all
 }
 
 /// Each served message against its case: at most one status header, the
@@ -779,4 +800,171 @@ async fn autocrypt_attacks_teach_the_keystore_nothing() {
         failures.push("Mallory's key for Alice's address was recorded".into());
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Rule 5 through the proxy: a good signature makes a message `valid` only
+/// if it was made by the key Alice's keystore holds for the From address.
+/// Mallory's key, learned for her own address, carries Bob's address as a
+/// second user ID; a key offered in Bob's name conflicts with the one Alice
+/// verified. Neither vouches for Bob: not in the session that learns them,
+/// not after the vault is reopened, not in two sessions reading at once.
+/// Bob's own mail and Mallory's mail in her own name stay `valid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_vouch_only_for_the_address_they_are_held_for() {
+    use sequoia_openpgp::cert::CertBuilder;
+    let world = World::new().await;
+    let (keys, now) = (&world.keys, world.now);
+    world
+        .store
+        .verify(BOB, &keys.bob.fingerprint().to_hex(), "fingerprint", now)
+        .await
+        .expect("verify Bob");
+    let (two_names, _) = CertBuilder::new()
+        .add_userid(MALLORY)
+        .add_userid(BOB)
+        .add_signing_subkey()
+        .add_transport_encryption_subkey()
+        .set_creation_time(now)
+        .generate()
+        .expect("Mallory's key with Bob's name");
+    let in_bobs_name = autocrypt::key::generate(BOB, now).expect("a key in Bob's name");
+    let header = |addr: &str, cert: &Cert| {
+        AutocryptHeader::new(
+            addr,
+            PreferEncrypt::Mutual,
+            cert.clone().strip_secret_key_material(),
+        )
+    };
+    let text = |from: &str, subject: &str| {
+        format!("From: {from}\nTo: {ALICE}\nSubject: {subject}\nContent-Type: text/plain\n\n{CANARY} {subject}\n")
+    };
+    let signed_clear = |from: &str, subject: &str, signer: &Cert, ac: Option<&AutocryptHeader>| {
+        let mut m = text(from, subject).replace('\n', "\r\n");
+        if let Some(ac) = ac {
+            m = format!("Autocrypt: {}\r\n{m}", ac.render("\r\n"));
+        }
+        let signed = mailcrypt::sign(m.as_bytes(), signer, SystemTime::now(), &Boundary::Random)
+            .expect("sign");
+        String::from_utf8(signed).expect("text")
+    };
+    let not_valid: &[&str] = &["signature=valid"];
+    let mallory_header = header(MALLORY, &two_names);
+    let conflict_header = header(BOB, &in_bobs_name);
+
+    let first: Vec<Case<'_>> = vec![
+        (
+            "genuine Bob",
+            encrypt(keys, &keys.bob, &text(BOB, "genuine")),
+            &["signature=valid; signer=bob@example.org; key=verified"],
+            &[],
+        ),
+        (
+            "Mallory in her own name",
+            encrypt_with(
+                keys,
+                &two_names,
+                &text(MALLORY, "her own"),
+                Some(&mallory_header),
+                &[],
+            ),
+            &["signature=valid; signer=mallory@evil.example; key=tofu"],
+            &[],
+        ),
+        (
+            "Mallory's key signs as Bob",
+            encrypt(keys, &two_names, &text(BOB, "second user ID")),
+            // `unknown-key` or `mismatch`: the session may have listed the
+            // known keys before her first mail taught hers.
+            &["encrypted", "signature="],
+            not_valid,
+        ),
+        (
+            "a key in Bob's name conflicts",
+            encrypt_with(
+                keys,
+                &in_bobs_name,
+                &text(BOB, "conflict"),
+                Some(&conflict_header),
+                &[],
+            ),
+            &["encrypted", "autocrypt=conflict"],
+            not_valid,
+        ),
+    ];
+    let served = read_through_proxy(&world, &first).await;
+    let failures = check(&first, &served);
+    assert!(
+        failures.is_empty(),
+        "first session: {}",
+        failures.join("\n")
+    );
+
+    // The vault reopened (as at a gateway restart); two sessions at once.
+    let store = Keystore::open(world._dir.path(), None)
+        .await
+        .expect("reopen");
+    let archive = Archive::open(&store).await.expect("archive");
+    let later: Vec<Case<'_>> = vec![
+        (
+            "the conflicting key again, with its header",
+            encrypt_with(
+                keys,
+                &in_bobs_name,
+                &text(BOB, "again"),
+                Some(&conflict_header),
+                &[],
+            ),
+            &["encrypted", "autocrypt=conflict"],
+            not_valid,
+        ),
+        (
+            "the conflicting key, no header",
+            encrypt(keys, &in_bobs_name, &text(BOB, "no header")),
+            &["encrypted", "signature=mismatch"],
+            not_valid,
+        ),
+        (
+            "Mallory's key signs Bob's cleartext",
+            signed_clear(BOB, "clear", &two_names, None),
+            &["unencrypted", "signature=mismatch"],
+            not_valid,
+        ),
+        (
+            "Mallory's key signs Bob's cleartext with her header",
+            signed_clear(BOB, "clear with header", &two_names, Some(&mallory_header)),
+            &["unencrypted"],
+            not_valid,
+        ),
+        (
+            "genuine Bob, later",
+            encrypt(keys, &keys.bob, &text(BOB, "later")),
+            &["signature=valid; signer=bob@example.org; key=verified"],
+            &[],
+        ),
+    ];
+    for (_, message, _, _) in &later {
+        world.dovecot.save("alice", "INBOX", message.as_bytes());
+    }
+    for (session, served) in read_inbox(&store, &archive, &world.dovecot, 2)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(served.len(), first.len() + later.len());
+        let failures = check(&later, &served[first.len()..]);
+        assert!(
+            failures.is_empty(),
+            "after reopening, session {session}: {}",
+            failures.join("\n")
+        );
+        // What was served before is served again byte for byte.
+        let again = check(&first, &served[..first.len()]);
+        assert!(again.is_empty(), "{}", again.join("\n"));
+    }
+    let bob = store
+        .signing_key(BOB)
+        .await
+        .expect("lookup")
+        .expect("Bob's key");
+    assert_eq!(bob.fingerprint, keys.bob.fingerprint().to_hex());
 }

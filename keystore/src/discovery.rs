@@ -167,7 +167,9 @@ impl Discovery {
             .cache_dns(&address, &certs, now + Duration::from_secs(u64::from(ttl)))
             .await?;
         for cert in &certs {
-            store.record_key(cert, KeySource::Dns, now).await?;
+            store
+                .record_key_for(&address, cert, KeySource::Dns, now)
+                .await?;
         }
         Ok(certs)
     }

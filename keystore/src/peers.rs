@@ -318,15 +318,15 @@ impl Keystore {
         Ok(changed)
     }
 
-    /// Records a key from an import, DNS or a Setup Message for every
-    /// address in its user IDs. Returns the addresses.
+    /// Records a key the user imported (or restored from a Setup Message)
+    /// for every address in its user IDs: the user vouches for it. Returns
+    /// the addresses.
     pub async fn record_key(
         &self,
         cert: &Cert,
         source: KeySource,
         now: SystemTime,
     ) -> Result<Vec<String>, KeystoreError> {
-        let cert = cert.clone().strip_secret_key_material();
         let mut addresses: Vec<String> = cert
             .userids()
             .filter_map(|u| u.userid().email_normalized().ok().flatten())
@@ -339,9 +339,35 @@ impl Keystore {
                 cert.fingerprint()
             )));
         }
+        self.record_key_at(cert, &addresses, source, now).await?;
+        Ok(addresses)
+    }
+
+    /// Records a key found for one address (a DNS OPENPGPKEY answer) for
+    /// that address only: whoever publishes keys for an address vouches
+    /// for that address, not for the other user IDs the key carries.
+    pub async fn record_key_for(
+        &self,
+        address: &str,
+        cert: &Cert,
+        source: KeySource,
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
+        self.record_key_at(cert, &[normalize_addr(address)], source, now)
+            .await
+    }
+
+    async fn record_key_at(
+        &self,
+        cert: &Cert,
+        addresses: &[String],
+        source: KeySource,
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
+        let cert = cert.clone().strip_secret_key_material();
         let mut tx = self.write_tx().await?;
         let fpr = cert.fingerprint().to_hex();
-        for address in &addresses {
+        for address in addresses {
             let fresh = !key_known(&mut tx, address, &fpr).await?;
             upsert_key(&mut tx, address, &cert, source, now).await?;
             if fresh {
@@ -355,7 +381,7 @@ impl Keystore {
             }
         }
         tx.commit().await?;
-        Ok(addresses)
+        Ok(())
     }
 
     /// The raw Autocrypt state of a peer.
@@ -386,47 +412,45 @@ impl Keystore {
         Ok(h)
     }
 
-    /// The certificates that may vouch for a signature: every key seen for
-    /// any peer, except those the user rejected. Whether a signature then
-    /// counts is decided against the From address by the message engine.
-    pub async fn verifier_certs(&self) -> Result<Vec<Cert>, KeystoreError> {
+    /// Every key seen for any peer, except those the user rejected: what a
+    /// signature can be checked with, so that a good signature by a known
+    /// key that is not the sender's reads as a mismatch rather than as an
+    /// unknown key. Being here vouches for no address: [`Self::signing_key`]
+    /// says whose key is whose.
+    pub async fn known_certs(&self) -> Result<Vec<Cert>, KeystoreError> {
         let blobs: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT k.cert FROM key_seen k
              WHERE NOT EXISTS (SELECT 1 FROM trust t WHERE t.address = k.address
                                AND t.fingerprint = k.fingerprint AND t.level = 'rejected')
-             GROUP BY k.address, k.fingerprint",
+             GROUP BY k.fingerprint",
         )
         .fetch_all(&self.pool)
         .await?;
         // A stored certificate that no longer parses is skipped rather than
-        // failing every decryption; it can only vouch for nothing.
+        // failing every decryption.
         Ok(blobs
             .iter()
             .filter_map(|b| Cert::from_bytes(b).ok())
             .collect())
     }
 
-    /// Every explicit trust decision as (address, fingerprint, level);
-    /// a key without one is trusted on first use. For callers that judge
-    /// many messages at once (a mailbox sync) without a query each.
-    pub async fn trust_decisions(
-        &self,
-    ) -> Result<Vec<(String, String, TrustLevel)>, KeystoreError> {
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT address, fingerprint, level FROM trust")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(a, f, l)| {
-                let level = if l == "verified" {
-                    TrustLevel::Verified
-                } else {
-                    TrustLevel::Rejected
-                };
-                (a, f, level)
-            })
-            .collect())
+    /// The key that may sign for `address` (rule 5): the verified key, else
+    /// the key Autocrypt holds for it (trust on first use), else an
+    /// imported, DNS or Setup Message key. Never a rejected key, a key that
+    /// conflicts with a verified one, or gossip (a third party's word). A
+    /// key's own user IDs have no say in this: only the address it was
+    /// learned for does.
+    pub async fn signing_key(&self, address: &str) -> Result<Option<KeyRecord>, KeystoreError> {
+        let address = normalize_addr(address);
+        let mut tx = self.pool.begin().await?;
+        let state = load_peer(&mut tx, &address).await?;
+        let history = load_history(&mut tx, &address).await?;
+        tx.commit().await?;
+        let Some(key) = apply_trust(state, &history).and_then(|s| s.public_key) else {
+            return Ok(None);
+        };
+        let fpr = key.fingerprint().to_hex();
+        Ok(history.into_iter().find(|k| k.fingerprint == fpr))
     }
 
     /// Key events of a peer, oldest first.

@@ -506,3 +506,110 @@ async fn encrypted_messages_are_remembered_by_a_hash_of_their_id() {
         );
     }
 }
+
+/// Rule 5, the keystore's half: the one key that may sign for an address is
+/// the verified key, else the Autocrypt (TOFU) key, else an imported or DNS
+/// key. Never a conflicting key, a rejected one, gossip, or a key learned
+/// for another address that merely carries this address as a user ID.
+#[tokio::test]
+async fn the_signing_key_is_the_key_held_for_the_address() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    let [k1, k2, k3] = bob_keys();
+    let signing = |store: &Keystore, address: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .signing_key(address)
+                .await
+                .expect("lookup")
+                .map(|k| (k.fingerprint, k.trust))
+        }
+    };
+    assert_eq!(signing(&store, BOB).await, None, "nobody yet");
+    store.record_gossip(BOB, at(1), k3).await.expect("gossip");
+    assert_eq!(
+        signing(&store, BOB).await,
+        None,
+        "gossip vouches for nothing"
+    );
+
+    // Mallory advertises, for her own address, a key that also names Bob.
+    const MALLORY: &str = "mallory@evil.example";
+    let two_names = {
+        let (k, _) = sequoia_openpgp::cert::CertBuilder::new()
+            .add_userid(MALLORY)
+            .add_userid(BOB)
+            .add_signing_subkey()
+            .set_creation_time(at(0))
+            .generate()
+            .expect("key");
+        k.strip_secret_key_material()
+    };
+    let mallory_header = Incoming {
+        from_addr: MALLORY.into(),
+        effective_date: at(1),
+        header: Some(AutocryptHeader::new(
+            MALLORY,
+            PreferEncrypt::Mutual,
+            two_names.clone(),
+        )),
+        header_problems: vec![],
+    };
+    store
+        .record_incoming(&mallory_header, at(1))
+        .await
+        .expect("in");
+    assert_eq!(
+        signing(&store, MALLORY).await,
+        Some((two_names.fingerprint().to_hex(), TrustLevel::Tofu))
+    );
+    assert_eq!(signing(&store, BOB).await, None, "her key is not Bob's");
+    // Nor through DNS: her zone's answer vouches for her address only.
+    store
+        .record_key_for(MALLORY, &two_names, keystore::KeySource::Dns, at(1))
+        .await
+        .expect("dns");
+    assert_eq!(signing(&store, BOB).await, None, "nor by DNS");
+
+    store
+        .record_incoming(&incoming(Some(k1), 2), at(2))
+        .await
+        .expect("in");
+    let tofu = Some((k1.fingerprint().to_hex(), TrustLevel::Tofu));
+    assert_eq!(signing(&store, BOB).await, tofu);
+    store
+        .verify(BOB, &k1.fingerprint().to_hex(), "fingerprint", at(3))
+        .await
+        .expect("verify");
+    let verified = Some((k1.fingerprint().to_hex(), TrustLevel::Verified));
+    assert_eq!(signing(&store, BOB).await, verified);
+    // A conflicting key arrives: stored, and still not Bob's signing key,
+    // neither now nor after a reopening of the vault.
+    assert_eq!(
+        store
+            .record_incoming(&incoming(Some(k2), 4), at(4))
+            .await
+            .expect("in"),
+        KeyStatus::Conflict
+    );
+    assert_eq!(signing(&store, BOB).await, verified);
+    drop(store);
+    let store = Keystore::open(dir.path(), None).await.expect("reopen");
+    assert_eq!(signing(&store, BOB).await, verified);
+
+    // Unverified, the newer Autocrypt key takes over (TOFU); rejected, no
+    // key is left to sign for Bob.
+    store.unverify(BOB, at(5)).await.expect("unverify");
+    assert_eq!(
+        signing(&store, BOB).await,
+        Some((k2.fingerprint().to_hex(), TrustLevel::Tofu))
+    );
+    store
+        .reject(BOB, Some(&k2.fingerprint().to_hex()), at(5))
+        .await
+        .expect("reject");
+    assert_eq!(signing(&store, BOB).await, None);
+}

@@ -43,14 +43,20 @@ const ARMOR_MESSAGE_END: &str = "-----END PGP MESSAGE-----";
 const ARMOR_SIGNED: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
 
 /// The keys [`decrypt`] may use.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct DecryptContext<'a> {
     /// The account's own certificates with secret keys.
     pub secret_keys: &'a [Cert],
-    /// Certificates to check signatures with (known peers). The key in the
-    /// message's own valid `Autocrypt:` header is used as well, unless
-    /// `autocrypt_key_verifies` is false.
+    /// Certificates to check signatures with. The key in the message's own
+    /// valid `Autocrypt:` header is used as well, unless
+    /// `autocrypt_key_verifies` is false. Being here vouches for nothing:
+    /// whose key it is, `signers` says.
     pub verifier_certs: &'a [Cert],
+    /// Which key may sign for which address: the keystore's answer. A good
+    /// signature is [`SignatureStatus::Valid`] only if `signers` holds its
+    /// key for the From address (rule 5); the key's own user IDs decide
+    /// nothing, since anyone can put any address in a key they make.
+    pub signers: &'a dyn SignerKeys,
     /// Whether the key in the message's own Autocrypt header may check its
     /// signature (trust on first use). The caller says no when the user's
     /// keystore refused that key for the sender: it conflicts with a
@@ -60,19 +66,76 @@ pub struct DecryptContext<'a> {
     pub now: SystemTime,
 }
 
+impl std::fmt::Debug for DecryptContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptContext")
+            .field("secret_keys", &self.secret_keys.len())
+            .field("verifier_certs", &self.verifier_certs.len())
+            .field("autocrypt_key_verifies", &self.autocrypt_key_verifies)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which key may sign for an address, as the keystore holds it.
+pub trait SignerKeys {
+    /// Whether `fingerprint` is the key held for `address`.
+    fn holds(&self, address: &str, fingerprint: &Fingerprint) -> bool;
+}
+
+/// A fixed answer to [`SignerKeys`]: these (address, key) pairs.
+#[derive(Debug, Clone, Default)]
+pub struct HeldKeys(Vec<(String, Fingerprint)>);
+
+impl HeldKeys {
+    pub fn new() -> Self {
+        HeldKeys::default()
+    }
+
+    /// `fingerprint` may sign for `address`.
+    pub fn hold(&mut self, address: &str, fingerprint: Fingerprint) {
+        self.0.push((address.to_string(), fingerprint));
+    }
+
+    /// Each certificate held for the addresses of its own user IDs: what a
+    /// keystore answers that the user filled with exactly these
+    /// certificates, having checked whose each is. Only for callers that
+    /// are that judge themselves (tests of third-party corpora, tools);
+    /// never for keys that arrived in mail.
+    pub fn from_user_ids(certs: &[Cert]) -> Self {
+        let mut held = HeldKeys::new();
+        for cert in certs {
+            for uid in cert.userids() {
+                if let Ok(Some(addr)) = uid.userid().email_normalized() {
+                    held.hold(&addr, cert.fingerprint());
+                }
+            }
+        }
+        held
+    }
+}
+
+impl SignerKeys for HeldKeys {
+    fn holds(&self, address: &str, fingerprint: &Fingerprint) -> bool {
+        self.0
+            .iter()
+            .any(|(a, f)| f == fingerprint && autocrypt::addr_eq(a, address))
+    }
+}
+
 /// What a signature check found, judged against the whole message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignatureStatus {
     /// No signature.
     Unsigned,
-    /// A good signature over the whole message by a key whose user ID carries
-    /// the From address.
+    /// A good signature over the whole message by the key the keystore
+    /// holds for its From address.
     Valid {
         fingerprint: Fingerprint,
         signer: String,
     },
-    /// A good signature, but the key's user IDs do not name the From address
-    /// (or the message has no single From address).
+    /// A good signature, but not by the key held for the From address (or
+    /// the message has no single From address).
     SignerMismatch { fingerprint: Fingerprint },
     /// The signature does not verify, or the key was not valid when it signed.
     Bad { reason: String },
@@ -520,24 +583,21 @@ impl Engine<'_> {
         }
     }
 
-    /// Turns raw signature checks into one verdict against the From address.
+    /// Turns raw signature checks into one verdict against the From
+    /// address: valid only for the key held for it ([`SignerKeys`]).
     fn judge(&self, checks: &[SigCheck]) -> SignatureStatus {
         let mut mismatch = None;
         for check in checks {
             if let SigCheck::Good(cert) = check {
-                let matching = self.from.and_then(|from| {
-                    cert.userids()
-                        .find(|u| autocrypt::key::userid_matches(u.userid(), from))
-                        .map(|_| from.to_string())
-                });
-                match matching {
-                    Some(signer) => {
+                let fingerprint = cert.fingerprint();
+                match self.from {
+                    Some(from) if self.ctx.signers.holds(from, &fingerprint) => {
                         return SignatureStatus::Valid {
-                            fingerprint: cert.fingerprint(),
-                            signer,
+                            fingerprint,
+                            signer: from.to_string(),
                         }
                     }
-                    None => mismatch = Some(cert.fingerprint()),
+                    _ => mismatch = Some(fingerprint),
                 }
             }
         }
@@ -727,6 +787,15 @@ pub(crate) fn strip_fields(message: &[u8], names: &[&str]) -> Vec<u8> {
     }
     out.extend_from_slice(&message[header.len()..]);
     out
+}
+
+/// The From address of a message as it arrived, if it has exactly one:
+/// the address whose held key may sign it ([`SignerKeys`]). A protected
+/// From inside the encryption must name the same address for a signature
+/// to count.
+pub fn sender_address(message: &[u8]) -> Option<String> {
+    let (header, _) = mime::split_header(message);
+    single_from(header)
 }
 
 /// The From address, if the message has exactly one.

@@ -32,7 +32,8 @@ pub mod outgoing;
 mod padding;
 
 pub use decrypt::{
-    decrypt, DecryptContext, Outcome, SignatureStatus, MAX_MESSAGE_SIZE, STATUS_HEADER,
+    decrypt, sender_address, DecryptContext, HeldKeys, Outcome, SignatureStatus, SignerKeys,
+    MAX_MESSAGE_SIZE, STATUS_HEADER,
 };
 pub use encrypt::{add_autocrypt_header, encrypt, sign, Boundary, EncryptRequest};
 pub use error::{EncryptError, Refusal};

@@ -7,7 +7,7 @@ use autocrypt::{key, AutocryptHeader, PreferEncrypt};
 use common::*;
 use mailcrypt::{
     add_autocrypt_header, decrypt, encrypt, sign, Boundary, DecryptContext, EncryptRequest,
-    Refusal, SignatureStatus,
+    HeldKeys, Refusal, SignatureStatus,
 };
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::Cert;
@@ -109,10 +109,12 @@ fn plain_request<'a>(
     }
 }
 
-fn ctx<'a>(secret: &'a [Cert], verifiers: &'a [Cert]) -> DecryptContext<'a> {
+/// `held`: which key the keystore holds for which address.
+fn ctx<'a>(secret: &'a [Cert], verifiers: &'a [Cert], held: &'a HeldKeys) -> DecryptContext<'a> {
     DecryptContext {
         secret_keys: secret,
         verifier_certs: verifiers,
+        signers: held,
         autocrypt_key_verifies: true,
         now: now(),
     }
@@ -146,9 +148,11 @@ fn round_trip_keeps_headers_and_body_byte_for_byte() {
     let (orig_header, orig_body) = split(&original);
     for reader in [&p.bob, &p.carol] {
         let secret = [reader.clone()];
-        let out = decrypt(&sent, &ctx(&secret, &[]));
+        // The keystore learned the sender's key from the message's Autocrypt
+        // header before it was viewed; that key checks the signature.
+        let held = HeldKeys::from_user_ids(&[public(&p.alice)]);
+        let out = decrypt(&sent, &ctx(&secret, &[], &held));
         assert!(out.decrypted && out.refusal.is_none(), "{:?}", out.refusal);
-        // The sender's key came with the message (Autocrypt header) and verifies it.
         assert_eq!(
             out.signature,
             SignatureStatus::Valid {
@@ -210,7 +214,7 @@ fn hidden_recipients_leave_no_key_ids_and_still_decrypt() {
     }
     assert_eq!(pkesks, 3, "bob, carol and the sender");
     let secret = [p.carol.clone()];
-    assert!(decrypt(&sent, &ctx(&secret, &[])).decrypted);
+    assert!(decrypt(&sent, &ctx(&secret, &[], &HeldKeys::new())).decrypted);
 }
 
 #[test]
@@ -218,7 +222,7 @@ fn message_not_for_us_is_refused_and_left_alone() {
     let p = people();
     let sent = encrypt_for(&p, &client_message("x"), false);
     let stranger = [key::generate("eve@example.org", at(T0)).expect("key")];
-    let out = decrypt(&sent, &ctx(&stranger, &[]));
+    let out = decrypt(&sent, &ctx(&stranger, &[], &HeldKeys::new()));
     assert_eq!(out.refusal, Some(Refusal::NoKey));
     assert_eq!(out.message, sent);
 }
@@ -293,7 +297,7 @@ fn tampering_truncation_and_downgrade_give_one_uniform_refusal() {
         ("no tail", no_tail),
     ] {
         let message = with_ciphertext(&sent, &data);
-        let out = decrypt(&message, &ctx(&secret, &[]));
+        let out = decrypt(&message, &ctx(&secret, &[], &HeldKeys::new()));
         assert!(!out.decrypted, "{what}: must not decrypt");
         assert_eq!(
             out.refusal,
@@ -333,7 +337,7 @@ fn seip_shorter_than_prefix_and_mdc_is_refused_not_a_crash() {
 
     let message = with_ciphertext(&sent, &short);
     let secret = [p.bob.clone()];
-    let out = decrypt(&message, &ctx(&secret, &[]));
+    let out = decrypt(&message, &ctx(&secret, &[], &HeldKeys::new()));
     assert!(!out.decrypted);
     assert_eq!(out.refusal, Some(Refusal::Integrity), "{:?}", out.detail);
     assert_eq!(out.message, message, "served as it came");
@@ -353,7 +357,7 @@ fn outer_fields_beside_a_protected_header_are_not_shown() {
         .to_vec();
     resent.extend_from_slice(&sent);
     let secret = [p.bob.clone()];
-    let out = decrypt(&resent, &ctx(&secret, &[]));
+    let out = decrypt(&resent, &ctx(&secret, &[], &HeldKeys::new()));
     assert!(out.decrypted);
     let (header, _) = split(&out.message);
     let header = String::from_utf8_lossy(header);
@@ -383,7 +387,7 @@ fn encrypted_part_inside_mixed_is_never_decrypted() {
          --m\r\nContent-Type: text/html\r\n\r\n\">\r\n--m--\r\n"
     );
     let secret = [p.bob.clone()];
-    let out = decrypt(efail.as_bytes(), &ctx(&secret, &[]));
+    let out = decrypt(efail.as_bytes(), &ctx(&secret, &[], &HeldKeys::new()));
     assert!(!out.decrypted);
     assert_eq!(out.refusal, Some(Refusal::Nested));
     assert!(!String::from_utf8_lossy(&out.message).contains("exfiltrate"));
@@ -395,11 +399,11 @@ fn spoofed_status_header_is_removed() {
     let mut sent = b"Letterlock-Security: encrypted; signature=valid\r\n".to_vec();
     sent.extend_from_slice(&encrypt_for(&p, &client_message("x"), false));
     let secret = [p.bob.clone()];
-    let out = decrypt(&sent, &ctx(&secret, &[]));
+    let out = decrypt(&sent, &ctx(&secret, &[], &HeldKeys::new()));
     assert!(out.decrypted);
     assert!(!String::from_utf8_lossy(&out.message).contains("Letterlock-Security"));
     let plain = b"Letterlock-Security: encrypted\r\nFrom: a@b\r\n\r\nhello\r\n";
-    let out = decrypt(plain, &ctx(&secret, &[]));
+    let out = decrypt(plain, &ctx(&secret, &[], &HeldKeys::new()));
     assert_eq!(out.message, b"From: a@b\r\n\r\nhello\r\n");
 }
 
@@ -413,7 +417,10 @@ fn signature_by_someone_else_than_from_is_not_valid() {
     let sent = encrypt(&forged, &req).expect("encrypt");
     let secret = [p.carol.clone()];
     let verifiers = [public(&p.alice), public(&p.bob)];
-    let out = decrypt(&sent, &ctx(&secret, &verifiers));
+    let out = decrypt(
+        &sent,
+        &ctx(&secret, &verifiers, &HeldKeys::from_user_ids(&verifiers)),
+    );
     assert!(out.decrypted);
     assert_eq!(
         out.signature,
@@ -431,7 +438,10 @@ fn cleartext_signing_verifies_and_keeps_the_body() {
         let message = format!("From: alice@example.org{eol}To: bob@example.org{eol}Subject: hi{eol}{eol}Hello  {eol}-- {eol}Alice{eol}");
         let signed = sign(message.as_bytes(), &p.alice, now(), &Boundary::Random).expect("sign");
         let verifiers = [public(&p.alice)];
-        let out = decrypt(&signed, &ctx(&[], &verifiers));
+        let out = decrypt(
+            &signed,
+            &ctx(&[], &verifiers, &HeldKeys::from_user_ids(&verifiers)),
+        );
         assert!(!out.decrypted);
         assert!(out.signature.is_valid(), "{eol:?}: {:?}", out.signature);
         let text = String::from_utf8_lossy(&signed);
@@ -439,7 +449,11 @@ fn cleartext_signing_verifies_and_keeps_the_body() {
         // Any change to the signed text breaks the signature.
         let tampered = text.replacen("Hello", "Hallo", 1);
         assert!(matches!(
-            decrypt(tampered.as_bytes(), &ctx(&[], &verifiers)).signature,
+            decrypt(
+                tampered.as_bytes(),
+                &ctx(&[], &verifiers, &HeldKeys::from_user_ids(&verifiers))
+            )
+            .signature,
             SignatureStatus::Bad { .. }
         ));
     }
@@ -492,6 +506,7 @@ fn autocrypt_gossip_example_decrypts_for_bob_and_carol() {
             &DecryptContext {
                 secret_keys: &secret,
                 verifier_certs: &[],
+                signers: &HeldKeys::new(),
                 autocrypt_key_verifies: true,
                 now: then,
             },
@@ -531,6 +546,7 @@ fn rsa_3072_and_v6_certificates_work() {
             &DecryptContext {
                 secret_keys: &secret,
                 verifier_certs: &verifiers,
+                signers: &HeldKeys::from_user_ids(&verifiers),
                 autocrypt_key_verifies: true,
                 now: std::time::SystemTime::now(),
             },
@@ -578,6 +594,7 @@ fn sequoia_test_corpus_gives_clean_answers() {
             &DecryptContext {
                 secret_keys: &testy,
                 verifier_certs: &[],
+                signers: &HeldKeys::new(),
                 autocrypt_key_verifies: true,
                 now: std::time::SystemTime::now(),
             },
@@ -641,7 +658,10 @@ fn a_25_megabyte_attachment_round_trips() {
     let sent = encrypt(&m, &req).expect("encrypt");
     let secret = [p.bob.clone()];
     let verifiers = [public(&p.alice)];
-    let out = decrypt(&sent, &ctx(&secret, &verifiers));
+    let out = decrypt(
+        &sent,
+        &ctx(&secret, &verifiers, &HeldKeys::from_user_ids(&verifiers)),
+    );
     assert!(out.decrypted && out.signature.is_valid());
     assert_eq!(
         split(&out.message).1,

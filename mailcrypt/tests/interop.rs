@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use autocrypt::key;
 use common::*;
-use mailcrypt::{decrypt, encrypt, Boundary, DecryptContext, EncryptRequest, SignatureStatus};
+use mailcrypt::{
+    decrypt, encrypt, Boundary, DecryptContext, EncryptRequest, HeldKeys, SignatureStatus,
+};
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
 
@@ -90,6 +92,7 @@ impl Fixture {
             &DecryptContext {
                 secret_keys: &secret,
                 verifier_certs: &verifiers,
+                signers: &HeldKeys::from_user_ids(&verifiers),
                 autocrypt_key_verifies: true,
                 now: SystemTime::now(),
             },

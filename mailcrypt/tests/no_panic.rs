@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use autocrypt::key;
 use common::*;
-use mailcrypt::{decrypt, encrypt, Boundary, DecryptContext, EncryptRequest};
+use mailcrypt::{decrypt, encrypt, Boundary, DecryptContext, EncryptRequest, HeldKeys};
 use proptest::prelude::*;
 use sequoia_openpgp::Cert;
 
@@ -17,6 +17,7 @@ const BODY: &[u8] = b"the plaintext that must never be altered\r\n";
 struct Keys {
     alice: Cert,
     bob: Cert,
+    held: HeldKeys,
     sent: Vec<u8>,
 }
 
@@ -40,7 +41,13 @@ fn keys() -> &'static Keys {
             boundary: Boundary::Fixed("b".into()),
         };
         let sent = encrypt(&message, &req).expect("encrypt");
-        Keys { alice, bob, sent }
+        let held = HeldKeys::from_user_ids(std::slice::from_ref(&alice));
+        Keys {
+            alice,
+            bob,
+            held,
+            sent,
+        }
     })
 }
 
@@ -48,6 +55,7 @@ fn ctx(k: &Keys) -> DecryptContext<'_> {
     DecryptContext {
         secret_keys: std::slice::from_ref(&k.bob),
         verifier_certs: std::slice::from_ref(&k.alice),
+        signers: &k.held,
         autocrypt_key_verifies: true,
         now: SystemTime::now(),
     }

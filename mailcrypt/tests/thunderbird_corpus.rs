@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use mailcrypt::{decrypt, DecryptContext, Refusal};
+use mailcrypt::{decrypt, DecryptContext, HeldKeys, Refusal};
 
 /// (file, decrypted, signature word, refusal)
 const EXPECTED: &[(&str, bool, &str, Option<Refusal>)] = &[
@@ -255,9 +255,13 @@ fn every_thunderbird_message_gets_its_expected_outcome() {
             "{keys}carol@example.com-0x3099ff1238852b9f-pub.asc"
         )),
     ];
+    // The keystore holds Alice's own key for her address, and the
+    // contacts' keys for theirs.
+    let held = HeldKeys::from_user_ids(&[&verifiers[..], &secret[..]].concat());
     let ctx = DecryptContext {
         secret_keys: &secret,
         verifier_certs: &verifiers,
+        signers: &held,
         autocrypt_key_verifies: true,
         now: std::time::SystemTime::now(),
     };
@@ -327,9 +331,13 @@ fn gossip_in_thunderbird_message_is_accepted_for_recipients_only() {
     let verifiers = vec![cert(&format!(
         "{keys}bob@openpgp.example-0xfbfcc82a015e7330-pub.asc"
     ))];
+    // The keystore holds Alice's own key for her address, and the
+    // contacts' keys for theirs.
+    let held = HeldKeys::from_user_ids(&[&verifiers[..], &secret[..]].concat());
     let ctx = DecryptContext {
         secret_keys: &secret,
         verifier_certs: &verifiers,
+        signers: &held,
         autocrypt_key_verifies: true,
         now: std::time::SystemTime::now(),
     };
