@@ -5,7 +5,7 @@
 //! per message, [`MAX_HTML`] bytes of any one HTML part converted, nested
 //! messages followed [`MAX_DEPTH`] levels deep, [`MAX_PARTS`] parts looked at.
 
-use mail_parser::{Address, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Address, Message, MimeHeaders, PartType};
 
 use crate::fold::fold;
 
@@ -32,7 +32,8 @@ pub(crate) struct IndexText {
 }
 
 pub(crate) fn extract(raw: &[u8]) -> Option<IndexText> {
-    let message = MessageParser::default().parse(raw)?;
+    // Not indexed when nested too deeply to take apart (letterlock_mime).
+    let message = letterlock_mime::parse(raw)?;
     let mut out = IndexText {
         subject_display: message.subject().unwrap_or_default().to_string(),
         date: message.date().map(|d| d.to_timestamp()),

@@ -17,7 +17,7 @@
 use imap_next::imap_types::core::{AString, Vec1};
 use imap_next::imap_types::search::SearchKey;
 use imap_next::imap_types::sequence::SequenceSet;
-use mail_parser::{HeaderValue, MessageParser};
+use mail_parser::HeaderValue;
 
 /// Whether a criterion (or one inside it) looks at message text.
 pub fn has_text(key: &SearchKey<'_>) -> bool {
@@ -116,7 +116,7 @@ pub fn uid_set(uids: &[u32]) -> Option<SequenceSet> {
 
 /// Whether a text criterion holds for a message (decoded, case-insensitive).
 pub fn matches(key: &SearchKey<'_>, message: &[u8]) -> bool {
-    let Some(parsed) = MessageParser::default().parse(message) else {
+    let Some(parsed) = letterlock_mime::parse(message) else {
         return false;
     };
     let wanted = |s: &AString<'_>| String::from_utf8_lossy(s.as_ref()).to_lowercase();

@@ -968,3 +968,98 @@ async fn keys_vouch_only_for_the_address_they_are_held_for() {
         .expect("Bob's key");
     assert_eq!(bob.fingerprint, keys.bob.fingerprint().to_hex());
 }
+
+/// `levels` message/rfc822 parts, each in a multipart/mixed, around `leaf`.
+fn nested(levels: usize, leaf: &str) -> String {
+    let mut inner = leaf.to_string();
+    for i in 0..levels {
+        inner = format!(
+            "From: {MALLORY}\r\nContent-Type: multipart/mixed; boundary=\"n{i}\"\r\n\r\n\
+             --n{i}\r\nContent-Type: message/rfc822\r\n\r\n{inner}\r\n--n{i}--\r\n"
+        );
+    }
+    inner
+}
+
+/// Rule 7 and issue 17's first finding: about 4,000 nested levels under an
+/// ordinary multipart/signed aborted the whole gateway. Deep (4,000 and
+/// 10,000 levels, plain or inside base64 message/rfc822 parts) and wide
+/// (100,000 parts) mail is served and the proxy goes on serving, in two
+/// sessions at once and again from the archive; a real thrice-forwarded
+/// mail (8 levels) is served whole, and Bob's genuine mail after them all
+/// is still `valid`. A stack overflow here would abort the test process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_and_wide_mail_never_stops_the_proxy() {
+    let world = World::new().await;
+    let keys = &world.keys;
+    let leaf = format!("From: {MALLORY}\r\nSubject: leaf\r\n\r\n{CANARY} leaf\r\n");
+    let signed = |body: &str| {
+        format!(
+            "From: {MALLORY}\r\nTo: {ALICE}\r\nSubject: deep\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; micalg=pgp-sha256; boundary=\"s\"\r\n\r\n\
+             --s\r\n{body}\r\n--s\r\nContent-Type: application/pgp-signature\r\n\r\n\
+             -----BEGIN PGP SIGNATURE-----\r\n\r\nAAAA\r\n-----END PGP SIGNATURE-----\r\n--s--\r\n"
+        )
+    };
+    let base64_part = |inner: &str| {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(inner);
+        let lines: Vec<&str> = encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect();
+        format!(
+            "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
+            lines.join("\r\n")
+        )
+    };
+    let mut wide = format!(
+        "From: {MALLORY}\r\nTo: {ALICE}\r\nSubject: wide\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"w\"\r\n\r\n"
+    );
+    for i in 0..100_000 {
+        wide.push_str(&format!("--w\r\nContent-Type: text/plain\r\n\r\n{i}\r\n"));
+    }
+    wide.push_str("--w--\r\n");
+    let forward = format!(
+        "From: {BOB}\r\nTo: {ALICE}\r\nSubject: Fwd: Fwd: Fwd: deep\r\n{}",
+        nested(8, &format!("From: {CAROL}\r\nSubject: original\r\nContent-Type: text/html\r\n\r\n<p>thrice forwarded</p>\r\n"))
+    );
+    let messages = [
+        signed(&nested(4_000, &leaf)),
+        signed(&nested(10_000, &leaf)),
+        format!("To: {ALICE}\r\nSubject: deep\r\n{}", nested(10_000, &leaf)),
+        signed(&base64_part(&base64_part(&nested(4_000, &leaf)))),
+        wide,
+        forward,
+        encrypt(
+            keys,
+            &keys.bob,
+            &format!("From: {BOB}\nTo: {ALICE}\nSubject: after\n\n{CANARY} after\n"),
+        ),
+    ];
+    for m in &messages {
+        world.dovecot.save("alice", "INBOX", m.as_bytes());
+    }
+    for round in ["first read, two sessions", "from the archive"] {
+        let started = std::time::Instant::now();
+        let all = read_inbox(&world.store, &world.archive, &world.dovecot, 2).await;
+        for served in all {
+            assert_eq!(served.len(), messages.len(), "{round}");
+            assert!(
+                served[5].contains("thrice forwarded"),
+                "{round}: the forward is whole"
+            );
+            let last = &served[6];
+            assert!(
+                last.contains("signature=valid; signer=bob@example.org"),
+                "{round}: {last}"
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{round}: answered in {:?}",
+            started.elapsed()
+        );
+    }
+}

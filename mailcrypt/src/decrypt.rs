@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use autocrypt::gossip::{GossipContext, GossipRejection};
 use autocrypt::{select_sender_header, AutocryptHeader};
 use base64::Engine as _;
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 use sequoia_openpgp::{Cert, Fingerprint};
 use zeroize::Zeroizing;
 
@@ -540,14 +540,16 @@ impl Engine<'_> {
     /// Looks through the whole tree for encrypted or signed parts that are
     /// not at the root: they are reported, not decrypted or trusted.
     fn scan_nested(&self, root: &Entity<'_>) -> Found {
-        let Some(parsed) = MessageParser::default().parse(root.bytes) else {
+        // Unparseable, or nested too deeply to take apart (letterlock_mime):
+        // nothing inside is decrypted or trusted either way.
+        let Some(parsed) = letterlock_mime::parse(root.bytes) else {
             return Found::Clear {
                 signature: SignatureStatus::Unsigned,
                 refusal: None,
             };
         };
         let (mut encrypted, mut signed) = (false, false);
-        let mut stack = vec![parsed];
+        let mut stack = vec![&parsed];
         let mut budget = 10_000usize;
         while let Some(msg) = stack.pop() {
             for part in &msg.parts {
@@ -568,7 +570,7 @@ impl Engine<'_> {
                         encrypted |= t.contains(ARMOR_MESSAGE);
                         signed |= t.contains(ARMOR_SIGNED);
                     }
-                    PartType::Message(m) => stack.push(m.clone()),
+                    PartType::Message(m) => stack.push(m),
                     _ => {}
                 }
             }

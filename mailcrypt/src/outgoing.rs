@@ -108,10 +108,13 @@ pub fn carries_decrypted_message(message: &[u8]) -> bool {
         }
         at_line_start = b == b'\n';
     }
-    // Transfer-encoded attachments (base64, quoted-printable).
-    mail_parser::MessageParser::default()
-        .parse(message)
-        .is_some_and(|m| walk(&m, 8))
+    // Transfer-encoded attachments (base64, quoted-printable). A message
+    // nested too deeply to take apart is taken to carry one: the safe
+    // reading, since it must then be encrypted or is refused.
+    match letterlock_mime::parse(message) {
+        Some(m) => walk(&m, 8),
+        None => letterlock_mime::exceeds_nesting_bound(message),
+    }
 }
 
 /// Takes one of `tags` (e.g. `[plain]`, matched without regard to case)
@@ -155,7 +158,7 @@ fn decode_subject(raw_field: &[u8]) -> Option<String> {
         header.extend_from_slice(b"\r\n");
     }
     header.extend_from_slice(b"\r\n");
-    let parsed = mail_parser::MessageParser::default().parse(&header)?;
+    let parsed = letterlock_mime::parse(&header)?;
     parsed.subject().map(str::to_string)
 }
 
