@@ -36,8 +36,7 @@ pub const TEXT_PREFIX: u32 = 256;
 /// Whether the gateway must serve this message itself.
 pub fn served_by_gateway(header_fields: &[u8], text_prefix: &[u8]) -> bool {
     let (header, _) = mime::split_header(header_fields);
-    let fields = mime::fields(header);
-    if fields.iter().any(|f| f.is(mailcrypt::STATUS_HEADER)) {
+    if mailcrypt::has_status_header(header) {
         return true;
     }
     let content_type = ContentType::of(header);
@@ -155,5 +154,11 @@ mod tests {
             b"-----BEGIN PGP MESSAGE-----"
         ));
         assert!(!served_by_gateway(b"", b""));
+        for spelled in [
+            &b"Letterlock-Security : encrypted\r\n\r\n"[..],
+            b"From: a@b\rLetterlock-Security: encrypted\r\n\r\n",
+        ] {
+            assert!(served_by_gateway(spelled, b"forged"));
+        }
     }
 }

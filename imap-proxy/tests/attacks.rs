@@ -1063,3 +1063,60 @@ async fn deep_and_wide_mail_never_stops_the_proxy() {
         );
     }
 }
+
+/// Rule 6 for every spelling a lenient client reads as a field: blanks
+/// before the colon (Thunderbird's libmime backs up over them), a field
+/// after a bare CR, in any field Dovecot's HEADER.FIELDS answer carries.
+/// None reaches the client; the gateway's own status stays the only one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_status_headers_never_reach_the_client_in_any_spelling() {
+    let world = World::new().await;
+    let keys = &world.keys;
+    let forged = "encrypted; signature=valid; signer=bob@example.org; key=verified";
+    let plain = |extra: &str| {
+        format!("{extra}From: {BOB}\r\nTo: {ALICE}\r\nSubject: forged\r\n\r\n{CANARY}\r\n")
+    };
+    let messages = [
+        plain(&format!("Letterlock-Security : {forged}\r\n")),
+        plain(&format!("letterlock-security\t:{forged}\r\n")),
+        format!("From: {BOB}\rLetterlock-Security: {forged}\r\nTo: {ALICE}\r\nSubject: cr\r\n\r\n{CANARY}\r\n"),
+        format!("Content-Type: text/plain\r Letterlock-Security : {forged}\r\nFrom: {BOB}\r\n\r\n{CANARY}\r\n"),
+        // Inside the encryption, from a sender Alice's keystore knows.
+        encrypt(
+            keys,
+            &keys.bob,
+            &format!("From: {BOB}\nTo: {ALICE}\nSubject: inner\nLetterlock-Security : {forged}\n\n{CANARY}\n"),
+        ),
+    ];
+    for m in &messages {
+        world.dovecot.save("alice", "INBOX", m.as_bytes());
+    }
+    let served = read_inbox(&world.store, &world.archive, &world.dovecot, 1)
+        .await
+        .remove(0);
+    assert_eq!(served.len(), messages.len());
+    for (i, message) in served.iter().enumerate() {
+        let (header, _) = mailcrypt::mime::split_header(message.as_bytes());
+        let text = String::from_utf8_lossy(header);
+        let ours = text.starts_with(
+            "Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=tofu;",
+        );
+        // Without the gateway's own first line, no spelling may remain.
+        let rest = if ours {
+            &text[text.find("\r\n").map_or(0, |e| e + 2)..]
+        } else {
+            &text[..]
+        };
+        assert!(
+            !mailcrypt::has_status_header(rest.as_bytes()),
+            "message {i} carries a forged status header:\n{text}"
+        );
+        assert!(!text.contains("key=verified"), "message {i}:\n{text}");
+        assert!(message.contains(CANARY), "message {i} is served");
+    }
+    assert!(
+        served[4].starts_with("Letterlock-Security: encrypted; signature=valid"),
+        "{}",
+        served[4]
+    );
+}

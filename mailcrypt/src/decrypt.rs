@@ -190,7 +190,7 @@ pub struct Outcome {
 /// [`Outcome::refusal`] saying why. Plaintext is released only after the
 /// whole ciphertext was read and its integrity protection checked.
 pub fn decrypt(message: &[u8], ctx: &DecryptContext<'_>) -> Outcome {
-    let original = strip_fields(message, &[STATUS_HEADER]);
+    let original = strip_status_spellings(message).unwrap_or_else(|| message.to_vec());
     let root = Entity::parse(&original);
     let from = single_from(root.header);
     let autocrypt = from.as_deref().and_then(|f| {
@@ -284,6 +284,10 @@ pub fn decrypt(message: &[u8], ctx: &DecryptContext<'_>) -> Outcome {
         }
     }
     outcome.detail = engine.detail.into_inner();
+    // The sender's own (decrypted) header may spell it too.
+    if let Some(clean) = strip_status_spellings(&outcome.message) {
+        outcome.message = clean;
+    }
     outcome
 }
 
@@ -774,6 +778,39 @@ fn push_raw(out: &mut Vec<u8>, f: &Field<'_>, eol: &str) {
     if !f.raw.ends_with(b"\n") {
         out.extend_from_slice(eol.as_bytes());
     }
+}
+
+/// Whether a header field carries the status header in any spelling a
+/// lenient reader accepts (rule 6: remove as the most lenient client
+/// reads, trust as the strictest): the name in any case, blanks before
+/// the colon (Thunderbird's libmime backs up over them), and at the start
+/// of any piece of the field that a bare CR or LF begins, with leading
+/// blanks (a reader that ends lines at a bare CR sees a field there).
+pub(crate) fn spells_status_header(field: &[u8]) -> bool {
+    let name = STATUS_HEADER.as_bytes();
+    field.split(|&b| b == b'\r' || b == b'\n').any(|piece| {
+        let piece = piece.trim_ascii_start();
+        piece
+            .get(..name.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(name))
+            && piece[name.len()..].trim_ascii_start().first() == Some(&b':')
+    })
+}
+
+/// The message without any field that [`spells_status_header`] (the whole
+/// field, continuation lines included), or `None` if it has none.
+pub(crate) fn strip_status_spellings(message: &[u8]) -> Option<Vec<u8>> {
+    let (header, _) = mime::split_header(message);
+    let fields = mime::fields(header);
+    if !fields.iter().any(|f| spells_status_header(f.raw)) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(message.len());
+    for f in fields.iter().filter(|f| !spells_status_header(f.raw)) {
+        out.extend_from_slice(f.raw);
+    }
+    out.extend_from_slice(&message[header.len()..]);
+    Some(out)
 }
 
 /// The message with every header field called one of `names` removed.

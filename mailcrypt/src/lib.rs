@@ -41,9 +41,19 @@ pub use facts::message_facts;
 pub use padding::bucket;
 
 /// Removes every header field the gateway uses to tell the user something
-/// (`Letterlock-Security`), so that nobody outside can forge it.
+/// (`Letterlock-Security`), in every spelling a lenient client would read
+/// as one, so that nobody outside can forge it.
 pub fn strip_status_headers(message: &[u8]) -> Vec<u8> {
-    decrypt::strip_fields(message, &[STATUS_HEADER])
+    decrypt::strip_status_spellings(message).unwrap_or_else(|| message.to_vec())
+}
+
+/// Whether a message (or its header section alone) carries the status
+/// header in any spelling a lenient client would read as one (a message
+/// that does must be served by the gateway, which removes it).
+pub fn has_status_header(message: &[u8]) -> bool {
+    mime::fields(mime::split_header(message).0)
+        .iter()
+        .any(|f| decrypt::spells_status_header(f.raw))
 }
 
 /// Puts `Letterlock-Security: value` first, with the message's own line
@@ -60,6 +70,36 @@ pub fn add_status_header(message: &[u8], value: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rule 6 for every spelling a lenient client accepts; a mention in a
+    /// value or the body is not a field.
+    #[test]
+    fn status_headers_are_removed_however_they_are_spelled() {
+        for forged in [
+            "Letterlock-Security: encrypted; signature=valid\r\n",
+            "letterlock-security:encrypted\r\n",
+            "Letterlock-Security : encrypted; signature=valid\r\n",
+            "Letterlock-Security\t:encrypted\r\n",
+            "Subject: hi\rLetterlock-Security: encrypted; signature=valid\r\n",
+            "Subject: hi\r\n\tthere\rLetterlock-Security: encrypted\r\n",
+            "X-A: b\r Letterlock-Security : valid\r\n",
+        ] {
+            let m = format!("From: a@example.org\r\n{forged}To: b@example.org\r\n\r\nbody\r\n");
+            assert!(has_status_header(m.as_bytes()), "{forged:?}");
+            let clean = String::from_utf8(strip_status_headers(m.as_bytes())).expect("text");
+            assert_eq!(
+                clean, "From: a@example.org\r\nTo: b@example.org\r\n\r\nbody\r\n",
+                "{forged:?}"
+            );
+        }
+        let innocent =
+            "Subject: about Letterlock-Security: a header\r\n\r\nLetterlock-Security: x\r\n";
+        assert!(!has_status_header(innocent.as_bytes()));
+        assert_eq!(
+            strip_status_headers(innocent.as_bytes()),
+            innocent.as_bytes()
+        );
+    }
 
     #[test]
     fn status_header_follows_the_line_ending() {

@@ -35,6 +35,7 @@ pub fn split_header(message: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// One header field as it appears in the input, folding included.
+/// ([`fields`] also starts one at a name with blanks before its colon.)
 #[derive(Debug, Clone, Copy)]
 pub struct Field<'a> {
     /// The field name as written (compare with [`Field::is`]).
@@ -83,8 +84,14 @@ pub fn fields(header: &[u8]) -> Vec<Field<'_>> {
         let line = &header[start..end];
         let continuation = matches!(line.first(), Some(b' ' | b'\t'));
         let colon = line.iter().position(|&b| b == b':');
-        let name_ok = colon
-            .is_some_and(|c| c > 0 && line[..c].iter().all(|&b| b.is_ascii_graphic() && b != b':'));
+        // Blanks between name and colon are obsolete syntax (RFC 5322
+        // §4.5) that lenient readers accept: such a line starts a field of
+        // its own (whose name then keeps the blanks, so that `is` matches
+        // only the strict spelling).
+        let name_ok = colon.is_some_and(|c| {
+            let name = line[..c].trim_ascii_end();
+            !name.is_empty() && name.iter().all(|&b| b.is_ascii_graphic() && b != b':')
+        });
         match (continuation, name_ok, out.last_mut()) {
             (false, true, _) => out.push((start, start + colon.unwrap_or(0), end)),
             (_, _, Some(last)) => last.2 = end,
