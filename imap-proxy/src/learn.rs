@@ -129,6 +129,9 @@ pub async fn learn_gossip(
     Ok(())
 }
 
+/// How many Message-IDs of one message are remembered.
+const MAX_IDS_RECORDED: usize = 8;
+
 /// Remembers that a message was encrypted at the provider, so that an
 /// answer to it is never sent in the clear (keystore's `encrypted_message`).
 /// Both Message-IDs count: the one served (from the protected header) and
@@ -142,8 +145,16 @@ pub async fn learn_encrypted(
 ) -> Result<(), KeystoreError> {
     for message in messages {
         let (header, _) = mailcrypt::mime::split_header(message);
-        if let Some(id) = mailcrypt::mime::values(header, "Message-ID").first() {
-            keystore.record_encrypted_message(id, now).await?;
+        // Every id of every Message-ID field, read as the SMTP side reads
+        // the ids a reply refers to (comments, folding, several ids).
+        // At most a few: a hostile field must not cost a write per id.
+        let ids = mailcrypt::mime::values(header, "Message-ID")
+            .iter()
+            .flat_map(|value| mailcrypt::outgoing::message_ids(value))
+            .take(MAX_IDS_RECORDED)
+            .collect::<Vec<_>>();
+        for id in ids {
+            keystore.record_encrypted_message(&id, now).await?;
         }
     }
     Ok(())

@@ -51,20 +51,60 @@ pub fn referenced_message_ids(message: &[u8]) -> Vec<String> {
     ids
 }
 
-/// The Message-IDs in a field value: every `<...>` token, or the whole
-/// trimmed value if it has none.
-fn message_ids(value: &str) -> Vec<String> {
+/// The Message-IDs in a field value (Message-ID, In-Reply-To, References),
+/// read as RFC 5322 reads them: comments (nested, with quoted pairs) are
+/// not part of an id, folding white space inside `<…>` is dropped, and a
+/// field may hold several. Without any `<…>`, the whole value (comments
+/// and blanks removed) is taken as one id, as lenient clients write it.
+/// Both sides of the conversation check (recording an encrypted message,
+/// finding what a reply refers to) read ids with this one function, so a
+/// spelling cannot make them disagree.
+pub fn message_ids(value: &str) -> Vec<String> {
+    let mut clean = String::with_capacity(value.len());
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            if depth == 0 {
+                clean.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                if depth == 0 {
+                    clean.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                clean.push(c);
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if depth == 0 => clean.push(c),
+            _ => {}
+        }
+    }
+    let compact = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
     let mut ids = Vec::new();
-    let mut rest = value;
+    let mut rest = clean.as_str();
     while let Some(open) = rest.find('<') {
         let Some(close) = rest[open..].find('>') else {
             break;
         };
-        ids.push(rest[open..open + close + 1].to_string());
+        let id = compact(&rest[open..open + close + 1]);
+        if id.len() > 2 {
+            ids.push(id);
+        }
         rest = &rest[open + close + 1..];
     }
-    if ids.is_empty() && !value.trim().is_empty() {
-        ids.push(value.trim().to_string());
+    if ids.is_empty() {
+        let bare = compact(&clean);
+        if !bare.is_empty() {
+            ids.push(bare);
+        }
     }
     ids
 }
@@ -271,6 +311,21 @@ mod tests {
         assert!(referenced_message_ids(b"Subject: new\r\n\r\nx").is_empty());
         assert_eq!(message_ids("bare@id"), ["bare@id"]);
         assert_eq!(message_ids("<a@x> <unterminated"), ["<a@x>"]);
+        // RFC 5322 spellings: comments, folding, several ids, a comment
+        // that looks like an id.
+        for (value, ids) in [
+            ("<id@x> (comment)", &["<id@x>"][..]),
+            ("(a comment (nested) <not@this>) <id@x>", &["<id@x>"]),
+            ("<id@x>(c)<second@y>", &["<id@x>", "<second@y>"]),
+            ("<id\r\n @x>", &["<id@x>"]),
+            (" id@x (comment)", &["id@x"]),
+            (
+                "<\"quoted (not a comment)\"@x>",
+                &["<\"quoted(notacomment)\"@x>"],
+            ),
+        ] {
+            assert_eq!(message_ids(value), ids, "{value:?}");
+        }
     }
 
     #[test]

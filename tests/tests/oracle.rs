@@ -49,8 +49,9 @@ with smtplib.SMTP("127.0.0.1", int(port), timeout=60) as s:
 }
 
 /// Bob's encrypted message as Mallory would re-send it: his From, Reply-To
-/// and Message-ID, Bob's Autocrypt header gone, the ciphertext untouched.
-fn resent_as_mallory(original: &[u8]) -> Vec<u8> {
+/// and Message-ID (`message_id`, the whole field value), Bob's Autocrypt
+/// header gone, the ciphertext untouched.
+fn resent_as_mallory(original: &[u8], message_id: &str) -> Vec<u8> {
     // The provider stores LF; the wire wants CRLF.
     let text = String::from_utf8_lossy(original)
         .replace("\r\n", "\n")
@@ -72,10 +73,10 @@ fn resent_as_mallory(original: &[u8]) -> Vec<u8> {
             out.push_str("\r\n");
         }
     }
-    out.push_str(
+    out.push_str(&format!(
         "From: mallory@example.org\r\nReply-To: mallory@example.org\r\n\
-         Message-ID: <johnny@example.org>\r\n\r\n",
-    );
+         Message-ID: {message_id}\r\n\r\n"
+    ));
     out.push_str(body);
     out.into_bytes()
 }
@@ -166,7 +167,11 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     //    it. Alice's gateway opens it (it is for her), shows the header Bob
     //    protected inside (Mallory's Reply-To is not shown), and does not
     //    call it signed by its sender...
-    deliver_directly(&provider, ALICE.0, &resent_as_mallory(&ciphertext));
+    deliver_directly(
+        &provider,
+        ALICE.0,
+        &resent_as_mallory(&ciphertext, "<johnny@example.org>"),
+    );
     provider.wait_for_messages(ALICE.0, "INBOX", 2, wait);
     let inbox = read(&alice, ALICE, "INBOX");
     let johnny = &inbox[1];
@@ -200,6 +205,24 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
         &quoting,
     );
     refused_for_conversation(&send(&alice, ALICE, &outer_reply, &[MALLORY.0]));
+    // The same with the outer Message-ID spelled with a comment and folded
+    // (RFC 5322 allows both): it was recorded as `id>(comment)`, and the
+    // answer by the plain id went out in the clear.
+    deliver_directly(
+        &provider,
+        ALICE.0,
+        &resent_as_mallory(&ciphertext, "<johnny2@example.org>\r\n (a comment)"),
+    );
+    provider.wait_for_messages(ALICE.0, "INBOX", 3, wait);
+    read(&alice, ALICE, "INBOX");
+    let spelled_reply = message(
+        ALICE.0,
+        &[MALLORY.0],
+        "In-Reply-To: <johnny2@example.org>\n",
+        "Re: Plans",
+        &quoting,
+    );
+    refused_for_conversation(&send(&alice, ALICE, &spelled_reply, &[MALLORY.0]));
 
     // What may go: the reply to Bob alone (encrypted), and a new message to
     // Mallory that answers nothing (opportunistic: in the clear).
