@@ -879,6 +879,16 @@ async fn keys_vouch_only_for_the_address_they_are_held_for() {
             not_valid,
         ),
         (
+            "an address in a comment of From is not the sender's",
+            encrypt(
+                keys,
+                &keys.mallory,
+                &text(&format!("{BOB} (<{MALLORY}>)"), "comment"),
+            ),
+            &["encrypted", "signature=mismatch"],
+            not_valid,
+        ),
+        (
             "a key in Bob's name conflicts",
             encrypt_with(
                 keys,

@@ -118,9 +118,14 @@ pub fn values(header: &[u8], name: &str) -> Vec<String> {
 }
 
 /// The address part of a mailbox list such as `"Alice" <alice@example.org>, bob@x`.
+///
+/// Comments are not part of a mailbox (RFC 5322 CFWS): in
+/// `alice@good.org (<mallory@evil.org>)` the address is Alice's.
 pub fn addresses(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     for mailbox in split_outside_quotes(value, ',') {
+        let mailbox = without_comments(mailbox);
+        let mailbox = mailbox.as_str();
         let addr = match (mailbox.rfind('<'), mailbox.rfind('>')) {
             (Some(a), Some(b)) if a < b => &mailbox[a + 1..b],
             // Bare form, possibly with a comment: `bob@example.org (Bob)`.
@@ -132,6 +137,43 @@ pub fn addresses(value: &str) -> Vec<String> {
         let addr = addr.trim();
         if addr.contains('@') && !addr.contains(char::is_whitespace) {
             out.push(addr.to_string());
+        }
+    }
+    out
+}
+
+/// The text without its comments (nested, with quoted pairs); parentheses
+/// inside a quoted string are text. A comment becomes a space.
+fn without_comments(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let (mut quoted, mut depth, mut escaped) = (false, 0u32, false);
+    for c in value.chars() {
+        match c {
+            _ if escaped => {
+                escaped = false;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '\\' => {
+                escaped = true;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => {
+                if depth == 0 {
+                    out.push(' ');
+                }
+                depth += 1;
+            }
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
         }
     }
     out
@@ -217,5 +259,18 @@ mod tests {
             addresses(r#""Doe, John" <john@example.org>, bob@example.org (Bob), junk"#),
             vec!["john@example.org", "bob@example.org"]
         );
+        // A comment's address is not the mailbox's; a quoted string's
+        // parentheses are not a comment.
+        for (value, want) in [
+            ("alice@good.org (<mallory@evil.org>)", "alice@good.org"),
+            (
+                "Alice (<mallory@evil.org>) <alice@good.org>",
+                "alice@good.org",
+            ),
+            ("<alice@good.org> (x (<m@evil.org>))", "alice@good.org"),
+            ("\"Bob (work)\" <bob@example.org>", "bob@example.org"),
+        ] {
+            assert_eq!(addresses(value), [want], "{value}");
+        }
     }
 }
