@@ -643,40 +643,9 @@ fn decoded_body(entity: &Entity<'_>) -> Vec<u8> {
                 .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&clean))
                 .unwrap_or_default()
         }
-        Some("quoted-printable") => decode_qp(entity.body),
+        Some("quoted-printable") => letterlock_mime::decode_quoted_printable(entity.body),
         _ => entity.body.to_vec(),
     }
-}
-
-fn decode_qp(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    while i < body.len() {
-        match body[i] {
-            b'=' if body.get(i + 1) == Some(&b'\r') && body.get(i + 2) == Some(&b'\n') => i += 3,
-            b'=' if body.get(i + 1) == Some(&b'\n') => i += 2,
-            b'=' if i + 2 < body.len() => {
-                let hex = std::str::from_utf8(&body[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'=');
-                        i += 1;
-                    }
-                }
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// An inline-PGP plaintext as a MIME entity of its own.

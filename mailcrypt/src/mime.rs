@@ -144,7 +144,7 @@ pub fn addresses(value: &str) -> Vec<String> {
 
 /// The text without its comments (nested, with quoted pairs); parentheses
 /// inside a quoted string are text. A comment becomes a space.
-fn without_comments(value: &str) -> String {
+pub(crate) fn without_comments(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let (mut quoted, mut depth, mut escaped) = (false, 0u32, false);
     for c in value.chars() {

@@ -60,33 +60,7 @@ pub fn referenced_message_ids(message: &[u8]) -> Vec<String> {
 /// finding what a reply refers to) read ids with this one function, so a
 /// spelling cannot make them disagree.
 pub fn message_ids(value: &str) -> Vec<String> {
-    let mut clean = String::with_capacity(value.len());
-    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
-    for c in value.chars() {
-        if escaped {
-            escaped = false;
-            if depth == 0 {
-                clean.push(c);
-            }
-            continue;
-        }
-        match c {
-            '\\' => {
-                escaped = true;
-                if depth == 0 {
-                    clean.push(c);
-                }
-            }
-            '"' if depth == 0 => {
-                quoted = !quoted;
-                clean.push(c);
-            }
-            '(' if !quoted => depth += 1,
-            ')' if !quoted && depth > 0 => depth -= 1,
-            _ if depth == 0 => clean.push(c),
-            _ => {}
-        }
-    }
+    let clean = mime::without_comments(value);
     let compact = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
     let mut ids = Vec::new();
     let mut rest = clean.as_str();

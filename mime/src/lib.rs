@@ -137,17 +137,25 @@ fn content_type_value(line: &[u8]) -> Option<&[u8]> {
 /// written as `Content-=\r\nType: multipart/...` in an encoded part counts
 /// too. Borrowed when nothing looks encoded.
 fn quoted_printable_decoded(bytes: &[u8]) -> Cow<'_, [u8]> {
-    if !bytes.contains(&b'=') {
-        return Cow::Borrowed(bytes);
+    if bytes.contains(&b'=') {
+        Cow::Owned(decode_quoted_printable(bytes))
+    } else {
+        Cow::Borrowed(bytes)
     }
-    let mut out = Vec::with_capacity(bytes.len());
+}
+
+/// Quoted-printable decoding (RFC 2045 §6.7), lenient as mail readers are:
+/// soft line breaks after CRLF or LF, and an `=` not followed by two hex
+/// digits kept as it is.
+pub fn decode_quoted_printable(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'=' if bytes.get(i + 1) == Some(&b'\r') && bytes.get(i + 2) == Some(&b'\n') => i += 3,
-            b'=' if bytes.get(i + 1) == Some(&b'\n') => i += 2,
+    while i < body.len() {
+        match body[i] {
+            b'=' if body.get(i + 1) == Some(&b'\r') && body.get(i + 2) == Some(&b'\n') => i += 3,
+            b'=' if body.get(i + 1) == Some(&b'\n') => i += 2,
             b'=' => {
-                let hex = bytes
+                let hex = body
                     .get(i + 1..i + 3)
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok());
@@ -168,7 +176,7 @@ fn quoted_printable_decoded(bytes: &[u8]) -> Cow<'_, [u8]> {
             }
         }
     }
-    Cow::Owned(out)
+    out
 }
 
 /// Every run of consecutive base64 lines, decoded (runs that do not decode
