@@ -742,6 +742,9 @@ struct Current {
     /// The command holds a literal that waits for the provider's go-ahead
     /// (synchronizing: no LITERAL+ at the provider, or a client's choice).
     awaits_go_ahead: bool,
+    /// Untagged answers of the provider's that imap-codec could not read
+    /// and the proxy left out ([`unreadable`]); the completion says so.
+    unreadable: usize,
 }
 
 /// A message of a FETCH response held back until the proxy knows what to
@@ -854,6 +857,18 @@ impl Forwarder {
                     // provider data until it has taken what is queued.
                     event = up_stream.next(up_client), if self.unsent <= MAX_UNSENT => match event {
                         Ok(event) => Step::FromProvider(event),
+                        Err(e) if unreadable(&e) => {
+                            // One answer imap-codec cannot read (a structure
+                            // nested deeper than it reads, a server's own
+                            // dialect): left out, the session goes on, and
+                            // the command's completion says so. Its bytes may
+                            // be message text: never logged.
+                            warn!(account = %self.account.address, "left out an answer of the provider's that the gateway cannot read");
+                            if let Some(current) = self.current.as_mut() {
+                                current.unreadable += 1;
+                            }
+                            continue;
+                        }
                         Err(e) => {
                             // A provider that hangs up after LOGOUT may lose
                             // its last words (BYE and OK arrive with the TLS
@@ -995,6 +1010,7 @@ impl Forwarder {
                         kind: Kind::Idle,
                         sent: false,
                         awaits_go_ahead: false,
+                        unreadable: 0,
                     });
                     return;
                 }
@@ -1118,6 +1134,7 @@ impl Forwarder {
                 kind,
                 sent: false,
                 awaits_go_ahead,
+                unreadable: 0,
             });
         }
     }
@@ -1831,9 +1848,22 @@ impl Forwarder {
                     Kind::Idle | Kind::Logout | Kind::Other => {}
                 }
                 let code = body.code.and_then(filter_code);
+                let body = match current.unreadable {
+                    0 => StatusBody { code, ..body },
+                    n if body.kind == StatusKind::Ok => StatusBody {
+                        kind: StatusKind::No,
+                        code: None,
+                        text: text(&format!(
+                            "{n} of your provider's answers to this command could not be read \
+                             (nested deeper than the gateway reads, or malformed) and were left \
+                             out; the rest came through"
+                        )),
+                    },
+                    _ => StatusBody { code, ..body },
+                };
                 let last = self.server.enqueue_status(Status::Tagged(Tagged {
                     tag: current.client_tag,
-                    body: StatusBody { code, ..body },
+                    body,
                 }));
                 if self.closing {
                     return Ok(Some(last));
@@ -1882,6 +1912,19 @@ const MISSING_BATCH: usize = 100;
 /// How long a session waits for messages another session is downloading
 /// before it downloads them itself.
 const CLAIM_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether a provider stream error is one answer imap-next could not
+/// decode and skipped (the stream stays in step), rather than a broken
+/// connection.
+fn unreadable(error: &StreamError<imap_next::client::Error>) -> bool {
+    matches!(
+        error,
+        StreamError::State(
+            imap_next::client::Error::MalformedMessage { .. }
+                | imap_next::client::Error::ExpectedCrlfGotLf { .. }
+        )
+    )
+}
 
 /// The whole message, if the provider's answer carries it (`BODY[]`,
 /// `RFC822`).

@@ -675,4 +675,62 @@ mod tests {
         assert_eq!(uid_set(&[0]), None);
         assert_eq!(uid_set(&[]), None);
     }
+
+    /// A FETCH answer whose BODYSTRUCTURE nests `levels` multiparts.
+    fn deep_fetch(levels: usize) -> Vec<u8> {
+        let leaf = br#"("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 1 1)"#;
+        let mut out = b"* 1 FETCH (UID 1 BODYSTRUCTURE ".to_vec();
+        out.extend(std::iter::repeat_n(b'(', levels));
+        out.extend_from_slice(leaf);
+        for _ in 0..levels {
+            out.extend_from_slice(br#" "mixed")"#);
+        }
+        out.extend_from_slice(b")\r\n");
+        out
+    }
+
+    /// The provider's side of the proxy reads structures as deep as Dovecot
+    /// serves them (about 101 levels; the vendored imap-codec reads 128),
+    /// within a tokio worker's 2 MiB stack; a deeper answer
+    /// is one unreadable response that the client skips, and the stream
+    /// stays in step: the completion after it is read.
+    #[test]
+    fn structures_as_deep_as_dovecot_serves_are_read_and_deeper_ones_skipped() {
+        use imap_next::client::{Client, Error, Event, Options};
+        use imap_next::{Interrupt, State as _};
+        let reader = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let mut client = Client::new(Options::default());
+                client.enqueue_input(b"* OK ready\r\n");
+                assert!(matches!(client.next(), Ok(Event::GreetingReceived { .. })));
+                for levels in [8, 60, 101, 126] {
+                    client.enqueue_input(&deep_fetch(levels));
+                    let event = client.next();
+                    assert!(
+                        matches!(event, Ok(Event::DataReceived { .. })),
+                        "{levels} levels"
+                    );
+                }
+                for levels in [130, 1_000, 100_000] {
+                    client.enqueue_input(&deep_fetch(levels));
+                    client.enqueue_input(b"G1 OK done\r\n");
+                    let skipped = client.next();
+                    assert!(
+                        matches!(
+                            skipped,
+                            Err(Interrupt::Error(Error::MalformedMessage { .. }))
+                        ),
+                        "{levels} levels"
+                    );
+                    let next = client.next();
+                    assert!(
+                        matches!(next, Ok(Event::StatusReceived { .. })),
+                        "{levels} levels: the stream is in step after it"
+                    );
+                }
+            })
+            .expect("thread");
+        assert!(reader.join().is_ok(), "no stack overflow, no panic");
+    }
 }

@@ -1130,3 +1130,179 @@ async fn forged_status_headers_never_reach_the_client_in_any_spelling() {
         served[4]
     );
 }
+
+/// argv: port, user, password, ssl (0/1). Asks for the structure of every
+/// message of INBOX in the ways clients do, then NOOP; prints what came
+/// back, one answer per line (repr), so the proxy's answers can be
+/// compared with Dovecot's own.
+const STRUCTURES: &str = r#"
+import imaplib, ssl, sys
+port, user, password, tls = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+if tls:
+    m = imaplib.IMAP4_SSL("localhost", port, ssl_context=ssl._create_unverified_context())
+else:
+    m = imaplib.IMAP4("127.0.0.1", port)
+m.login(user, password)
+m.select("INBOX", readonly=True)
+for command, args in [
+    ("UID", ("FETCH", "1:*", "(UID BODYSTRUCTURE)")),
+    ("FETCH", ("1:*", "(BODY)")),
+    ("UID", ("FETCH", "1:*", "(UID FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE)")),
+]:
+    typ, data = getattr(m, command.lower())(*args)
+    print(typ, repr(data))
+print(*m.noop())
+m.logout()
+"#;
+
+/// Issue 17's eighth finding: imap-codec reads BODYSTRUCTURE 8 levels deep
+/// and ended the session (BYE) on a thrice-forwarded HTML mail, so a client
+/// that fetches structures could not list the folder. Every depth Dovecot
+/// serves passes through unchanged (Dovecot itself describes what lies
+/// deeper than its own limit as one opaque part); encrypted mail with a deep
+/// forward inside is described by the gateway; two sessions at once and a
+/// second round give the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_structures_pass_through_as_dovecot_serves_them() {
+    let world = World::new().await;
+    let keys = &world.keys;
+    let leaf = |kind: &str| {
+        format!("From: {CAROL}\r\nSubject: original\r\nContent-Type: {kind}\r\n\r\n<p>forwarded</p>\r\n")
+    };
+    // Multipart inside multipart, without message/rfc822 between.
+    let mixed = |levels: usize| {
+        let mut inner = "Content-Type: text/plain\r\n\r\nbottom\r\n".to_string();
+        for i in 0..levels {
+            inner = format!(
+                "Content-Type: multipart/mixed; boundary=\"m{i}\"\r\n\r\n--m{i}\r\n{inner}\r\n--m{i}\r\nContent-Type: text/plain\r\n\r\nside {i}\r\n--m{i}--\r\n"
+            );
+        }
+        inner
+    };
+    let mut messages: Vec<String> = [3, 7, 8, 9, 20, 60, 99, 101, 150, 4_000]
+        .iter()
+        .map(|&levels| {
+            format!(
+                "From: {BOB}\r\nTo: {ALICE}\r\nSubject: Fwd: {levels}\r\nMIME-Version: 1.0\r\n{}",
+                nested(levels, &leaf("text/html"))
+            )
+        })
+        .collect();
+    for levels in [8, 30, 200] {
+        messages.push(format!(
+            "From: {BOB}\r\nTo: {ALICE}\r\nSubject: mixed {levels}\r\nMIME-Version: 1.0\r\n{}",
+            mixed(levels)
+        ));
+    }
+    let plain = messages.len();
+    messages.push(encrypt(
+        keys,
+        &keys.bob,
+        // `encrypt` writes CRLF itself.
+        &format!(
+            "From: {BOB}\nTo: {ALICE}\nSubject: encrypted forward\n{}",
+            nested(12, &leaf("text/html")).replace("\r\n", "\n")
+        ),
+    ));
+    for m in &messages {
+        world.dovecot.save("alice", "INBOX", m.as_bytes());
+    }
+    let ask = |port: u16, tls: bool| {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new("python3")
+                .args([
+                    "-c",
+                    STRUCTURES,
+                    &port.to_string(),
+                    "alice",
+                    "alicepw",
+                    if tls { "1" } else { "0" },
+                ])
+                .output()
+                .expect("python3");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let direct = ask(world.dovecot.imaps_port, true).await.expect("direct");
+    let proxy = Proxy::bind(
+        Config {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            tls: None,
+            provider_timeout: DEFAULT_PROVIDER_TIMEOUT,
+            accounts: vec![AccountConfig {
+                address: ALICE.into(),
+                username: "alice".into(),
+                provider: Endpoint {
+                    host: "localhost".into(),
+                    port: world.dovecot.imaps_port,
+                    security: Security::Tls,
+                    ca_file: Some(world.dovecot.ca_file.clone()),
+                },
+            }],
+        },
+        world.store.clone(),
+        world.archive.clone(),
+    )
+    .await
+    .expect("bind");
+    let port = proxy.local_addr().expect("addr").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(proxy.run(async {
+        let _ = stopped.await;
+    }));
+    // Dovecot's answers for the cleartext messages, in order: the proxy's
+    // must carry each of them unchanged.
+    let plain_answers = |answer: &str| -> Vec<String> {
+        answer
+            .lines()
+            .map(|line| line.to_string())
+            .collect::<Vec<_>>()
+    };
+    let direct_lines = plain_answers(&direct);
+    assert_eq!(direct_lines.len(), 4, "{direct}");
+    assert!(direct_lines[3].starts_with("OK"), "{direct}");
+    for round in ["two sessions at once", "a second round"] {
+        let sessions = [ask(port, false), ask(port, false)];
+        for session in sessions {
+            let served = session.await.expect("proxy session");
+            let lines = plain_answers(&served);
+            assert_eq!(lines.len(), 4, "{round}: {served}");
+            assert!(lines[3].starts_with("OK"), "{round}: NOOP after: {served}");
+            for (i, (ours, theirs)) in lines.iter().zip(&direct_lines).take(3).enumerate() {
+                assert!(ours.starts_with("OK"), "{round}, command {i}: {ours}");
+                // Everything up to the encrypted message (the last) is
+                // Dovecot's answer, but for letter case (imap-codec writes
+                // "MESSAGE" "RFC822" in capitals; IMAP atoms and these
+                // strings are case-insensitive).
+                let cut = |s: &str| {
+                    let at = s.find(&format!("'{} (", plain + 1)).unwrap_or(s.len());
+                    s[..at].to_ascii_lowercase()
+                };
+                assert_eq!(cut(ours), cut(theirs), "{round}, command {i}");
+                // The encrypted forward is described from what is served:
+                // 12 message/rfc822 levels, the HTML leaf at the bottom.
+                let encrypted = ours
+                    .split(&format!("'{} (", plain + 1))
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                assert_eq!(
+                    encrypted.matches("\"message\" \"rfc822\"").count(),
+                    12,
+                    "{round}, command {i}: {encrypted}"
+                );
+                assert!(
+                    encrypted.contains("(\"text\" \"html\""),
+                    "{round}, command {i}: {encrypted}"
+                );
+            }
+        }
+    }
+    let _ = stop.send(());
+    let _ = running.await;
+}
