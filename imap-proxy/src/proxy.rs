@@ -437,6 +437,8 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
     // Not logged in: answer locally until LOGIN or AUTHENTICATE PLAIN
     // succeeds at the provider.
     let mut authenticating: Option<Tag<'static>> = None;
+    // Failed logins on this connection, which slow it down on their own.
+    let mut failed_here = 0u32;
     let (session, account) = loop {
         let event = match client_stream.next(&mut server).await {
             Ok(event) => event,
@@ -458,7 +460,9 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
                 }
                 match command_authenticate.initial_response {
                     Some(response) => {
-                        let found = authenticate_plain(&shared, response.declassify()).await;
+                        let found =
+                            authenticate_plain(&shared, response.declassify(), &mut failed_here)
+                                .await;
                         match finish_authenticate(&mut server, tag, found) {
                             Some(found) => break found,
                             None => continue,
@@ -479,7 +483,7 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
                 };
                 let found = match authenticate_data {
                     AuthenticateData::Continue(response) => {
-                        authenticate_plain(&shared, response.declassify()).await
+                        authenticate_plain(&shared, response.declassify(), &mut failed_here).await
                     }
                     _ => Err("Authentication cancelled".to_string()),
                 };
@@ -512,7 +516,7 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
                 let password = SecretString::from(
                     String::from_utf8_lossy(password.declassify().as_ref()).into_owned(),
                 );
-                match login(&shared, &username, &password).await {
+                match login(&shared, &username, &password, &mut failed_here).await {
                     Ok(found) => {
                         info!(account = %found.1.address, "imap login accepted by the provider");
                         server.enqueue_status(tagged(
@@ -579,6 +583,7 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
 async fn authenticate_plain(
     shared: &Shared,
     response: &[u8],
+    failed_here: &mut u32,
 ) -> Result<(Session, AccountConfig), String> {
     let mut fields = response.split(|&b| b == 0);
     let (Some(_authzid), Some(user), Some(password), None) =
@@ -588,7 +593,7 @@ async fn authenticate_plain(
     };
     let user = String::from_utf8_lossy(user).into_owned();
     let password = SecretString::from(String::from_utf8_lossy(password).into_owned());
-    login(shared, &user, &password)
+    login(shared, &user, &password, failed_here)
         .await
         .map_err(|(_, why)| why)
 }
@@ -634,25 +639,47 @@ async fn deliver(stream: &mut Stream, server: &mut Server, last: ResponseHandle)
 }
 
 /// A login, passed on to the provider after the wait that earlier failures
-/// for this name earned ([`keystore::LoginThrottle`]).
+/// for this name and on this connection (`failed_here`) earned
+/// ([`keystore::LoginThrottle`]).
 async fn login(
     shared: &Shared,
     username: &str,
     password: &SecretString,
+    failed_here: &mut u32,
 ) -> Result<(Session, AccountConfig), (Code<'static>, String)> {
+    use secrecy::ExposeSecret as _;
     let throttle = shared.keystore.login_throttle();
-    let wait = throttle.delay(username, Instant::now());
+    let secret = password.expose_secret().as_bytes();
+    let Ok(attempt) = throttle.begin(username, secret, *failed_here, Instant::now()) else {
+        *failed_here += 1;
+        info!(%username, "imap login turned away: too many attempts for this name are waiting");
+        return Err((Code::Alert, busy_sentence()));
+    };
+    let wait = attempt.wait();
     if !wait.is_zero() {
         info!(%username, wait_secs = wait.as_secs(), "imap login delayed after failed attempts");
         tokio::time::sleep(wait).await;
     }
     let result = login_at_provider(shared, username, password).await;
     match &result {
-        Ok(_) => throttle.succeeded(username),
-        Err((_, LoginFailure::Refused, _)) => throttle.failed(username, Instant::now()),
-        Err((_, LoginFailure::Unreachable, _)) => {}
+        Ok(_) => attempt.succeeded(),
+        Err((_, LoginFailure::Refused, _)) => {
+            attempt.refused();
+            *failed_here += 1;
+        }
+        // Not an answer about the password: it does not count.
+        Err((_, LoginFailure::Unreachable, _)) => drop(attempt),
     }
     result.map_err(|(code, _, why)| (code, why))
+}
+
+/// What a login turned away by the throttle is told.
+fn busy_sentence() -> String {
+    format!(
+        "{} login attempts for this user name are already waiting (failed logins slow down); \
+         wait a minute and try again, with the password your provider knows",
+        keystore::MAX_WAITING_LOGINS
+    )
 }
 
 /// Whether a failed login counts against the name.
@@ -1812,6 +1839,10 @@ impl Forwarder {
                     self.current = Some(current);
                     return Ok(None);
                 }
+                // A failed SELECT leaves no mailbox selected (RFC 3501
+                // 6.3.1), so an unreadable answer to one is a warning, not
+                // a NO that would put the client out of step.
+                let selecting = matches!(current.kind, Kind::Select { .. });
                 match current.kind {
                     Kind::Fetch {
                         requested,
@@ -1848,16 +1879,27 @@ impl Forwarder {
                     Kind::Idle | Kind::Logout | Kind::Other => {}
                 }
                 let code = body.code.and_then(filter_code);
+                let left_out = |n: usize| {
+                    text(&format!(
+                        "{n} of your provider's answers to this command could not be read \
+                         (nested deeper than the gateway reads, or malformed) and were left \
+                         out; the rest came through"
+                    ))
+                };
                 let body = match current.unreadable {
                     0 => StatusBody { code, ..body },
+                    n if selecting => {
+                        self.server.enqueue_status(Status::Untagged(StatusBody {
+                            kind: StatusKind::No,
+                            code: None,
+                            text: left_out(n),
+                        }));
+                        StatusBody { code, ..body }
+                    }
                     n if body.kind == StatusKind::Ok => StatusBody {
                         kind: StatusKind::No,
                         code: None,
-                        text: text(&format!(
-                            "{n} of your provider's answers to this command could not be read \
-                             (nested deeper than the gateway reads, or malformed) and were left \
-                             out; the rest came through"
-                        )),
+                        text: left_out(n),
                     },
                     _ => StatusBody { code, ..body },
                 };

@@ -43,7 +43,10 @@ pub use peers::{
     normalize_fingerprint, EventKind, KeyEvent, KeyRecord, KeySource, KeyStatus, PeerSummary,
     TrustLevel,
 };
-pub use throttle::LoginThrottle;
+pub use throttle::{
+    Attempt as LoginAttempt, Busy as LoginsWaiting, LoginThrottle,
+    MAX_WAITING as MAX_WAITING_LOGINS,
+};
 pub use vault::Unlock;
 
 /// An open vault.

@@ -245,6 +245,7 @@ async fn serve(
         relay: None,
         account: None,
         own_key: None,
+        failed_logins: 0,
     };
     let mut plain = stream;
     match drive(&mut session, &mut plain, &shared, &mut state, &mut stop).await? {
@@ -273,6 +274,8 @@ struct Connection {
     account: Option<AccountConfig>,
     /// The account's own key, loaded at login (or why it cannot be used).
     own_key: Option<Result<Arc<OwnKey>, Reply>>,
+    /// Failed AUTHs on this connection, which slow it down on their own.
+    failed_logins: u32,
 }
 
 enum Ended {
@@ -375,17 +378,40 @@ async fn authenticate(
     username: &str,
     password: secrecy::SecretString,
 ) -> Result<(), Reply> {
+    use secrecy::ExposeSecret as _;
     let throttle = shared.keystore.login_throttle();
-    let wait = throttle.delay(username, std::time::Instant::now());
+    let begun = throttle.begin(
+        username,
+        password.expose_secret().as_bytes(),
+        state.failed_logins,
+        std::time::Instant::now(),
+    );
+    let Ok(attempt) = begun else {
+        state.failed_logins += 1;
+        tracing::info!(%username, "smtp login turned away: too many attempts for this name are waiting");
+        return Err(Reply::new(
+            454,
+            "4.7.0",
+            format!(
+                "{} login attempts for this user name are already waiting (failed logins slow down); wait a minute and try again",
+                keystore::MAX_WAITING_LOGINS
+            ),
+        ));
+    };
+    let wait = attempt.wait();
     if !wait.is_zero() {
         tracing::info!(%username, wait_secs = wait.as_secs(), "smtp login delayed after failed attempts");
         tokio::time::sleep(wait).await;
     }
     let result = authenticate_at_provider(shared, state, username, password).await;
     match &result {
-        Ok(()) => throttle.succeeded(username),
-        Err(reply) if reply.code >= 500 => throttle.failed(username, std::time::Instant::now()),
-        Err(_) => {}
+        Ok(()) => attempt.succeeded(),
+        Err(reply) if reply.code >= 500 => {
+            attempt.refused();
+            state.failed_logins += 1;
+        }
+        // A provider that could not be asked said nothing about the password.
+        Err(_) => drop(attempt),
     }
     result
 }

@@ -1,7 +1,8 @@
 //! Local access to a running gateway: nothing is served before a login,
 //! failed logins slow down (counted across IMAP and SMTP, since both proxies
-//! pass passwords to the same provider), and what the gateway keeps on disk
-//! is readable by its user only.
+//! pass passwords to the same provider, and counted when they start, so that
+//! parallel guesses wait in line) without keeping the owner out, and what
+//! the gateway keeps on disk is readable by its user only.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -58,6 +59,17 @@ fn smtp_auth(port: u16, user: &str, password: &str) -> (String, Duration) {
         "5",
     );
     (said, started.elapsed())
+}
+
+/// Runs `through_gateway` while the same owner logs in at the provider
+/// directly (port `direct`), both started at once: its result, and how long
+/// the direct login took.
+fn beside_direct<T>(direct: u16, through_gateway: impl FnOnce() -> T) -> (T, Duration) {
+    let beside = std::thread::spawn(move || imap_login(direct, ALICE.0, ALICE.1));
+    let result = through_gateway();
+    let (said, took) = beside.join().expect("direct login");
+    assert!(said.contains("l OK"), "directly: {said}");
+    (result, took)
 }
 
 #[test]
@@ -139,6 +151,70 @@ fn local_access_is_guarded() {
     let (said, took) = imap_login(alice.imap_port, ALICE.0, ALICE.1);
     assert!(said.contains("l OK"), "{said}");
     assert!(took < Duration::from_secs(1), "a success resets the count");
+
+    // Issue 17, finding 9: guesses in parallel are counted when they start
+    // and go on one after another (the old throttle let 14 run within 25 s),
+    // at most 8 wait at once, and meanwhile the owner's client, with the
+    // password the provider accepted, logs in and sends at once.
+    let port = alice.imap_port;
+    let guesses: Vec<_> = (0..10)
+        .map(|i| {
+            std::thread::spawn(move || imap_login(port, ALICE.0, &format!("wr0ng-canary-{i}")))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Dovecot delays every login from an IP with recent failures (its auth
+    // penalty, up to 15 s), and the gateway's logins all come from one: the
+    // owner waits what the provider makes the same login wait directly, and
+    // nothing more.
+    let direct = provider.dovecot.imap_port;
+    let ((said, took), provider_took) =
+        beside_direct(direct, || imap_login(alice.imap_port, ALICE.0, ALICE.1));
+    assert!(said.contains("l OK"), "{said}");
+    assert!(
+        took < provider_took + Duration::from_secs(1),
+        "the owner waited {took:?}, the provider {provider_took:?}"
+    );
+    let during = format!(
+        "From: {0}\nTo: {0}\nSubject: during\nMessage-ID: <during@example.org>\n\nhi\n",
+        ALICE.0
+    );
+    let started = Instant::now();
+    let (sent, provider_took) = beside_direct(direct, || send(&alice, ALICE, &during, &[ALICE.0]));
+    assert_eq!(sent, "OK");
+    assert!(
+        started.elapsed() < provider_took + Duration::from_secs(4),
+        "the owner's mail waited {:?}, a login at the provider {provider_took:?}",
+        started.elapsed()
+    );
+    let mut waited = Vec::new();
+    let mut turned_away = 0;
+    for guess in guesses {
+        let (said, took) = guess.join().expect("guess");
+        assert!(said.contains("l NO"), "{said}");
+        if said.contains("already waiting") {
+            turned_away += 1;
+            assert!(took < Duration::from_secs(2), "turned away after {took:?}");
+        } else {
+            waited.push(took);
+        }
+    }
+    assert_eq!(turned_away, 2, "more than 8 at once are turned away");
+    waited.sort();
+    let floors = [0, 0, 0, 1, 3, 7, 15, 31];
+    for (took, floor) in waited.iter().zip(floors) {
+        assert!(
+            *took >= Duration::from_secs(floor),
+            "guesses answered after {waited:?}, not one after another"
+        );
+    }
+    let ((said, took), provider_took) =
+        beside_direct(direct, || imap_login(alice.imap_port, ALICE.0, ALICE.1));
+    assert!(
+        said.contains("l OK") && took < provider_took + Duration::from_secs(1),
+        "{said} after {took:?}, at the provider {provider_took:?}"
+    );
+    let log = alice.log_text();
     assert!(
         !log.contains("wr0ng-canary") && !log.contains(ALICE.1),
         "no password in the log"
