@@ -143,7 +143,16 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
         now,
     };
     let outcome = mailcrypt::decrypt(provider_bytes, &ctx);
-    let status = status_value(&outcome, keys, signer, sender.offered.as_ref());
+    let mut status = status_value(&outcome, keys, signer, sender.offered.as_ref());
+    // Most clients show only the sender's name: where it reads as another
+    // address, the status and the first line of the message say so.
+    let deceptive_name = match (&status, &outcome.refusal) {
+        (Some(_), None) => deceptive_name(&outcome.message),
+        _ => None,
+    };
+    if let (Some(value), Some(_)) = (status.as_mut(), &deceptive_name) {
+        value.push_str("; warning=display-name");
+    }
     // Every refusal is about encrypted content (or content too large to
     // look at), so the message counts as encrypted either way.
     let encrypted = outcome.decrypted || outcome.refusal.is_some();
@@ -159,6 +168,10 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
         // files as they are); IMAP serves CRLF, as the provider would.
         None if outcome.decrypted => crlf(&outcome.message),
         None => outcome.message,
+    };
+    let message = match &deceptive_name {
+        Some(sentence) => with_note(&message, sentence),
+        None => message,
     };
     let message = match &status {
         Some(value) => mailcrypt::add_status_header(&message, value),
@@ -195,6 +208,13 @@ fn crlf(bytes: &[u8]) -> Vec<u8> {
 /// part is the original content, untouched. The boundary is derived from
 /// the message, so the same message always gives the same bytes.
 fn explained(message: &[u8], refusal: &Refusal) -> Vec<u8> {
+    with_note(message, &explanation(refusal))
+}
+
+/// A message with a note of the gateway's in front: a multipart/mixed whose
+/// first part is `sentence` and whose second part is the original content,
+/// untouched.
+fn with_note(message: &[u8], sentence: &str) -> Vec<u8> {
     use mailcrypt::mime;
     const CONTENT_FIELDS: [&str; 4] = [
         "Content-Type",
@@ -219,7 +239,7 @@ fn explained(message: &[u8], refusal: &Refusal) -> Vec<u8> {
             "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
              --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n\r\n\
              --{boundary}\r\n",
-            explanation(refusal)
+            sentence
         )
         .as_bytes(),
     );
@@ -233,6 +253,26 @@ fn explained(message: &[u8], refusal: &Refusal) -> Vec<u8> {
     out.extend_from_slice(body);
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
+}
+
+/// The sentence for a message whose sender's display name holds an address
+/// other than the sender's (`"bob@example.org" <m@evil.example>`), or
+/// `None`.
+fn deceptive_name(message: &[u8]) -> Option<String> {
+    let sender = letterlock_mime::sender(mailcrypt::mime::split_header(message).0)?;
+    let name = sender.name.as_deref()?;
+    let shown = letterlock_mime::addresses_in_name(name)
+        .into_iter()
+        .find(|a| !autocrypt::addr_eq(a, &sender.address))?;
+    // Both are the sender's text: one line each, bounded, in the note.
+    let line =
+        |text: &str| -> String { text.chars().filter(|c| !c.is_control()).take(200).collect() };
+    Some(format!(
+        "[Letterlock] Careful: the sender's name shows {}, but this message is from {}. \
+         Check the address before you trust or answer it.",
+        line(&shown),
+        line(&sender.address)
+    ))
 }
 
 /// Why a message stayed closed, for a person (mailcrypt's sentences).

@@ -121,6 +121,20 @@ impl World {
     }
 }
 
+impl World {
+    /// A world in which Alice verified Bob's key.
+    async fn with_bob_verified() -> Self {
+        let world = World::new().await;
+        let bob = world.keys.bob.fingerprint().to_hex();
+        world
+            .store
+            .verify(BOB, &bob, "fingerprint", world.now)
+            .await
+            .expect("verify Bob");
+        world
+    }
+}
+
 fn encrypt(keys: &Keys, sender: &Cert, inner: &str) -> String {
     encrypt_with(keys, sender, inner, None, &[])
 }
@@ -359,7 +373,7 @@ async fn published_attacks_are_refused_through_the_proxy() {
                 "From: \"{BOB}\" <{MALLORY}>\nTo: {ALICE}\nSubject: display\n\n{CANARY} display\n"
             ),
         ),
-        &["signer=mallory@evil.example"],
+        &["signer=mallory@evil.example", "warning=display-name"],
         &["signer=bob"],
     ));
     // Two From fields: nobody's signature can cover "the" sender.
@@ -542,6 +556,19 @@ async fn read_inbox(
     let _ = stop.send(());
     let _ = running.await;
     all
+}
+
+/// The world's vault and archive opened again, as at a gateway restart.
+async fn reopened(world: &World) -> (Keystore, Archive) {
+    let store = Keystore::open(world._dir.path(), None)
+        .await
+        .expect("reopen");
+    let archive = Archive::open(&store).await.expect("archive");
+    (store, archive)
+}
+
+fn assert_passed(failures: &[String], when: &str) {
+    assert!(failures.is_empty(), "{when}: {}", failures.join("\n"));
 }
 
 /// Each served message against its case: at most one status header, the
@@ -812,13 +839,8 @@ async fn autocrypt_attacks_teach_the_keystore_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_vouch_only_for_the_address_they_are_held_for() {
     use sequoia_openpgp::cert::CertBuilder;
-    let world = World::new().await;
+    let world = World::with_bob_verified().await;
     let (keys, now) = (&world.keys, world.now);
-    world
-        .store
-        .verify(BOB, &keys.bob.fingerprint().to_hex(), "fingerprint", now)
-        .await
-        .expect("verify Bob");
     let (two_names, _) = CertBuilder::new()
         .add_userid(MALLORY)
         .add_userid(BOB)
@@ -902,18 +924,10 @@ async fn keys_vouch_only_for_the_address_they_are_held_for() {
         ),
     ];
     let served = read_through_proxy(&world, &first).await;
-    let failures = check(&first, &served);
-    assert!(
-        failures.is_empty(),
-        "first session: {}",
-        failures.join("\n")
-    );
+    assert_passed(&check(&first, &served), "first session");
 
     // The vault reopened (as at a gateway restart); two sessions at once.
-    let store = Keystore::open(world._dir.path(), None)
-        .await
-        .expect("reopen");
-    let archive = Archive::open(&store).await.expect("archive");
+    let (store, archive) = reopened(&world).await;
     let later: Vec<Case<'_>> = vec![
         (
             "the conflicting key again, with its header",
@@ -977,6 +991,277 @@ async fn keys_vouch_only_for_the_address_they_are_held_for() {
         .expect("lookup")
         .expect("Bob's key");
     assert_eq!(bob.fingerprint, keys.bob.fingerprint().to_hex());
+}
+
+/// Bob's cleartext-signed `text` (the cleartext signature framework, as
+/// `gpg --clearsign` writes it), made with Sequoia.
+fn clearsign(signer: &Cert, text: &str) -> String {
+    use sequoia_openpgp::serialize::stream::Signer;
+    let keypair = signer
+        .keys()
+        .with_policy(autocrypt::policy(), None)
+        .secret()
+        .for_signing()
+        .next()
+        .expect("a signing key")
+        .key()
+        .clone()
+        .into_keypair()
+        .expect("keypair");
+    let mut sink = Vec::new();
+    let mut writer = Signer::new(Message::new(&mut sink), keypair)
+        .expect("signer")
+        .cleartext()
+        .build()
+        .expect("cleartext signer");
+    writer.write_all(text.as_bytes()).expect("write");
+    writer.finalize().expect("finalize");
+    String::from_utf8(sink)
+        .expect("text")
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n")
+}
+
+/// Issue 17, finding 3: what is shown under `signature=valid` is exactly
+/// what the signature covers. A genuine signature of Bob's (verified key)
+/// wrapped so that more is shown than was signed — an S/MIME or
+/// protocol-less multipart/signed around it, a signature part that is not
+/// one, clear-signed text with more text around or inside its armor, a
+/// bare CR that shows a CR-splitting client other parts than the gateway
+/// verified — is never `valid`; the same signatures unwrapped are. Read in
+/// one session, then after reopening the vault in two sessions at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signature_wrapping_is_never_served_as_valid() {
+    let world = World::with_bob_verified().await;
+    let keys = &world.keys;
+    let header = |subject: &str, content_type: &str| {
+        format!("From: {BOB}\r\nTo: {ALICE}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\nContent-Type: {content_type}\r\n")
+    };
+    // Bob's genuine multipart/signed message, with a known boundary.
+    let detached = |subject: &str| {
+        let m = format!(
+            "{}\r\n{CANARY} genuine words of Bob's\r\n",
+            header(subject, "text/plain")
+        );
+        let signed = mailcrypt::sign(
+            m.as_bytes(),
+            &keys.bob,
+            SystemTime::now(),
+            &Boundary::Fixed("bsig".into()),
+        )
+        .expect("sign");
+        String::from_utf8(signed).expect("text")
+    };
+    // An outer multipart/signed of another protocol around Bob's message,
+    // with the attacker's HTML as its "signature".
+    let foreign = |subject: &str, params: &str| {
+        let inner = detached(subject);
+        format!(
+            "{}\r\n--wrap\r\n{inner}\r\n--wrap\r\nContent-Type: text/html\r\n\r\n<p>{CANARY} pay to evil</p>\r\n--wrap--\r\n",
+            header(subject, &format!("multipart/signed; {params}boundary=\"wrap\""))
+        )
+    };
+    let clear = |subject: &str, body: &str| {
+        format!("{}\r\n{body}", header(subject, "text/plain; charset=utf-8"))
+    };
+    let bob_text = format!("{CANARY} Bob's words\r\n- a line that starts with a dash\r\n");
+    let block = clearsign(&keys.bob, &bob_text);
+    let valid: &[&str] = &["signature=valid; signer=bob@example.org; key=verified"];
+    let not_valid: &[&str] = &["signature=valid"];
+    let cases: Vec<Case<'_>> = vec![
+        ("genuine multipart/signed", detached("genuine detached"), valid, &[]),
+        ("genuine clear-signed", clear("genuine inline", &block), valid, &[]),
+        (
+            "genuine multipart/signed inside an unsigned encryption",
+            pgp_mime(
+                &format!("From: {BOB}\r\nTo: {ALICE}\r\nSubject: inside\r\n"),
+                &encrypt_unsigned(&keys.alice, detached("inside").as_bytes()),
+            ),
+            &["encrypted", "signature=valid; signer=bob@example.org; key=verified"],
+            &[],
+        ),
+        (
+            "S/MIME multipart/signed around Bob's",
+            foreign("smime", "protocol=\"application/pkcs7-signature\"; micalg=sha-256; "),
+            &["signature=partial"],
+            not_valid,
+        ),
+        (
+            "multipart/signed without a protocol around Bob's",
+            foreign("no protocol", ""),
+            &["signature=partial"],
+            not_valid,
+        ),
+        (
+            "a signature part that is HTML",
+            detached("html signature part").replace(
+                "Content-Type: application/pgp-signature; name=\"signature.asc\"",
+                "Content-Type: text/html",
+            ),
+            &["signature="],
+            not_valid,
+        ),
+        (
+            "clear-signed, then more text",
+            clear("trailing", &format!("{block}\r\n{CANARY} and pay to evil\r\n")),
+            &["signature=partial"],
+            not_valid,
+        ),
+        (
+            // Not armor first: served as plain text, with no status at all
+            // (so without the canary, which only decrypted text may show).
+            "text, then clear-signed",
+            clear(
+                "leading",
+                &format!(
+                    "pay to evil\r\n\r\n{}",
+                    clearsign(&keys.bob, "Bob's words\r\n")
+                ),
+            ),
+            &[],
+            not_valid,
+        ),
+        (
+            "an armor header the signature does not cover",
+            clear(
+                "armor header",
+                &block.replacen("\r\nHash: ", &format!("\r\nComment: {CANARY} pay to evil\r\nHash: "), 1),
+            ),
+            &["signature="],
+            not_valid,
+        ),
+        (
+            "two clear-signed blocks",
+            clear("two blocks", &format!("{block}{block}")),
+            &["signature="],
+            not_valid,
+        ),
+        (
+            "a bare CR hides a part from the gateway",
+            detached("bare CR").replacen(
+                "--bsig\r\n",
+                &format!("Signed message\r--bsig\rContent-Type: text/html\r\r<p>{CANARY} pay to evil</p>\r\r\n--bsig\r\n"),
+                1,
+            ),
+            &["signature="],
+            not_valid,
+        ),
+        (
+            "inside the encryption: a signature part that is HTML",
+            pgp_mime(
+                &format!("From: {BOB}\r\nTo: {ALICE}\r\nSubject: inside html\r\n"),
+                &encrypt_unsigned(
+                    &keys.alice,
+                    detached("inside html")
+                        .replace(
+                            "Content-Type: application/pgp-signature; name=\"signature.asc\"",
+                            "Content-Type: text/html",
+                        )
+                        .as_bytes(),
+                ),
+            ),
+            &["encrypted", "signature="],
+            not_valid,
+        ),
+    ];
+    let served = read_through_proxy(&world, &cases).await;
+    assert_passed(&check(&cases, &served), "first session");
+
+    // The vault reopened (as at a gateway restart); two sessions at once
+    // are served the same.
+    let (store, archive) = reopened(&world).await;
+    for (session, again) in read_inbox(&store, &archive, &world.dovecot, 2)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let failures = check(&cases, &again);
+        assert!(
+            failures.is_empty(),
+            "after reopening, session {session}: {}",
+            failures.join("\n")
+        );
+    }
+}
+
+/// Issue 17, finding 10: most clients show only the sender's name, so a
+/// name that reads as another address (`"bob@example.org" <mallory@…>`,
+/// also encoded, with a full-width at sign, or as a comment) is called out
+/// in the status (`warning=display-name`) and in a first line a person
+/// reads, whatever the signature says; ordinary names are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn display_names_that_are_addresses_are_called_out() {
+    let world = World::new().await;
+    let keys = &world.keys;
+    let text = |from: &str, subject: &str| {
+        format!("From: {from}\nTo: {ALICE}\nSubject: {subject}\nContent-Type: text/plain\n\n{CANARY} {subject}\n")
+    };
+    let encoded = format!(
+        "=?utf-8?b?{}?= <{MALLORY}>",
+        base64::engine::general_purpose::STANDARD.encode(BOB)
+    );
+    let clear_signed = {
+        let m = text(&format!("\"{BOB}\" <{MALLORY}>"), "clear").replace('\n', "\r\n");
+        let signed = mailcrypt::sign(
+            m.as_bytes(),
+            &keys.mallory,
+            SystemTime::now(),
+            &Boundary::Random,
+        )
+        .expect("sign");
+        String::from_utf8(signed).expect("text")
+    };
+    let warned: &[&str] = &["signer=mallory@evil.example", "warning=display-name"];
+    let plain: &[&str] = &["warning="];
+    let cases: Vec<Case<'_>> = vec![
+        ("quoted address", encrypt(keys, &keys.mallory, &text(&format!("\"{BOB}\" <{MALLORY}>"), "quoted")), warned, &[]),
+        ("encoded word", encrypt(keys, &keys.mallory, &text(&encoded, "encoded")), warned, &[]),
+        (
+            "full-width at sign",
+            encrypt(keys, &keys.mallory, &text(&format!("\"bob\u{ff20}example.org\" <{MALLORY}>"), "full-width")),
+            warned,
+            &[],
+        ),
+        (
+            "clear-signed",
+            clear_signed,
+            &["unencrypted", "signature=valid", "warning=display-name"],
+            &[],
+        ),
+        (
+            "unsigned, encrypted",
+            pgp_mime(
+                &format!("From: \"{BOB}\" <{MALLORY}>\r\nTo: {ALICE}\r\nSubject: unsigned\r\n"),
+                &encrypt_unsigned(
+                    &keys.alice,
+                    format!("From: \"{BOB}\" <{MALLORY}>\r\nTo: {ALICE}\r\nSubject: unsigned\r\n\r\n{CANARY} unsigned\r\n").as_bytes(),
+                ),
+            ),
+            &["encrypted", "signature=none", "warning=display-name"],
+            &[],
+        ),
+        ("a name", encrypt(keys, &keys.mallory, &text(&format!("Mallory <{MALLORY}>"), "a name")), &["signer=mallory@evil.example"], plain),
+        (
+            "her own address as the name",
+            encrypt(keys, &keys.mallory, &text(&format!("\"{}\" <{MALLORY}>", MALLORY.to_uppercase()), "own")),
+            &["signer=mallory@evil.example"],
+            plain,
+        ),
+        ("Bob as Bob", encrypt(keys, &keys.bob, &text(&format!("Bob <{BOB}>"), "bob")), &["signature=valid; signer=bob@example.org"], plain),
+    ];
+    let served = read_through_proxy(&world, &cases).await;
+    let mut failures = check(&cases, &served);
+    const NOTE: &str = "[Letterlock] Careful: the sender's name shows bob@example.org, but this message is from mallory@evil.example.";
+    for ((name, _, must, _), message) in cases.iter().zip(&served) {
+        let noted = message.contains(NOTE);
+        if must.contains(&"warning=display-name") != noted {
+            failures.push(format!(
+                "{name}: the note is {}",
+                if noted { "there" } else { "missing" }
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// `levels` message/rfc822 parts, each in a multipart/mixed, around `leaf`.

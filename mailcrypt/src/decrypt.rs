@@ -150,6 +150,16 @@ impl SignatureStatus {
         matches!(self, SignatureStatus::Valid { .. })
     }
 
+    /// The verdict for a message of which this signature covers only a
+    /// part: `partial`, except that a bad signature stays bad and no
+    /// signature stays none.
+    fn covering_part(self) -> SignatureStatus {
+        match self {
+            SignatureStatus::Unsigned | SignatureStatus::Bad { .. } => self,
+            _ => SignatureStatus::Partial,
+        }
+    }
+
     /// The short word used in the status header.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -274,7 +284,14 @@ pub fn decrypt(message: &[u8], ctx: &DecryptContext<'_>) -> Outcome {
             outcome.message = restored;
         }
         Ok(Found::Clear { signature, refusal }) => {
-            outcome.signature = signature;
+            // A bare CR ends a line for some clients and not for others (or
+            // for mail-parser): where it is, the parts a reader sees need
+            // not be the ones that were verified.
+            outcome.signature = if has_bare_cr(&original) {
+                signature.covering_part()
+            } else {
+                signature
+            };
             outcome.refusal = refusal;
             outcome.message = original;
         }
@@ -356,17 +373,37 @@ impl Engine<'_> {
             .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-signature"));
         if !is_pgp && depth == 0 {
             // An S/MIME (or other) signature is not checked here; what it
-            // wraps is looked at as if it were the whole message.
-            return self.examine_at(&Entity::parse(signed), depth + 1);
+            // wraps is looked at as if it were the whole message. Unless
+            // that is decrypted (then only the plaintext is shown), the
+            // whole message is shown, its second part included, which no
+            // OpenPGP signature inside covers.
+            return self
+                .examine_at(&Entity::parse(signed), depth + 1)
+                .map(|found| match found {
+                    Found::Clear { signature, refusal } => Found::Clear {
+                        signature: signature.covering_part(),
+                        refusal,
+                    },
+                    decrypted => decrypted,
+                });
         }
-        let status = if is_pgp {
-            let sig_body = decoded_body(&Entity::parse(sig));
-            let checks =
-                openpgp::verify_detached(&to_crlf(signed), &sig_body, self.verifiers, self.ctx.now);
-            self.judge(&checks)
-        } else {
+        let sig = Entity::parse(sig);
+        let status = if !is_pgp {
             // S/MIME and other protocols are not checked: no verdict.
             SignatureStatus::Unsigned
+        } else if !sig.content_type().is("application/pgp-signature") {
+            // RFC 3156 §5: the second part is the signature and nothing
+            // else. Any other type is shown as content the signature does
+            // not cover (an HTML part with the armor in a comment).
+            SignatureStatus::Partial
+        } else {
+            let checks = openpgp::verify_detached(
+                &to_crlf(signed),
+                &decoded_body(&sig),
+                self.verifiers,
+                self.ctx.now,
+            );
+            self.judge(&checks)
         };
         let inner = Entity::parse(signed);
         let inner_ct = inner.content_type();
@@ -439,11 +476,20 @@ impl Engine<'_> {
         let inner = Entity::parse(&plain);
         let inner_ct = inner.content_type();
         // Older clients sign with multipart/signed inside the encryption.
-        if signature == SignatureStatus::Unsigned && inner_ct.is("multipart/signed") {
+        let pgp_signed = inner_ct.is("multipart/signed")
+            && inner_ct
+                .param("protocol")
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-signature"));
+        if signature == SignatureStatus::Unsigned && pgp_signed {
             if let Some([signed, sig]) = inner_ct
                 .param("boundary")
                 .and_then(|b| inner.parts(b))
                 .as_deref()
+                .filter(|parts| {
+                    Entity::parse(parts[1])
+                        .content_type()
+                        .is("application/pgp-signature")
+                })
             {
                 let sig_body = decoded_body(&Entity::parse(sig));
                 let checks = openpgp::verify_detached(
@@ -518,11 +564,25 @@ impl Engine<'_> {
                 });
             return Some(found);
         }
-        if trimmed.starts_with(ARMOR_SIGNED) && trimmed.matches("-----BEGIN PGP").count() == 2 {
-            let (_, checks) =
-                openpgp::verify_inline(trimmed.as_bytes(), self.verifiers, self.ctx.now)?;
+        if trimmed.starts_with(ARMOR_SIGNED) {
+            // What is shown is the whole text: a verdict only if all of it
+            // is one signed block, and the text Sequoia checked is the text
+            // a reader sees in it (no text around the block, no armor
+            // header other than Hash, no second block).
+            let signature = match cleartext_block(trimmed) {
+                Some(shown) => {
+                    match openpgp::verify_inline(trimmed.as_bytes(), self.verifiers, self.ctx.now) {
+                        Some((checked, checks)) if same_text(&checked, &shown) => {
+                            self.judge(&checks)
+                        }
+                        Some(_) => SignatureStatus::Partial,
+                        None => SignatureStatus::Partial,
+                    }
+                }
+                None => SignatureStatus::Partial,
+            };
             return Some(Ok(Found::Clear {
-                signature: self.judge(&checks),
+                signature,
                 refusal: None,
             }));
         }
@@ -624,6 +684,71 @@ impl Engine<'_> {
             _ => SignatureStatus::Unsigned,
         }
     }
+}
+
+/// Whether `bytes` hold a carriage return that does not start a CRLF.
+fn has_bare_cr(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+}
+
+/// The text a reader sees signed in `text` if all of it is one block of
+/// the cleartext signature framework (RFC 9580 §7): the armor line, only
+/// `Hash:` headers, the dash-escaped text, one signature, nothing after.
+fn cleartext_block(text: &str) -> Option<String> {
+    const SIGNATURE: &str = "-----BEGIN PGP SIGNATURE-----";
+    const SIGNATURE_END: &str = "-----END PGP SIGNATURE-----";
+    let mut lines = text.lines().map(|l| l.trim_end_matches([' ', '\t', '\r']));
+    if lines.next()? != ARMOR_SIGNED {
+        return None;
+    }
+    for line in lines.by_ref() {
+        if line.is_empty() {
+            break;
+        }
+        if !line.starts_with("Hash: ") {
+            return None;
+        }
+    }
+    let mut shown = Vec::new();
+    for line in lines.by_ref() {
+        if line == SIGNATURE {
+            break;
+        }
+        if line.starts_with("-----BEGIN PGP") {
+            return None;
+        }
+        shown.push(line.strip_prefix("- ").unwrap_or(line));
+    }
+    let mut ended = false;
+    for line in lines {
+        if ended || line.starts_with("-----BEGIN PGP") {
+            return None;
+        }
+        ended = line == SIGNATURE_END;
+    }
+    ended.then(|| shown.join("\n"))
+}
+
+/// Whether the text Sequoia verified is `shown`, line for line (trailing
+/// blanks are not signed in the framework).
+fn same_text(checked: &[u8], shown: &str) -> bool {
+    let checked = String::from_utf8_lossy(checked);
+    let lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.trim_end_matches([' ', '\t', '\r']).to_string())
+            .collect()
+    };
+    let (mut a, mut b) = (lines(&checked), lines(shown));
+    while a.last().is_some_and(String::is_empty) {
+        a.pop();
+    }
+    while b.last().is_some_and(String::is_empty) {
+        b.pop();
+    }
+    a == b
 }
 
 /// The body of an entity with its transfer encoding undone.
@@ -806,17 +931,10 @@ pub fn sender_address(message: &[u8]) -> Option<String> {
     single_from(header)
 }
 
-/// The From address, if the message has exactly one.
+/// The From address, if the message has exactly one (one field, one
+/// mailbox), as mail-parser's RFC 5322 parser reads it.
 fn single_from(header: &[u8]) -> Option<String> {
-    let values = mime::values(header, "From");
-    let [value] = values.as_slice() else {
-        return None;
-    };
-    let addrs = mime::addresses(value);
-    match addrs.as_slice() {
-        [one] => Some(one.clone()),
-        _ => None,
-    }
+    letterlock_mime::sender(header).map(|m| m.address)
 }
 
 fn recipients(header: &[u8]) -> Vec<String> {

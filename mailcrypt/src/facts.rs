@@ -13,9 +13,12 @@ use crate::mime;
 /// `arrival` is when it reached the mailbox, or when the gateway first saw it.
 pub fn message_facts(message: &[u8], arrival: SystemTime) -> MessageFacts {
     let (header, _) = mime::split_header(message);
-    let from: Vec<String> = mime::values(header, "From")
-        .iter()
-        .flat_map(|v| mime::addresses(v))
+    // One sender as mail-parser's RFC 5322 parser reads it, or none (two
+    // fields, two mailboxes, a group): the same reading that decides whose
+    // key may sign the message.
+    let from: Vec<String> = letterlock_mime::sender(header)
+        .map(|m| m.address)
+        .into_iter()
         .collect();
     let date = mime::values(header, "Date")
         .first()

@@ -16,6 +16,10 @@
 //! say, so nothing deeper than [`MAX_LEVELS`] is ever built.
 //!
 //! Written by hand because no crate bounds mail-parser's nesting.
+//!
+//! Also here: who a message is from ([`sender`], mail-parser's RFC 5322
+//! address parser) and the addresses a display name shows a reader
+//! ([`addresses_in_name`]).
 
 use std::borrow::Cow;
 
@@ -208,9 +212,121 @@ fn base64_runs(text: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
     })
 }
 
+/// The one mailbox of a message's From field, as mail-parser reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    /// What a mail client shows for the sender: the display name with
+    /// encoded words decoded (where there is none, a comment, as clients
+    /// show it).
+    pub name: Option<String>,
+    pub address: String,
+}
+
+/// The sender of a message (its header, or the whole message): the one
+/// mailbox of its one From field, or `None` when there are several fields,
+/// several mailboxes, a group, or no address. Parsed by mail-parser's
+/// RFC 5322 parser, header only (nothing nests there).
+pub fn sender(message: &[u8]) -> Option<Mailbox> {
+    let parsed = mail_parser::MessageParser::default().parse_headers(message)?;
+    if parsed.header_values("From").count() != 1 {
+        return None;
+    }
+    let mailbox = match parsed.from()? {
+        mail_parser::Address::List(list) => match list.as_slice() {
+            [one] => one,
+            _ => return None,
+        },
+        mail_parser::Address::Group(_) => return None,
+    };
+    let address = mailbox.address()?.trim();
+    if !address.contains('@') || address.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(Mailbox {
+        name: mailbox
+            .name()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
+        address: address.to_string(),
+    })
+}
+
+/// The addresses written in a display name (`"bob@example.org" <…>`, or
+/// with a full-width at sign, `bob＠example.org`), lowercased, with
+/// look-alike at signs made `@`: what a reader who sees only the name
+/// takes for the sender.
+pub fn addresses_in_name(name: &str) -> Vec<String> {
+    const AT_SIGNS: [char; 3] = ['@', '\u{ff20}', '\u{fe6b}'];
+    name.split(|c: char| c.is_whitespace() || "<>\"'()[],;:".contains(c))
+        .filter_map(|token| {
+            let at = token.find(AT_SIGNS)?;
+            let (local, rest) = token.split_at(at);
+            let domain = rest.trim_start_matches(AT_SIGNS);
+            let domain = domain.trim_end_matches('.');
+            (!local.is_empty() && domain.contains('.'))
+                .then(|| format!("{}@{}", local, domain).to_lowercase())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sender_is_read_as_rfc_5322_says() {
+        let from =
+            |field: &str| sender(format!("{field}\r\nSubject: x\r\n\r\nbody\r\n").as_bytes());
+        let mailbox = |name: Option<&str>, address: &str| {
+            Some(Mailbox {
+                name: name.map(str::to_string),
+                address: address.to_string(),
+            })
+        };
+        assert_eq!(
+            from("From: bob@example.org"),
+            mailbox(None, "bob@example.org")
+        );
+        assert_eq!(
+            from("From: \"bob@example.org\" <m-sig@evil.example>"),
+            mailbox(Some("bob@example.org"), "m-sig@evil.example")
+        );
+        assert_eq!(
+            from("From: =?utf-8?q?bob=40example=2Eorg?= <m@evil.example>"),
+            mailbox(Some("bob@example.org"), "m@evil.example")
+        );
+        assert_eq!(
+            from("From: Bob\r\n Example <bob@example.org>"),
+            mailbox(Some("Bob Example"), "bob@example.org")
+        );
+        let comment = from("From: bob@example.org (<mallory@evil.example>)").expect("a sender");
+        assert_eq!(comment.address, "bob@example.org");
+        assert_eq!(from("From: a@example.org, b@example.org"), None);
+        assert_eq!(from("From: a@example.org\r\nFrom: b@example.org"), None);
+        assert_eq!(from("From: friends: a@example.org, b@example.org;"), None);
+        assert_eq!(from("Subject: no sender"), None);
+    }
+
+    #[test]
+    fn addresses_are_found_in_display_names() {
+        assert_eq!(addresses_in_name("Bob Example"), Vec::<String>::new());
+        assert_eq!(addresses_in_name("bob@example.org"), ["bob@example.org"]);
+        assert_eq!(
+            addresses_in_name("Bob (Bob@Example.org)"),
+            ["bob@example.org"]
+        );
+        assert_eq!(
+            addresses_in_name("<mallory@evil.example>"),
+            ["mallory@evil.example"]
+        );
+        assert_eq!(
+            addresses_in_name("bob\u{ff20}example.org"),
+            ["bob@example.org"]
+        );
+        assert_eq!(addresses_in_name("Bob @ home"), Vec::<String>::new());
+        assert_eq!(addresses_in_name("us@home"), Vec::<String>::new());
+    }
 
     /// `levels` message/rfc822 parts, each inside a multipart/mixed.
     pub(crate) fn nested(levels: usize) -> Vec<u8> {
