@@ -6,8 +6,9 @@
 //! Served by the gateway: PGP/MIME (encrypted or signed — a verified
 //! message gets the status header), inline PGP (the body starts with an
 //! armored block), and any message carrying a `Letterlock-Security` field
-//! from outside (rule 6: it is removed). Everything else passes through
-//! byte for byte.
+//! from outside (rule 6: it is removed), also where only the data a client
+//! asked for shows it ([`carries_status_header`]). Everything else passes
+//! through byte for byte.
 
 use std::num::NonZeroU32;
 
@@ -53,6 +54,23 @@ pub fn served_by_gateway(header_fields: &[u8], text_prefix: &[u8]) -> bool {
             || body.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----");
     }
     false
+}
+
+/// Whether data the provider sent for a client's FETCH holds a status
+/// header the detection fields cannot show: one spelled inside another
+/// field after a bare CR (`X-Any: a\rLetterlock-Security: …`), which
+/// Dovecot files under `X-Any` and a lenient client reads as a field of its
+/// own. Such a message is served by the gateway, which removes it (rule 6).
+pub fn carries_status_header(items: &[MessageDataItem<'_>]) -> bool {
+    items.iter().any(|item| {
+        let data = match item {
+            MessageDataItem::BodyExt { data, .. }
+            | MessageDataItem::Rfc822(data)
+            | MessageDataItem::Rfc822Header(data) => data.0.as_ref(),
+            _ => None,
+        };
+        data.is_some_and(|d| mailcrypt::has_status_header(d.as_ref()))
+    })
 }
 
 /// The two items added to a FETCH to tell who serves each message.

@@ -137,12 +137,15 @@ const MAX_IDS_RECORDED: usize = 8;
 /// Both Message-IDs count: the one served (from the protected header) and
 /// the provider's outer one, should they differ. Applies to the account's
 /// own mail too: a reply to one's own encrypted message continues that
-/// conversation.
+/// conversation. A message with no Message-ID at all leaves its text
+/// instead (phrases of the first, served message): a reply quoting it is
+/// linked by that.
 pub async fn learn_encrypted(
     keystore: &Keystore,
     messages: &[&[u8]],
     now: SystemTime,
 ) -> Result<(), KeystoreError> {
+    let mut any_id = false;
     for message in messages {
         let (header, _) = mailcrypt::mime::split_header(message);
         // Every id of every Message-ID field, read as the SMTP side reads
@@ -153,8 +156,18 @@ pub async fn learn_encrypted(
             .flat_map(|value| mailcrypt::outgoing::message_ids(value))
             .take(MAX_IDS_RECORDED)
             .collect::<Vec<_>>();
-        for id in ids {
-            keystore.record_encrypted_message(&id, now).await?;
+        for id in &ids {
+            keystore.record_encrypted_message(id, now).await?;
+        }
+        any_id |= !ids.is_empty();
+    }
+    // Nothing for a reply to refer to (ciphertext without protected
+    // headers, re-sent bare): what it shows is remembered instead.
+    if let (false, Some(served)) = (any_id, messages.first()) {
+        let phrases =
+            mailcrypt::outgoing::quotable_phrases(served, Some(keystore::MAX_PHRASES_RECORDED));
+        if !phrases.is_empty() {
+            keystore.record_encrypted_text(&phrases, now).await?;
         }
     }
     Ok(())

@@ -1214,7 +1214,7 @@ impl Forwarder {
         let gateway = match (&header, &prefix) {
             (Some(h), Some(p)) => served_by_gateway(h, p),
             _ => false,
-        };
+        } || detect::carries_status_header(&items);
         if !gateway && !deferred {
             if let (Some(header), Some(uid)) = (&header, uid) {
                 self.learn_from_header(uid, header).await;

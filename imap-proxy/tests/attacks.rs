@@ -1376,6 +1376,9 @@ async fn forged_status_headers_never_reach_the_client_in_any_spelling() {
         plain(&format!("letterlock-security\t:{forged}\r\n")),
         format!("From: {BOB}\rLetterlock-Security: {forged}\r\nTo: {ALICE}\r\nSubject: cr\r\n\r\n{CANARY}\r\n"),
         format!("Content-Type: text/plain\r Letterlock-Security : {forged}\r\nFrom: {BOB}\r\n\r\n{CANARY}\r\n"),
+        // After a bare CR in fields the detection FETCH does not ask for.
+        plain(&format!("X-Any: a\rLetterlock-Security: {forged}\r\n")),
+        format!("From: {BOB}\r\nTo: {ALICE}\r\nSubject: forged\r letterlock-security :{forged}\r\n\r\n{CANARY}\r\n"),
         // Inside the encryption, from a sender Alice's keystore knows.
         encrypt(
             keys,
@@ -1410,9 +1413,9 @@ async fn forged_status_headers_never_reach_the_client_in_any_spelling() {
         assert!(message.contains(CANARY), "message {i} is served");
     }
     assert!(
-        served[4].starts_with("Letterlock-Security: encrypted; signature=valid"),
+        served[6].starts_with("Letterlock-Security: encrypted; signature=valid"),
         "{}",
-        served[4]
+        served[6]
     );
 }
 

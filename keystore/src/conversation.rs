@@ -8,6 +8,11 @@
 //! "Re: What's up Johnny?" (2019): a message built to be answered in the
 //! clear by someone whose client decrypted it.
 //!
+//! An encrypted message without any Message-ID (ciphertext re-sent bare,
+//! as gpg or Enigmail leave it without protected headers) gives a reply
+//! nothing to refer to; phrases of its text are remembered instead, and a
+//! message quoting one of them belongs to the conversation all the same.
+//!
 //! When the vault takes no writes (a full or failed disk) the message is
 //! still read and sent, so the ID must not be forgotten: it is kept in
 //! memory ([`Unsaved`]), counted as encrypted by every lookup, and written
@@ -101,6 +106,64 @@ impl Keystore {
     }
 }
 
+/// At most this many phrases of one encrypted message are remembered
+/// (`mailcrypt::outgoing::quotable_phrases` samples a longer text evenly).
+pub const MAX_PHRASES_RECORDED: usize = 2_000;
+
+/// At most this many phrases of one outgoing message are looked up.
+const MAX_PHRASES_LOOKED_UP: usize = 100_000;
+
+/// Phrases looked up with one query.
+const PHRASE_BATCH: usize = 500;
+
+impl Keystore {
+    /// Records phrases of an encrypted message that had no Message-ID
+    /// (`mailcrypt::outgoing::quotable_phrases`), so that a reply quoting it
+    /// is recognised by its text. Only truncated hashes are stored.
+    pub async fn record_encrypted_text<S: AsRef<str>>(
+        &self,
+        phrases: &[S],
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
+        let mut tx = self.pool.begin().await?;
+        for phrase in phrases.iter().take(MAX_PHRASES_RECORDED) {
+            sqlx::query(
+                "INSERT INTO encrypted_text (phrase_hash, seen) VALUES (?, ?)
+                 ON CONFLICT (phrase_hash) DO UPDATE SET seen = excluded.seen",
+            )
+            .bind(&phrase_hash(phrase.as_ref())[..])
+            .bind(to_db(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether any of these phrases of an outgoing message is one recorded
+    /// by [`Keystore::record_encrypted_text`]: the message quotes an
+    /// encrypted message that had no Message-ID.
+    pub async fn quotes_encrypted_text<S: AsRef<str>>(
+        &self,
+        phrases: &[S],
+    ) -> Result<bool, KeystoreError> {
+        let phrases = &phrases[..phrases.len().min(MAX_PHRASES_LOOKED_UP)];
+        for batch in phrases.chunks(PHRASE_BATCH) {
+            let marks = vec!["?"; batch.len()].join(", ");
+            let sql =
+                format!("SELECT 1 FROM encrypted_text WHERE phrase_hash IN ({marks}) LIMIT 1");
+            let mut query = sqlx::query_as::<_, (i64,)>(&sql);
+            for phrase in batch {
+                query = query.bind(phrase_hash(phrase.as_ref()).to_vec());
+            }
+            if query.fetch_optional(&self.pool).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// IDs of encrypted messages that could not be written to the vault, shared
 /// by every clone of a [`crate::Keystore`].
 ///
@@ -172,6 +235,16 @@ fn id_hash(message_id: &str) -> Option<[u8; 32]> {
         .filter(|c| !c.is_whitespace())
         .collect();
     (!id.is_empty()).then(|| Sha256::digest(id.as_bytes()).into())
+}
+
+fn phrase_hash(phrase: &str) -> [u8; 16] {
+    let digest = Sha256::new()
+        .chain_update(b"letterlock quoted phrase v1\0")
+        .chain_update(phrase.as_bytes())
+        .finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
 }
 
 #[cfg(test)]

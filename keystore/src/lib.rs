@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use sqlx::SqlitePool;
 
-pub use conversation::MAX_LOOKUPS;
+pub use conversation::{MAX_LOOKUPS, MAX_PHRASES_RECORDED};
 pub use discovery::{openpgpkey_name, Discovery, DnsConfig};
 pub use error::KeystoreError;
 pub use identity::Identity;

@@ -453,6 +453,41 @@ async fn the_local_tls_key_is_kept_in_the_vault() {
 }
 
 #[tokio::test]
+async fn text_of_encrypted_messages_without_an_id_is_remembered_by_hashes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    let secret = [
+        "the canary merger closes on",
+        "canary merger closes on monday",
+    ];
+    assert!(!store.quotes_encrypted_text(&secret).await.expect("look up"));
+    store
+        .record_encrypted_text(&secret, at(0))
+        .await
+        .expect("record");
+    store
+        .record_encrypted_text(&secret, at(1))
+        .await
+        .expect("recorded twice");
+    // Found among many (more than one query's worth), last of all.
+    let mut reply: Vec<String> = (0..1_200).map(|i| format!("new words {i}")).collect();
+    reply.push(secret[1].to_string());
+    assert!(store.quotes_encrypted_text(&reply).await.expect("look up"));
+    assert!(!store
+        .quotes_encrypted_text(&reply[..1_200])
+        .await
+        .expect("look up"));
+    store.close().await;
+    let reopened = Keystore::open(dir.path(), None).await.expect("reopen");
+    let found = reopened.quotes_encrypted_text(&secret[..1]).await;
+    assert!(found.expect("look up"), "remembered across a restart");
+    reopened.close().await;
+    assert_nowhere_on_disk(dir.path(), b"canary");
+}
+
+#[tokio::test]
 async fn encrypted_messages_are_remembered_by_a_hash_of_their_id() {
     let dir = tempfile::tempdir().expect("dir");
     let store = Keystore::create(dir.path(), Unlock::KeyFile)
@@ -495,14 +530,20 @@ async fn encrypted_messages_are_remembered_by_a_hash_of_their_id() {
         .await
         .expect("look up"));
     reopened.close().await;
-    for entry in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+    assert_nowhere_on_disk(dir.path(), b"canary");
+}
+
+/// No file in `dir` holds `needle` in the clear.
+fn assert_nowhere_on_disk(dir: &std::path::Path, needle: &[u8]) {
+    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
         let Ok(bytes) = std::fs::read(entry.path()) else {
             continue;
         };
         assert!(
-            !bytes.windows(6).any(|w| w == b"canary"),
-            "{} holds a Message-ID in the clear",
-            entry.path().display()
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{} holds {:?} in the clear",
+            entry.path().display(),
+            String::from_utf8_lossy(needle)
         );
     }
 }

@@ -3,6 +3,8 @@
 //! leave (Bcc, the gateway's own request fields), and tags in the subject.
 //! Everything not touched stays byte for byte as the client wrote it.
 
+use zeroize::Zeroizing;
+
 use crate::decrypt::STATUS_HEADER;
 use crate::mime;
 
@@ -81,6 +83,56 @@ pub fn message_ids(value: &str) -> Vec<String> {
         }
     }
     ids
+}
+
+/// Words per phrase of [`quotable_phrases`].
+pub const PHRASE_WORDS: usize = 6;
+
+/// The phrases of a message's text a reply could quote: every run of
+/// [`PHRASE_WORDS`] words of its text parts (HTML as text), lowercased,
+/// with quote markers (`>`) and line breaks gone, so that a quote rewrapped
+/// by the replying client (format=flowed, HTML blockquote) still matches.
+/// A text shorter than a phrase is one phrase. With `at_most`, a longer
+/// list is sampled evenly (any quote of `PHRASE_WORDS + stride` words then
+/// holds a sampled phrase).
+///
+/// Recorded for encrypted messages with no Message-ID, looked up for
+/// outgoing ones: a reply to such a message has no other link to it.
+pub fn quotable_phrases(message: &[u8], at_most: Option<usize>) -> Vec<Zeroizing<String>> {
+    let Some(parsed) = letterlock_mime::parse(message) else {
+        return Vec::new();
+    };
+    let mut words: Vec<String> = Vec::new();
+    for part in &parsed.parts {
+        let text = match &part.body {
+            mail_parser::PartType::Text(t) => Zeroizing::new(t.to_string()),
+            mail_parser::PartType::Html(h) => {
+                Zeroizing::new(mail_parser::decoders::html::html_to_text(h))
+            }
+            _ => continue,
+        };
+        for line in text.lines() {
+            let line = line.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
+            words.extend(line.split_whitespace().map(str::to_lowercase));
+        }
+    }
+    let words = Zeroizing::new(words);
+    let mut phrases: Vec<Zeroizing<String>> = if words.len() < PHRASE_WORDS {
+        match words.is_empty() {
+            true => Vec::new(),
+            false => vec![Zeroizing::new(words.join(" "))],
+        }
+    } else {
+        words
+            .windows(PHRASE_WORDS)
+            .map(|w| Zeroizing::new(w.join(" ")))
+            .collect()
+    };
+    if let Some(limit) = at_most.filter(|&l| l > 0 && phrases.len() > l) {
+        let stride = phrases.len().div_ceil(limit);
+        phrases = phrases.into_iter().step_by(stride).collect();
+    }
+    phrases
 }
 
 /// Whether a client's message carries a message the gateway decrypted: the
@@ -223,6 +275,48 @@ fn encode_subject(text: &str, eol: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quote_shares_phrases_with_what_it_quotes() {
+        let original = b"From: b@example.org\r\nContent-Type: text/plain\r\n\r\n\
+Bob here. The second merger closes on Monday, keep it quiet.\r\n";
+        let phrases = |m: &[u8]| -> Vec<String> {
+            quotable_phrases(m, None)
+                .iter()
+                .map(|p| p.to_string())
+                .collect()
+        };
+        let recorded = phrases(original);
+        let shares = |reply: &[u8]| phrases(reply).iter().any(|p| recorded.contains(p));
+        // Rewrapped and quoted, as a client answers in plain text.
+        assert!(shares(
+            b"Content-Type: text/plain\r\n\r\nReally?\r\n\r\n> Bob here. The second merger closes\r\n\
+> > on Monday, keep it quiet.\r\n"
+        ));
+        // In HTML, inside a blockquote.
+        assert!(shares(
+            b"Content-Type: text/html\r\n\r\n<p>Really?</p><blockquote>The second merger \
+<b>closes</b> on Monday, keep it quiet</blockquote>"
+        ));
+        // New text shares nothing.
+        assert!(!shares(
+            b"Content-Type: text/plain\r\n\r\nLunch on Monday? The second one is on me.\r\n"
+        ));
+        // Sampling keeps at most the limit, evenly.
+        let long: String = (0..5_000).map(|i| format!("w{i} ")).collect();
+        let message = format!("Content-Type: text/plain\r\n\r\n{long}\r\n");
+        let sampled = quotable_phrases(message.as_bytes(), Some(100));
+        assert!(
+            sampled.len() <= 100 && sampled.len() > 90,
+            "{}",
+            sampled.len()
+        );
+        // Short text is one phrase.
+        assert_eq!(
+            phrases(b"Content-Type: text/plain\r\n\r\nCode 4711\r\n"),
+            ["code 4711"]
+        );
+    }
 
     #[test]
     fn recipients_from_to_and_cc() {

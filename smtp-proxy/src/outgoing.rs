@@ -142,15 +142,26 @@ async fn encrypted_conversation(message: &[u8], keystore: &Keystore) -> Result<b
     if carries_decrypted_message(message) {
         return Ok(true);
     }
-    let ids = referenced_message_ids(message);
-    if ids.is_empty() {
-        return Ok(false);
-    }
-    keystore.refers_to_encrypted(&ids).await.map_err(|e| {
+    let unknown = |e: keystore::KeystoreError| {
         refusal(format!(
             "it could not be told whether it answers an encrypted message ({e})"
         ))
-    })
+    };
+    let ids = referenced_message_ids(message);
+    if !ids.is_empty() && keystore.refers_to_encrypted(&ids).await.map_err(unknown)? {
+        return Ok(true);
+    }
+    // An encrypted message without any Message-ID is linked by its text: a
+    // message quoting it answers it, whatever its header says.
+    let owned = message.to_vec();
+    let phrases =
+        tokio::task::spawn_blocking(move || mailcrypt::outgoing::quotable_phrases(&owned, None))
+            .await
+            .map_err(|e| refusal(format!("the quote check failed ({e})")))?;
+    keystore
+        .quotes_encrypted_text(&phrases)
+        .await
+        .map_err(unknown)
 }
 
 fn build(

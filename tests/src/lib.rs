@@ -210,6 +210,13 @@ impl Gateway {
         }
     }
 
+    /// Whether the process started by [`Gateway::start`] is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.process
+            .as_mut()
+            .is_some_and(|p| matches!(p.try_wait(), Ok(None)))
+    }
+
     /// The running process's ID.
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(Child::id)

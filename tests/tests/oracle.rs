@@ -3,7 +3,8 @@
 //! gateway decrypted never reaches the provider in the clear — not to a
 //! third party without a key, not with `[plain]` in the subject, not as an
 //! attachment, not when the attacker re-sent someone else's ciphertext as
-//! his own message to have it answered.
+//! his own message to have it answered, not when that ciphertext has no
+//! Message-ID to refer to (the quote links the reply).
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -16,6 +17,7 @@ const ALICE: (&str, &str) = ("alice@example.org", "alicepw");
 const BOB: (&str, &str) = ("bob@example.org", "bobpw");
 const MALLORY: (&str, &str) = ("mallory@example.org", "mallorypw");
 const SECRET: &str = "The merger closes on Friday";
+const LATER_SECRET: &str = "The second merger closes on Monday, keep it quiet";
 
 fn message(from: &str, to: &[&str], extra: &str, subject: &str, body: &str) -> String {
     format!(
@@ -81,6 +83,48 @@ fn resent_as_mallory(original: &[u8], message_id: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The key in the first `Autocrypt:` header of a message, as bytes.
+fn autocrypt_keydata(message: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = String::from_utf8_lossy(message).replace("\r\n", "\n");
+    let (head, _) = text.split_once("\n\n").expect("header");
+    let unfolded = head.replace("\n ", " ").replace("\n\t", " ");
+    let value = unfolded
+        .lines()
+        .find_map(|l| l.strip_prefix("Autocrypt:"))
+        .expect("an Autocrypt header");
+    let keydata = value
+        .split(';')
+        .find_map(|a| a.trim().strip_prefix("keydata="))
+        .expect("keydata");
+    let clean: String = keydata.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(clean)
+        .expect("base64 key")
+}
+
+/// `text` encrypted by `sq` to the certificate in `cert_file`, armored, no
+/// signature and no headers inside: what `gpg -ea` makes.
+fn sq_encrypt(cert_file: &std::path::Path, text: &str) -> String {
+    let mut child = Command::new("sq")
+        .arg("encrypt")
+        .arg("--recipient-cert")
+        .arg(cert_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sq");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("plaintext");
+    let out = child.wait_with_output().expect("sq");
+    assert!(out.status.success(), "sq encrypt failed");
+    String::from_utf8(out.stdout).expect("armored")
+}
+
 fn refused_for_conversation(answer: &str) {
     assert!(
         answer.starts_with("REFUSED")
@@ -106,7 +150,7 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     // writes to her encrypted; Alice reads it through her gateway.
     let hello = message(ALICE.0, &[BOB.0], "", "Hello", "First contact.");
     assert_eq!(send(&alice, ALICE, &hello, &[BOB.0]), "OK");
-    provider.wait_for_messages(BOB.0, "INBOX", 1, wait);
+    let hello_at_bob = provider.wait_for_messages(BOB.0, "INBOX", 1, wait)[0].clone();
     read(&bob, BOB, "INBOX");
     let secret = message(BOB.0, &[ALICE.0], "", "Plans", SECRET);
     assert_eq!(send(&bob, BOB, &secret, &[ALICE.0]), "OK");
@@ -224,6 +268,49 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     );
     refused_for_conversation(&send(&alice, ALICE, &spelled_reply, &[MALLORY.0]));
 
+    // 6. Ciphertext with no Message-ID outside or in (gpg, Enigmail: no
+    //    protected headers): Bob's words encrypted by sq to Alice's key
+    //    (from her Autocrypt header), planted bare. A reply has nothing to
+    //    refer to, but it quotes the text, and that links it; rewrapped as
+    //    a client quotes, in HTML, and after a restart of Alice's gateway.
+    let alice_key = autocrypt_keydata(&hello_at_bob);
+    let key_file = root.path().join("alice.pgp");
+    std::fs::write(&key_file, alice_key).expect("key file");
+    let armored = sq_encrypt(&key_file, &format!("Bob here. {LATER_SECRET}.\n"));
+    let bare = format!(
+        "From: {}\r\nTo: {}\r\nSubject: Plans again\r\nContent-Type: text/plain\r\n\r\n{}",
+        MALLORY.0,
+        ALICE.0,
+        armored.replace("\r\n", "\n").replace('\n', "\r\n")
+    );
+    provider.dovecot.save(ALICE.0, "INBOX", bare.as_bytes());
+    let inbox = read(&alice, ALICE, "INBOX");
+    let opened = inbox.last().expect("the bare message");
+    assert!(
+        opened.contains(LATER_SECRET) && header(opened, "Message-ID").is_none(),
+        "decrypted, with no Message-ID: {opened}"
+    );
+    let rewrapped = LATER_SECRET.replacen(" on ", "\n> on ", 1);
+    let quoting_bare = message(
+        ALICE.0,
+        &[MALLORY.0],
+        "",
+        "Re: Plans again",
+        &format!("Really?\n\nMallory wrote:\n> Bob here. {rewrapped}.\n"),
+    );
+    refused_for_conversation(&send(&alice, ALICE, &quoting_bare, &[MALLORY.0]));
+    alice.stop();
+    alice.start();
+    let html_quote = message(
+        ALICE.0,
+        &[MALLORY.0],
+        "",
+        "Re: Plans again",
+        &format!("<p>Really?</p><blockquote>{LATER_SECRET}</blockquote>"),
+    )
+    .replace("text/plain", "text/html");
+    refused_for_conversation(&send(&alice, ALICE, &html_quote, &[MALLORY.0]));
+
     // What may go: the reply to Bob alone (encrypted), and a new message to
     // Mallory that answers nothing (opportunistic: in the clear).
     let to_bob = message(ALICE.0, &[BOB.0], in_reply, "Re: Plans", &quoting);
@@ -247,6 +334,9 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     assert!(lunch.contains("Lunch on Monday") && !lunch.contains("merger"));
     for (g, who) in [(&alice, "alice"), (&bob, "bob")] {
         let log = g.log_text();
-        assert!(!log.contains(SECRET), "{who}'s log holds the plaintext");
+        assert!(
+            !log.contains(SECRET) && !log.contains(LATER_SECRET),
+            "{who}'s log holds the plaintext"
+        );
     }
 }
