@@ -139,12 +139,16 @@ const MAX_IDS_RECORDED: usize = 8;
 /// own mail too: a reply to one's own encrypted message continues that
 /// conversation. A message with no Message-ID at all leaves its text
 /// instead (phrases of the first, served message): a reply quoting it is
-/// linked by that.
+/// linked by that. An `outsider` (`View::outsider`) is remembered too.
 pub async fn learn_encrypted(
     keystore: &Keystore,
     messages: &[&[u8]],
+    outsider: Option<&str>,
     now: SystemTime,
 ) -> Result<(), KeystoreError> {
+    if let Some(address) = outsider {
+        keystore.record_outsider(address, now).await?;
+    }
     let mut any_id = false;
     for message in messages {
         let (header, _) = mailcrypt::mime::split_header(message);

@@ -201,7 +201,8 @@ async fn view_learn_and_archive(job: ViewJob) -> Option<Arc<Viewed>> {
     }
     if view.encrypted {
         let both = [&view.message[..], &bytes[..]];
-        if let Err(e) = learn_encrypted(&keystore, &both, SystemTime::now()).await {
+        let outsider = view.outsider.as_deref();
+        if let Err(e) = learn_encrypted(&keystore, &both, outsider, SystemTime::now()).await {
             warn!(error = %e, "an encrypted message's ID not saved; kept in memory until the data directory takes writes");
         }
     }

@@ -244,13 +244,13 @@ async fn sync_mailbox(
                         Prepared::new(v.message),
                         v.encrypted,
                         undecryptable,
-                        v.lessons,
+                        (v.lessons, v.outsider),
                         bytes,
                     )
                 })
                 .await
                 .map_err(|e| SyncError::Worker(e.to_string()))?;
-                let (prepared, encrypted, undecryptable, lessons, bytes) = opened;
+                let (prepared, encrypted, undecryptable, (lessons, outsider), bytes) = opened;
                 if let Some(keystore) = &learner {
                     if let Err(e) = learn_gossip(keystore, &learner_account, &lessons).await {
                         warn!(uid, error = %e, "gossip from this message not recorded");
@@ -259,6 +259,7 @@ async fn sync_mailbox(
                         if let Err(e) = learn_encrypted(
                             keystore,
                             &[prepared.message(), &bytes],
+                            outsider.as_deref(),
                             SystemTime::now(),
                         )
                         .await

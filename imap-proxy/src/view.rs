@@ -102,6 +102,10 @@ pub struct View {
     pub detail: Option<String>,
     /// What it teaches about keys (apply with [`crate::learn::learn`]).
     pub lessons: Lessons,
+    /// The sender, if they sent on a ciphertext that was neither encrypted
+    /// to them nor signed by them ([`outsider`]); recorded with
+    /// `Keystore::record_outsider`.
+    pub outsider: Option<String>,
 }
 
 /// Decrypts and verifies one message from the provider.
@@ -153,6 +157,10 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
     if let (Some(value), Some(_)) = (status.as_mut(), &deceptive_name) {
         value.push_str("; warning=display-name");
     }
+    let outsider = outsider(&outcome, keys, signer);
+    if let (Some(value), Some(_)) = (status.as_mut(), &outsider) {
+        value.push_str("; warning=not-a-recipient");
+    }
     // Every refusal is about encrypted content (or content too large to
     // look at), so the message counts as encrypted either way.
     let encrypted = outcome.decrypted || outcome.refusal.is_some();
@@ -173,6 +181,10 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
         Some(sentence) => with_note(&message, sentence),
         None => message,
     };
+    let message = match &outsider {
+        Some(address) => with_note(&message, &outsider_sentence(address)),
+        None => message,
+    };
     let message = match &status {
         Some(value) => mailcrypt::add_status_header(&message, value),
         None => message,
@@ -183,6 +195,7 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
         status,
         detail,
         lessons,
+        outsider,
     }
 }
 
@@ -273,6 +286,51 @@ fn deceptive_name(message: &[u8]) -> Option<String> {
         line(&shown),
         line(&sender.address)
     ))
+}
+
+/// The shown sender of a decrypted message, if they cannot have written it:
+/// the header is not protected inside (so it is whatever the last sender
+/// put outside), the signature is not theirs, the ciphertext names all its
+/// recipients, and none of them is a key the keystore holds for that
+/// address. That is Bob's ciphertext sent on by Mallory as his own ("Re:
+/// What's up Johnny?", 2019): an answer to Mallory quoting it is the leak.
+fn outsider(outcome: &Outcome, keys: &Keys, signer: Option<&Signer>) -> Option<String> {
+    if !outcome.decrypted
+        || outcome.protected_header
+        || outcome.signature.is_valid()
+        || outcome.encrypted_to.iter().any(Option::is_none)
+    {
+        return None;
+    }
+    let from = letterlock_mime::sender(mailcrypt::mime::split_header(&outcome.message).0)?;
+    if autocrypt::addr_eq(&from.address, &keys.account) {
+        return None;
+    }
+    let recipient = signer
+        .filter(|s| autocrypt::addr_eq(&s.address, &from.address))
+        .is_some_and(|s| {
+            s.key.cert.keys().any(|k| {
+                outcome
+                    .encrypted_to
+                    .iter()
+                    .flatten()
+                    .any(|r| r.aliases(k.key().key_handle()))
+            })
+        });
+    (!recipient).then_some(from.address)
+}
+
+fn outsider_sentence(address: &str) -> String {
+    let address: String = address
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    format!(
+        "[Letterlock] Careful: this message was not encrypted to its sender, {address}, and \
+         not signed by them, so they cannot read it: someone else wrote it. The gateway will \
+         not send {address} a reply to it or to its conversation."
+    )
 }
 
 /// Why a message stayed closed, for a person (mailcrypt's sentences).

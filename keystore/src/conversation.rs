@@ -13,6 +13,10 @@
 //! nothing to refer to; phrases of its text are remembered instead, and a
 //! message quoting one of them belongs to the conversation all the same.
 //!
+//! Someone who sends on a ciphertext that was neither encrypted to them nor
+//! signed by them could not read it: they are remembered as an outsider, and
+//! no message of an encrypted conversation goes to them, even encrypted.
+//!
 //! When the vault takes no writes (a full or failed disk) the message is
 //! still read and sent, so the ID must not be forgotten: it is kept in
 //! memory ([`Unsaved`]), counted as encrypted by every lookup, and written
@@ -162,6 +166,54 @@ impl Keystore {
         }
         Ok(false)
     }
+}
+
+impl Keystore {
+    /// Records that `address` sent an encrypted message that was not
+    /// encrypted to them and that they did not sign: they could not read
+    /// what they sent.
+    pub async fn record_outsider(
+        &self,
+        address: &str,
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
+        sqlx::query(
+            "INSERT INTO outsider (address_hash, seen) VALUES (?, ?)
+             ON CONFLICT (address_hash) DO UPDATE SET seen = excluded.seen",
+        )
+        .bind(&address_hash(address)[..])
+        .bind(to_db(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Those of `addresses` recorded by [`Keystore::record_outsider`].
+    pub async fn outsiders_among(
+        &self,
+        addresses: &[String],
+    ) -> Result<Vec<String>, KeystoreError> {
+        let mut found = Vec::new();
+        for address in addresses {
+            let row: Option<(i64,)> =
+                sqlx::query_as("SELECT 1 FROM outsider WHERE address_hash = ?")
+                    .bind(&address_hash(address)[..])
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if row.is_some() {
+                found.push(address.clone());
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn address_hash(address: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"letterlock outsider v1\0")
+        .chain_update(address.trim().to_lowercase().as_bytes())
+        .finalize()
+        .into()
 }
 
 /// IDs of encrypted messages that could not be written to the vault, shared

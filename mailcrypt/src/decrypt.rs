@@ -12,7 +12,7 @@ use autocrypt::gossip::{GossipContext, GossipRejection};
 use autocrypt::{select_sender_header, AutocryptHeader};
 use base64::Engine as _;
 use mail_parser::{MimeHeaders, PartType};
-use sequoia_openpgp::{Cert, Fingerprint};
+use sequoia_openpgp::{Cert, Fingerprint, KeyHandle};
 use zeroize::Zeroizing;
 
 use crate::encrypt::to_crlf;
@@ -192,6 +192,13 @@ pub struct Outcome {
     /// The technical reason behind a refusal, for logs only: the user-facing
     /// [`Refusal`] stays uniform so it is no oracle.
     pub detail: Option<String>,
+    /// Whom a decrypted message was encrypted to, as its packets name them
+    /// (`None`: a hidden recipient). An attacker can drop names from a
+    /// ciphertext but not add any.
+    pub encrypted_to: Vec<Option<KeyHandle>>,
+    /// Whether the header shown came from inside the encryption (written by
+    /// whoever made the ciphertext, not by whoever sent it on).
+    pub protected_header: bool,
 }
 
 /// Decrypts and verifies a message (RFC 5322 bytes).
@@ -216,6 +223,8 @@ pub fn decrypt(message: &[u8], ctx: &DecryptContext<'_>) -> Outcome {
         gossip_rejected: Vec::new(),
         refusal: None,
         detail: None,
+        encrypted_to: Vec::new(),
+        protected_header: false,
     };
     if message.len() > MAX_MESSAGE_SIZE {
         outcome.refusal = Some(Refusal::TooLarge(message.len(), MAX_MESSAGE_SIZE));
@@ -243,7 +252,10 @@ pub fn decrypt(message: &[u8], ctx: &DecryptContext<'_>) -> Outcome {
             content,
             signature,
             outer_signature,
+            encrypted_to,
         }) => {
+            outcome.protected_header = header_protected(&content);
+            outcome.encrypted_to = encrypted_to;
             let restored = restore(&root, &content);
             let restored_root = Entity::parse(&restored);
             let signer_from = single_from(restored_root.header);
@@ -315,6 +327,8 @@ enum Found {
         signature: SignatureStatus,
         /// The status of an outer multipart/signed around the ciphertext.
         outer_signature: SignatureStatus,
+        /// Whom the ciphertext names as its recipients.
+        encrypted_to: Vec<Option<KeyHandle>>,
     },
     Clear {
         signature: SignatureStatus,
@@ -504,6 +518,7 @@ impl Engine<'_> {
                     content,
                     signature,
                     outer_signature,
+                    encrypted_to: decrypted.recipients,
                 });
             }
         }
@@ -511,6 +526,7 @@ impl Engine<'_> {
             content: plain,
             signature,
             outer_signature,
+            encrypted_to: decrypted.recipients,
         })
     }
 
@@ -555,10 +571,12 @@ impl Engine<'_> {
                         content,
                         signature,
                         outer_signature,
+                        encrypted_to,
                     } => Found::Decrypted {
                         content: inline_entity(&content, ct, line_ending(root.header)),
                         signature,
                         outer_signature,
+                        encrypted_to,
                     },
                     clear => clear,
                 });
@@ -817,6 +835,14 @@ const TRANSPORT_FIELDS: &[&str] = &[
 ];
 const TRANSPORT_PREFIXES: &[&str] = &["ARC-", "List-", "X-Spam"];
 
+/// Whether the sender protected the header inside the encryption (RFC 9788:
+/// `hp` on the inner Content-Type, or a From inside).
+fn header_protected(content: &[u8]) -> bool {
+    let inner = Entity::parse(content);
+    inner.content_type().param("hp").is_some()
+        || mime::fields(inner.header).iter().any(|f| f.is("From"))
+}
+
 /// The message the user sees: fields that came only from outside, then the
 /// decrypted entity's fields, which win over outer ones of the same name,
 /// then its body.
@@ -831,8 +857,7 @@ fn restore(root: &Entity<'_>, content: &[u8]) -> Vec<u8> {
     let eol = line_ending(root.header);
     let inner = Entity::parse(content);
     let inner_fields = mime::fields(inner.header);
-    let protected =
-        inner.content_type().param("hp").is_some() || inner_fields.iter().any(|f| f.is("From"));
+    let protected = header_protected(content);
     // `get`: a hostile field name may have a multi-byte character there.
     let starts_with = |f: &Field<'_>, prefix: &str| {
         f.name

@@ -175,6 +175,9 @@ pub(crate) enum SigCheck {
 pub(crate) struct Decrypted {
     pub plaintext: Zeroizing<Vec<u8>>,
     pub signatures: Vec<SigCheck>,
+    /// Whom the message was encrypted to, as its PKESK packets name them
+    /// (`None`: a hidden recipient).
+    pub recipients: Vec<Option<KeyHandle>>,
 }
 
 /// Why decryption failed, before mapping to the uniform refusal.
@@ -209,6 +212,7 @@ struct Helper<'a> {
     signatures: Vec<SigCheck>,
     encrypted: bool,
     session_key_rejected: bool,
+    recipients: Vec<Option<KeyHandle>>,
 }
 
 impl<'a> Helper<'a> {
@@ -219,6 +223,7 @@ impl<'a> Helper<'a> {
             signatures: Vec::new(),
             encrypted: false,
             session_key_rejected: false,
+            recipients: Vec::new(),
         }
     }
 }
@@ -277,6 +282,7 @@ impl DecryptionHelper for Helper<'_> {
         sym_algo: Option<SymmetricAlgorithm>,
         decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
     ) -> openpgp::Result<Option<Cert>> {
+        self.recipients = pkesks.iter().map(|p| p.recipient()).collect();
         for pkesk in pkesks {
             let recipient = pkesk.recipient();
             for cert in self.secret {
@@ -375,6 +381,7 @@ fn decrypt_unguarded(
     Ok(Decrypted {
         plaintext,
         signatures: helper.signatures,
+        recipients: helper.recipients,
     })
 }
 

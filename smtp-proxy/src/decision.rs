@@ -51,6 +51,9 @@ pub struct Recipient<'a> {
     pub address: &'a str,
     /// The effective peer state, if anything is known.
     pub peer: Option<&'a PeerState>,
+    /// They once sent an encrypted message that was neither encrypted to
+    /// them nor signed by them (the keystore's `outsider` record).
+    pub outsider: bool,
 }
 
 /// The verdict.
@@ -89,6 +92,22 @@ pub fn decide<'a>(
         .map(|(r, _)| r.address)
         .collect();
     let all_have_keys = missing.is_empty();
+    // Nor does it go, even encrypted, to someone who sent on a ciphertext
+    // they could not read ("Re: What's up Johnny?"): it may quote it.
+    let outsiders: Vec<&str> = recipients
+        .iter()
+        .filter(|r| r.outsider)
+        .map(|r| r.address)
+        .collect();
+    if reply_to_encrypted && !outsiders.is_empty() {
+        return Decision::Refuse(format!(
+            "Not sent: this message answers or forwards an encrypted message, and {} sent you \
+             an encrypted message that was not encrypted to them and not signed by them, so \
+             they could not read it: someone else wrote it. The answer may quote what they \
+             cannot read. Leave them out, or write a new message that quotes nothing.",
+            list(&outsiders)
+        ));
+    }
     // An encrypted conversation stays encrypted whatever the policy or the
     // writer's [plain]: the message may quote what the provider must not see.
     if reply_to_encrypted {
@@ -164,27 +183,12 @@ mod tests {
     fn policies_and_overrides() {
         let bob = peer("bob@example.org", PreferEncrypt::Mutual);
         let carol = peer("carol@example.org", PreferEncrypt::NoPreference);
-        let with_bob = [Recipient {
-            address: "bob@example.org",
-            peer: Some(&bob),
-        }];
-        let with_carol = [Recipient {
-            address: "carol@example.org",
-            peer: Some(&carol),
-        }];
+        let with_bob = [to("bob@example.org", Some(&bob), false)];
+        let with_carol = [to("carol@example.org", Some(&carol), false)];
         let mixed = [
-            Recipient {
-                address: "bob@example.org",
-                peer: Some(&bob),
-            },
-            Recipient {
-                address: "dave@example.net",
-                peer: None,
-            },
-            Recipient {
-                address: "erin@example.net",
-                peer: None,
-            },
+            to("bob@example.org", Some(&bob), false),
+            to("dave@example.net", None, false),
+            to("erin@example.net", None, false),
         ];
         let d = |r: &[Recipient<'_>], p, o| {
             verdict(decide(r, p, o, PreferEncrypt::Mutual, false, now()))
@@ -218,6 +222,14 @@ mod tests {
         assert!(d(&[], Opportunistic, None).starts_with("refuse"));
     }
 
+    fn to<'a>(address: &'a str, peer: Option<&'a PeerState>, outsider: bool) -> Recipient<'a> {
+        Recipient {
+            address,
+            peer,
+            outsider,
+        }
+    }
+
     fn verdict(d: Decision<'_>) -> String {
         match d {
             Decision::Encrypt(k) => format!("encrypt {}", k.len()),
@@ -231,19 +243,10 @@ mod tests {
     #[test]
     fn encrypted_conversations_stay_encrypted() {
         let bob = peer("bob@example.org", PreferEncrypt::NoPreference);
-        let with_bob = [Recipient {
-            address: "bob@example.org",
-            peer: Some(&bob),
-        }];
+        let with_bob = [to("bob@example.org", Some(&bob), false)];
         let with_mallory = [
-            Recipient {
-                address: "bob@example.org",
-                peer: Some(&bob),
-            },
-            Recipient {
-                address: "mallory@example.net",
-                peer: None,
-            },
+            to("bob@example.org", Some(&bob), false),
+            to("mallory@example.net", None, false),
         ];
         let reply = |r: &[Recipient<'_>], p, o| {
             verdict(decide(r, p, o, PreferEncrypt::NoPreference, true, now()))
@@ -261,6 +264,54 @@ mod tests {
                     "{policy:?} {request:?}: {refused}"
                 );
             }
+        }
+    }
+
+    /// Someone who sent on a ciphertext they could not read gets no answer
+    /// in that conversation, even with a key; new mail to them is not held.
+    #[test]
+    fn outsiders_get_no_answer_even_encrypted() {
+        let bob = peer("bob@example.org", PreferEncrypt::Mutual);
+        let mallory = peer("mallory@example.net", PreferEncrypt::Mutual);
+        let recipients = [
+            to("bob@example.org", Some(&bob), false),
+            to("mallory@example.net", Some(&mallory), true),
+        ];
+        for policy in [Policy::Opportunistic, Policy::Mutual, Policy::Required] {
+            let answer = decide(
+                &recipients,
+                policy,
+                None,
+                PreferEncrypt::Mutual,
+                true,
+                now(),
+            );
+            let refused = verdict(answer);
+            assert!(
+                refused.starts_with("refuse: Not sent")
+                    && refused.contains("mallory@example.net")
+                    && !refused.contains("bob@")
+                    && refused.contains("could not read it"),
+                "{policy:?}: {refused}"
+            );
+            let new = decide(
+                &recipients,
+                policy,
+                None,
+                PreferEncrypt::Mutual,
+                false,
+                now(),
+            );
+            assert_eq!(verdict(new), "encrypt 2", "{policy:?}");
+            let to_bob = decide(
+                &recipients[..1],
+                policy,
+                None,
+                PreferEncrypt::Mutual,
+                true,
+                now(),
+            );
+            assert_eq!(verdict(to_bob), "encrypt 1", "{policy:?}");
         }
     }
 

@@ -118,8 +118,28 @@ pub async fn prepare(
         peers.push((address.clone(), peer));
     }
 
+    // Who, among them, sent on a ciphertext they could not read: asked only
+    // for a message of an encrypted conversation, the one it matters for.
+    let outsiders = if submission.answers_encrypted {
+        let addresses: Vec<String> = peers.iter().map(|(a, _)| a.clone()).collect();
+        keystore.outsiders_among(&addresses).await.map_err(|e| {
+            refusal(format!(
+                "it could not be told whether its recipients may read the conversation ({e})"
+            ))
+        })?
+    } else {
+        Vec::new()
+    };
     let message_id = field_value(&submission.message, "Message-ID");
     let account = account.clone();
+    let peers: Vec<Peer> = peers
+        .into_iter()
+        .map(|(address, state)| Peer {
+            outsider: outsiders.iter().any(|o| autocrypt::addr_eq(o, &address)),
+            address,
+            state,
+        })
+        .collect();
     let work = move || build(submission, &peers, &account, &own, mail_from, smtputf8, now);
     let outgoing = tokio::task::spawn_blocking(work)
         .await
@@ -164,9 +184,17 @@ async fn encrypted_conversation(message: &[u8], keystore: &Keystore) -> Result<b
         .map_err(unknown)
 }
 
+/// A recipient and what the keystore knows about them.
+struct Peer {
+    address: String,
+    state: Option<PeerState>,
+    /// See [`Recipient::outsider`].
+    outsider: bool,
+}
+
 fn build(
     submission: submission::Submission,
-    peers: &[(String, Option<PeerState>)],
+    peers: &[Peer],
     account: &Account,
     own: &OwnKey,
     mail_from: String,
@@ -175,9 +203,10 @@ fn build(
 ) -> Result<Outgoing, Reply> {
     let recipients: Vec<Recipient<'_>> = peers
         .iter()
-        .map(|(address, peer)| Recipient {
-            address,
-            peer: peer.as_ref(),
+        .map(|p| Recipient {
+            address: &p.address,
+            peer: p.state.as_ref(),
+            outsider: p.outsider,
         })
         .collect();
     let decision = decide(

@@ -4,7 +4,8 @@
 //! third party without a key, not with `[plain]` in the subject, not as an
 //! attachment, not when the attacker re-sent someone else's ciphertext as
 //! his own message to have it answered, not when that ciphertext has no
-//! Message-ID to refer to (the quote links the reply).
+//! Message-ID to refer to (the quote links the reply), and not encrypted to
+//! the attacker once he has a key.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -160,6 +161,9 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     let inbox = read(&alice, ALICE, "INBOX");
     assert!(inbox[0].contains(SECRET), "Alice reads it decrypted");
 
+    let to_mallory = |extra: &str, subject: &str, body: &str| {
+        message(ALICE.0, &[MALLORY.0], extra, subject, body)
+    };
     let quoting = format!("Sure.\n\n> {SECRET}");
     let in_reply = "In-Reply-To: <plans@example.org>\nReferences: <plans@example.org>\n";
 
@@ -174,13 +178,7 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     refused_for_conversation(&send(&alice, ALICE, &reply_all, &[BOB.0, MALLORY.0]));
 
     // 2. The writer's [plain] does not open an encrypted conversation.
-    let plain = message(
-        ALICE.0,
-        &[MALLORY.0],
-        in_reply,
-        "[plain] Re: Plans",
-        &quoting,
-    );
+    let plain = to_mallory(in_reply, "[plain] Re: Plans", &quoting);
     refused_for_conversation(&send(&alice, ALICE, &plain, &[MALLORY.0]));
 
     // 3. Forwarded as an attachment (Thunderbird's default), without any
@@ -197,9 +195,7 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
 
     // 4. Thunderbird's inline forward names the original in
     //    X-Forwarded-Message-Id.
-    let inline_forward = message(
-        ALICE.0,
-        &[MALLORY.0],
+    let inline_forward = to_mallory(
         "X-Forwarded-Message-Id: <plans@example.org>\n",
         "Fwd: Plans",
         &format!("-------- Forwarded Message --------\n{SECRET}"),
@@ -230,9 +226,7 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
         "{johnny_header}"
     );
     // ... and an answer to Mallory, the outer sender, is refused.
-    let answer = message(
-        ALICE.0,
-        &[MALLORY.0],
+    let answer = to_mallory(
         &format!(
             "In-Reply-To: {}\n",
             header(johnny, "Message-ID").expect("Message-ID")
@@ -241,13 +235,7 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
         &quoting,
     );
     refused_for_conversation(&send(&alice, ALICE, &answer, &[MALLORY.0]));
-    let outer_reply = message(
-        ALICE.0,
-        &[MALLORY.0],
-        "In-Reply-To: <johnny@example.org>\n",
-        "Re: Plans",
-        &quoting,
-    );
+    let outer_reply = to_mallory("In-Reply-To: <johnny@example.org>\n", "Re: Plans", &quoting);
     refused_for_conversation(&send(&alice, ALICE, &outer_reply, &[MALLORY.0]));
     // The same with the outer Message-ID spelled with a comment and folded
     // (RFC 5322 allows both): it was recorded as `id>(comment)`, and the
@@ -259,9 +247,7 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     );
     provider.wait_for_messages(ALICE.0, "INBOX", 3, wait);
     read(&alice, ALICE, "INBOX");
-    let spelled_reply = message(
-        ALICE.0,
-        &[MALLORY.0],
+    let spelled_reply = to_mallory(
         "In-Reply-To: <johnny2@example.org>\n",
         "Re: Plans",
         &quoting,
@@ -290,10 +276,16 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
         opened.contains(LATER_SECRET) && header(opened, "Message-ID").is_none(),
         "decrypted, with no Message-ID: {opened}"
     );
+    // Neither encrypted to Mallory nor signed by him: he could not read
+    // what he sent, and the reader is told so.
+    let status = header(opened, "Letterlock-Security").expect("status");
+    assert!(status.contains("warning=not-a-recipient"), "{status}");
+    assert!(
+        opened.contains("this message was not encrypted to its sender, mallory@example.org"),
+        "{opened}"
+    );
     let rewrapped = LATER_SECRET.replacen(" on ", "\n> on ", 1);
-    let quoting_bare = message(
-        ALICE.0,
-        &[MALLORY.0],
+    let quoting_bare = to_mallory(
         "",
         "Re: Plans again",
         &format!("Really?\n\nMallory wrote:\n> Bob here. {rewrapped}.\n"),
@@ -301,9 +293,7 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     refused_for_conversation(&send(&alice, ALICE, &quoting_bare, &[MALLORY.0]));
     alice.stop();
     alice.start();
-    let html_quote = message(
-        ALICE.0,
-        &[MALLORY.0],
+    let html_quote = to_mallory(
         "",
         "Re: Plans again",
         &format!("<p>Really?</p><blockquote>{LATER_SECRET}</blockquote>"),
@@ -315,7 +305,7 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     // Mallory that answers nothing (opportunistic: in the clear).
     let to_bob = message(ALICE.0, &[BOB.0], in_reply, "Re: Plans", &quoting);
     assert_eq!(send(&alice, ALICE, &to_bob, &[BOB.0]), "OK");
-    let new = message(ALICE.0, &[MALLORY.0], "", "Lunch", "Lunch on Monday?");
+    let new = to_mallory("", "Lunch", "Lunch on Monday?");
     assert_eq!(send(&alice, ALICE, &new, &[MALLORY.0]), "OK");
 
     let at_bob = provider.wait_for_messages(BOB.0, "INBOX", 1, wait);
@@ -332,6 +322,38 @@ fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     );
     let lunch = String::from_utf8_lossy(&at_mallory[0]);
     assert!(lunch.contains("Lunch on Monday") && !lunch.contains("merger"));
+
+    // 7. Mallory with a key (Alice learns it from his first mail): an
+    //    answer to what he sent on is refused all the same, since encrypted
+    //    to him it shows him what he could not read. New mail still goes.
+    let mut mallory = Gateway::new(root.path(), "mallory");
+    mallory.init(MALLORY.0, &provider);
+    mallory.start();
+    let intro = message(MALLORY.0, &[ALICE.0], "", "Hi", "Hi Alice, here is my key.");
+    assert_eq!(send(&mallory, MALLORY, &intro, &[ALICE.0]), "OK");
+    provider.wait_for_messages(ALICE.0, "INBOX", 5, wait);
+    read(&alice, ALICE, "INBOX");
+    let keyed_reply = to_mallory(
+        "",
+        "Re: Plans again",
+        &format!("Really?\n\n> Bob here. {LATER_SECRET}.\n"),
+    );
+    let refused = send(&alice, ALICE, &keyed_reply, &[MALLORY.0]);
+    refused_for_conversation(&refused);
+    assert!(refused.contains("could not read it"), "{refused}");
+    let later = to_mallory("", "Tuesday", "Or Tuesday?");
+    assert_eq!(send(&alice, ALICE, &later, &[MALLORY.0]), "OK");
+    let at_mallory = provider.wait_for_messages(MALLORY.0, "INBOX", 2, wait);
+    assert_eq!(
+        at_mallory.len(),
+        2,
+        "only the two new messages reached Mallory"
+    );
+    let tuesday = String::from_utf8_lossy(&at_mallory[1]);
+    assert!(
+        tuesday.contains("multipart/encrypted") && !tuesday.contains("merger"),
+        "{tuesday}"
+    );
     for (g, who) in [(&alice, "alice"), (&bob, "bob")] {
         let log = g.log_text();
         assert!(
