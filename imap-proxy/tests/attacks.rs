@@ -31,14 +31,15 @@ use std::time::{Duration, SystemTime};
 use archive::Archive;
 use autocrypt::{AutocryptHeader, PreferEncrypt};
 use base64::Engine as _;
-use imap_proxy::proxy::{AccountConfig, Config, Proxy, DEFAULT_PROVIDER_TIMEOUT};
-use imap_proxy::upstream::{Endpoint, Security};
+use imap_proxy::proxy::DEFAULT_PROVIDER_TIMEOUT;
 use keystore::{KeySource, Keystore, Unlock};
 use mailcrypt::{Boundary, EncryptRequest};
 use sequoia_openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient};
 use sequoia_openpgp::serialize::Serialize as _;
 use sequoia_openpgp::{armor, Cert};
 use testbed::Dovecot;
+
+mod common;
 
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
@@ -497,32 +498,14 @@ async fn read_inbox(
     dovecot: &Dovecot,
     sessions: usize,
 ) -> Vec<Vec<String>> {
-    let proxy = Proxy::bind(
-        Config {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            tls: None,
-            provider_timeout: DEFAULT_PROVIDER_TIMEOUT,
-            accounts: vec![AccountConfig {
-                address: ALICE.into(),
-                username: "alice".into(),
-                provider: Endpoint {
-                    host: "localhost".into(),
-                    port: dovecot.imaps_port,
-                    security: Security::Tls,
-                    ca_file: Some(dovecot.ca_file.clone()),
-                },
-            }],
-        },
-        store.clone(),
-        archive.clone(),
+    let proxy = common::start(
+        vec![common::account_at(dovecot, ALICE, "alice")],
+        DEFAULT_PROVIDER_TIMEOUT,
+        store,
+        archive,
     )
-    .await
-    .expect("bind");
-    let port = proxy.local_addr().expect("addr").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(proxy.run(async {
-        let _ = stopped.await;
-    }));
+    .await;
+    let port = proxy.port;
     let readers: Vec<_> = (0..sessions)
         .map(|_| {
             tokio::task::spawn_blocking(move || {
@@ -553,8 +536,7 @@ async fn read_inbox(
                 .collect(),
         );
     }
-    let _ = stop.send(());
-    let _ = running.await;
+    proxy.stop().await;
     all
 }
 
@@ -1497,52 +1479,21 @@ async fn deep_structures_pass_through_as_dovecot_serves_them() {
     }
     let ask = |port: u16, tls: bool| {
         tokio::task::spawn_blocking(move || {
-            let out = Command::new("python3")
-                .args([
-                    "-c",
-                    STRUCTURES,
-                    &port.to_string(),
-                    "alice",
-                    "alicepw",
-                    if tls { "1" } else { "0" },
-                ])
-                .output()
-                .expect("python3");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            let port = port.to_string();
+            let tls = if tls { "1" } else { "0" };
+            let out = common::python(STRUCTURES, &[&port, "alice", "alicepw", tls]);
+            String::from_utf8_lossy(&out).into_owned()
         })
     };
     let direct = ask(world.dovecot.imaps_port, true).await.expect("direct");
-    let proxy = Proxy::bind(
-        Config {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            tls: None,
-            provider_timeout: DEFAULT_PROVIDER_TIMEOUT,
-            accounts: vec![AccountConfig {
-                address: ALICE.into(),
-                username: "alice".into(),
-                provider: Endpoint {
-                    host: "localhost".into(),
-                    port: world.dovecot.imaps_port,
-                    security: Security::Tls,
-                    ca_file: Some(world.dovecot.ca_file.clone()),
-                },
-            }],
-        },
-        world.store.clone(),
-        world.archive.clone(),
+    let proxy = common::start(
+        vec![common::account_at(&world.dovecot, ALICE, "alice")],
+        DEFAULT_PROVIDER_TIMEOUT,
+        &world.store,
+        &world.archive,
     )
-    .await
-    .expect("bind");
-    let port = proxy.local_addr().expect("addr").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(proxy.run(async {
-        let _ = stopped.await;
-    }));
+    .await;
+    let port = proxy.port;
     // Dovecot's answers for the cleartext messages, in order: the proxy's
     // must carry each of them unchanged.
     let plain_answers = |answer: &str| -> Vec<String> {
@@ -1591,6 +1542,5 @@ async fn deep_structures_pass_through_as_dovecot_serves_them() {
             }
         }
     }
-    let _ = stop.send(());
-    let _ = running.await;
+    proxy.stop().await;
 }

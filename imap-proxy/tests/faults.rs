@@ -19,10 +19,12 @@ use std::time::{Duration, SystemTime};
 
 use archive::Archive;
 use autocrypt::PreferEncrypt;
-use imap_proxy::proxy::{AccountConfig, Config, Proxy};
+use imap_proxy::proxy::AccountConfig;
 use imap_proxy::upstream::{Endpoint, Security};
 use keystore::{Keystore, Unlock};
 use testbed::Dovecot;
+
+mod common;
 
 /// argv: port [greeting [dir]]. A plain IMAP server whose LOGIN name picks
 /// the fault it shows later; `greeting` (ok, drop, stall, garbage) is what
@@ -199,23 +201,14 @@ async fn alice_at_dovecot(dir: &Path) -> (Keystore, Dovecot) {
 
 /// A running proxy (provider timeout 3 s) for Alice at `dovecot` and for
 /// one account per (login name, hostile server port), each with its own
-/// key: its port, its archive, and what stops it.
+/// key: the proxy and its archive.
 async fn proxy_for(
     store: &Keystore,
     dovecot: &Dovecot,
     hostile: &[(&str, u16)],
-) -> (u16, Archive, tokio::sync::oneshot::Sender<()>) {
+) -> (common::Running, Archive) {
     let now = SystemTime::now() - Duration::from_secs(60);
-    let mut accounts = vec![AccountConfig {
-        address: "alice@example.org".into(),
-        username: "alice".into(),
-        provider: Endpoint {
-            host: "localhost".into(),
-            port: dovecot.imaps_port,
-            security: Security::Tls,
-            ca_file: Some(dovecot.ca_file.clone()),
-        },
-    }];
+    let mut accounts = vec![common::account_at(dovecot, "alice@example.org", "alice")];
     for &(name, port) in hostile {
         accounts.push(AccountConfig {
             address: format!("{name}@example.net"),
@@ -236,24 +229,8 @@ async fn proxy_for(
             .expect("identity");
     }
     let archive = Archive::open(store).await.expect("archive");
-    let proxy = Proxy::bind(
-        Config {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            tls: None,
-            provider_timeout: Duration::from_secs(3),
-            accounts,
-        },
-        store.clone(),
-        archive.clone(),
-    )
-    .await
-    .expect("bind");
-    let port = proxy.local_addr().expect("addr").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(proxy.run(async {
-        let _ = stopped.await;
-    }));
-    (port, archive, stop)
+    let proxy = common::start(accounts, Duration::from_secs(3), store, &archive).await;
+    (proxy, archive)
 }
 
 /// Starts the hostile server with `greeting`, recording APPENDs in `dir`;
@@ -297,7 +274,8 @@ async fn a_misbehaving_provider_ends_only_its_own_sessions() {
     let (hostile_port, _hostile) = hostile("ok", dir.path());
 
     let hostile_accounts = ["malformed", "huge", "drop"].map(|fault| (fault, hostile_port));
-    let (port, _, stop) = proxy_for(&store, &dovecot, &hostile_accounts).await;
+    let (proxy, _) = proxy_for(&store, &dovecot, &hostile_accounts).await;
+    let port = proxy.port;
 
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -356,7 +334,7 @@ async fn a_misbehaving_provider_ends_only_its_own_sessions() {
     let alice = alice.await.expect("alice");
     assert!(alice.contains("FETCH OK Subject: still here"), "{alice}");
 
-    let _ = stop.send(());
+    proxy.stop().await;
 }
 
 /// The hostile server, stopped however the test ends.
@@ -391,32 +369,14 @@ async fn a_client_gone_mid_literal_stores_nothing() {
         .await
         .expect("identity");
     let archive = Archive::open(&store).await.expect("archive");
-    let proxy = Proxy::bind(
-        Config {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            tls: None,
-            provider_timeout: Duration::from_secs(3),
-            accounts: vec![AccountConfig {
-                address: "alice@example.org".into(),
-                username: "alice".into(),
-                provider: Endpoint {
-                    host: "localhost".into(),
-                    port: dovecot.imaps_port,
-                    security: Security::Tls,
-                    ca_file: Some(dovecot.ca_file.clone()),
-                },
-            }],
-        },
-        store,
-        archive,
+    let proxy = common::start(
+        vec![common::account_at(&dovecot, "alice@example.org", "alice")],
+        Duration::from_secs(3),
+        &store,
+        &archive,
     )
-    .await
-    .expect("bind");
-    let port = proxy.local_addr().expect("addr").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(proxy.run(async {
-        let _ = stopped.await;
-    }));
+    .await;
+    let port = proxy.port;
 
     let message = "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: draft\r\n\r\n\
                    canary-mid-literal: the first half of a draft\r\n"
@@ -485,7 +445,7 @@ async fn a_client_gone_mid_literal_stores_nothing() {
         stored.contains("multipart/encrypted") && !stored.contains("canary-mid-literal"),
         "{stored}"
     );
-    let _ = stop.send(());
+    proxy.stop().await;
 }
 
 /// argv: port user action. Logs in and then `fetch`es message 1 of INBOX or
@@ -566,7 +526,8 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
         .iter()
         .map(|&(fault, greeting, _)| (fault, servers[greeting].0))
         .collect();
-    let (port, archive, stop) = proxy_for(&store, &dovecot, &hostile_accounts).await;
+    let (proxy, archive) = proxy_for(&store, &dovecot, &hostile_accounts).await;
+    let port = proxy.port;
 
     let alice = tokio::task::spawn_blocking(move || output(client(port, "alice", "alicepw", 6)));
     let started = std::time::Instant::now();
@@ -654,7 +615,7 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
         failures.push(format!("alice's session was disturbed: {alice}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let _ = stop.send(());
+    proxy.stop().await;
 }
 
 /// argv: port. Saves a small and then a large draft; prints each APPEND's
@@ -689,7 +650,8 @@ async fn a_provider_out_of_space_refuses_the_append_and_the_session_goes_on() {
         tokio::task::spawn_blocking(|| Dovecot::start_with_quota(&[("alice", "alicepw")], 64))
             .await
             .expect("dovecot");
-    let (port, _, stop) = proxy_for(&store, &dovecot, &[]).await;
+    let (proxy, _) = proxy_for(&store, &dovecot, &[]).await;
+    let port = proxy.port;
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .args(["-c", QUOTA_CLIENT, &port.to_string()])
@@ -715,5 +677,5 @@ async fn a_provider_out_of_space_refuses_the_append_and_the_session_goes_on() {
         stored.contains("multipart/encrypted") && !stored.contains("canary-quota"),
         "{stored}"
     );
-    let _ = stop.send(());
+    proxy.stop().await;
 }

@@ -18,12 +18,12 @@ use std::time::{Duration, SystemTime};
 use archive::Archive;
 use autocrypt::{AutocryptHeader, PreferEncrypt};
 use base64::Engine as _;
-use imap_proxy::proxy::{AccountConfig, Config, Proxy};
-use imap_proxy::upstream::{Endpoint, Security};
 use keystore::{KeySource, Keystore, Unlock};
 use mailcrypt::{Boundary, EncryptRequest};
 use sequoia_openpgp::serialize::SerializeInto as _;
 use testbed::Dovecot;
+
+mod common;
 
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
@@ -347,32 +347,14 @@ async fn every_fetch_item_of_a_mixed_mailbox_matches_dovecot_on_the_plaintext() 
     let uids = dovecot.uids("alice", "INBOX");
     assert_eq!(uids.len(), mailbox.len());
 
-    let proxy = Proxy::bind(
-        Config {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            tls: None,
-            provider_timeout: imap_proxy::proxy::DEFAULT_PROVIDER_TIMEOUT,
-            accounts: vec![AccountConfig {
-                address: ALICE.into(),
-                username: "alice".into(),
-                provider: Endpoint {
-                    host: "localhost".into(),
-                    port: dovecot.imaps_port,
-                    security: Security::Tls,
-                    ca_file: Some(dovecot.ca_file.clone()),
-                },
-            }],
-        },
-        store.clone(),
-        archive,
+    let proxy = common::start(
+        vec![common::account_at(&dovecot, ALICE, "alice")],
+        imap_proxy::proxy::DEFAULT_PROVIDER_TIMEOUT,
+        &store,
+        &archive,
     )
-    .await
-    .expect("bind");
-    let port = proxy.local_addr().expect("addr").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(proxy.run(async {
-        let _ = stopped.await;
-    }));
+    .await;
+    let port = proxy.port;
 
     // What the proxy serves, once per message; then stored as cleartext in
     // "Expected", in the same order, for Dovecot to answer from.
@@ -574,5 +556,5 @@ async fn every_fetch_item_of_a_mixed_mailbox_matches_dovecot_on_the_plaintext() 
         "{}",
         read[0]
     );
-    let _ = stop.send(());
+    proxy.stop().await;
 }
