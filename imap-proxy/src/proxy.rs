@@ -103,7 +103,7 @@ pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(600);
 /// and LIST-STATUS are among them: imap-codec does not parse a LIST with
 /// selection or return options, and a client that was told it may send one
 /// would get BAD (Thunderbird then shows only Inbox and Trash).
-const KEPT: [&str; 10] = [
+const KEPT: [&str; 11] = [
     "IMAP4REV1",
     "IDLE",
     "LITERAL+",
@@ -114,6 +114,9 @@ const KEPT: [&str; 10] = [
     "ID",
     "UNSELECT",
     "CHILDREN",
+    // Clients show how full the mailbox is (the provider's count: the
+    // encrypted copies are what takes the space).
+    "QUOTA",
 ];
 
 struct Shared {

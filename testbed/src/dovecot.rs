@@ -38,10 +38,12 @@ impl Dovecot {
     }
 
     /// Starts Dovecot with a storage quota of `kib` KiB for every user: a
-    /// provider that runs out of space (`NO [OVERQUOTA]` to APPEND).
+    /// provider that runs out of space (`NO [OVERQUOTA]` to APPEND) and
+    /// offers QUOTA (RFC 9208) to clients.
     pub fn start_with_quota(users: &[(&str, &str)], kib: u64) -> Self {
         let quota = format!(
             "mail_plugins = $mail_plugins quota\n\
+             protocol imap {{\n  mail_plugins = $mail_plugins imap_quota\n}}\n\
              plugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage={kib}K\n}}\n"
         );
         Self::launch(users, None, &quota)
