@@ -74,7 +74,19 @@ fn plan() -> Vec<(&'static str, Vec<&'static str>)> {
             "MOVE",
             vec!["SELECT INBOX", "UID MOVE 2 Projects", "CLOSE", "STATUS Projects (MESSAGES)"],
         ),
-        ("SPECIAL-USE", vec!["LIST \"\" \"%\"", "LIST \"\" \"*\""]),
+        // Without LIST-EXTENDED Thunderbird reads the folder flags from a
+        // plain LIST, then the subscriptions from LSUB, spelled as here
+        // (nsImapProtocol::List, ::Lsub).
+        (
+            "SPECIAL-USE",
+            vec![
+                "LIST \"\" \"%\"",
+                "LIST \"\" \"*\"",
+                "list \"\" \"*\"",
+                "lsub \"\" \"*\"",
+                "list \"\" \"INBOX\"",
+            ],
+        ),
         ("NAMESPACE", vec!["NAMESPACE"]),
         (
             "ID",
