@@ -7,3 +7,6 @@ CREATE TABLE encrypted_text (
     phrase_hash BLOB PRIMARY KEY,
     seen        INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Bounded (keystore::conversation): the oldest phrases go first.
+CREATE INDEX encrypted_text_seen ON encrypted_text (seen);

@@ -114,6 +114,10 @@ impl Keystore {
 /// (`mailcrypt::outgoing::quotable_phrases` samples a longer text evenly).
 pub const MAX_PHRASES_RECORDED: usize = 2_000;
 
+/// At most this many phrases are kept in all (about 25 MB; 250 long
+/// messages without a Message-ID, or many more short ones).
+const MAX_PHRASES_KEPT: i64 = 500_000;
+
 /// At most this many phrases of one outgoing message are looked up.
 const MAX_PHRASES_LOOKED_UP: usize = 100_000;
 
@@ -129,6 +133,15 @@ impl Keystore {
         phrases: &[S],
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
+        self.record_phrases(phrases, now, MAX_PHRASES_KEPT).await
+    }
+
+    async fn record_phrases<S: AsRef<str>>(
+        &self,
+        phrases: &[S],
+        now: SystemTime,
+        cap: i64,
+    ) -> Result<(), KeystoreError> {
         let mut tx = self.pool.begin().await?;
         for phrase in phrases.iter().take(MAX_PHRASES_RECORDED) {
             sqlx::query(
@@ -137,6 +150,21 @@ impl Keystore {
             )
             .bind(&phrase_hash(phrase.as_ref())[..])
             .bind(to_db(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Anyone can encrypt to the reader, so the table is bounded: past
+        // the cap the phrases seen longest ago go first.
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM encrypted_text")
+            .fetch_one(&mut *tx)
+            .await?;
+        let excess = count - cap;
+        if excess > 0 {
+            sqlx::query(
+                "DELETE FROM encrypted_text WHERE phrase_hash IN
+                 (SELECT phrase_hash FROM encrypted_text ORDER BY seen LIMIT ?)",
+            )
+            .bind(excess)
             .execute(&mut *tx)
             .await?;
         }
@@ -302,6 +330,42 @@ fn phrase_hash(phrase: &str) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_phrase_table_is_bounded_and_keeps_the_newest() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Keystore::create(dir.path(), crate::Unlock::KeyFile)
+            .await
+            .expect("create");
+        let at =
+            |s: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000 + s);
+        let old: Vec<String> = (0..10).map(|i| format!("old phrase {i}")).collect();
+        let new: Vec<String> = (0..3).map(|i| format!("new phrase {i}")).collect();
+        store.record_phrases(&old, at(0), 5).await.expect("old");
+        store.record_phrases(&new, at(1), 5).await.expect("new");
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM encrypted_text")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count");
+        assert_eq!(count, 5);
+        for phrase in &new {
+            let found = store.quotes_encrypted_text(&[phrase]).await;
+            assert!(found.expect("look up"), "{phrase} kept");
+        }
+        let kept_old = {
+            let mut n = 0;
+            for phrase in &old {
+                n += usize::from(
+                    store
+                        .quotes_encrypted_text(&[phrase])
+                        .await
+                        .expect("look up"),
+                );
+            }
+            n
+        };
+        assert_eq!(kept_old, 2, "the oldest went first");
+    }
 
     #[test]
     fn unsaved_ids_are_bounded_and_forget_the_oldest_first() {
