@@ -147,6 +147,10 @@ fn answers(name: &MessageDataItemName<'_>, item: &MessageDataItem<'_>) -> bool {
         ) => same_section(s, t) && p.map(|(o, _)| o) == *origin,
         // A FETCH that changes flags (no .PEEK) brings FLAGS unasked.
         (_, MessageDataItem::Flags(_)) => true,
+        // The provider sends MODSEQ when the client asked, or enabled
+        // CONDSTORE (RFC 7162 3.1.4: then with every FLAGS): it is the
+        // provider's, like FLAGS, and always passed on.
+        (_, MessageDataItem::ModSeq(_)) => true,
         _ => false,
     }
 }

@@ -99,11 +99,11 @@ pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Capabilities passed on after login: what the proxy carries end to end,
 /// each checked command by command against Dovecot (`tests/capabilities.rs`).
 /// Everything else (COMPRESS, BINARY, SORT/THREAD for now, ESEARCH
-/// and SEARCHRES, CONDSTORE/QRESYNC, NOTIFY, …) is removed. LIST-EXTENDED
+/// and SEARCHRES, NOTIFY, …) is removed. LIST-EXTENDED
 /// and LIST-STATUS are among them: imap-codec does not parse a LIST with
 /// selection or return options, and a client that was told it may send one
 /// would get BAD (Thunderbird then shows only Inbox and Trash).
-const KEPT: [&str; 11] = [
+const KEPT: [&str; 14] = [
     "IMAP4REV1",
     "IDLE",
     "LITERAL+",
@@ -117,6 +117,12 @@ const KEPT: [&str; 11] = [
     // Clients show how full the mailbox is (the provider's count: the
     // encrypted copies are what takes the space).
     "QUOTA",
+    // Flags and mod-sequences are the provider's, for decrypted messages
+    // too (`fetch::rewrite` passes MODSEQ on), so a client resynchronises a
+    // large mailbox without fetching every flag.
+    "ENABLE",
+    "CONDSTORE",
+    "QRESYNC",
 ];
 
 struct Shared {

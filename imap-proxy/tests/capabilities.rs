@@ -97,6 +97,30 @@ fn plan() -> Vec<(&'static str, Vec<&'static str>)> {
         ),
         ("UNSELECT", vec!["SELECT INBOX", "UNSELECT", "NOOP"]),
         ("CHILDREN", vec!["LIST \"\" \"Projects*\"", "LIST \"\" \"%\""]),
+        // Last: once enabled, CONDSTORE changes later answers.
+        ("ENABLE", vec!["ENABLE CONDSTORE"]),
+        (
+            "CONDSTORE",
+            vec![
+                "SELECT INBOX (CONDSTORE)",
+                "FETCH 1:* (FLAGS MODSEQ)",
+                "STORE 1 +FLAGS (\\Flagged)",
+                "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
+                "UID STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)",
+                "SEARCH MODSEQ 1",
+                "STATUS Projects (HIGHESTMODSEQ)",
+                "CLOSE",
+            ],
+        ),
+        (
+            "QRESYNC",
+            vec![
+                "ENABLE QRESYNC",
+                "SELECT INBOX (QRESYNC ({UIDVALIDITY} 1))",
+                "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+                "CLOSE",
+            ],
+        ),
         // Not advertised (imap-codec does not parse these forms); here so
         // that keeping them again runs what Thunderbird sends.
         (
@@ -153,7 +177,13 @@ caps = [c for l in command("CAPABILITY") if l.startswith("* CAPABILITY") for c i
 steps = []
 for cap, lines in plan:
     for line in lines:
-        steps.append({"cap": cap, "command": line, "said": command(line, idle=(line == "IDLE"))})
+        if "{UIDVALIDITY}" in line:
+            said = command("STATUS INBOX (UIDVALIDITY)")
+            value = said[0].split("UIDVALIDITY ")[1].rstrip(")")
+            line_sent = line.replace("{UIDVALIDITY}", value)
+        else:
+            line_sent = line
+        steps.append({"cap": cap, "command": line, "said": command(line_sent, idle=(line == "IDLE"))})
 command("LOGOUT")
 print(json.dumps({"login": login, "capabilities": caps, "steps": steps}))
 "#;
@@ -206,48 +236,70 @@ fn normalized(line: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_advertised_capability_works_as_at_dovecot() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+/// Alice's vault, archive and key, a Dovecot (with a quota) where `alice`
+/// and `twin` have the same mailboxes, and a proxy for Alice.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    alice: sequoia_openpgp::Cert,
+    dovecot: Dovecot,
+    proxy: common::Running,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Keystore::create(dir.path(), Unlock::KeyFile)
+            .await
+            .expect("vault");
+        let now = SystemTime::now();
+        let alice = autocrypt::key::generate(ALICE, now).expect("key");
+        store
+            .put_identity(ALICE, &alice, PreferEncrypt::Mutual, now)
+            .await
+            .expect("identity");
+        let archive = Archive::open(&store).await.expect("archive");
+        let dovecot = tokio::task::spawn_blocking(|| {
+            Dovecot::start_with_quota(&[("alice", "alicepw"), ("twin", "alicepw")], 100 * 1024)
+        })
         .await
-        .expect("vault");
-    let now = SystemTime::now();
-    let alice = autocrypt::key::generate(ALICE, now).expect("key");
-    store
-        .put_identity(ALICE, &alice, PreferEncrypt::Mutual, now)
-        .await
-        .expect("identity");
-    let archive = Archive::open(&store).await.expect("archive");
-    let dovecot = tokio::task::spawn_blocking(|| {
-        Dovecot::start_with_quota(&[("alice", "alicepw"), ("twin", "alicepw")], 100 * 1024)
+        .expect("dovecot");
+        for user in ["alice", "twin"] {
+            seed(&dovecot, user);
+        }
+        let proxy = common::start(
+            vec![common::account_at(&dovecot, ALICE, "alice")],
+            DEFAULT_PROVIDER_TIMEOUT,
+            &store,
+            &archive,
+        )
+        .await;
+        Fixture {
+            _dir: dir,
+            alice,
+            dovecot,
+            proxy,
+        }
+    }
+}
+
+/// Runs `plan` (see [`SCRIPT`]) as `user` at `port`.
+async fn run(port: u16, user: &'static str, plan: &[(&str, Vec<&str>)]) -> serde_json::Value {
+    let plan_json = serde_json::to_string(plan).expect("plan");
+    tokio::task::spawn_blocking(move || {
+        let port = port.to_string();
+        let out = common::python(SCRIPT, &[&port, user, "alicepw", &plan_json]);
+        serde_json::from_slice::<serde_json::Value>(&out).expect("JSON")
     })
     .await
-    .expect("dovecot");
-    for user in ["alice", "twin"] {
-        seed(&dovecot, user);
-    }
-    let proxy = common::start(
-        vec![common::account_at(&dovecot, ALICE, "alice")],
-        DEFAULT_PROVIDER_TIMEOUT,
-        &store,
-        &archive,
-    )
-    .await;
+    .expect("python")
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_capability_works_as_at_dovecot() {
+    let fixture = Fixture::new().await;
     let plan = plan();
-    let plan_json = serde_json::to_string(&plan).expect("plan");
-    let run = |port: u16, user: &'static str| {
-        let plan_json = plan_json.clone();
-        tokio::task::spawn_blocking(move || {
-            let port = port.to_string();
-            let out = common::python(SCRIPT, &[&port, user, "alicepw", &plan_json]);
-            serde_json::from_slice::<serde_json::Value>(&out).expect("JSON")
-        })
-    };
-    let through = run(proxy.port, "alice").await.expect("through the proxy");
-    let direct = run(dovecot.imap_port, "twin").await.expect("directly");
-    proxy.stop().await;
+    let through = run(fixture.proxy.port, "alice", &plan).await;
+    let direct = run(fixture.dovecot.imap_port, "twin", &plan).await;
 
     // Every capability advertised after login has commands in the plan.
     let advertised: Vec<String> = through["capabilities"]
@@ -258,7 +310,15 @@ async fn every_advertised_capability_works_as_at_dovecot() {
         .collect();
     // What the fixture's Dovecot offers and Thunderbird uses must be among
     // them (else the checks below would pass by skipping).
-    for expected in ["IMAP4REV1", "NAMESPACE", "ID", "QUOTA", "SPECIAL-USE"] {
+    for expected in [
+        "IMAP4REV1",
+        "NAMESPACE",
+        "ID",
+        "QUOTA",
+        "SPECIAL-USE",
+        "CONDSTORE",
+        "QRESYNC",
+    ] {
         assert!(
             advertised.iter().any(|a| a == expected),
             "{expected}: {advertised:?}"
@@ -310,4 +370,69 @@ async fn every_advertised_capability_works_as_at_dovecot() {
         }
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
+    fixture.proxy.stop().await;
+}
+
+/// CONDSTORE and QRESYNC on a message the gateway serves (decrypted): the
+/// provider's MODSEQ comes with every answer, as Dovecot gives it for the
+/// same mailbox, so a client's flag cache stays right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mod_sequences_stay_on_messages_the_gateway_serves() {
+    let fixture = Fixture::new().await;
+    let now = SystemTime::now();
+    let bob = autocrypt::key::generate("bob@example.org", now).expect("bob");
+    let inner =
+        format!("From: bob@example.org\r\nTo: {ALICE}\r\nSubject: sealed\r\n\r\nmodseq-canary\r\n");
+    let sealed = common::sealed(&bob, &fixture.alice, inner.as_bytes());
+    fixture.dovecot.save("alice", "INBOX", &sealed);
+    let plan = vec![(
+        "CONDSTORE",
+        vec![
+            "ENABLE CONDSTORE QRESYNC",
+            "SELECT INBOX (CONDSTORE)",
+            "UID FETCH 1:* (FLAGS MODSEQ BODY.PEEK[])",
+            "UID STORE 3 +FLAGS (\\Flagged)",
+            "UID FETCH 1:* (FLAGS ENVELOPE) (CHANGEDSINCE 1)",
+            "CLOSE",
+        ],
+    )];
+    // The proxy's session first, then Dovecot's: the same mailbox, so the
+    // second sees the first one's flag change and nothing else.
+    let through = run(fixture.proxy.port, "alice", &plan).await;
+    let direct = run(fixture.dovecot.imap_port, "alice", &plan).await;
+    let modseqs = |v: &serde_json::Value, step: usize| -> Vec<String> {
+        v["steps"][step]["said"]
+            .as_array()
+            .expect("said")
+            .iter()
+            .filter_map(|l| {
+                let l = l.as_str()?;
+                let at = l.find("MODSEQ (")?;
+                Some(l[at..].split(')').next()?.to_string())
+            })
+            .collect()
+    };
+    let said = |v: &serde_json::Value, step: usize| v["steps"][step]["said"].to_string();
+    assert!(
+        said(&through, 2).contains("modseq-canary"),
+        "{}",
+        said(&through, 2)
+    );
+    assert!(!said(&direct, 2).contains("modseq-canary"));
+    // Three messages, each with its mod-sequence.
+    let fetched = modseqs(&through, 2);
+    assert_eq!(fetched.len(), 3, "{}", said(&through, 2));
+    let changed = modseqs(&through, 4);
+    assert!(!changed.is_empty(), "{}", said(&through, 4));
+    // Dovecot, asked next, answers the same for the messages both saw
+    // unchanged (the first two) and a higher one for the flagged message.
+    let fetched_direct = modseqs(&direct, 2);
+    assert_eq!(fetched[..2], fetched_direct[..2], "{}", said(&direct, 2));
+    assert_eq!(
+        changed.last(),
+        fetched_direct.last(),
+        "{}",
+        said(&direct, 2)
+    );
+    fixture.proxy.stop().await;
 }

@@ -344,7 +344,7 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
         caps.contains("IMAP4REV1") && caps.contains("IDLE"),
         "{caps}"
     );
-    for gone in ["COMPRESS", "BINARY", "SORT", "CONDSTORE", "ESEARCH"] {
+    for gone in ["COMPRESS", "BINARY", "SORT", "ESEARCH", "LIST-EXTENDED"] {
         assert!(!caps.contains(gone), "{gone} advertised: {caps}");
     }
     assert_eq!(text(&out[2]), "OK");

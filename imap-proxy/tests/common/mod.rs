@@ -101,3 +101,26 @@ pub fn python(script: &str, args: &[&str]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// `inner` signed by `sender` and encrypted to `recipient` (mailcrypt, as
+/// a real peer would), PGP/MIME.
+pub fn sealed(
+    sender: &sequoia_openpgp::Cert,
+    recipient: &sequoia_openpgp::Cert,
+    inner: &[u8],
+) -> Vec<u8> {
+    mailcrypt::encrypt(
+        inner,
+        &mailcrypt::EncryptRequest {
+            sender,
+            recipients: &[recipient.clone().strip_secret_key_material()],
+            autocrypt: None,
+            gossip: &[],
+            hide_recipients: false,
+            pad: false,
+            now: std::time::SystemTime::now(),
+            boundary: mailcrypt::Boundary::Random,
+        },
+    )
+    .expect("encrypt")
+}
