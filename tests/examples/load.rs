@@ -180,12 +180,8 @@ fn main() {
     );
     let root = tempfile::tempdir().expect("tempdir");
     let provider = Provider::start(&[ALICE, BOB]);
-    let mut alice = Gateway::new(root.path(), "alice");
-    let mut bob = Gateway::new(root.path(), "bob");
-    alice.init(ALICE.0, &provider);
-    bob.init(BOB.0, &provider);
-    alice.start();
-    bob.start();
+    let mut alice = Gateway::running(root.path(), "alice", ALICE.0, &provider);
+    let mut bob = Gateway::running(root.path(), "bob", BOB.0, &provider);
 
     // Alice learns Bob's key, then Bob's INBOX gets SEEDED encrypted messages.
     let hello = format!(

@@ -120,6 +120,14 @@ impl Gateway {
         }
     }
 
+    /// A gateway for `address` at `provider`, initialised and running.
+    pub fn running(root: &Path, name: &str, address: &str, provider: &Provider) -> Self {
+        let mut gateway = Gateway::new(root, name);
+        gateway.init(address, provider);
+        gateway.start();
+        gateway
+    }
+
     /// `gateway ARGS --config …`, its output.
     pub fn command(&self, args: &[&str]) -> Output {
         Command::new(gateway_binary())

@@ -139,12 +139,8 @@ fn refused_for_conversation(answer: &str) {
 fn answers_to_encrypted_mail_never_go_out_in_the_clear() {
     let root = tempfile::tempdir().expect("tempdir");
     let provider = Provider::start(&[ALICE, BOB, MALLORY]);
-    let mut alice = Gateway::new(root.path(), "alice");
-    let mut bob = Gateway::new(root.path(), "bob");
-    alice.init(ALICE.0, &provider);
-    bob.init(BOB.0, &provider);
-    alice.start();
-    bob.start();
+    let mut alice = Gateway::running(root.path(), "alice", ALICE.0, &provider);
+    let bob = Gateway::running(root.path(), "bob", BOB.0, &provider);
     let wait = Duration::from_secs(60);
 
     // Bob learns Alice's key from her first (cleartext) message, then

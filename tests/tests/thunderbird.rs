@@ -1,0 +1,193 @@
+//! Thunderbird itself (Debian's ESR, under Xvfb) in front of a running
+//! gateway and the test provider (issue 18): the profile its account wizard
+//! writes for README's settings, driven through Marionette and read back
+//! from Thunderbird's own state. Checked: no command of Thunderbird's gets
+//! BAD or NO from the gateway (each would be an alert dialog), no dialog is
+//! open, every server folder is in the folder pane (a subscribed one made
+//! at the provider too), and the Inbox lists the real subject of an
+//! encrypted message.
+
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::{read, send, workspace_root, Gateway};
+use testbed::Provider;
+
+const ALICE: (&str, &str) = ("alice@example.org", "alicepw");
+const BOB: (&str, &str) = ("bob@example.org", "bobpw");
+
+/// Thunderbird and its Xvfb, killed together however the test ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // The whole process group: xvfb-run, Xvfb and Thunderbird.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn profile(dir: &std::path::Path, gateway: &Gateway, marionette: u16) {
+    let template = std::fs::read_to_string(workspace_root().join("tests/thunderbird/user.js"))
+        .expect("profile template");
+    let prefs = template
+        .replace("{IMAP_PORT}", &gateway.imap_port.to_string())
+        .replace("{SMTP_PORT}", &gateway.smtp_port.to_string())
+        .replace("{MARIONETTE_PORT}", &marionette.to_string())
+        .replace("{USER_URL}", &ALICE.0.replace('@', "%40"))
+        .replace("{USER}", ALICE.0)
+        .replace("{NAME}", "Alice");
+    std::fs::create_dir_all(dir).expect("profile dir");
+    std::fs::write(dir.join("user.js"), prefs).expect("user.js");
+}
+
+#[test]
+fn thunderbird_sees_every_folder_and_no_error() {
+    assert!(
+        Command::new("thunderbird")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "Thunderbird is not installed: run scripts/setup"
+    );
+    let root = tempfile::tempdir().expect("tempdir");
+    let provider = Provider::start(&[ALICE, BOB]);
+    let alice = Gateway::running(root.path(), "alice", ALICE.0, &provider);
+    let bob = Gateway::running(root.path(), "bob", BOB.0, &provider);
+    let wait = Duration::from_secs(60);
+
+    // Autocrypt first (Thunderbird's first contact is not what is tested):
+    // Alice writes in the clear, Bob answers encrypted.
+    let hello = format!(
+        "From: {0}\nTo: {1}\nSubject: Hello\nMessage-ID: <hello@example.org>\n\nHi Bob.\n",
+        ALICE.0, BOB.0
+    );
+    assert_eq!(send(&alice, ALICE, &hello, &[BOB.0]), "OK");
+    provider.wait_for_messages(BOB.0, "INBOX", 1, wait);
+    read(&bob, BOB, "INBOX");
+    let plans = format!(
+        "From: {0}\nTo: {1}\nSubject: Plans for Friday\nMessage-ID: <plans@example.org>\n\n\
+         The details, encrypted.\n",
+        BOB.0, ALICE.0
+    );
+    assert_eq!(send(&bob, BOB, &plans, &[ALICE.0]), "OK");
+    let stored = provider.wait_for_messages(ALICE.0, "INBOX", 1, wait);
+    let at_provider = String::from_utf8_lossy(&stored[0]).into_owned();
+    assert!(
+        at_provider.contains("multipart/encrypted") && !at_provider.contains("Plans for Friday"),
+        "the provider holds ciphertext only"
+    );
+    // A folder made at the provider by another client, subscribed there.
+    provider
+        .dovecot
+        .doveadm(&["mailbox", "create", "-s", "-u", ALICE.0, "Projects"]);
+
+    let marionette = testbed::free_port();
+    let dir = root.path().join("thunderbird");
+    profile(&dir.join("profile"), &alice, marionette);
+    let imap_log = dir.join("imap.log");
+    let started = Instant::now();
+    let thunderbird = Running(
+        Command::new("xvfb-run")
+            .args([
+                "-a",
+                "-s",
+                "-screen 0 1280x1024x24",
+                "thunderbird",
+                "--profile",
+            ])
+            .arg(dir.join("profile"))
+            .args(["--marionette", "-remote-allow-system-access", "--no-remote"])
+            .env("MOZ_LOG", "IMAP:5")
+            .env("MOZ_LOG_FILE", &imap_log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("xvfb-run thunderbird"),
+    );
+    let out = Command::new("python3")
+        .arg(workspace_root().join("tests/thunderbird/drive.py"))
+        .args([
+            marionette.to_string(),
+            "127.0.0.1".into(),
+            alice.imap_port.to_string(),
+            "127.0.0.1".into(),
+            alice.smtp_port.to_string(),
+            ALICE.0.into(),
+            ALICE.1.into(),
+        ])
+        .output()
+        .expect("python3");
+    let took = started.elapsed();
+    drop(thunderbird);
+    let conversation = std::fs::read_to_string(dir.join("imap.log.moz_log")).unwrap_or_default();
+    let said: Vec<&str> = conversation
+        .lines()
+        .filter_map(|l| {
+            l.split_once("SendData: ")
+                .or_else(|| l.split_once("CreateNewLineFromSocket: "))
+                .map(|(_, rest)| rest)
+        })
+        .collect();
+    assert!(
+        out.status.success(),
+        "driving Thunderbird failed: {}\n{}\nIMAP:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        said.join("\n")
+    );
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    println!("Thunderbird, started to done in {took:?}: {state}");
+
+    // No command refused: each BAD or NO is an alert in front of the user.
+    let refused: Vec<&&str> = said
+        .iter()
+        .filter(|l| {
+            let mut words = l.split_whitespace();
+            words
+                .next()
+                .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
+                && matches!(words.next(), Some("BAD" | "NO"))
+        })
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "refused: {refused:?}\nIMAP:\n{}",
+        said.join("\n")
+    );
+    assert!(
+        said.iter().any(|l| l.contains("NAMESPACE (("))
+            && said.iter().any(|l| l.starts_with("* ID (")),
+        "NAMESPACE and ID answered:\n{}",
+        said.join("\n")
+    );
+    assert_eq!(state["discovered"], 0, "{state}");
+    let windows = state["windows"].as_array().expect("windows");
+    assert!(
+        windows.iter().all(|w| w.as_str() != Some("alert:alert")
+            && w.as_str() != Some("common-dialog")
+            && !w.as_str().unwrap_or_default().contains("commonDialog")),
+        "a dialog is open: {windows:?}"
+    );
+    let folders: Vec<&str> = state["folders"]
+        .as_array()
+        .expect("folders")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    for folder in ["INBOX", "Sent", "Drafts", "Projects", "Trash"] {
+        assert!(
+            folders.iter().any(|f| f.eq_ignore_ascii_case(folder)),
+            "{folder} missing from {folders:?}"
+        );
+    }
+    let subjects = state["subjects"].to_string();
+    assert!(subjects.contains("Plans for Friday"), "Inbox: {subjects}");
+    let log = alice.log_text();
+    assert!(!log.contains(ALICE.1), "no password in the gateway's log");
+}
