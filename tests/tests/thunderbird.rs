@@ -5,7 +5,7 @@
 //! BAD or NO from the gateway (each would be an alert dialog), no dialog is
 //! open, every server folder is in the folder pane (a subscribed one made
 //! at the provider too), and the Inbox lists the real subject of an
-//! encrypted message.
+//! encrypted message, which opens with its plaintext and its attachment.
 
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
@@ -16,6 +16,8 @@ use testbed::Provider;
 
 const ALICE: (&str, &str) = ("alice@example.org", "alicepw");
 const BOB: (&str, &str) = ("bob@example.org", "bobpw");
+/// Bob's words inside the encryption.
+const PLAINTEXT: &str = "meet at the north gate";
 
 /// Thunderbird and its Xvfb, killed together however the test ends.
 struct Running(Child);
@@ -69,15 +71,21 @@ fn thunderbird_sees_every_folder_and_no_error() {
     provider.wait_for_messages(BOB.0, "INBOX", 1, wait);
     read(&bob, BOB, "INBOX");
     let plans = format!(
-        "From: {0}\nTo: {1}\nSubject: Plans for Friday\nMessage-ID: <plans@example.org>\n\n\
-         The details, encrypted.\n",
+        "From: {0}\nTo: {1}\nSubject: Plans for Friday\nMessage-ID: <plans@example.org>\n\
+         MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
+         Content-Type: text/plain; charset=utf-8\n\nThe details, encrypted: {PLAINTEXT}\n--b\n\
+         Content-Type: application/pdf; name=\"agenda.pdf\"\n\
+         Content-Disposition: attachment; filename=\"agenda.pdf\"\n\
+         Content-Transfer-Encoding: base64\n\nJVBERi0xLjQKJcOkw7zDtsOfCg==\n--b--\n",
         BOB.0, ALICE.0
     );
     assert_eq!(send(&bob, BOB, &plans, &[ALICE.0]), "OK");
     let stored = provider.wait_for_messages(ALICE.0, "INBOX", 1, wait);
     let at_provider = String::from_utf8_lossy(&stored[0]).into_owned();
     assert!(
-        at_provider.contains("multipart/encrypted") && !at_provider.contains("Plans for Friday"),
+        at_provider.contains("multipart/encrypted")
+            && !at_provider.contains("Plans for Friday")
+            && !at_provider.contains(PLAINTEXT),
         "the provider holds ciphertext only"
     );
     // A folder made at the provider by another client, subscribed there.
@@ -188,6 +196,21 @@ fn thunderbird_sees_every_folder_and_no_error() {
     }
     let subjects = state["subjects"].to_string();
     assert!(subjects.contains("Plans for Friday"), "Inbox: {subjects}");
+    // Opened, as Thunderbird's MIME parser reads it: the plaintext and the
+    // attachment.
+    let opened = &state["opened"];
+    assert!(
+        opened["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(PLAINTEXT),
+        "{opened}"
+    );
+    assert_eq!(
+        opened["attachments"],
+        serde_json::json!(["agenda.pdf"]),
+        "{opened}"
+    );
     let log = alice.log_text();
     assert!(!log.contains(ALICE.1), "no password in the gateway's log");
 }

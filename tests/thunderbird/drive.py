@@ -71,7 +71,20 @@ const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailSer
   const discovered = await run((l) => imap.discoverAllFolders(root, l, null));
   const inbox = root.getFolderWithFlags(Ci.nsMsgFolderFlags.Inbox);
   const updated = await run((l) => imap.selectFolder(inbox, l, null));
-  const subjects = [...inbox.messages].map((m) => m.mime2DecodedSubject);
+  const headers = [...inbox.messages];
+  const subjects = headers.map((m) => m.mime2DecodedSubject);
+  // Opened as the message pane would: streamed through the gateway and
+  // parsed by Thunderbird's own MIME code.
+  const { MsgHdrToMimeMessage } = ChromeUtils.importESModule(
+    "resource:///modules/gloda/MimeMessage.sys.mjs");
+  const opened = headers.length == 0 ? null : await new Promise((done) => {
+    MsgHdrToMimeMessage(headers[headers.length - 1], null, (hdr, mime) => {
+      done(mime ? {
+        body: mime.coerceBodyToPlaintext(inbox),
+        attachments: mime.allUserAttachments.map((a) => a.name),
+      } : { error: "not parsed" });
+    }, true, { examineEncryptedParts: true, saneBodySize: true });
+  });
   const windows = [];
   for (const w of Services.wm.getEnumerator(null)) {
     windows.push(w.document.documentElement.getAttribute("windowtype") || w.location.href);
@@ -81,6 +94,7 @@ const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailSer
     folders: root.descendants.map((f) => f.name),
     subscribed: root.descendants.filter((f) => !(f.flags & Ci.nsMsgFolderFlags.ImapNoselect)).map((f) => f.name),
     subjects,
+    opened,
     windows,
     seconds: (Date.now() - started) / 1000,
   });
