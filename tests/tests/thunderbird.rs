@@ -5,7 +5,9 @@
 //! BAD or NO from the gateway (each would be an alert dialog), no dialog is
 //! open, every server folder is in the folder pane (a subscribed one made
 //! at the provider too), and the Inbox lists the real subject of an
-//! encrypted message, which opens with its plaintext and its attachment.
+//! encrypted message, which opens with its plaintext and its attachment;
+//! a message written in Thunderbird's composer is sent encrypted and its
+//! Sent copy is ciphertext at the provider.
 
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
@@ -128,6 +130,7 @@ fn thunderbird_sees_every_folder_and_no_error() {
             alice.smtp_port.to_string(),
             ALICE.0.into(),
             ALICE.1.into(),
+            BOB.0.into(),
         ])
         .output()
         .expect("python3");
@@ -210,6 +213,29 @@ fn thunderbird_sees_every_folder_and_no_error() {
         opened["attachments"],
         serde_json::json!(["agenda.pdf"]),
         "{opened}"
+    );
+    // Written in Thunderbird's composer and sent: ciphertext at Bob's
+    // provider and in Alice's Sent, readable by Bob through his gateway.
+    assert_eq!(state["sent"]["result"], 0, "{state}");
+    let canary = "thunderbird-canary";
+    let at_bob = provider.wait_for_messages(BOB.0, "INBOX", 2, wait);
+    let delivered = String::from_utf8_lossy(at_bob.last().expect("delivered"));
+    assert!(
+        delivered.contains("multipart/encrypted") && !delivered.contains(canary),
+        "{delivered}"
+    );
+    let sent_copy = provider.wait_for_messages(ALICE.0, "Sent", 1, wait);
+    let sent_copy = String::from_utf8_lossy(&sent_copy[0]);
+    assert!(
+        sent_copy.contains("multipart/encrypted") && !sent_copy.contains(canary),
+        "{sent_copy}"
+    );
+    let at_bob = read(&bob, BOB, "INBOX");
+    assert!(
+        at_bob
+            .iter()
+            .any(|m| m.contains(canary) && m.contains("Written in Thunderbird")),
+        "Bob reads it: {at_bob:?}"
     );
     let log = alice.log_text();
     assert!(!log.contains(ALICE.1), "no password in the gateway's log");

@@ -4,10 +4,13 @@ JSON, what Thunderbird itself holds after discovering the account's folders
 and fetching the Inbox's headers.
 
 argv: marionette-port imap-host imap-port smtp-host smtp-port user password
+[recipient] -- with a recipient, it then writes and sends a message to them
+from Thunderbird's composer (its copy filed in Sent by Thunderbird).
 """
 import json, socket, sys, time
 
 port, imap_host, imap_port, smtp_host, smtp_port, user, password = sys.argv[1:8]
+recipient = sys.argv[8] if len(sys.argv) > 8 else ""
 
 
 class Marionette:
@@ -53,7 +56,7 @@ class Marionette:
 
 
 SCRIPT = r"""
-const [imapHost, imapPort, smtpHost, smtpPort, user, password, resolve] = arguments;
+const [imapHost, imapPort, smtpHost, smtpPort, user, password, recipient, resolve] = arguments;
 const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
 (async () => {
   const started = Date.now();
@@ -85,6 +88,43 @@ const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailSer
       } : { error: "not parsed" });
     }, true, { examineEncryptedParts: true, saneBodySize: true });
   });
+  // Written and sent as from the composer: plain text, delivered now, the
+  // copy filed in the identity's Sent folder (on the server).
+  let sent = null;
+  if (recipient) {
+    const account = MailServices.accounts.defaultAccount;
+    const identity = account.defaultIdentity;
+    const fields = Cc["@mozilla.org/messengercompose/composefields;1"]
+      .createInstance(Ci.nsIMsgCompFields);
+    fields.from = identity.email;
+    fields.to = recipient;
+    fields.subject = "Written in Thunderbird";
+    fields.body = "Sent from Thunderbird's composer: thunderbird-canary\r\n";
+    const params = Cc["@mozilla.org/messengercompose/composeparams;1"]
+      .createInstance(Ci.nsIMsgComposeParams);
+    params.composeFields = fields;
+    params.identity = identity;
+    params.type = Ci.nsIMsgCompType.New;
+    params.format = Ci.nsIMsgCompFormat.PlainText;
+    const compose = MailServices.compose.initCompose(params);
+    sent = await new Promise((done) => {
+      let stopped = null;
+      compose.RegisterStateListener({
+        NotifyComposeFieldsReady() {},
+        NotifyComposeBodyReady() {},
+        SaveInFolderDone() {},
+        ComposeProcessDone(result) { done({ result, stopped }); },
+      });
+      compose.addMsgSendListener({
+        onStartSending() {}, onProgress() {}, onStatus() {},
+        onStopSending(id, status, msg) { stopped = { status, msg }; },
+        onGetDraftFolderURI() {}, onSendNotPerformed(id, status) { done({ notPerformed: status }); },
+        onTransportSecurityError() {},
+      });
+      compose.sendMsg(Ci.nsIMsgCompDeliverMode.Now, identity, account.key, null, null)
+        .catch((e) => done({ error: String(e) }));
+    });
+  }
   const windows = [];
   for (const w of Services.wm.getEnumerator(null)) {
     windows.push(w.document.documentElement.getAttribute("windowtype") || w.location.href);
@@ -95,6 +135,7 @@ const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailSer
     subscribed: root.descendants.filter((f) => !(f.flags & Ci.nsMsgFolderFlags.ImapNoselect)).map((f) => f.name),
     subjects,
     opened,
+    sent,
     windows,
     seconds: (Date.now() - started) / 1000,
   });
@@ -108,7 +149,7 @@ result = m.call(
     "WebDriver:ExecuteAsyncScript",
     {
         "script": SCRIPT,
-        "args": [imap_host, int(imap_port), smtp_host, int(smtp_port), user, password],
+        "args": [imap_host, int(imap_port), smtp_host, int(smtp_port), user, password, recipient],
         "scriptTimeout": 120000,
         "newSandbox": True,
     },
