@@ -7,7 +7,8 @@
 //! at the provider too), and the Inbox lists the real subject of an
 //! encrypted message, which opens with its plaintext and its attachment;
 //! a message written in Thunderbird's composer is sent encrypted and its
-//! Sent copy is ciphertext at the provider.
+//! Sent copy is ciphertext at the provider; a draft is ciphertext in Drafts
+//! and opens; a deleted message moves to Trash.
 
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
@@ -120,8 +121,12 @@ fn thunderbird_sees_every_folder_and_no_error() {
             .spawn()
             .expect("xvfb-run thunderbird"),
     );
+    // Kept after the test, for the developer, if driving fails.
+    let screenshot = workspace_root().join("target/thunderbird-failure.png");
+    let _ = std::fs::remove_file(&screenshot);
     let out = Command::new("python3")
         .arg(workspace_root().join("tests/thunderbird/drive.py"))
+        .env("LETTERLOCK_TB_SCREENSHOT", &screenshot)
         .args([
             marionette.to_string(),
             "127.0.0.1".into(),
@@ -237,6 +242,37 @@ fn thunderbird_sees_every_folder_and_no_error() {
             .any(|m| m.contains(canary) && m.contains("Written in Thunderbird")),
         "Bob reads it: {at_bob:?}"
     );
+    // A draft: ciphertext in Drafts at the provider, and it opens.
+    let draft = &state["draft"];
+    assert_eq!(draft["result"], 0, "{state}");
+    assert_eq!(
+        draft["subjects"],
+        serde_json::json!(["A draft in Thunderbird"]),
+        "{draft}"
+    );
+    assert!(
+        draft["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("draft-canary"),
+        "{draft}"
+    );
+    let drafts = provider.wait_for_messages(ALICE.0, "Drafts", 1, wait);
+    let stored_draft = String::from_utf8_lossy(&drafts[0]);
+    assert!(
+        stored_draft.contains("multipart/encrypted") && !stored_draft.contains("draft-canary"),
+        "{stored_draft}"
+    );
+    // Deleted: moved to Trash, still ciphertext there.
+    let deleted = &state["deleted"];
+    assert_eq!(deleted["status"], 0, "{state}");
+    assert_eq!(
+        deleted["trash"],
+        serde_json::json!(["Plans for Friday"]),
+        "{deleted}"
+    );
+    let trash = provider.wait_for_messages(ALICE.0, "Trash", 1, wait);
+    assert!(!String::from_utf8_lossy(&trash[0]).contains(PLAINTEXT));
     let log = alice.log_text();
     assert!(!log.contains(ALICE.1), "no password in the gateway's log");
 }

@@ -5,9 +5,11 @@ and fetching the Inbox's headers.
 
 argv: marionette-port imap-host imap-port smtp-host smtp-port user password
 [recipient] -- with a recipient, it then writes and sends a message to them
-from Thunderbird's composer (its copy filed in Sent by Thunderbird).
+from Thunderbird's composer (its copy filed in Sent by Thunderbird), saves a
+draft and deletes the Inbox's first message. If the script fails, a
+screenshot goes to $LETTERLOCK_TB_SCREENSHOT.
 """
-import json, socket, sys, time
+import base64, json, os, socket, sys, time
 
 port, imap_host, imap_port, smtp_host, smtp_port, user, password = sys.argv[1:8]
 recipient = sys.argv[8] if len(sys.argv) > 8 else ""
@@ -18,7 +20,7 @@ class Marionette:
         deadline = time.time() + 60
         while True:
             try:
-                self.sock = socket.create_connection(("127.0.0.1", int(port)), timeout=120)
+                self.sock = socket.create_connection(("127.0.0.1", int(port)), timeout=300)
                 break
             except OSError:
                 if time.time() > deadline:
@@ -58,6 +60,7 @@ class Marionette:
 SCRIPT = r"""
 const [imapHost, imapPort, smtpHost, smtpPort, user, password, recipient, resolve] = arguments;
 const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
+const stage = (name) => Services.prefs.setStringPref("letterlock.test.stage", name);
 (async () => {
   const started = Date.now();
   for (const origin of ["imap://" + imapHost, "smtp://" + smtpHost]) {
@@ -90,40 +93,76 @@ const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailSer
   });
   // Written and sent as from the composer: plain text, delivered now, the
   // copy filed in the identity's Sent folder (on the server).
-  let sent = null;
-  if (recipient) {
+  const compose = async (mode, subject, body) => {
     const account = MailServices.accounts.defaultAccount;
     const identity = account.defaultIdentity;
     const fields = Cc["@mozilla.org/messengercompose/composefields;1"]
       .createInstance(Ci.nsIMsgCompFields);
     fields.from = identity.email;
     fields.to = recipient;
-    fields.subject = "Written in Thunderbird";
-    fields.body = "Sent from Thunderbird's composer: thunderbird-canary\r\n";
+    fields.subject = subject;
+    fields.body = body;
     const params = Cc["@mozilla.org/messengercompose/composeparams;1"]
       .createInstance(Ci.nsIMsgComposeParams);
     params.composeFields = fields;
     params.identity = identity;
     params.type = Ci.nsIMsgCompType.New;
     params.format = Ci.nsIMsgCompFormat.PlainText;
-    const compose = MailServices.compose.initCompose(params);
-    sent = await new Promise((done) => {
+    const composer = MailServices.compose.initCompose(params);
+    return await new Promise((done) => {
       let stopped = null;
-      compose.RegisterStateListener({
+      composer.RegisterStateListener({
         NotifyComposeFieldsReady() {},
         NotifyComposeBodyReady() {},
         SaveInFolderDone() {},
         ComposeProcessDone(result) { done({ result, stopped }); },
       });
-      compose.addMsgSendListener({
+      composer.addMsgSendListener({
         onStartSending() {}, onProgress() {}, onStatus() {},
         onStopSending(id, status, msg) { stopped = { status, msg }; },
         onGetDraftFolderURI() {}, onSendNotPerformed(id, status) { done({ notPerformed: status }); },
         onTransportSecurityError() {},
       });
-      compose.sendMsg(Ci.nsIMsgCompDeliverMode.Now, identity, account.key, null, null)
+      composer.sendMsg(mode, identity, account.key, null, null)
         .catch((e) => done({ error: String(e) }));
     });
+  };
+  let sent = null, draft = null, deleted = null;
+  if (recipient) {
+    sent = await compose(Ci.nsIMsgCompDeliverMode.Now, "Written in Thunderbird",
+      "Sent from Thunderbird's composer: thunderbird-canary\r\n");
+    // Saved as a draft: filed in the identity's Drafts folder, then read
+    // back from the server the way the Drafts folder shows it.
+    stage("draft");
+    draft = await compose(Ci.nsIMsgCompDeliverMode.SaveAsDraft, "A draft in Thunderbird",
+      "Not sent yet: draft-canary\r\n");
+    stage("drafts folder");
+    const drafts = root.getFolderWithFlags(Ci.nsMsgFolderFlags.Drafts);
+    await run((l) => imap.selectFolder(drafts, l, null));
+    const saved = [...drafts.messages];
+    draft.subjects = saved.map((m) => m.mime2DecodedSubject);
+    if (saved.length) {
+      draft.body = await new Promise((done) => {
+        MsgHdrToMimeMessage(saved[0], null, (hdr, mime) => {
+          done(mime ? mime.coerceBodyToPlaintext(drafts) : null);
+        }, true, { saneBodySize: true });
+      });
+    }
+    stage("delete");
+    // Deleted from the Inbox: moved to Trash (Thunderbird's default).
+    const trash = root.getFolderWithFlags(Ci.nsMsgFolderFlags.Trash);
+    const first = [...inbox.messages][0];
+    deleted = await new Promise((done) => {
+      // What the Delete key does in the default delete model: a move.
+      MailServices.copy.copyMessages(inbox, [first], trash, true, {
+        onStartCopy() {}, onProgress() {}, setMessageKey() {}, getMessageId() {},
+        onStopCopy(status) { done({ status }); },
+      }, null, false);
+    });
+    stage("trash folder");
+    await run((l) => imap.selectFolder(trash, l, null));
+    stage("done");
+    deleted.trash = [...trash.messages].map((m) => m.mime2DecodedSubject);
   }
   const windows = [];
   for (const w of Services.wm.getEnumerator(null)) {
@@ -136,6 +175,8 @@ const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailSer
     subjects,
     opened,
     sent,
+    draft,
+    deleted,
     windows,
     seconds: (Date.now() - started) / 1000,
   });
@@ -144,15 +185,33 @@ const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailSer
 
 m = Marionette(port)
 m.call("WebDriver:NewSession", {"capabilities": {}})
+m.call("WebDriver:SetTimeouts", {"script": 60000})
 m.call("Marionette:SetContext", {"value": "chrome"})
-result = m.call(
-    "WebDriver:ExecuteAsyncScript",
-    {
-        "script": SCRIPT,
-        "args": [imap_host, int(imap_port), smtp_host, int(smtp_port), user, password, recipient],
-        "scriptTimeout": 120000,
-        "newSandbox": True,
-    },
-)
+try:
+    result = m.call(
+        "WebDriver:ExecuteAsyncScript",
+        {
+            "script": SCRIPT,
+            "args": [imap_host, int(imap_port), smtp_host, int(smtp_port), user, password, recipient],
+            "newSandbox": True,
+        },
+    )
+except RuntimeError:
+    stage = m.call("WebDriver:ExecuteScript", {
+        "script": 'return Services.prefs.getStringPref("letterlock.test.stage", "start");',
+        "args": [],
+    })
+    print("stopped at:", stage, file=sys.stderr)
+    # What the screen showed, for the developer (a dialog, a prompt).
+    shot = os.environ.get("LETTERLOCK_TB_SCREENSHOT")
+    if shot:
+        try:
+            png = m.call("WebDriver:TakeScreenshot", {"full": True, "hash": False})
+            with open(shot, "wb") as out:
+                out.write(base64.b64decode(png["value"] if isinstance(png, dict) else png))
+            print("screenshot:", shot, file=sys.stderr)
+        except Exception as e:  # the screenshot must not hide the failure
+            print("no screenshot:", e, file=sys.stderr)
+    raise
 print(json.dumps(result.get("value", result)))
 m.call("Marionette:Quit", {"flags": ["eForceQuit"]})
