@@ -8,8 +8,10 @@
 //! encrypted message, which opens with its plaintext and its attachment;
 //! a message written in Thunderbird's composer is sent encrypted and its
 //! Sent copy is ciphertext at the provider; a draft is ciphertext in Drafts
-//! and opens; a deleted message moves to Trash.
+//! and opens; a deleted message moves to Trash; and new mail is listed
+//! while Thunderbird is open, through IMAP IDLE.
 
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -124,7 +126,7 @@ fn thunderbird_sees_every_folder_and_no_error() {
     // Kept after the test, for the developer, if driving fails.
     let screenshot = workspace_root().join("target/thunderbird-failure.png");
     let _ = std::fs::remove_file(&screenshot);
-    let out = Command::new("python3")
+    let mut driver = Command::new("python3")
         .arg(workspace_root().join("tests/thunderbird/drive.py"))
         .env("LETTERLOCK_TB_SCREENSHOT", &screenshot)
         .args([
@@ -137,8 +139,27 @@ fn thunderbird_sees_every_folder_and_no_error() {
             ALICE.1.into(),
             BOB.0.into(),
         ])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("python3");
+    // The driver's first line is Thunderbird's state; then it waits in the
+    // Inbox for new mail, which Bob sends now.
+    let mut first = String::new();
+    let mut stdout = BufReader::new(driver.stdout.take().expect("stdout"));
+    let _ = stdout.read_line(&mut first);
+    if !first.is_empty() {
+        let later = format!(
+            "From: {0}\nTo: {1}\nSubject: Arrived while open\nMessage-ID: <later@example.org>\n\n\
+             New mail.\n",
+            BOB.0, ALICE.0
+        );
+        assert_eq!(send(&bob, BOB, &later, &[ALICE.0]), "OK");
+    }
+    let mut rest = String::new();
+    let _ = stdout.read_to_string(&mut rest);
+    let out = driver.wait_with_output().expect("driver");
+    let idle: serde_json::Value = serde_json::from_str(rest.trim()).unwrap_or_default();
     let took = started.elapsed();
     drop(thunderbird);
     let conversation = std::fs::read_to_string(dir.join("imap.log.moz_log")).unwrap_or_default();
@@ -152,12 +173,11 @@ fn thunderbird_sees_every_folder_and_no_error() {
         .collect();
     assert!(
         out.status.success(),
-        "driving Thunderbird failed: {}\n{}\nIMAP:\n{}",
-        String::from_utf8_lossy(&out.stdout),
+        "driving Thunderbird failed: {first}{rest}\n{}\nIMAP:\n{}",
         String::from_utf8_lossy(&out.stderr),
         said.join("\n")
     );
-    let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let state: serde_json::Value = serde_json::from_str(&first).expect("JSON");
     println!("Thunderbird, started to done in {took:?}: {state}");
 
     // No command refused: each BAD or NO is an alert in front of the user.
@@ -273,6 +293,17 @@ fn thunderbird_sees_every_folder_and_no_error() {
     );
     let trash = provider.wait_for_messages(ALICE.0, "Trash", 1, wait);
     assert!(!String::from_utf8_lossy(&trash[0]).contains(PLAINTEXT));
+    // New mail shows up while Thunderbird is open (IDLE), decrypted.
+    assert!(
+        idle["now"].to_string().contains("Arrived while open"),
+        "new mail not seen without a restart: {idle}"
+    );
+    println!("new mail listed after {} s", idle["seconds"]);
+    assert!(
+        said.iter().any(|l| l.trim_end().ends_with(" IDLE")),
+        "Thunderbird did not idle:\n{}",
+        said.join("\n")
+    );
     let log = alice.log_text();
     assert!(!log.contains(ALICE.1), "no password in the gateway's log");
 }

@@ -213,5 +213,29 @@ except RuntimeError:
         except Exception as e:  # the screenshot must not hide the failure
             print("no screenshot:", e, file=sys.stderr)
     raise
-print(json.dumps(result.get("value", result)))
+print(json.dumps(result.get("value", result)), flush=True)
+
+# With a recipient, then: new mail while Thunderbird sits in the Inbox
+# (IMAP IDLE through the gateway). The caller delivers it after reading the
+# line above; this waits until Thunderbird lists it, without a restart.
+IDLE = r"""
+const [resolve] = arguments;
+const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
+const root = MailServices.accounts.accounts[0].incomingServer.rootFolder;
+const inbox = root.getFolderWithFlags(Ci.nsMsgFolderFlags.Inbox);
+const imap = Cc["@mozilla.org/messenger/imapservice;1"].getService(Ci.nsIImapService);
+const before = [...inbox.messages].map((m) => m.mime2DecodedSubject);
+imap.selectFolder(inbox, { OnStartRunningUrl() {}, OnStopRunningUrl() {} }, null);
+const started = Date.now();
+const poll = setInterval(() => {
+  const now = [...inbox.messages].map((m) => m.mime2DecodedSubject);
+  if (now.length > before.length || Date.now() - started > 50000) {
+    clearInterval(poll);
+    resolve({ before, now, seconds: (Date.now() - started) / 1000 });
+  }
+}, 200);
+"""
+if recipient:
+    idle = m.call("WebDriver:ExecuteAsyncScript", {"script": IDLE, "args": [], "newSandbox": True})
+    print(json.dumps(idle.get("value", idle)), flush=True)
 m.call("Marionette:Quit", {"flags": ["eForceQuit"]})
