@@ -148,18 +148,47 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
     };
     let outcome = mailcrypt::decrypt(provider_bytes, &ctx);
     let mut status = status_value(&outcome, keys, signer, sender.offered.as_ref());
-    // Most clients show only the sender's name: where it reads as another
-    // address, the status and the first line of the message say so.
-    let deceptive_name = match (&status, &outcome.refusal) {
-        (Some(_), None) => deceptive_name(&outcome.message),
+    // Warnings about the sender the user sees, each a word in the status
+    // and a sentence in the note in front of the message.
+    let shown_sender = match (&status, &outcome.refusal) {
+        (Some(_), None) => {
+            letterlock_mime::sender(mailcrypt::mime::split_header(&outcome.message).0)
+        }
         _ => None,
     };
-    if let (Some(value), Some(_)) = (status.as_mut(), &deceptive_name) {
-        value.push_str("; warning=display-name");
+    let outsider = shown_sender
+        .as_ref()
+        .and_then(|from| outsider(&outcome, from, keys, signer));
+    let mut notes = Vec::new();
+    if let Some(from) = &shown_sender {
+        // Most clients show only the sender's name.
+        if let Some(shown) = deceptive_name(from) {
+            notes.push((
+                "display-name",
+                format!(
+                    "the sender's name shows {}, but this message is from {}. Check the address \
+                 before you trust or answer it.",
+                    one_line(&shown),
+                    one_line(&from.address)
+                ),
+            ));
+        }
     }
-    let outsider = outsider(&outcome, keys, signer);
-    if let (Some(value), Some(_)) = (status.as_mut(), &outsider) {
-        value.push_str("; warning=not-a-recipient");
+    if let Some(address) = &outsider {
+        let address = one_line(address);
+        notes.push((
+            "not-a-recipient",
+            format!(
+                "this message was not encrypted to its sender, {address}, and not signed by them, \
+             so they cannot read it: someone else wrote it. The gateway will not send {address} \
+             a reply to it or to its conversation."
+            ),
+        ));
+    }
+    if let Some(value) = status.as_mut() {
+        for (word, _) in &notes {
+            value.push_str(&format!("; warning={word}"));
+        }
     }
     // Every refusal is about encrypted content (or content too large to
     // look at), so the message counts as encrypted either way.
@@ -177,13 +206,14 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
         None if outcome.decrypted => crlf(&outcome.message),
         None => outcome.message,
     };
-    let message = match &deceptive_name {
-        Some(sentence) => with_note(&message, sentence),
-        None => message,
-    };
-    let message = match &outsider {
-        Some(address) => with_note(&message, &outsider_sentence(address)),
-        None => message,
+    let message = if notes.is_empty() {
+        message
+    } else {
+        let sentences: Vec<String> = notes
+            .iter()
+            .map(|(_, sentence)| format!("[Letterlock] Careful: {sentence}"))
+            .collect();
+        with_note(&message, &sentences.join("\r\n\r\n"))
     };
     let message = match &status {
         Some(value) => mailcrypt::add_status_header(&message, value),
@@ -268,24 +298,17 @@ fn with_note(message: &[u8], sentence: &str) -> Vec<u8> {
     out
 }
 
-/// The sentence for a message whose sender's display name holds an address
-/// other than the sender's (`"bob@example.org" <m@evil.example>`), or
-/// `None`.
-fn deceptive_name(message: &[u8]) -> Option<String> {
-    let sender = letterlock_mime::sender(mailcrypt::mime::split_header(message).0)?;
-    let name = sender.name.as_deref()?;
-    let shown = letterlock_mime::addresses_in_name(name)
+/// An address other than the sender's that the sender's display name
+/// shows (`"bob@example.org" <m@evil.example>`), if any.
+fn deceptive_name(from: &letterlock_mime::Mailbox) -> Option<String> {
+    letterlock_mime::addresses_in_name(from.name.as_deref()?)
         .into_iter()
-        .find(|a| !autocrypt::addr_eq(a, &sender.address))?;
-    // Both are the sender's text: one line each, bounded, in the note.
-    let line =
-        |text: &str| -> String { text.chars().filter(|c| !c.is_control()).take(200).collect() };
-    Some(format!(
-        "[Letterlock] Careful: the sender's name shows {}, but this message is from {}. \
-         Check the address before you trust or answer it.",
-        line(&shown),
-        line(&sender.address)
-    ))
+        .find(|a| !autocrypt::addr_eq(a, &from.address))
+}
+
+/// The sender's text as one bounded line, for a note of the gateway's.
+fn one_line(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 /// The shown sender of a decrypted message, if they cannot have written it:
@@ -294,16 +317,18 @@ fn deceptive_name(message: &[u8]) -> Option<String> {
 /// recipients, and none of them is a key the keystore holds for that
 /// address. That is Bob's ciphertext sent on by Mallory as his own ("Re:
 /// What's up Johnny?", 2019): an answer to Mallory quoting it is the leak.
-fn outsider(outcome: &Outcome, keys: &Keys, signer: Option<&Signer>) -> Option<String> {
+fn outsider(
+    outcome: &Outcome,
+    from: &letterlock_mime::Mailbox,
+    keys: &Keys,
+    signer: Option<&Signer>,
+) -> Option<String> {
     if !outcome.decrypted
         || outcome.protected_header
         || outcome.signature.is_valid()
         || outcome.encrypted_to.iter().any(Option::is_none)
+        || autocrypt::addr_eq(&from.address, &keys.account)
     {
-        return None;
-    }
-    let from = letterlock_mime::sender(mailcrypt::mime::split_header(&outcome.message).0)?;
-    if autocrypt::addr_eq(&from.address, &keys.account) {
         return None;
     }
     let recipient = signer
@@ -317,20 +342,7 @@ fn outsider(outcome: &Outcome, keys: &Keys, signer: Option<&Signer>) -> Option<S
                     .any(|r| r.aliases(k.key().key_handle()))
             })
         });
-    (!recipient).then_some(from.address)
-}
-
-fn outsider_sentence(address: &str) -> String {
-    let address: String = address
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
-    format!(
-        "[Letterlock] Careful: this message was not encrypted to its sender, {address}, and \
-         not signed by them, so they cannot read it: someone else wrote it. The gateway will \
-         not send {address} a reply to it or to its conversation."
-    )
+    (!recipient).then(|| from.address.clone())
 }
 
 /// Why a message stayed closed, for a person (mailcrypt's sentences).

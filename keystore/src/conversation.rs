@@ -172,6 +172,15 @@ impl Keystore {
         Ok(())
     }
 
+    /// Whether any phrase is recorded at all: most vaults hold none, and
+    /// then an outgoing message need not be taken apart for its phrases.
+    pub async fn holds_encrypted_text(&self) -> Result<bool, KeystoreError> {
+        let found: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM encrypted_text LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Whether any of these phrases of an outgoing message is one recorded
     /// by [`Keystore::record_encrypted_text`]: the message quotes an
     /// encrypted message that had no Message-ID.
@@ -194,9 +203,7 @@ impl Keystore {
         }
         Ok(false)
     }
-}
 
-impl Keystore {
     /// Records that `address` sent an encrypted message that was not
     /// encrypted to them and that they did not sign: they could not read
     /// what they sent.

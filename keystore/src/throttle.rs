@@ -57,6 +57,19 @@ struct Name {
     accepted: Option<[u8; 32]>,
 }
 
+impl Name {
+    /// When an attempt starting `now` may go on: at once while failures
+    /// are free, else its delay after the attempt before.
+    fn release(&self, now: Instant) -> Instant {
+        let delay = delay_for(self.failures);
+        if delay.is_zero() {
+            now
+        } else {
+            self.next_free.max(now) + delay
+        }
+    }
+}
+
 /// Failed logins per login name (compared without regard to case).
 pub struct LoginThrottle {
     names: Mutex<HashMap<String, Name>>,
@@ -135,14 +148,9 @@ impl LoginThrottle {
             if entry.waiting >= MAX_WAITING {
                 return Err(Busy);
             }
-            let delay = delay_for(entry.failures);
+            let release = entry.release(now);
             entry.failures = entry.failures.saturating_add(1);
             entry.last = now;
-            let release = if delay.is_zero() {
-                now
-            } else {
-                entry.next_free.max(now) + delay
-            };
             entry.next_free = release;
             let own = connection_delay(earlier);
             (release.saturating_duration_since(now).max(own), true)
@@ -159,17 +167,13 @@ impl LoginThrottle {
     }
 
     /// How long the next attempt with an unknown password for `login`
-    /// would wait (for `gateway status` and tests).
-    pub fn delay(&self, login: &str, now: Instant) -> Duration {
+    /// would wait.
+    #[cfg(test)]
+    fn delay(&self, login: &str, now: Instant) -> Duration {
         let names = self.lock();
         match names.get(&login.to_lowercase()) {
             Some(n) if n.waiting > 0 || now.saturating_duration_since(n.last) < FORGET_AFTER => {
-                let delay = delay_for(n.failures);
-                if delay.is_zero() {
-                    delay
-                } else {
-                    (n.next_free.max(now) + delay).saturating_duration_since(now)
-                }
+                n.release(now).saturating_duration_since(now)
             }
             _ => Duration::ZERO,
         }

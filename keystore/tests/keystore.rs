@@ -463,6 +463,7 @@ async fn text_of_encrypted_messages_without_an_id_is_remembered_by_hashes() {
         "canary merger closes on monday",
     ];
     assert!(!store.quotes_encrypted_text(&secret).await.expect("look up"));
+    assert!(!store.holds_encrypted_text().await.expect("look up"));
     store
         .record_encrypted_text(&secret, at(0))
         .await
@@ -471,6 +472,7 @@ async fn text_of_encrypted_messages_without_an_id_is_remembered_by_hashes() {
         .record_encrypted_text(&secret, at(1))
         .await
         .expect("recorded twice");
+    assert!(store.holds_encrypted_text().await.expect("look up"));
     // Found among many (more than one query's worth), last of all.
     let mut reply: Vec<String> = (0..1_200).map(|i| format!("new words {i}")).collect();
     reply.push(secret[1].to_string());

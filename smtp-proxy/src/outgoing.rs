@@ -173,6 +173,9 @@ async fn encrypted_conversation(message: &[u8], keystore: &Keystore) -> Result<b
     }
     // An encrypted message without any Message-ID is linked by its text: a
     // message quoting it answers it, whatever its header says.
+    if !keystore.holds_encrypted_text().await.map_err(unknown)? {
+        return Ok(false);
+    }
     let owned = message.to_vec();
     let phrases =
         tokio::task::spawn_blocking(move || mailcrypt::outgoing::quotable_phrases(&owned, None))

@@ -183,6 +183,9 @@ const stage = (name) => Services.prefs.setStringPref("letterlock.test.stage", na
 })();
 """
 
+# An alert or prompt still open when a script ends fails the call
+# (Marionette: "unexpected alert open"), so a dialog shown while Thunderbird
+# works fails the test.
 m = Marionette(port)
 m.call("WebDriver:NewSession", {"capabilities": {}})
 m.call("WebDriver:SetTimeouts", {"script": 60000})
