@@ -13,6 +13,7 @@ pub mod init;
 pub mod keytool;
 pub mod search;
 pub mod status;
+pub mod thunderbird;
 pub mod unlock;
 
 /// Exit status of a command that ran to its end.

@@ -27,6 +27,8 @@ enum Command {
     Status(gateway::status::StatusArgs),
     /// Search the archive of decrypted mail
     Search(gateway::search::SearchArgs),
+    /// Write a new Thunderbird profile with the gateway's accounts already set up
+    ThunderbirdProfile(gateway::thunderbird::ProfileArgs),
     /// The archive of decrypted mail
     #[command(subcommand)]
     Archive(ArchiveCommand),
@@ -80,6 +82,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Keytool(command) => gateway::run_main(keytool::run(&cli.global, command)),
         Command::Search(args) => gateway::run_main(gateway::search::run(&cli.global, args)),
+        Command::ThunderbirdProfile(args) => {
+            gateway::run_main(gateway::thunderbird::run(&cli.global, args))
+        }
         Command::Archive(ArchiveCommand::Sync(args)) => {
             gateway::run_main(gateway::archive_sync::run(&cli.global, args))
         }
