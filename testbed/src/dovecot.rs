@@ -113,6 +113,10 @@ namespace inbox {{
     special_use = \Drafts
     auto = subscribe
   }}
+  mailbox Trash {{
+    special_use = \Trash
+    auto = subscribe
+  }}
 }}
 service imap-login {{
   inet_listener imap {{

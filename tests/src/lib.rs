@@ -416,3 +416,110 @@ pub fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
         n.eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
+
+/// Alice and Bob, each with a running gateway at one provider, after the
+/// first contact a mail client's test does not care about: Alice wrote in
+/// the clear, Bob read it (so his gateway knows her key) and answered
+/// encrypted with an attachment, [`Conversation::SUBJECT`], which lies
+/// ciphertext in Alice's INBOX. Alice also has a folder made at the provider
+/// by another client and subscribed there, `Projects`. What a real mail
+/// client is tested against (tests/tests/thunderbird.rs, clients.rs).
+pub struct Conversation {
+    pub provider: Provider,
+    pub alice: Gateway,
+    pub bob: Gateway,
+    /// Holds both gateways' files; removed last.
+    pub root: tempfile::TempDir,
+}
+
+impl Conversation {
+    pub const ALICE: (&'static str, &'static str) = ("alice@example.org", "alicepw");
+    pub const BOB: (&'static str, &'static str) = ("bob@example.org", "bobpw");
+    pub const SUBJECT: &'static str = "Plans for Friday";
+    /// Bob's words inside the encryption.
+    pub const PLAINTEXT: &'static str = "meet at the north gate";
+    pub const ATTACHMENT: &'static str = "agenda.pdf";
+    pub const WAIT: Duration = Duration::from_secs(60);
+
+    pub fn start() -> Self {
+        let (alice_addr, bob_addr) = (Self::ALICE.0, Self::BOB.0);
+        let root = tempfile::tempdir().expect("tempdir");
+        let provider = Provider::start(&[Self::ALICE, Self::BOB]);
+        let alice = Gateway::running(root.path(), "alice", alice_addr, &provider);
+        let bob = Gateway::running(root.path(), "bob", bob_addr, &provider);
+        let hello = format!(
+            "From: {alice_addr}\nTo: {bob_addr}\nSubject: Hello\nMessage-ID: <hello@example.org>\n\n\
+             Hi Bob.\n"
+        );
+        assert_eq!(send(&alice, Self::ALICE, &hello, &[bob_addr]), "OK");
+        provider.wait_for_messages(bob_addr, "INBOX", 1, Self::WAIT);
+        read(&bob, Self::BOB, "INBOX");
+        let plans = format!(
+            "From: {bob_addr}\nTo: {alice_addr}\nSubject: {}\nMessage-ID: <plans@example.org>\n\
+             MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
+             Content-Type: text/plain; charset=utf-8\n\nThe details, encrypted: {}\n--b\n\
+             Content-Type: application/pdf; name=\"{2}\"\n\
+             Content-Disposition: attachment; filename=\"{2}\"\n\
+             Content-Transfer-Encoding: base64\n\nJVBERi0xLjQKJcOkw7zDtsOfCg==\n--b--\n",
+            Self::SUBJECT,
+            Self::PLAINTEXT,
+            Self::ATTACHMENT,
+        );
+        assert_eq!(send(&bob, Self::BOB, &plans, &[alice_addr]), "OK");
+        let stored = provider.wait_for_messages(alice_addr, "INBOX", 1, Self::WAIT);
+        let at_provider = String::from_utf8_lossy(&stored[0]);
+        assert!(
+            at_provider.contains("multipart/encrypted")
+                && !at_provider.contains(Self::SUBJECT)
+                && !at_provider.contains(Self::PLAINTEXT),
+            "the provider holds ciphertext only"
+        );
+        provider
+            .dovecot
+            .doveadm(&["mailbox", "create", "-s", "-u", alice_addr, "Projects"]);
+        Conversation {
+            provider,
+            alice,
+            bob,
+            root,
+        }
+    }
+
+    /// Bob sends Alice a short message (encrypted: he has her key).
+    pub fn bob_writes(&self, subject: &str, id: &str) {
+        let message = format!(
+            "From: {0}\nTo: {1}\nSubject: {subject}\nMessage-ID: <{id}@example.org>\n\nNew mail.\n",
+            Self::BOB.0,
+            Self::ALICE.0
+        );
+        assert_eq!(send(&self.bob, Self::BOB, &message, &[Self::ALICE.0]), "OK");
+    }
+
+    /// Asserts that `message` (as the provider stores it) is ciphertext
+    /// without `canary`.
+    pub fn assert_ciphertext(message: &[u8], canary: &str, what: &str) {
+        let text = String::from_utf8_lossy(message);
+        assert!(
+            text.contains("multipart/encrypted") && !text.contains(canary),
+            "{what} is not ciphertext at the provider:\n{text}"
+        );
+    }
+
+    /// Asserts that Bob, reading his Inbox through his gateway, finds a
+    /// message with each of `canaries` in its plaintext, under Alice's
+    /// valid signature.
+    pub fn assert_bob_reads_signed(&self, canaries: &[&str]) {
+        let inbox = read(&self.bob, Self::BOB, "INBOX");
+        for canary in canaries {
+            let mail = inbox
+                .iter()
+                .find(|m| m.contains(canary))
+                .unwrap_or_else(|| panic!("{canary} not readable by Bob: {inbox:?}"));
+            let status = header(mail, "Letterlock-Security").unwrap_or_default();
+            assert!(
+                status.starts_with("encrypted; signature=valid; signer=alice@example.org"),
+                "{canary}: {status}"
+            );
+        }
+    }
+}

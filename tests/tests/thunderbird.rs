@@ -1,7 +1,8 @@
 //! Thunderbird itself (Debian's ESR, under Xvfb) in front of a running
-//! gateway and the test provider (issue 18): the profile its account wizard
-//! writes for README's settings, driven through Marionette and read back
-//! from Thunderbird's own state. Checked: no command of Thunderbird's gets
+//! gateway and the test provider (issue 18): the profile `gateway
+//! thunderbird-profile` writes (what Thunderbird's account wizard writes for
+//! README's settings), driven through Marionette and read back from
+//! Thunderbird's own state. Checked: no command of Thunderbird's gets
 //! BAD or NO from the gateway (each would be an alert dialog), no dialog is
 //! open, every server folder is in the folder pane (a subscribed one made
 //! at the provider too), and the Inbox lists the real subject of an
@@ -9,20 +10,22 @@
 //! a message written in Thunderbird's composer is sent encrypted and its
 //! Sent copy is ciphertext at the provider; a draft is ciphertext in Drafts
 //! and opens; a deleted message moves to Trash; and new mail is listed
-//! while Thunderbird is open, through IMAP IDLE.
+//! while Thunderbird is open, through IMAP IDLE. Then Thunderbird is started
+//! again and left alone: its own start-up login, folder listing and mail
+//! check list what came while it was closed, with no command refused and no
+//! dialog.
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::os::unix::process::CommandExt as _;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{read, send, workspace_root, Gateway};
-use testbed::Provider;
+use e2e::{read, workspace_root, Conversation};
 
-const ALICE: (&str, &str) = ("alice@example.org", "alicepw");
-const BOB: (&str, &str) = ("bob@example.org", "bobpw");
-/// Bob's words inside the encryption.
-const PLAINTEXT: &str = "meet at the north gate";
+const ALICE: (&str, &str) = Conversation::ALICE;
+const BOB: (&str, &str) = Conversation::BOB;
+const PLAINTEXT: &str = Conversation::PLAINTEXT;
 
 /// Thunderbird and its Xvfb, killed together however the test ends.
 struct Running(Child);
@@ -37,18 +40,91 @@ impl Drop for Running {
     }
 }
 
-fn profile(dir: &std::path::Path, gateway: &Gateway, marionette: u16) {
+impl Running {
+    /// Thunderbird on its own virtual display, with this profile, logging
+    /// its IMAP conversation to `imap_log`.
+    fn start(profile: &Path, imap_log: &Path) -> Self {
+        Running(
+            Command::new("xvfb-run")
+                .args([
+                    "-a",
+                    "-s",
+                    "-screen 0 1280x1024x24",
+                    "thunderbird",
+                    "--profile",
+                ])
+                .arg(profile)
+                .args(["--marionette", "-remote-allow-system-access", "--no-remote"])
+                .env("MOZ_LOG", "IMAP:5")
+                .env("MOZ_LOG_FILE", imap_log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("xvfb-run thunderbird"),
+        )
+    }
+
+    /// Waits for Thunderbird to finish quitting (it writes its preferences
+    /// and saved logins on the way out), then ends what is left.
+    fn finish(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The profile as `gateway thunderbird-profile` writes it, plus the test's
+/// own preferences (Marionette, no first-run prompts) and `extra`.
+fn profile(dir: &Path, marionette: u16, extra: &str) {
     let template = std::fs::read_to_string(workspace_root().join("tests/thunderbird/user.js"))
-        .expect("profile template");
-    let prefs = template
-        .replace("{IMAP_PORT}", &gateway.imap_port.to_string())
-        .replace("{SMTP_PORT}", &gateway.smtp_port.to_string())
-        .replace("{MARIONETTE_PORT}", &marionette.to_string())
-        .replace("{USER_URL}", &ALICE.0.replace('@', "%40"))
-        .replace("{USER}", ALICE.0)
-        .replace("{NAME}", "Alice");
-    std::fs::create_dir_all(dir).expect("profile dir");
-    std::fs::write(dir.join("user.js"), prefs).expect("user.js");
+        .expect("test preferences");
+    let prefs = template.replace("{MARIONETTE_PORT}", &marionette.to_string());
+    std::fs::write(dir.join("user.js"), format!("{prefs}{extra}")).expect("user.js");
+}
+
+/// Thunderbird's side of the IMAP conversation and the server's answers,
+/// from its MOZ_LOG file.
+fn imap_conversation(log: &Path) -> Vec<String> {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".moz_log");
+    std::fs::read_to_string(name)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            l.split_once("SendData: ")
+                .or_else(|| l.split_once("CreateNewLineFromSocket: "))
+                .map(|(_, rest)| rest.to_string())
+        })
+        .collect()
+}
+
+/// Tagged BAD or NO answers: each is an alert in front of the user.
+fn refused(said: &[String]) -> Vec<&String> {
+    said.iter()
+        .filter(|l| {
+            let mut words = l.split_whitespace();
+            words
+                .next()
+                .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
+                && matches!(words.next(), Some("BAD" | "NO"))
+        })
+        .collect()
+}
+
+fn no_dialog(windows: &serde_json::Value) {
+    let windows = windows.as_array().expect("windows");
+    assert!(
+        windows.iter().all(|w| w.as_str() != Some("alert:alert")
+            && w.as_str() != Some("common-dialog")
+            && !w.as_str().unwrap_or_default().contains("commonDialog")),
+        "a dialog is open: {windows:?}"
+    );
 }
 
 #[test]
@@ -60,69 +136,38 @@ fn thunderbird_sees_every_folder_and_no_error() {
             .is_ok_and(|o| o.status.success()),
         "Thunderbird is not installed: run scripts/setup"
     );
-    let root = tempfile::tempdir().expect("tempdir");
-    let provider = Provider::start(&[ALICE, BOB]);
-    let alice = Gateway::running(root.path(), "alice", ALICE.0, &provider);
-    let bob = Gateway::running(root.path(), "bob", BOB.0, &provider);
-    let wait = Duration::from_secs(60);
-
-    // Autocrypt first (Thunderbird's first contact is not what is tested):
-    // Alice writes in the clear, Bob answers encrypted.
-    let hello = format!(
-        "From: {0}\nTo: {1}\nSubject: Hello\nMessage-ID: <hello@example.org>\n\nHi Bob.\n",
-        ALICE.0, BOB.0
-    );
-    assert_eq!(send(&alice, ALICE, &hello, &[BOB.0]), "OK");
-    provider.wait_for_messages(BOB.0, "INBOX", 1, wait);
-    read(&bob, BOB, "INBOX");
-    let plans = format!(
-        "From: {0}\nTo: {1}\nSubject: Plans for Friday\nMessage-ID: <plans@example.org>\n\
-         MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
-         Content-Type: text/plain; charset=utf-8\n\nThe details, encrypted: {PLAINTEXT}\n--b\n\
-         Content-Type: application/pdf; name=\"agenda.pdf\"\n\
-         Content-Disposition: attachment; filename=\"agenda.pdf\"\n\
-         Content-Transfer-Encoding: base64\n\nJVBERi0xLjQKJcOkw7zDtsOfCg==\n--b--\n",
-        BOB.0, ALICE.0
-    );
-    assert_eq!(send(&bob, BOB, &plans, &[ALICE.0]), "OK");
-    let stored = provider.wait_for_messages(ALICE.0, "INBOX", 1, wait);
-    let at_provider = String::from_utf8_lossy(&stored[0]).into_owned();
-    assert!(
-        at_provider.contains("multipart/encrypted")
-            && !at_provider.contains("Plans for Friday")
-            && !at_provider.contains(PLAINTEXT),
-        "the provider holds ciphertext only"
-    );
-    // A folder made at the provider by another client, subscribed there.
-    provider
-        .dovecot
-        .doveadm(&["mailbox", "create", "-s", "-u", ALICE.0, "Projects"]);
+    let conversation = Conversation::start();
+    let Conversation {
+        provider,
+        alice,
+        bob,
+        root,
+    } = &conversation;
+    let wait = Conversation::WAIT;
 
     let marionette = testbed::free_port();
     let dir = root.path().join("thunderbird");
-    profile(&dir.join("profile"), &alice, marionette);
+    let profile_dir = dir.join("profile");
+    // The profile as a user makes it: one command, nothing typed.
+    let written = alice.ok(&[
+        "thunderbird-profile",
+        profile_dir.to_str().expect("path"),
+        "--name",
+        "Alice",
+    ]);
+    assert!(written.contains("thunderbird --profile"), "{written}");
+    let as_written = std::fs::read_to_string(profile_dir.join("prefs.js")).expect("prefs.js");
+    // The first start stores the password in Thunderbird's password manager
+    // (what a person ticks in the prompt) before Thunderbird logs in.
+    profile(
+        &profile_dir,
+        marionette,
+        "user_pref(\"mail.server.server1.login_at_startup\", false);\n\
+         user_pref(\"mail.server.server1.check_new_mail\", false);\n",
+    );
     let imap_log = dir.join("imap.log");
     let started = Instant::now();
-    let thunderbird = Running(
-        Command::new("xvfb-run")
-            .args([
-                "-a",
-                "-s",
-                "-screen 0 1280x1024x24",
-                "thunderbird",
-                "--profile",
-            ])
-            .arg(dir.join("profile"))
-            .args(["--marionette", "-remote-allow-system-access", "--no-remote"])
-            .env("MOZ_LOG", "IMAP:5")
-            .env("MOZ_LOG_FILE", &imap_log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("xvfb-run thunderbird"),
-    );
+    let thunderbird = Running::start(&profile_dir, &imap_log);
     // Kept after the test, for the developer, if driving fails.
     let screenshot = workspace_root().join("target/thunderbird-failure.png");
     let _ = std::fs::remove_file(&screenshot);
@@ -149,28 +194,15 @@ fn thunderbird_sees_every_folder_and_no_error() {
     let mut stdout = BufReader::new(driver.stdout.take().expect("stdout"));
     let _ = stdout.read_line(&mut first);
     if !first.is_empty() {
-        let later = format!(
-            "From: {0}\nTo: {1}\nSubject: Arrived while open\nMessage-ID: <later@example.org>\n\n\
-             New mail.\n",
-            BOB.0, ALICE.0
-        );
-        assert_eq!(send(&bob, BOB, &later, &[ALICE.0]), "OK");
+        conversation.bob_writes("Arrived while open", "later");
     }
     let mut rest = String::new();
     let _ = stdout.read_to_string(&mut rest);
     let out = driver.wait_with_output().expect("driver");
     let idle: serde_json::Value = serde_json::from_str(rest.trim()).unwrap_or_default();
     let took = started.elapsed();
-    drop(thunderbird);
-    let conversation = std::fs::read_to_string(dir.join("imap.log.moz_log")).unwrap_or_default();
-    let said: Vec<&str> = conversation
-        .lines()
-        .filter_map(|l| {
-            l.split_once("SendData: ")
-                .or_else(|| l.split_once("CreateNewLineFromSocket: "))
-                .map(|(_, rest)| rest)
-        })
-        .collect();
+    thunderbird.finish();
+    let said = imap_conversation(&imap_log);
     assert!(
         out.status.success(),
         "driving Thunderbird failed: {first}{rest}\n{}\nIMAP:\n{}",
@@ -181,19 +213,10 @@ fn thunderbird_sees_every_folder_and_no_error() {
     println!("Thunderbird, started to done in {took:?}: {state}");
 
     // No command refused: each BAD or NO is an alert in front of the user.
-    let refused: Vec<&&str> = said
-        .iter()
-        .filter(|l| {
-            let mut words = l.split_whitespace();
-            words
-                .next()
-                .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
-                && matches!(words.next(), Some("BAD" | "NO"))
-        })
-        .collect();
+    let refused_first = refused(&said);
     assert!(
-        refused.is_empty(),
-        "refused: {refused:?}\nIMAP:\n{}",
+        refused_first.is_empty(),
+        "refused: {refused_first:?}\nIMAP:\n{}",
         said.join("\n")
     );
     assert!(
@@ -203,13 +226,7 @@ fn thunderbird_sees_every_folder_and_no_error() {
         said.join("\n")
     );
     assert_eq!(state["discovered"], 0, "{state}");
-    let windows = state["windows"].as_array().expect("windows");
-    assert!(
-        windows.iter().all(|w| w.as_str() != Some("alert:alert")
-            && w.as_str() != Some("common-dialog")
-            && !w.as_str().unwrap_or_default().contains("commonDialog")),
-        "a dialog is open: {windows:?}"
-    );
+    no_dialog(&state["windows"]);
     let folders: Vec<&str> = state["folders"]
         .as_array()
         .expect("folders")
@@ -255,7 +272,7 @@ fn thunderbird_sees_every_folder_and_no_error() {
         sent_copy.contains("multipart/encrypted") && !sent_copy.contains(canary),
         "{sent_copy}"
     );
-    let at_bob = read(&bob, BOB, "INBOX");
+    let at_bob = read(bob, BOB, "INBOX");
     assert!(
         at_bob
             .iter()
@@ -304,6 +321,65 @@ fn thunderbird_sees_every_folder_and_no_error() {
         "Thunderbird did not idle:\n{}",
         said.join("\n")
     );
+
+    // Started again, as a person starts it every day: Thunderbird itself
+    // logs in with the saved password, lists the folders and checks the
+    // Inbox, which holds mail that came while it was closed.
+    conversation.bob_writes("While Thunderbird was closed", "closed");
+    provider.wait_for_messages(ALICE.0, "INBOX", 2, wait);
+    // Thunderbird saved the first start's override in prefs.js; the second
+    // start uses the settings exactly as `gateway thunderbird-profile` wrote them.
+    profile(&profile_dir, marionette, &as_written);
+    let second_log = dir.join("imap-restart.log");
+    let restarted = Instant::now();
+    let thunderbird = Running::start(&profile_dir, &second_log);
+    let out = Command::new("python3")
+        .arg(workspace_root().join("tests/thunderbird/drive.py"))
+        .args([
+            "restart",
+            &marionette.to_string(),
+            "While Thunderbird was closed",
+        ])
+        .output()
+        .expect("python3");
+    thunderbird.finish();
+    let said = imap_conversation(&second_log);
+    assert!(
+        out.status.success(),
+        "driving Thunderbird after a restart failed: {}{}\nIMAP:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        said.join("\n")
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("JSON after a restart");
+    println!(
+        "Thunderbird restarted; listed new mail after {} s ({:?} in all): {state}",
+        state["listed"],
+        restarted.elapsed()
+    );
+    assert!(
+        state["subjects"]
+            .to_string()
+            .contains("While Thunderbird was closed"),
+        "Thunderbird's own start-up check did not list the new mail: {state}\nIMAP:\n{}",
+        said.join("\n")
+    );
+    let refused_again = refused(&said);
+    assert!(
+        refused_again.is_empty(),
+        "refused after a restart: {refused_again:?}\nIMAP:\n{}",
+        said.join("\n")
+    );
+    no_dialog(&state["windows"]);
+    let folders = state["folders"].to_string().to_lowercase();
+    for folder in ["inbox", "sent", "drafts", "projects", "trash"] {
+        assert!(
+            folders.contains(folder),
+            "{folder} missing after a restart: {folders}"
+        );
+    }
+
     let log = alice.log_text();
     assert!(!log.contains(ALICE.1), "no password in the gateway's log");
 }

@@ -8,11 +8,20 @@ argv: marionette-port imap-host imap-port smtp-host smtp-port user password
 from Thunderbird's composer (its copy filed in Sent by Thunderbird), saves a
 draft and deletes the Inbox's first message. If the script fails, a
 screenshot goes to $LETTERLOCK_TB_SCREENSHOT.
+
+argv: restart marionette-port subject -- Thunderbird was started again with
+its own start-up mail check: this only waits until the Inbox lists a message
+with that subject, without asking Thunderbird to do anything, then a few
+seconds more (for late dialogs), and prints what Thunderbird holds.
 """
 import base64, json, os, socket, sys, time
 
-port, imap_host, imap_port, smtp_host, smtp_port, user, password = sys.argv[1:8]
-recipient = sys.argv[8] if len(sys.argv) > 8 else ""
+restart = sys.argv[1] == "restart"
+if restart:
+    port, expected = sys.argv[2:4]
+else:
+    port, imap_host, imap_port, smtp_host, smtp_port, user, password = sys.argv[1:8]
+    recipient = sys.argv[8] if len(sys.argv) > 8 else ""
 
 
 class Marionette:
@@ -183,6 +192,36 @@ const stage = (name) => Services.prefs.setStringPref("letterlock.test.stage", na
 })();
 """
 
+# After a restart Thunderbird works alone: it logs in with the password its
+# password manager kept, lists the folders and checks the Inbox at start.
+RESTART = r"""
+const [expected, resolve] = arguments;
+const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
+const started = Date.now();
+const state = () => {
+  const root = MailServices.accounts.accounts[0].incomingServer.rootFolder;
+  const inbox = root.getFolderWithFlags(Ci.nsMsgFolderFlags.Inbox);
+  const windows = [];
+  for (const w of Services.wm.getEnumerator(null)) {
+    windows.push(w.document.documentElement.getAttribute("windowtype") || w.location.href);
+  }
+  return {
+    folders: root.descendants.map((f) => f.name),
+    subjects: inbox ? [...inbox.messages].map((m) => m.mime2DecodedSubject) : [],
+    windows,
+    seconds: (Date.now() - started) / 1000,
+  };
+};
+const poll = setInterval(() => {
+  const now = state();
+  if (now.subjects.includes(expected) || Date.now() - started > 50000) {
+    clearInterval(poll);
+    // What a person would see a moment later: a late alert, a prompt.
+    setTimeout(() => resolve({ listed: now.seconds, ...state() }), 3000);
+  }
+}, 200);
+"""
+
 # An alert or prompt still open when a script ends fails the call
 # (Marionette: "unexpected alert open"), so a dialog shown while Thunderbird
 # works fails the test.
@@ -190,6 +229,12 @@ m = Marionette(port)
 m.call("WebDriver:NewSession", {"capabilities": {}})
 m.call("WebDriver:SetTimeouts", {"script": 60000})
 m.call("Marionette:SetContext", {"value": "chrome"})
+if restart:
+    result = m.call("WebDriver:ExecuteAsyncScript",
+                    {"script": RESTART, "args": [expected], "newSandbox": True})
+    print(json.dumps(result.get("value", result)), flush=True)
+    m.call("Marionette:Quit", {"flags": ["eForceQuit"]})
+    sys.exit(0)
 try:
     result = m.call(
         "WebDriver:ExecuteAsyncScript",
