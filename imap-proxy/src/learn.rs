@@ -21,8 +21,26 @@ pub struct Lessons {
 impl Lessons {
     /// Reads the lessons of a message as the provider holds it.
     pub fn of(provider_bytes: &[u8], gossip: Vec<AutocryptHeader>, arrival: SystemTime) -> Self {
-        let facts = mailcrypt::message_facts(provider_bytes, arrival);
-        match autocrypt::examine(&facts) {
+        Self::from_facts(&mailcrypt::message_facts(provider_bytes, arrival), gossip)
+    }
+
+    /// Reads the lessons of a decrypted message: its protected header
+    /// counts (`mailcrypt::decrypted_facts`: the inner Autocrypt header and
+    /// Date), `shown` being the message as decrypted.
+    pub fn of_decrypted(
+        provider_bytes: &[u8],
+        shown: &[u8],
+        gossip: Vec<AutocryptHeader>,
+        arrival: SystemTime,
+    ) -> Self {
+        Self::from_facts(
+            &mailcrypt::decrypted_facts(provider_bytes, shown, arrival),
+            gossip,
+        )
+    }
+
+    fn from_facts(facts: &autocrypt::MessageFacts, gossip: Vec<AutocryptHeader>) -> Self {
+        match autocrypt::examine(facts) {
             Ok(incoming) => Lessons {
                 incoming: Some(incoming),
                 gossip,
@@ -63,7 +81,7 @@ pub async fn learn(
 }
 
 /// The key a message's own `Autocrypt:` header offered for its sender, and
-/// what recording it did ([`learn_sender`]). Viewing the message then knows
+/// what recording it did ([`record_sender`]). Viewing the message then knows
 /// whether that key may check its signature ([`SenderKey::usable`]) and
 /// whether it is a change the reader should see.
 #[derive(Debug, Clone)]
@@ -84,29 +102,31 @@ impl SenderKey {
     }
 }
 
-/// Records the sender's Autocrypt header of a message before it is viewed,
-/// so that the first message carrying a key can be verified with it.
-/// Nothing for the account's own mail.
-pub async fn learn_sender(
+/// Records the sender's Autocrypt header of `lessons` (of the outer header,
+/// [`Lessons::of`], before a clear message is viewed, so that a first
+/// signed message verifies with the key it brings; or of the protected one,
+/// [`Lessons::of_decrypted`], after decryption). Nothing for the account's
+/// own mail.
+pub async fn record_sender(
     keystore: &Keystore,
     account: &str,
-    provider_bytes: &[u8],
+    lessons: &Lessons,
     now: SystemTime,
 ) -> Result<Option<SenderKey>, KeystoreError> {
-    let Some(incoming) = Lessons::of(provider_bytes, Vec::new(), now).incoming else {
+    let Some(incoming) = &lessons.incoming else {
         return Ok(None);
     };
     if autocrypt::addr_eq(&incoming.from_addr, account) {
         return Ok(None);
     }
-    let status = keystore.record_incoming(&incoming, now).await?;
-    Ok(incoming.header.map(|h| SenderKey {
-        cert: h.cert,
+    let status = keystore.record_incoming(incoming, now).await?;
+    Ok(incoming.header.as_ref().map(|h| SenderKey {
+        cert: h.cert.clone(),
         status,
     }))
 }
 
-/// Records the gossip a viewed message carried (after [`learn_sender`]).
+/// Records the gossip a viewed message carried (after [`record_sender`]).
 pub async fn learn_gossip(
     keystore: &Keystore,
     account: &str,

@@ -60,12 +60,12 @@ use tracing::{debug, info, warn};
 use crate::detect::{self, served_by_gateway};
 use crate::downloads::{until_released, Claim, Downloads};
 use crate::fetch::{needs, rewrite, rewrite_size, same_section, Needs};
-use crate::learn::{learn, learn_encrypted, learn_gossip, Lessons};
+use crate::learn::{learn, learn_encrypted, Lessons};
 use crate::plain::{MailboxKey, PlainMessages};
 use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
 use crate::starttls::negotiate;
 use crate::upstream::{Endpoint, Session, UpstreamError};
-use crate::view::{view, Keys, Sender};
+use crate::view::Keys;
 
 /// One account as the IMAP side needs it.
 #[derive(Debug, Clone)]
@@ -198,18 +198,16 @@ async fn view_learn_and_archive(job: ViewJob) -> Option<Arc<Viewed>> {
         hash,
         location,
     } = job;
-    let sender = Sender::learn(&keystore, &account, &bytes).await;
-    // Both decryption and index extraction are CPU work for the blocking pool.
-    let (view, prepared, bytes) = tokio::task::spawn_blocking(move || {
-        let v = view(&bytes, &keys, &sender, SystemTime::now());
-        let prepared = Prepared::new(v.message.clone());
-        (v, prepared, bytes)
+    let (view, bytes) = crate::view::read(Some(&keystore), keys, &account, bytes)
+        .await
+        .ok()?;
+    // Index extraction is CPU work for the blocking pool too.
+    let (view, prepared) = tokio::task::spawn_blocking(move || {
+        let prepared = Prepared::new(view.message.clone());
+        (view, prepared)
     })
     .await
     .ok()?;
-    if let Err(e) = learn_gossip(&keystore, &account, &view.lessons).await {
-        warn!(error = %e, "gossip from a message not recorded");
-    }
     if view.encrypted {
         let both = [&view.message[..], &bytes[..]];
         let outsider = view.outsider.as_deref();

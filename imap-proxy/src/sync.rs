@@ -18,9 +18,9 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::learn::{learn_encrypted, learn_gossip};
+use crate::learn::learn_encrypted;
 use crate::upstream::{Session, UpstreamError, MAX_RESPONSE};
-use crate::view::{view, Keys, Sender};
+use crate::view::Keys;
 
 /// At most this many bytes (by RFC822.SIZE) are requested in one FETCH.
 const BATCH_BYTES: u64 = 16 * 1024 * 1024;
@@ -230,12 +230,10 @@ async fn sync_mailbox(
             let learner = options.learn.clone();
             let learner_account = options.account.clone();
             running.spawn(async move {
-                let sender = match &learner {
-                    Some(keystore) => Sender::learn(keystore, &learner_account, &bytes).await,
-                    None => Sender::default(),
-                };
+                let (v, bytes) = crate::view::read(learner.as_ref(), keys, &learner_account, bytes)
+                    .await
+                    .map_err(|e| SyncError::Worker(e.to_string()))?;
                 let opened = tokio::task::spawn_blocking(move || {
-                    let v = view(&bytes, &keys, &sender, SystemTime::now());
                     let undecryptable = v.detail.is_some();
                     if let Some(detail) = &v.detail {
                         warn!(uid, reason = %detail, "archived without decrypting");
@@ -244,17 +242,14 @@ async fn sync_mailbox(
                         Prepared::new(v.message),
                         v.encrypted,
                         undecryptable,
-                        (v.lessons, v.outsider),
+                        v.outsider,
                         bytes,
                     )
                 })
                 .await
                 .map_err(|e| SyncError::Worker(e.to_string()))?;
-                let (prepared, encrypted, undecryptable, (lessons, outsider), bytes) = opened;
+                let (prepared, encrypted, undecryptable, outsider, bytes) = opened;
                 if let Some(keystore) = &learner {
-                    if let Err(e) = learn_gossip(keystore, &learner_account, &lessons).await {
-                        warn!(uid, error = %e, "gossip from this message not recorded");
-                    }
                     if encrypted {
                         if let Err(e) = learn_encrypted(
                             keystore,

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use crate::learn::{learn_sender, Lessons, SenderKey};
+use crate::learn::{learn_gossip, record_sender, Lessons, SenderKey};
 use mailcrypt::{DecryptContext, HeldKeys, Outcome, Refusal, SignatureStatus};
 use sequoia_openpgp::Cert;
 use tracing::warn;
@@ -57,10 +57,13 @@ pub struct Sender {
     pub offered: Option<SenderKey>,
     /// The key held for the From address after that.
     pub held: Option<Signer>,
+    /// The message's Autocrypt header is not recorded yet (it is read from
+    /// inside the encryption first, [`read`]), so its key checks nothing.
+    pub header_unrecorded: bool,
 }
 
 impl Sender {
-    /// Records the sender's Autocrypt header ([`learn_sender`]), then asks
+    /// Records the sender's Autocrypt header ([`record_sender`]), then asks
     /// which key the keystore holds for the From address. In this order, so
     /// that a first signed message verifies with the key it brings; asked
     /// per message rather than once per session, so that a key verified,
@@ -68,24 +71,151 @@ impl Sender {
     /// message itself) counts at once. A failure is logged and leaves the
     /// message unverified, never wrongly valid.
     pub async fn learn(store: &Keystore, account: &str, provider_bytes: &[u8]) -> Sender {
-        let offered = match learn_sender(store, account, provider_bytes, SystemTime::now()).await {
+        let lessons = Lessons::of(provider_bytes, Vec::new(), SystemTime::now());
+        Self::record(
+            store,
+            account,
+            &lessons,
+            mailcrypt::sender_address(provider_bytes),
+        )
+        .await
+    }
+
+    /// The key held for the From address of an encrypted message, before
+    /// anything of it is recorded: what decides whether the message's
+    /// announcement is read from inside first ([`read`]).
+    async fn before_decryption(store: &Keystore, provider_bytes: &[u8]) -> Sender {
+        Sender {
+            offered: None,
+            held: held_key(store, mailcrypt::sender_address(provider_bytes)).await,
+            header_unrecorded: true,
+        }
+    }
+
+    /// Records what a message announces about its sender (`lessons`: of the
+    /// outer header, or of a decrypted message: the Autocrypt header inside,
+    /// else the outer one, dated by the protected Date), then asks which key
+    /// is held for `from`, the address shown.
+    async fn record(
+        store: &Keystore,
+        account: &str,
+        lessons: &Lessons,
+        from: Option<String>,
+    ) -> Sender {
+        let offered = match record_sender(store, account, lessons, SystemTime::now()).await {
             Ok(offered) => offered,
             Err(e) => {
                 warn!(error = %e, "the sender's key in a message not recorded");
                 None
             }
         };
-        let held = match mailcrypt::sender_address(provider_bytes) {
-            None => None,
-            Some(address) => match store.signing_key(&address).await {
-                Ok(key) => key.map(|key| Signer { address, key }),
-                Err(e) => {
-                    warn!(error = %e, "the sender's key not looked up; no signature counts");
-                    None
-                }
-            },
-        };
-        Sender { offered, held }
+        Sender {
+            offered,
+            held: held_key(store, from).await,
+            header_unrecorded: false,
+        }
+    }
+
+    /// Whether a message viewed with `self` must be viewed again with
+    /// `after`: the key whose signature counts changed, or recording found
+    /// something the status must say (a changed, conflicting or rejected
+    /// key).
+    fn needs_second_look(&self, after: &Sender) -> bool {
+        let fpr = |s: &Sender| s.held.as_ref().map(|h| h.key.cert.fingerprint());
+        fpr(self) != fpr(after)
+            || after.offered.as_ref().is_some_and(|o| {
+                matches!(
+                    o.status,
+                    KeyStatus::Changed | KeyStatus::Conflict | KeyStatus::Rejected
+                )
+            })
+    }
+}
+
+/// The key the keystore holds for `address` (whose signature counts). A
+/// failure is logged and counts as none: unverified, never wrongly valid.
+async fn held_key(store: &Keystore, address: Option<String>) -> Option<Signer> {
+    let address = address?;
+    match store.signing_key(&address).await {
+        Ok(key) => key.map(|key| Signer { address, key }),
+        Err(e) => {
+            warn!(error = %e, "the sender's key not looked up; no signature counts");
+            None
+        }
+    }
+}
+
+/// Reads one message from the provider for the user, learning what it
+/// teaches in the order its verdict needs; the IMAP proxy and `gateway
+/// archive sync` both read through here. Without a keystore nothing is
+/// learned and only the account's keys are used.
+///
+/// Clear mail: its sender's Autocrypt header is recorded first, so that a
+/// first signed message verifies with the key it brings. Encrypted mail
+/// (PGP/MIME): decrypted first, since what its sender wrote inside wins
+/// over what anyone could write outside: the Autocrypt header inside (the
+/// only one Delta Chat sends), else the outer one, dated by the protected
+/// Date. If recording that changes the key held for the sender (a first
+/// contact, a new key) or the status must report a change or a conflict,
+/// the message is viewed again with the keystore's new answer; that second
+/// decryption is paid only then. Its accepted gossip is recorded last.
+pub async fn read(
+    store: Option<&Keystore>,
+    keys: std::sync::Arc<Keys>,
+    account: &str,
+    provider_bytes: Vec<u8>,
+) -> Result<(View, Vec<u8>), tokio::task::JoinError> {
+    let Some(store) = store else {
+        return view_blocking(keys, Sender::default(), provider_bytes).await;
+    };
+    let encrypted = mailcrypt::message_facts(&provider_bytes, SystemTime::now()).content_type
+        == "multipart/encrypted";
+    if !encrypted {
+        let sender = Sender::learn(store, account, &provider_bytes).await;
+        let (view, bytes) = view_blocking(keys, sender, provider_bytes).await?;
+        learn_lessons(store, account, &view).await;
+        return Ok((view, bytes));
+    }
+    let before = Sender::before_decryption(store, &provider_bytes).await;
+    let (first, bytes) = view_blocking(keys.clone(), before.clone(), provider_bytes).await?;
+    let lessons = if first.decrypted {
+        Lessons {
+            gossip: Vec::new(),
+            ..first.lessons.clone()
+        }
+    } else {
+        // Nothing inside to read: the outer header, as for clear mail.
+        Lessons::of(&bytes, Vec::new(), SystemTime::now())
+    };
+    // The From shown: the protected one once decrypted.
+    let from = mailcrypt::sender_address(if first.decrypted {
+        &first.message
+    } else {
+        &bytes
+    });
+    let after = Sender::record(store, account, &lessons, from).await;
+    let (view, bytes) = if before.needs_second_look(&after) {
+        view_blocking(keys, after, bytes).await?
+    } else {
+        (first, bytes)
+    };
+    learn_lessons(store, account, &view).await;
+    Ok((view, bytes))
+}
+
+/// [`view`] on the blocking pool (decryption is CPU work).
+async fn view_blocking(
+    keys: std::sync::Arc<Keys>,
+    sender: Sender,
+    bytes: Vec<u8>,
+) -> Result<(View, Vec<u8>), tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || (view(&bytes, &keys, &sender, SystemTime::now()), bytes))
+        .await
+}
+
+async fn learn_lessons(store: &Keystore, account: &str, view: &View) {
+    if let Err(e) = learn_gossip(store, account, &view.lessons).await {
+        warn!(error = %e, "gossip from a message not recorded");
     }
 }
 
@@ -100,8 +230,11 @@ pub struct View {
     pub status: Option<String>,
     /// Why an encrypted message stayed closed, in technical terms for the log.
     pub detail: Option<String>,
-    /// What it teaches about keys (apply with [`crate::learn::learn`]).
+    /// What it teaches about keys (apply with [`crate::learn::learn`]);
+    /// from its protected header when it was decrypted.
     pub lessons: Lessons,
+    /// It was decrypted (its lessons come from inside).
+    pub decrypted: bool,
     /// The sender, if they sent on a ciphertext that was neither encrypted
     /// to them nor signed by them ([`outsider`]); recorded with
     /// `Keystore::record_outsider`.
@@ -111,7 +244,7 @@ pub struct View {
 /// Decrypts and verifies one message from the provider.
 ///
 /// `sender` is what the message's own Autocrypt header taught
-/// ([`crate::learn::learn_sender`]): a changed key makes the status say
+/// ([`crate::learn::record_sender`]): a changed key makes the status say
 /// `key=changed`; a key refused (conflicting with a verified one, or
 /// rejected) does not check the signature, and the status says so.
 pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime) -> View {
@@ -143,7 +276,8 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
         signers: &held,
         // The header's own key checks the signature (trust on first use)
         // unless the keystore refused it for this sender.
-        autocrypt_key_verifies: sender.offered.as_ref().is_none_or(SenderKey::usable),
+        autocrypt_key_verifies: !sender.header_unrecorded
+            && sender.offered.as_ref().is_none_or(SenderKey::usable),
         now,
     };
     let outcome = mailcrypt::decrypt(provider_bytes, &ctx);
@@ -198,7 +332,12 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
         (Some(r), None) => Some(r.to_string()),
         _ => None,
     };
-    let lessons = Lessons::of(provider_bytes, outcome.gossip, now);
+    let lessons = if outcome.decrypted {
+        Lessons::of_decrypted(provider_bytes, &outcome.message, outcome.gossip, now)
+    } else {
+        Lessons::of(provider_bytes, outcome.gossip, now)
+    };
+    let decrypted = outcome.decrypted;
     let message = match &outcome.refusal {
         Some(refusal) => explained(&outcome.message, refusal),
         // A sender's plaintext may end its lines in bare LF (gpg encrypts
@@ -225,6 +364,7 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
         status,
         detail,
         lessons,
+        decrypted,
         outsider,
     }
 }

@@ -1,5 +1,6 @@
 //! What Autocrypt needs to know about an incoming message
-//! ([`autocrypt::MessageFacts`]), read from its outer header section. The
+//! ([`autocrypt::MessageFacts`]): from its outer header section, or, once it
+//! is decrypted, from the header its sender protected inside. The
 //! `autocrypt` crate never parses mail; this is where its facts come from.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -46,6 +47,25 @@ pub fn message_facts(message: &[u8], arrival: SystemTime) -> MessageFacts {
     }
 }
 
+/// The facts of a decrypted message: what its sender wrote inside the
+/// encryption counts, since nobody on the way could change it. `shown` is
+/// the message as decrypted, protected header restored
+/// ([`crate::Outcome::message`]): its From and Date are the inner ones
+/// where the sender protected them (Delta Chat randomises the outer Date
+/// into the past; the real one is inside), and an `Autocrypt:` header
+/// inside takes precedence over the outer one (RFC 9788's direction, and
+/// Delta Chat puts it only there). Without one inside, the outer header of
+/// `provider_bytes` still announces the key, as Autocrypt Level 1 peers
+/// send it.
+pub fn decrypted_facts(provider_bytes: &[u8], shown: &[u8], arrival: SystemTime) -> MessageFacts {
+    let mut facts = message_facts(shown, arrival);
+    if facts.autocrypt_headers.is_empty() {
+        let (outer, _) = mime::split_header(provider_bytes);
+        facts.autocrypt_headers = mime::values(outer, "Autocrypt");
+    }
+    facts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +91,30 @@ Autocrypt: addr=alice@example.org; keydata=AAAA\r\n Bbbb\r\nAuto-Submitted: no\r
         let bare = message_facts(b"Subject: x\r\n\r\n", arrival);
         assert!(bare.from.is_empty() && bare.date.is_none());
         assert_eq!(bare.content_type, "text/plain");
+    }
+
+    #[test]
+    fn decrypted_facts_prefer_what_is_inside() {
+        let arrival = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let outer = b"From: alice@example.org\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n\
+Autocrypt: addr=alice@example.org; keydata=OUTER\r\n\
+Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"\r\n\r\nx\r\n";
+        let inner = b"From: alice@example.org\r\nDate: Thu, 5 Nov 2026 10:00:00 +0000\r\n\
+Autocrypt: addr=alice@example.org; keydata=INNER\r\nContent-Type: text/plain\r\n\r\nhi\r\n";
+        let f = decrypted_facts(outer, inner, arrival);
+        assert_eq!(f.autocrypt_headers.len(), 1);
+        assert!(f.autocrypt_headers[0].contains("INNER"), "{f:?}");
+        // The protected Date, not the outer one.
+        assert_eq!(
+            f.date,
+            Some(UNIX_EPOCH + Duration::from_secs(1_793_872_800))
+        );
+        assert_eq!(f.content_type, "text/plain");
+
+        // Nothing inside: the outer header still announces the key.
+        let bare = b"From: alice@example.org\r\nContent-Type: text/plain\r\n\r\nhi\r\n";
+        let f = decrypted_facts(outer, bare, arrival);
+        assert!(f.autocrypt_headers[0].contains("OUTER"), "{f:?}");
+        assert!(f.date.is_none());
     }
 }

@@ -37,7 +37,7 @@ pub use decrypt::{
 };
 pub use encrypt::{add_autocrypt_header, encrypt, sign, Boundary, EncryptRequest};
 pub use error::{EncryptError, Refusal};
-pub use facts::message_facts;
+pub use facts::{decrypted_facts, message_facts};
 pub use padding::bucket;
 
 /// Removes every header field the gateway uses to tell the user something
