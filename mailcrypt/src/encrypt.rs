@@ -63,7 +63,10 @@ pub struct EncryptRequest<'a> {
     /// The recipients' certificates (the copy for one Bcc recipient has just
     /// that one).
     pub recipients: &'a [Cert],
-    /// The sender's `Autocrypt:` header, placed outside.
+    /// The sender's `Autocrypt:` header, placed inside (where Delta Chat
+    /// and RFC 9788 peers read it, and nobody on the way can change it) and
+    /// outside (where Autocrypt Level 1 peers read it; ARCHITECTURE.md,
+    /// "Autocrypt inside and outside").
     pub autocrypt: Option<&'a AutocryptHeader>,
     /// `Autocrypt-Gossip:` headers, placed inside (from
     /// [`autocrypt::gossip::headers_to_emit`]; empty for one recipient and
@@ -99,7 +102,10 @@ pub fn encrypt(message: &[u8], req: &EncryptRequest<'_>) -> Result<Vec<u8>, Encr
     // The inner header; the body follows it into the encryption unchanged.
     let mut inner = Vec::with_capacity(8192);
     let mut has_content_type = false;
-    for field in fields.iter().filter(|f| !f.is("Bcc")) {
+    // The sender's header is the gateway's: one the client wrote is not
+    // copied inside next to it.
+    let own_header = |f: &Field<'_>| req.autocrypt.is_some() && f.is("Autocrypt");
+    for field in fields.iter().filter(|f| !f.is("Bcc") && !own_header(f)) {
         if field.is("Content-Type") {
             has_content_type = true;
             inner.extend_from_slice(field.raw_without_eol());
@@ -124,6 +130,9 @@ pub fn encrypt(message: &[u8], req: &EncryptRequest<'_>) -> Result<Vec<u8>, Encr
         inner.extend_from_slice(b"HP-Outer: ");
         inner.extend_from_slice(field);
         inner.extend_from_slice(eol.as_bytes());
+    }
+    if let Some(ac) = req.autocrypt {
+        mime::push_field(&mut inner, "Autocrypt", &ac.render(eol), eol);
     }
     for g in req.gossip {
         mime::push_field(&mut inner, "Autocrypt-Gossip", &g.render_gossip(eol), eol);

@@ -187,6 +187,26 @@ fn round_trip_keeps_headers_and_body_byte_for_byte() {
         }
         let gossip: Vec<_> = out.gossip.iter().map(|g| g.addr.clone()).collect();
         assert_eq!(gossip, ["bob@example.org", "carol@example.org"]);
+        // The sender's key is announced inside too (Delta Chat reads it only
+        // there), once, and it is what the outer header announces.
+        // (The restored header keeps no outer field but transport ones, so
+        // what it shows came from inside.)
+        let inside: Vec<_> = header
+            .split("\r\n")
+            .filter(|l| l.starts_with("Autocrypt:"))
+            .collect();
+        assert_eq!(inside.len(), 1, "{header}");
+        let facts = mailcrypt::message_facts(&out.message, now());
+        let announced = autocrypt::AutocryptHeader::parse(
+            &facts.autocrypt_headers[0],
+            Some("alice@example.org"),
+        )
+        .expect("a valid header inside");
+        assert_eq!(announced.cert.fingerprint(), p.alice.fingerprint());
+        assert_eq!(
+            Some(announced.cert.fingerprint()),
+            out.autocrypt.as_ref().map(|a| a.cert.fingerprint())
+        );
     }
 }
 
