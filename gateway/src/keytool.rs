@@ -60,7 +60,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Import certificates (armored or binary, several at once; `-` reads stdin)
+    /// Import certificates (armored or binary, several at once) or vCards with keys
+    /// (.vcf, as Delta Chat shares contacts); `-` reads stdin
     Import { file: String },
     /// Print a contact's (or with --own, an account's) public certificate, armored
     Export {
@@ -68,6 +69,9 @@ pub enum Command {
         /// Export the public part of an own account key
         #[arg(long, value_name = "ADDR", conflicts_with = "address")]
         own: Option<String>,
+        /// A vCard with the key instead (Delta Chat imports it as a contact)
+        #[arg(long)]
+        vcard: bool,
     },
     /// Look up a contact's key in DNS (OPENPGPKEY)
     Discover { address: String },
@@ -130,9 +134,11 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<Answer> {
         }
         Command::History { address, json } => history(&store, &address, json).await?,
         Command::Import { file } => import(&store, &file, now).await?,
-        Command::Export { address, own } => {
-            export(&store, address.as_deref(), own.as_deref()).await?
-        }
+        Command::Export {
+            address,
+            own,
+            vcard,
+        } => export(&store, address.as_deref(), own.as_deref(), vcard).await?,
         Command::Discover { address } => {
             let discovery = keystore::Discovery::new(&config.dns_config())?;
             let certs = discovery.discover(&store, &address, now).await?;
@@ -374,8 +380,13 @@ async fn import(store: &Keystore, file: &str, now: SystemTime) -> anyhow::Result
     } else {
         data = std::fs::read(file).with_context(|| format!("reading {file}"))?;
     }
+    if crate::vcard::is_vcard(&data) {
+        return import_vcards(store, file, &data, now).await;
+    }
     let mut count = 0;
-    for cert in CertParser::from_bytes(&data).context("the input is not OpenPGP data")? {
+    for cert in
+        CertParser::from_bytes(&data).context("the input is neither OpenPGP data nor a vCard")?
+    {
         let cert = match cert {
             Ok(c) => c,
             Err(e) => {
@@ -401,21 +412,71 @@ async fn import(store: &Keystore, file: &str, now: SystemTime) -> anyhow::Result
     Ok(Answer::Yes)
 }
 
+/// Each contact of a vCard file: its key recorded for the address the card
+/// gives (the user vouches for the card, not for the key's own user IDs).
+async fn import_vcards(
+    store: &Keystore,
+    file: &str,
+    data: &[u8],
+    now: SystemTime,
+) -> anyhow::Result<Answer> {
+    let text = std::str::from_utf8(data).with_context(|| format!("{file} is not UTF-8 text"))?;
+    let mut count = 0;
+    for contact in crate::vcard::parse(text) {
+        let contact = match contact {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                continue;
+            }
+        };
+        let fpr = contact.cert.fingerprint().to_hex();
+        match store
+            .record_key_for(&contact.address, &contact.cert, KeySource::Import, now)
+            .await
+        {
+            Ok(()) => {
+                count += 1;
+                match &contact.name {
+                    Some(name) => println!("{}: {} ({name})", grouped(&fpr), contact.address),
+                    None => println!("{}: {}", grouped(&fpr), contact.address),
+                }
+            }
+            Err(e) => eprintln!("skipped {}: {e}", contact.address),
+        }
+    }
+    if count == 0 {
+        bail!("no contact with a usable key in {file}");
+    }
+    Ok(Answer::Yes)
+}
+
 async fn export(
     store: &Keystore,
     address: Option<&str>,
     own: Option<&str>,
+    vcard: bool,
 ) -> anyhow::Result<Answer> {
-    let cert: Cert = match (address, own) {
-        (_, Some(own)) => store.identity(own).await?.cert.strip_secret_key_material(),
+    let (whose, cert): (&str, Cert) = match (address, own) {
+        (_, Some(own)) => (
+            own,
+            store.identity(own).await?.cert.strip_secret_key_material(),
+        ),
         (Some(address), None) => {
             let peer = store.effective_peer(address).await?;
-            peer.and_then(|p| p.target_key().cloned())
-                .ok_or_else(|| anyhow!("{address} has no usable key"))?
+            let cert = peer
+                .and_then(|p| p.target_key().cloned())
+                .ok_or_else(|| anyhow!("{address} has no usable key"))?;
+            (address, cert)
         }
         (None, None) => bail!("say whose key: keytool export ADDR, or keytool export --own ADDR"),
     };
-    std::io::stdout().write_all(&cert.armored().to_vec()?)?;
+    if vcard {
+        let card = crate::vcard::render(whose, None, &cert)?;
+        std::io::stdout().write_all(card.as_bytes())?;
+    } else {
+        std::io::stdout().write_all(&cert.armored().to_vec()?)?;
+    }
     Ok(Answer::Yes)
 }
 

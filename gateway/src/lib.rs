@@ -15,6 +15,7 @@ pub mod search;
 pub mod status;
 pub mod thunderbird;
 pub mod unlock;
+pub mod vcard;
 
 /// Exit status of a command that ran to its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -415,3 +415,62 @@ fn passphrase_vault_needs_the_right_passphrase() {
     );
     assert!(right.status.success(), "{}", text(&right));
 }
+
+#[test]
+fn vcards_import_for_the_address_they_give_and_export_for_delta_chat() {
+    let home = Home::new(Unlock::KeyFile);
+    let bob = bob_key();
+    // Bob's card gives his work address, which his key's user ID does not
+    // carry: the card is what the user vouches for. A second card in the
+    // same file has no key and is reported, not fatal.
+    let card = gateway::vcard::render("bob@work.example", Some("Bob"), &bob).expect("vCard");
+    let file = home.dir.path().join("contacts.vcf");
+    std::fs::write(
+        &file,
+        format!("{card}BEGIN:VCARD\r\nVERSION:4.0\r\nEMAIL:carol@example.org\r\nEND:VCARD\r\n"),
+    )
+    .expect("write");
+    let out = home.keytool(&["import", file.to_str().expect("path")], "");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("bob@work.example (Bob)"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("carol@example.org has no OpenPGP key"),
+        "{}",
+        text(&out)
+    );
+    let shown = json(&home.keytool(&["show", "bob@work.example", "--json"], ""));
+    assert!(
+        shown.to_string().contains(&bob.fingerprint().to_hex()),
+        "{shown}"
+    );
+
+    // Exported as a vCard, and read back elsewhere.
+    let exported = home.keytool(&["export", "bob@work.example", "--vcard"], "");
+    assert!(exported.status.success(), "{}", text(&exported));
+    let exported = String::from_utf8(exported.stdout).expect("text");
+    assert!(
+        exported.contains("EMAIL:bob@work.example\r\nFN:bob@work.example\r\nKEY:data:application/pgp-keys;base64,"),
+        "{exported}"
+    );
+    let own = home.keytool(&["export", "--own", "alice@example.org", "--vcard"], "");
+    assert!(own.status.success(), "{}", text(&own));
+    let other = Home::new(Unlock::KeyFile);
+    let read_back = other.keytool(&["import", "-"], &exported);
+    assert!(read_back.status.success(), "{}", text(&read_back));
+
+    // A vCard without any usable contact is an error that says so.
+    let none = home.keytool(
+        &["import", "-"],
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Nobody\r\nEND:VCARD\r\n",
+    );
+    assert_eq!(none.status.code(), Some(2), "{}", text(&none));
+    assert!(
+        text(&none).contains("no contact with a usable key"),
+        "{}",
+        text(&none)
+    );
+}
