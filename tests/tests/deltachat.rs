@@ -1,0 +1,307 @@
+//! Delta Chat as a real peer: the Delta Chat core (deltachat-rpc-server
+//! from PyPI, pinned in tests/requirements.txt) with a profile straight at
+//! the test provider, with its default settings (encrypted mail only),
+//! against Alice behind her gateway. Driven by `tests/deltachat/peer.py`.
+//! What Delta Chat shows is asked of Delta Chat (padlock, no error); what
+//! the provider stored is looked at directly (ciphertext only).
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use e2e::{header, read, send, workspace_root, Gateway};
+use serde_json::{json, Value};
+use testbed::Provider;
+
+const ALICE: (&str, &str) = ("alice@example.org", "alicepw");
+const DANA: (&str, &str) = ("dana@example.org", "danapw");
+const BOB: (&str, &str) = ("bob@example.org", "bobpw");
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x56, 0xc7, 0x2f, 0x0d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+const WAIT: Duration = Duration::from_secs(90);
+
+/// The Delta Chat user Dana.
+struct DeltaChat {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl DeltaChat {
+    fn start(dir: &std::path::Path) -> Self {
+        let python = workspace_root().join("target/python/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/setup",
+            python.display()
+        );
+        let mut child = Command::new(python)
+            .arg(workspace_root().join("tests/deltachat/peer.py"))
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the Delta Chat driver");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        DeltaChat {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// One request; its answer, which must not be an error.
+    fn ask(&mut self, request: Value) -> Value {
+        writeln!(self.stdin, "{request}").expect("request");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("answer");
+        let answer: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("Delta Chat driver said {line:?} to {request}"));
+        assert!(
+            answer.get("error").is_none(),
+            "Delta Chat: {request} → {answer}"
+        );
+        answer
+    }
+
+    fn setup(&mut self, provider: &Provider) -> String {
+        let answer = self.ask(json!({
+            "do": "setup",
+            "addr": DANA.0,
+            "password": DANA.1,
+            "imap_port": provider.dovecot.imaps_port,
+            "smtp_port": provider.submissions_port,
+        }));
+        answer["vcard"].as_str().expect("vCard").to_string()
+    }
+
+    /// The next message Delta Chat receives, asserted to be shown encrypted
+    /// and without error.
+    fn receives_encrypted(&mut self) -> Value {
+        let message = self.ask(json!({"do": "wait_incoming", "timeout": WAIT.as_secs()}));
+        assert_eq!(
+            message["padlock"], true,
+            "not shown as encrypted: {message}"
+        );
+        assert!(
+            message["shown_error"].is_null() || message["shown_error"] == "",
+            "{message}"
+        );
+        message
+    }
+}
+
+impl Drop for DeltaChat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn assert_ciphertext(stored: &[u8], canary: &str) {
+    let text = String::from_utf8_lossy(stored);
+    assert!(
+        text.contains("multipart/encrypted") && !text.contains(canary),
+        "not ciphertext at the provider:\n{text}"
+    );
+}
+
+/// Alice's newest message in her Inbox, read through her gateway, with a
+/// `canary` in it.
+fn alice_reads(alice: &Gateway, canary: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(m) = read(alice, ALICE, "INBOX")
+            .into_iter()
+            .rev()
+            .find(|m| m.contains(canary))
+        {
+            return m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{canary} never reached Alice"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn status(message: &str) -> String {
+    header(message, "Letterlock-Security")
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Alice writes `body` to `to` from her mail client, through her gateway;
+/// `extra` header fields (In-Reply-To …) and a PNG attachment if asked.
+fn alice_writes(alice: &Gateway, to: &[&str], subject: &str, body: &str, extra: &str, png: bool) {
+    use base64::Engine as _;
+    let id = format!("{}@example.org", subject.replace([' ', ':'], "-"));
+    let content = if png {
+        let image = base64::engine::general_purpose::STANDARD.encode(PNG);
+        format!(
+            "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
+             Content-Type: text/plain; charset=utf-8\n\n{body}\n--b\n\
+             Content-Type: image/png; name=\"dot.png\"\n\
+             Content-Disposition: attachment; filename=\"dot.png\"\n\
+             Content-Transfer-Encoding: base64\n\n{image}\n--b--\n"
+        )
+    } else {
+        format!("\n{body}\n")
+    };
+    let message = format!(
+        "From: Alice <{}>\nTo: {}\nSubject: {subject}\nMessage-ID: <{id}>\n{extra}{content}",
+        ALICE.0,
+        to.join(", "),
+    );
+    assert_eq!(send(alice, ALICE, &message, to), "OK");
+}
+
+#[test]
+fn first_contact_by_vcard_with_delta_chat_defaults() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let provider = Provider::start(&[ALICE, DANA, BOB]);
+    let alice = Gateway::running(root.path(), "alice", ALICE.0, &provider);
+    let mut dana = DeltaChat::start(&root.path().join("deltachat"));
+    dana.setup(&provider);
+
+    // Alice hands Dana her contact as a vCard; Dana writes first, encrypted
+    // (Delta Chat's default sends nothing else).
+    let card = alice.ok(&["keytool", "export", "--own", ALICE.0, "--vcard"]);
+    dana.ask(json!({"do": "import_vcard", "vcard": card}));
+    dana.ask(json!({"do": "send", "to": ALICE.0, "text": "Hi Alice, dc-canary-1"}));
+    let stored = provider.wait_for_messages(ALICE.0, "INBOX", 1, WAIT);
+    assert_ciphertext(&stored[0], "dc-canary-1");
+    let first = alice_reads(&alice, "dc-canary-1");
+    assert!(
+        status(&first).starts_with(&format!(
+            "encrypted; signature=valid; signer={}; key=tofu",
+            DANA.0
+        )),
+        "{first}"
+    );
+
+    // Alice answers: encrypted to the key that came inside, and Delta Chat
+    // shows it with its padlock.
+    dana.ask(json!({"do": "stop_io"}));
+    alice_writes(
+        &alice,
+        &[DANA.0],
+        "Re: Hi",
+        "Hello Dana, ll-canary-1",
+        "",
+        false,
+    );
+    let at_dana = provider.wait_for_messages(DANA.0, "INBOX", 1, WAIT);
+    assert_ciphertext(at_dana.last().expect("reply"), "ll-canary-1");
+    dana.ask(json!({"do": "start_io"}));
+    let reply = dana.receives_encrypted();
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ll-canary-1"),
+        "{reply}"
+    );
+    assert_eq!(reply["sender"], ALICE.0, "{reply}");
+
+    // An image each way.
+    let png = root.path().join("dot.png");
+    std::fs::write(&png, PNG).expect("png");
+    dana.ask(
+        json!({"do": "send", "to": ALICE.0, "text": "a picture, dc-canary-2",
+        "file": png.to_str().expect("path")}),
+    );
+    let picture = alice_reads(&alice, "dc-canary-2");
+    assert!(
+        status(&picture).starts_with("encrypted; signature=valid"),
+        "{picture}"
+    );
+    assert!(picture.contains("image/png"), "{picture}");
+    alice_writes(&alice, &[DANA.0], "A picture back", "ll-canary-2", "", true);
+    let image = dana.receives_encrypted();
+    assert_eq!(image["view_type"], "Image", "{image}");
+    assert_eq!(image["file_name"], "dot.png", "{image}");
+
+    // A group started in Delta Chat, answered from Alice's mail client.
+    let group = dana.ask(
+        json!({"do": "group", "name": "Friday", "members": [ALICE.0],
+        "text": "Group plans, dc-canary-3"}),
+    );
+    let in_group = alice_reads(&alice, "dc-canary-3");
+    assert!(
+        status(&in_group).starts_with("encrypted; signature=valid"),
+        "{in_group}"
+    );
+    let parent = header(&in_group, "Message-ID")
+        .expect("Message-ID")
+        .to_string();
+    alice_writes(
+        &alice,
+        &[DANA.0],
+        "Re: Friday",
+        "Count me in, ll-canary-3",
+        &format!("In-Reply-To: {parent}\nReferences: {parent}\n"),
+        false,
+    );
+    let answer = dana.receives_encrypted();
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ll-canary-3"),
+        "{answer}"
+    );
+    println!("Delta Chat filed the answer to its group: {answer} (group {group})");
+    assert_eq!(
+        answer["chat"], group["chat"],
+        "the answer lands in the group: {answer}"
+    );
+
+    // A group mail from Alice's mail client to Dana and Bob (a Letterlock
+    // user whose key Alice learned from his first mail).
+    let mut bob = Gateway::running(root.path(), "bob", BOB.0, &provider);
+    let hello = format!(
+        "From: {}\nTo: {}\nSubject: Hello\nMessage-ID: <bob-hello@example.org>\n\nHi Alice.\n",
+        BOB.0, ALICE.0
+    );
+    assert_eq!(send(&bob, BOB, &hello, &[ALICE.0]), "OK");
+    alice_reads(&alice, "Hi Alice.");
+    alice_writes(
+        &alice,
+        &[DANA.0, BOB.0],
+        "Planning",
+        "To you both, ll-canary-4",
+        "",
+        false,
+    );
+    let to_both = dana.receives_encrypted();
+    assert!(
+        to_both["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ll-canary-4"),
+        "{to_both}"
+    );
+    println!("Delta Chat filed Alice's group mail: {to_both}");
+    let at_bob = provider.wait_for_messages(BOB.0, "INBOX", 1, WAIT);
+    assert_ciphertext(at_bob.last().expect("group mail"), "ll-canary-4");
+    let bob_reads = read(&bob, BOB, "INBOX");
+    let mail = bob_reads
+        .iter()
+        .find(|m| m.contains("ll-canary-4"))
+        .expect("Bob reads the group mail");
+    assert!(
+        status(mail).starts_with("encrypted; signature=valid"),
+        "{mail}"
+    );
+    bob.stop();
+}
