@@ -11,7 +11,8 @@ One request per line on stdin, one answer per line on stdout:
   {"do": "group", "name", "members", "text"} a new group           -> {"id"}
   {"do": "stop_io"} / {"do": "start_io"}
   {"do": "wait_incoming", "timeout"}  the next incoming message    -> {message}
-  {"do": "reply", "id", "text"}       in the chat of message id    -> {"id"}
+  {"do": "reply", "id", "text", "accept"?}  in the chat of message id
+                                      (accepted first if asked) -> {"id"}
 Errors answer {"error": "..."}; the driver goes on.
 """
 
@@ -78,9 +79,12 @@ class Peer:
             chat.add_contact(self.account.get_contact_by_addr(addr) or addr)
         return {"id": chat.send_text(text).id, "chat": chat.id}
 
-    def reply(self, id, text):
+    def reply(self, id, text, accept=False):
         snapshot = self.account.get_message_by_id(id).get_snapshot()
         chat = self.account.get_chat_by_id(snapshot.chat_id)
+        if accept:
+            # What the person does with a contact request: tap "Accept".
+            chat.accept()
         return {"id": chat.send_text(text).id}
 
     def wait_incoming(self, timeout):

@@ -305,3 +305,107 @@ fn first_contact_by_vcard_with_delta_chat_defaults() {
     );
     bob.stop();
 }
+
+/// Dana and Alice, after Dana's first mail from Alice's vCard: Alice's
+/// gateway holds the key that came inside it.
+fn introduced(root: &std::path::Path, provider: &Provider) -> (Gateway, DeltaChat, String) {
+    let alice = Gateway::running(root, "alice", ALICE.0, provider);
+    let mut dana = DeltaChat::start(&root.join("deltachat"));
+    dana.setup(provider);
+    let card = alice.ok(&["keytool", "export", "--own", ALICE.0, "--vcard"]);
+    dana.ask(json!({"do": "import_vcard", "vcard": card}));
+    dana.ask(json!({"do": "send", "to": ALICE.0, "text": "Hi, dc-hello"}));
+    let first = alice_reads(&alice, "dc-hello");
+    assert!(status(&first).contains("key=tofu"), "{first}");
+    (alice, dana, card)
+}
+
+#[test]
+fn a_new_delta_chat_profile_is_learned_and_answered_with_its_new_key() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let provider = Provider::start(&[ALICE, DANA]);
+    let (alice, mut dana, card) = introduced(root.path(), &provider);
+    let old = status(&alice_reads(&alice, "dc-hello"));
+
+    // Dana reinstalls: a new profile, a new key, Alice's contact again.
+    dana.ask(json!({"do": "new_profile"}));
+    dana.ask(json!({"do": "import_vcard", "vcard": card}));
+    dana.ask(json!({"do": "send", "to": ALICE.0, "text": "New phone, dc-new-key"}));
+    let changed = alice_reads(&alice, "dc-new-key");
+    let now = status(&changed);
+    assert!(
+        now.starts_with(&format!(
+            "encrypted; signature=valid; signer={}; key=changed",
+            DANA.0
+        )),
+        "{changed}"
+    );
+    let fpr = |s: &str| s.rsplit("fpr=").next().unwrap_or_default().to_string();
+    assert_ne!(fpr(&now), fpr(&old), "{old} / {now}");
+
+    // Alice's answer goes to the new key: Delta Chat decrypts it.
+    alice_writes(
+        &alice,
+        &[DANA.0],
+        "Re: New phone",
+        "Welcome back, ll-new-key",
+        "",
+        false,
+    );
+    let answer = dana.receives_encrypted();
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ll-new-key"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn cleartext_first_contact_with_encryption_only_off() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let provider = Provider::start(&[ALICE, DANA]);
+    let alice = Gateway::running(root.path(), "alice", ALICE.0, &provider);
+    let mut dana = DeltaChat::start(&root.path().join("deltachat"));
+    dana.setup(&provider);
+    dana.ask(json!({"do": "set", "key": "force_encryption", "value": "0"}));
+    // Dana writes to an address she has no key for: in the clear, with
+    // her Autocrypt header outside.
+    dana.ask(json!({"do": "send", "to": ALICE.0, "text": "Hello there, dc-clear"}));
+    let stored = provider.wait_for_messages(ALICE.0, "INBOX", 1, WAIT);
+    assert!(String::from_utf8_lossy(&stored[0]).contains("dc-clear"));
+    let first = alice_reads(&alice, "dc-clear");
+    assert!(!status(&first).starts_with("encrypted"), "{first}");
+    // From then on both ways are encrypted.
+    alice_writes(
+        &alice,
+        &[DANA.0],
+        "Re: Hello",
+        "Hi Dana, ll-after-clear",
+        "",
+        false,
+    );
+    let at_dana = provider.wait_for_messages(DANA.0, "INBOX", 1, WAIT);
+    assert_ciphertext(at_dana.last().expect("answer"), "ll-after-clear");
+    let answer = dana.receives_encrypted();
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ll-after-clear"),
+        "{answer}"
+    );
+    // Delta Chat files mail from a key apart from mail from a bare address:
+    // the encrypted answer opens a new chat, a contact request Dana accepts.
+    println!("Delta Chat filed the encrypted answer: {answer}");
+    dana.ask(
+        json!({"do": "reply", "id": answer["id"], "text": "Great, dc-encrypted",
+        "accept": true}),
+    );
+    let reply = alice_reads(&alice, "dc-encrypted");
+    assert!(
+        status(&reply).starts_with("encrypted; signature=valid"),
+        "{reply}"
+    );
+}
