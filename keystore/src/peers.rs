@@ -671,6 +671,25 @@ fn apply_trust(state: Option<PeerState>, history: &[KeyRecord]) -> Option<PeerSt
     if state.gossip_key.as_ref().is_some_and(rejected) {
         state.gossip_key = None;
     }
+    // A key the user imported (a vCard, `gpg --export`, a Setup Message)
+    // after the Autocrypt key was last announced is the newer word on the
+    // peer's key: mail goes to it until a later message announces another.
+    // Encrypting to the older one would be accepted and then unreadable.
+    let newest_vouched = history
+        .iter()
+        .filter(|k| matches!(k.source, KeySource::Import | KeySource::SetupMessage))
+        .filter(|k| k.trust != TrustLevel::Rejected)
+        .max_by_key(|k| k.last_seen);
+    if let (Some(k), Some(announced)) = (newest_vouched, state.autocrypt_timestamp) {
+        let other = state
+            .public_key
+            .as_ref()
+            .is_some_and(|c| c.fingerprint().to_hex() != k.fingerprint);
+        if other && k.last_seen > announced {
+            state.public_key = Some(k.cert.clone());
+            state.autocrypt_timestamp = None;
+        }
+    }
     if state.public_key.is_none() {
         // Keys the user imported, or DNS published, count like a direct key.
         let other = history

@@ -656,3 +656,36 @@ async fn the_signing_key_is_the_key_held_for_the_address() {
         .expect("reject");
     assert_eq!(signing(&store, BOB).await, None);
 }
+
+#[tokio::test]
+async fn a_key_imported_after_the_autocrypt_one_is_used_until_a_newer_message() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    let [k1, k2, _] = bob_keys();
+    store
+        .record_incoming(&incoming(Some(k1), 1), at(1))
+        .await
+        .expect("in");
+    // Bob's new key, from his vCard, imported on day 5.
+    store
+        .record_key_for(BOB, k2, keystore::KeySource::Import, at(5))
+        .await
+        .expect("import");
+    assert_eq!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
+    let signer = store.signing_key(BOB).await.expect("lookup").expect("key");
+    assert_eq!(signer.fingerprint, k2.fingerprint().to_hex());
+    // A message older than the import changes nothing; a newer one that
+    // announces the old key again is Bob's latest word.
+    store
+        .record_incoming(&incoming(Some(k1), 3), at(6))
+        .await
+        .expect("older");
+    assert_eq!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
+    store
+        .record_incoming(&incoming(Some(k1), 7), at(7))
+        .await
+        .expect("newer");
+    assert_eq!(effective_fpr(&store).await, Some(k1.fingerprint().to_hex()));
+}
