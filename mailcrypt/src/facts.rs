@@ -117,4 +117,42 @@ Autocrypt: addr=alice@example.org; keydata=INNER\r\nContent-Type: text/plain\r\n
         assert!(f.autocrypt_headers[0].contains("OUTER"), "{f:?}");
         assert!(f.date.is_none());
     }
+
+    proptest::proptest! {
+        /// Whatever the outside says, what the sender put inside counts;
+        /// the outside fills in only what is missing inside.
+        #[test]
+        fn inside_wins_outside_fills_in(
+            inner_key in proptest::option::of("[A-Za-z0-9]{4,12}"),
+            outer_key in proptest::option::of("[A-Za-z0-9]{4,12}"),
+            inner_day in proptest::option::of(1u32..28),
+            outer_day in 1u32..28,
+        ) {
+            let arrival = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+            let mut outer = format!("From: a@example.org\r\nDate: {outer_day} Nov 2026 10:00:00 +0000\r\n");
+            if let Some(k) = &outer_key {
+                outer.push_str(&format!("Autocrypt: addr=a@example.org; keydata=OUT{k}\r\n"));
+            }
+            outer.push_str("Content-Type: multipart/encrypted\r\n\r\nx\r\n");
+            let mut inner = String::from("From: a@example.org\r\n");
+            if let Some(d) = inner_day {
+                inner.push_str(&format!("Date: {d} Nov 2026 10:00:00 +0000\r\n"));
+            }
+            if let Some(k) = &inner_key {
+                inner.push_str(&format!("Autocrypt: addr=a@example.org; keydata=IN{k}\r\n"));
+            }
+            inner.push_str("\r\nhi\r\n");
+            let f = decrypted_facts(outer.as_bytes(), inner.as_bytes(), arrival);
+            let expected = match (&inner_key, &outer_key) {
+                (Some(k), _) => Some(format!("IN{k}")),
+                (None, Some(k)) => Some(format!("OUT{k}")),
+                (None, None) => None,
+            };
+            let got = f.autocrypt_headers.first().and_then(|h| h.rsplit("keydata=").next()).map(str::to_string);
+            proptest::prop_assert_eq!(got, expected);
+            proptest::prop_assert_eq!(f.autocrypt_headers.len() <= 1, true);
+            let day = |d: u32| UNIX_EPOCH + Duration::from_secs(1_793_527_200 + (u64::from(d) - 1) * 86_400);
+            proptest::prop_assert_eq!(f.date, inner_day.map(day));
+        }
+    }
 }
