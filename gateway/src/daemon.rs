@@ -16,9 +16,10 @@ use clap::Args;
 use imap_proxy::proxy::{Proxy, DEFAULT_PROVIDER_TIMEOUT};
 use imap_proxy::upstream::Endpoint;
 use keystore::{Discovery, Keystore};
+use provider_tls::LocalCertificate;
 use smtp_proxy::outgoing::Account as SmtpAccount;
 use smtp_proxy::relay::Provider;
-use smtp_proxy::server::{LocalCertificate, Server};
+use smtp_proxy::server::Server;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -159,7 +160,7 @@ pub async fn local_certificate(vault: &Keystore) -> anyhow::Result<LocalCertific
         return Ok(LocalCertificate { cert_der, key_der });
     }
     let made = LocalCertificate::generate(&["localhost", "127.0.0.1", "::1"])
-        .map_err(|e| anyhow!("making the local TLS certificate: {e}"))?;
+        .context("making the local TLS certificate")?;
     vault.put_local_tls(&made.cert_der, &made.key_der).await?;
     Ok(made)
 }
@@ -205,7 +206,7 @@ fn imap_config(
         Some(
             certificate
                 .server_config()
-                .map_err(|e| anyhow!("the local TLS certificate cannot be used: {e}"))?,
+                .context("the local TLS certificate cannot be used")?,
         )
     } else {
         None

@@ -62,7 +62,7 @@ pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<Answer> {
         .await
         .map_err(|e| anyhow::anyhow!("opening the vault in {}: {e}", data_dir.display()))?;
     let certificate = vault.local_tls().await?.map(|(cert_der, key_der)| {
-        smtp_proxy::server::LocalCertificate { cert_der, key_der }.fingerprint()
+        provider_tls::LocalCertificate { cert_der, key_der }.fingerprint()
     });
     let mut accounts = Vec::new();
     for a in &config.accounts {

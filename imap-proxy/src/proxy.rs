@@ -588,22 +588,15 @@ async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<(), SessionError> 
     .await
 }
 
-/// AUTHENTICATE PLAIN: `authzid NUL authcid NUL password`, passed on as a
-/// login to the provider.
+/// AUTHENTICATE PLAIN (`provider_tls::parse_plain`, the same reading as
+/// SMTP's AUTH PLAIN), passed on as a login to the provider.
 async fn authenticate_plain(
     shared: &Shared,
     response: &[u8],
     failed_here: &mut u32,
 ) -> Result<(Session, AccountConfig), String> {
-    let mut fields = response.split(|&b| b == 0);
-    let (Some(_authzid), Some(user), Some(password), None) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
-        return Err("Malformed PLAIN response".into());
-    };
-    let user = String::from_utf8_lossy(user).into_owned();
-    let password = SecretString::from(String::from_utf8_lossy(password).into_owned());
-    login(shared, &user, &password, failed_here)
+    let plain = provider_tls::parse_plain(response).map_err(|e| e.to_string())?;
+    login(shared, &plain.username, &plain.password, failed_here)
         .await
         .map_err(|(_, why)| why)
 }

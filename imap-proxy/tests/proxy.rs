@@ -52,6 +52,9 @@ try:
     if password.startswith("plain:"):
         secret = password[len("plain:"):]
         typ, data = m.authenticate("PLAIN", lambda _: ("\0%s\0%s" % (user, secret)).encode())
+    elif password.startswith("onbehalf:"):
+        secret = password[len("onbehalf:"):]
+        typ, data = m.authenticate("PLAIN", lambda _: ("bob@example.org\0%s\0%s" % (user, secret)).encode())
     else:
         typ, data = m.login(user, password)
     out(("LOGIN " + typ).encode())
@@ -455,6 +458,14 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     )
     .await;
     assert_eq!(literal_after(&again[2], "BODY[]"), served);
+    // PLAIN on behalf of another user is refused, as SMTP refuses it: the
+    // provider would be asked for one user and the mail served for another.
+    let on_behalf = client(s.port, "onbehalf:alicepw", &["select INBOX"]).await;
+    assert!(
+        text(&on_behalf[0]).contains("LOGIN NO") && text(&on_behalf[0]).contains("behalf"),
+        "{}",
+        text(&on_behalf[0])
+    );
 
     // The provider still holds only the ciphertext.
     let stored = s.dovecot.doveadm(&[
@@ -773,7 +784,7 @@ async fn two_accounts_at_once() {
 /// the PEM file a client trusts it by.
 async fn setup_with_local_tls() -> (Setup, std::path::PathBuf) {
     let certificate =
-        smtp_proxy::server::LocalCertificate::generate(&["localhost", "127.0.0.1"]).expect("cert");
+        provider_tls::LocalCertificate::generate(&["localhost", "127.0.0.1"]).expect("cert");
     let s = setup_with(None, Some(certificate.server_config().expect("tls"))).await;
     let ca = s._dir.path().join("local.pem");
     std::fs::write(&ca, certificate.cert_pem()).expect("pem");

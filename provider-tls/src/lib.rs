@@ -1,12 +1,21 @@
-//! How the gateway reaches the mail provider, shared by the IMAP and the
-//! SMTP side: the account's [`Security`] setting, the TLS client
-//! configuration ([`client_config`]) that trusts the system's roots plus
-//! the account's `ca_file` (a provider with a private CA, and the tests'
-//! own CA), and how long a login there may take ([`LOGIN_PATIENCE`]).
+//! The network edge both proxies share. Towards the mail provider: the
+//! account's [`Security`] setting, the TLS client configuration
+//! ([`client_config`]) that trusts the system's roots plus the account's
+//! `ca_file` (a provider with a private CA, and the tests' own CA), and how
+//! long a login there may take ([`LOGIN_PATIENCE`]). Towards the mail
+//! client: the local listeners' certificate ([`LocalCertificate`]) and
+//! SASL PLAIN ([`parse_plain`]), one reading for IMAP and SMTP.
 //!
-//! rustls does the TLS; this crate only decides what it trusts. The SMTP
-//! side's STARTTLS is carried out by lettre, which takes its trust anchors
-//! in its own form (see `smtp_proxy::relay`).
+//! rustls does the TLS; this crate only decides what it trusts and
+//! presents. The SMTP side's STARTTLS to the provider is carried out by
+//! lettre, which takes its trust anchors in its own form (see
+//! `smtp_proxy::relay`).
+
+mod local;
+mod sasl;
+
+pub use local::{LocalCertificate, LocalCertificateError};
+pub use sasl::{parse_plain, PlainError, PlainLogin};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -17,9 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
+
+use provider_tls::{LocalCertificate, LocalCertificateError};
 
 use crate::outgoing::{self, Account, OwnKey};
 use crate::relay::{Provider, Relay};
@@ -50,73 +50,6 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
 }
 
-/// The local certificate clients see on STARTTLS.
-#[derive(Clone)]
-pub struct LocalCertificate {
-    pub cert_der: Vec<u8>,
-    pub key_der: zeroize::Zeroizing<Vec<u8>>,
-}
-
-impl std::fmt::Debug for LocalCertificate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalCertificate")
-            .field("sha256", &self.fingerprint())
-            .finish_non_exhaustive()
-    }
-}
-
-impl LocalCertificate {
-    /// A new self-signed certificate for these names (rcgen).
-    pub fn generate(names: &[&str]) -> Result<Self, String> {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let certified = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
-        Ok(LocalCertificate {
-            cert_der: certified.cert.der().to_vec(),
-            key_der: zeroize::Zeroizing::new(certified.signing_key.serialize_der()),
-        })
-    }
-
-    /// The certificate in PEM, e.g. for a client's trust store.
-    pub fn cert_pem(&self) -> String {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.cert_der);
-        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            pem.push_str(&String::from_utf8_lossy(line));
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-        pem
-    }
-
-    /// SHA-256 of the certificate, colon-separated hex (what `gateway
-    /// status` shows and what a person compares in the client's dialog).
-    pub fn fingerprint(&self) -> String {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(&self.cert_der)
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    }
-
-    /// A rustls server configuration presenting this certificate (the IMAP
-    /// side takes it too).
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(self.cert_der.clone())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.to_vec())),
-            )
-            .map_err(|e| e.to_string())?;
-        Ok(Arc::new(config))
-    }
-}
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -125,8 +58,8 @@ pub enum ServerError {
         address: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the local TLS certificate cannot be used: {0}")]
-    Certificate(String),
+    #[error("the local TLS certificate cannot be used")]
+    Certificate(#[source] LocalCertificateError),
 }
 
 struct Shared {

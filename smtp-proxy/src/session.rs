@@ -504,31 +504,13 @@ impl Session {
         let Some(decoded) = self.auth_decode(line) else {
             return;
         };
-        // authzid NUL authcid NUL password (RFC 4616)
-        let mut fields = decoded.split(|&b| b == 0);
-        let (Some(authzid), Some(authcid), Some(password), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return self.error(Reply::new(501, "5.5.2", "Malformed AUTH PLAIN response"));
-        };
-        let (Ok(authzid), Ok(username), Ok(password)) = (
-            std::str::from_utf8(authzid),
-            std::str::from_utf8(authcid),
-            std::str::from_utf8(password),
-        ) else {
-            return self.error(Reply::new(501, "5.5.2", "AUTH PLAIN fields must be UTF-8"));
-        };
-        if !authzid.is_empty() && authzid != username {
-            return self.error(Reply::new(
-                535,
-                "5.7.8",
-                "Logging in on behalf of another user is not supported",
-            ));
+        match provider_tls::parse_plain(&decoded) {
+            Ok(login) => self.start_auth(login.username, login.password),
+            Err(e @ provider_tls::PlainError::OnBehalf) => {
+                self.error(Reply::new(535, "5.7.8", e.to_string()))
+            }
+            Err(e) => self.error(Reply::new(501, "5.5.2", e.to_string())),
         }
-        self.start_auth(
-            username.to_string(),
-            SecretString::from(password.to_string()),
-        );
     }
 
     fn auth_login_user(&mut self, line: &[u8]) {

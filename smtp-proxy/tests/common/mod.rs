@@ -10,12 +10,13 @@ use std::time::{Duration, SystemTime};
 
 use autocrypt::PreferEncrypt;
 use keystore::{KeySource, Keystore, Unlock};
+use provider_tls::LocalCertificate;
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
 use smtp_proxy::decision::Policy;
 use smtp_proxy::outgoing::Account;
 use smtp_proxy::relay::{Provider as Upstream, Security};
-use smtp_proxy::server::{AccountConfig, Config, LocalCertificate, Server};
+use smtp_proxy::server::{AccountConfig, Config, Server};
 use smtp_proxy::session::Limits;
 use tempfile::TempDir;
 use testbed::Provider;
