@@ -5,6 +5,8 @@
 //! - [`view`]: provider bytes → what the user reads (decrypted, with the
 //!   `Letterlock-Security` header). The proxy and the archive sync share it,
 //!   so both archive the same bytes for the same message.
+//! - [`ingest`]: the one read pipeline (learn → view → learn → index →
+//!   archive) the proxy and the archive sync share.
 //! - [`learn`]: keys learned from what is read (Autocrypt header, gossip).
 //! - [`sync`]: `gateway archive sync` — bring the archive up to date with a
 //!   mailbox, incrementally and resumably.
@@ -26,6 +28,7 @@
 pub mod detect;
 pub mod downloads;
 pub mod fetch;
+pub mod ingest;
 pub mod learn;
 pub mod plain;
 pub mod proxy;

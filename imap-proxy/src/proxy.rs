@@ -60,7 +60,7 @@ use tracing::{debug, info, warn};
 use crate::detect::{self, served_by_gateway};
 use crate::downloads::{until_released, Claim, Downloads};
 use crate::fetch::{needs, rewrite, rewrite_size, same_section, Needs};
-use crate::learn::{learn, learn_encrypted, Lessons};
+use crate::learn::{learn, Lessons};
 use crate::plain::{MailboxKey, PlainMessages};
 use crate::search::{has_text, matches, rewrite as rewrite_search, uid_set};
 use crate::starttls::negotiate;
@@ -184,9 +184,7 @@ struct ViewJob {
     location: Option<Location>,
 }
 
-/// Views one message, records what it teaches (its sender's key before, so
-/// that a first signed message verifies; its gossip and, if it was
-/// encrypted, its Message-IDs after) and archives it at the viewing
+/// Ingests one message ([`crate::ingest::ingest`]) at the viewing
 /// session's location. `None` if the viewer panicked.
 async fn view_learn_and_archive(job: ViewJob) -> Option<Arc<Viewed>> {
     let ViewJob {
@@ -198,37 +196,26 @@ async fn view_learn_and_archive(job: ViewJob) -> Option<Arc<Viewed>> {
         hash,
         location,
     } = job;
-    let (view, bytes) = crate::view::read(Some(&keystore), keys, &account, bytes)
-        .await
-        .ok()?;
-    // Index extraction is CPU work for the blocking pool too.
-    let (view, prepared) = tokio::task::spawn_blocking(move || {
-        let prepared = Prepared::new(view.message.clone());
-        (view, prepared)
-    })
+    let ingested = crate::ingest::ingest(
+        Some(&keystore),
+        &archive,
+        keys,
+        &account,
+        bytes,
+        &hash,
+        location.as_ref(),
+    )
     .await
     .ok()?;
-    if view.encrypted {
-        let both = [&view.message[..], &bytes[..]];
-        let outsider = view.outsider.as_deref();
-        if let Err(e) = learn_encrypted(&keystore, &both, outsider, SystemTime::now()).await {
-            warn!(error = %e, "an encrypted message's ID not saved; kept in memory until the data directory takes writes");
+    let archived_at = match (location, ingested.archived) {
+        (Some(loc), Some(Ok(_))) => Some(loc),
+        (Some(loc), Some(Err(e))) => {
+            warn!(uid = loc.uid, error = %e, "message not archived");
+            None
         }
-    }
-    drop(bytes);
-    let archived_at = match location {
-        Some(loc) => match archive
-            .store_prepared(&loc, &hash, &prepared, view.encrypted)
-            .await
-        {
-            Ok(_) => Some(loc),
-            Err(e) => {
-                warn!(uid = loc.uid, error = %e, "message not archived");
-                None
-            }
-        },
-        None => None,
+        _ => None,
     };
+    let crate::ingest::Ingested { view, prepared, .. } = ingested;
     Some(Arc::new(Viewed {
         view,
         prepared,

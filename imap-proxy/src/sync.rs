@@ -10,15 +10,13 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use archive::{content_hash, Archive, ArchiveError, Location, Prepared, Stored};
+use archive::{content_hash, Archive, ArchiveError, Location, Stored};
 use keystore::Keystore;
 use thiserror::Error;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::learn::learn_encrypted;
 use crate::upstream::{Session, UpstreamError, MAX_RESPONSE};
 use crate::view::Keys;
 
@@ -230,42 +228,25 @@ async fn sync_mailbox(
             let learner = options.learn.clone();
             let learner_account = options.account.clone();
             running.spawn(async move {
-                let (v, bytes) = crate::view::read(learner.as_ref(), keys, &learner_account, bytes)
-                    .await
-                    .map_err(|e| SyncError::Worker(e.to_string()))?;
-                let opened = tokio::task::spawn_blocking(move || {
-                    let undecryptable = v.detail.is_some();
-                    if let Some(detail) = &v.detail {
-                        warn!(uid, reason = %detail, "archived without decrypting");
-                    }
-                    (
-                        Prepared::new(v.message),
-                        v.encrypted,
-                        undecryptable,
-                        v.outsider,
-                        bytes,
-                    )
-                })
+                let ingested = crate::ingest::ingest(
+                    learner.as_ref(),
+                    &archive,
+                    keys,
+                    &learner_account,
+                    bytes,
+                    &hash,
+                    Some(&loc),
+                )
                 .await
                 .map_err(|e| SyncError::Worker(e.to_string()))?;
-                let (prepared, encrypted, undecryptable, outsider, bytes) = opened;
-                if let Some(keystore) = &learner {
-                    if encrypted {
-                        if let Err(e) = learn_encrypted(
-                            keystore,
-                            &[prepared.message(), &bytes],
-                            outsider.as_deref(),
-                            SystemTime::now(),
-                        )
-                        .await
-                        {
-                            warn!(uid, error = %e, "an encrypted message's ID not saved; kept in memory until the data directory takes writes");
-                        }
-                    }
+                let undecryptable = ingested.view.detail.is_some();
+                if let Some(detail) = &ingested.view.detail {
+                    warn!(uid, reason = %detail, "archived without decrypting");
                 }
-                let stored = archive
-                    .store_prepared(&loc, &hash, &prepared, encrypted)
-                    .await?;
+                let Some(stored) = ingested.archived else {
+                    return Err(SyncError::Worker("the message was not archived".into()));
+                };
+                let stored = stored?;
                 Ok((uid, stored, undecryptable))
             });
         }

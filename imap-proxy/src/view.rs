@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use crate::learn::{learn_gossip, record_sender, Lessons, SenderKey};
+use crate::learn::{record_sender, Lessons, SenderKey};
 use mailcrypt::{DecryptContext, HeldKeys, Outcome, Refusal, SignatureStatus};
 use sequoia_openpgp::Cert;
 use tracing::warn;
@@ -58,7 +58,7 @@ pub struct Sender {
     /// The key held for the From address after that.
     pub held: Option<Signer>,
     /// The message's Autocrypt header is not recorded yet (it is read from
-    /// inside the encryption first, [`read`]), so its key checks nothing.
+    /// inside the encryption first, [`crate::ingest::read`]), so its key checks nothing.
     pub header_unrecorded: bool,
 }
 
@@ -83,8 +83,8 @@ impl Sender {
 
     /// The key held for the From address of an encrypted message, before
     /// anything of it is recorded: what decides whether the message's
-    /// announcement is read from inside first ([`read`]).
-    async fn before_decryption(store: &Keystore, provider_bytes: &[u8]) -> Sender {
+    /// announcement is read from inside first ([`crate::ingest::read`]).
+    pub(crate) async fn before_decryption(store: &Keystore, provider_bytes: &[u8]) -> Sender {
         Sender {
             offered: None,
             held: held_key(store, mailcrypt::sender_address(provider_bytes)).await,
@@ -96,7 +96,7 @@ impl Sender {
     /// outer header, or of a decrypted message: the Autocrypt header inside,
     /// else the outer one, dated by the protected Date), then asks which key
     /// is held for `from`, the address shown.
-    async fn record(
+    pub(crate) async fn record(
         store: &Keystore,
         account: &str,
         lessons: &Lessons,
@@ -120,7 +120,7 @@ impl Sender {
     /// `after`: the key whose signature counts changed, or recording found
     /// something the status must say (a changed, conflicting or rejected
     /// key).
-    fn needs_second_look(&self, after: &Sender) -> bool {
+    pub(crate) fn needs_second_look(&self, after: &Sender) -> bool {
         let fpr = |s: &Sender| s.held.as_ref().map(|h| h.key.cert.fingerprint());
         fpr(self) != fpr(after)
             || after.offered.as_ref().is_some_and(|o| {
@@ -142,80 +142,6 @@ async fn held_key(store: &Keystore, address: Option<String>) -> Option<Signer> {
             warn!(error = %e, "the sender's key not looked up; no signature counts");
             None
         }
-    }
-}
-
-/// Reads one message from the provider for the user, learning what it
-/// teaches in the order its verdict needs; the IMAP proxy and `gateway
-/// archive sync` both read through here. Without a keystore nothing is
-/// learned and only the account's keys are used.
-///
-/// Clear mail: its sender's Autocrypt header is recorded first, so that a
-/// first signed message verifies with the key it brings. Encrypted mail
-/// (PGP/MIME): decrypted first, since what its sender wrote inside wins
-/// over what anyone could write outside: the Autocrypt header inside (the
-/// only one Delta Chat sends), else the outer one, dated by the protected
-/// Date. If recording that changes the key held for the sender (a first
-/// contact, a new key) or the status must report a change or a conflict,
-/// the message is viewed again with the keystore's new answer; that second
-/// decryption is paid only then. Its accepted gossip is recorded last.
-pub async fn read(
-    store: Option<&Keystore>,
-    keys: std::sync::Arc<Keys>,
-    account: &str,
-    provider_bytes: Vec<u8>,
-) -> Result<(View, Vec<u8>), tokio::task::JoinError> {
-    let Some(store) = store else {
-        return view_blocking(keys, Sender::default(), provider_bytes).await;
-    };
-    let encrypted = mailcrypt::message_facts(&provider_bytes, SystemTime::now()).content_type
-        == "multipart/encrypted";
-    if !encrypted {
-        let sender = Sender::learn(store, account, &provider_bytes).await;
-        let (view, bytes) = view_blocking(keys, sender, provider_bytes).await?;
-        learn_lessons(store, account, &view).await;
-        return Ok((view, bytes));
-    }
-    let before = Sender::before_decryption(store, &provider_bytes).await;
-    let (first, bytes) = view_blocking(keys.clone(), before.clone(), provider_bytes).await?;
-    let lessons = if first.decrypted {
-        Lessons {
-            gossip: Vec::new(),
-            ..first.lessons.clone()
-        }
-    } else {
-        // Nothing inside to read: the outer header, as for clear mail.
-        Lessons::of(&bytes, Vec::new(), SystemTime::now())
-    };
-    // The From shown: the protected one once decrypted.
-    let from = mailcrypt::sender_address(if first.decrypted {
-        &first.message
-    } else {
-        &bytes
-    });
-    let after = Sender::record(store, account, &lessons, from).await;
-    let (view, bytes) = if before.needs_second_look(&after) {
-        view_blocking(keys, after, bytes).await?
-    } else {
-        (first, bytes)
-    };
-    learn_lessons(store, account, &view).await;
-    Ok((view, bytes))
-}
-
-/// [`view`] on the blocking pool (decryption is CPU work).
-async fn view_blocking(
-    keys: std::sync::Arc<Keys>,
-    sender: Sender,
-    bytes: Vec<u8>,
-) -> Result<(View, Vec<u8>), tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || (view(&bytes, &keys, &sender, SystemTime::now()), bytes))
-        .await
-}
-
-async fn learn_lessons(store: &Keystore, account: &str, view: &View) {
-    if let Err(e) = learn_gossip(store, account, &view.lessons).await {
-        warn!(error = %e, "gossip from a message not recorded");
     }
 }
 

@@ -1,5 +1,5 @@
 //! Keys that arrive inside the encryption (Delta Chat, RFC 9788's
-//! direction): the rules of `imap_proxy::view::read` against a real vault.
+//! direction): the rules of `imap_proxy::ingest::read` against a real vault.
 //! An `Autocrypt:` header inside whose addr is the inner From announces the
 //! sender's key and wins over the outer one; the protected Date dates it;
 //! it verifies its own message only under trust on first use; a header for
@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use autocrypt::{AutocryptHeader, PreferEncrypt};
-use imap_proxy::view::{read, Keys};
+use imap_proxy::ingest::read;
+use imap_proxy::view::Keys;
 use keystore::{KeySource, Keystore, Unlock};
 use sequoia_openpgp::Cert;
 

@@ -1,0 +1,148 @@
+//! The one read pipeline: provider bytes → what the user is shown, with
+//! everything the message teaches recorded in the order security needs and
+//! the result archived. The IMAP proxy (for a message a client fetches,
+//! once per account through `downloads`' single flight) and `gateway
+//! archive sync` both ingest through here, so they learn the same keys and
+//! archive the same bytes for the same message.
+//!
+//! [`read`]: learn the sender's key (before viewing clear mail, after
+//! decrypting encrypted mail) → [`view`] → learn the gossip. [`ingest`]:
+//! that, then the index text (`Prepared`), the encrypted message's
+//! Message-IDs and outsider (`learn_encrypted`), and the archive entry.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use archive::{Archive, ArchiveError, Location, Prepared, Stored};
+use keystore::Keystore;
+use tracing::warn;
+
+use crate::learn::{learn_encrypted, learn_gossip, Lessons};
+use crate::view::{view, Keys, Sender, View};
+
+/// One message, read and (if asked) archived.
+pub struct Ingested {
+    pub view: View,
+    /// The index text of the bytes served (its message is the view's).
+    pub prepared: Prepared,
+    /// The archive's answer, when a location was given.
+    pub archived: Option<Result<Stored, ArchiveError>>,
+}
+
+/// Reads a message ([`read`]), extracts its index text, records that it was
+/// encrypted, and archives it at `location` if one is given (`hash`: its
+/// `archive::content_hash`). `Err` only if a worker of the blocking pool
+/// panicked.
+pub async fn ingest(
+    store: Option<&Keystore>,
+    archive: &Archive,
+    keys: Arc<Keys>,
+    account: &str,
+    bytes: Vec<u8>,
+    hash: &[u8; 32],
+    location: Option<&Location>,
+) -> Result<Ingested, tokio::task::JoinError> {
+    let (view, bytes) = read(store, keys, account, bytes).await?;
+    // Index extraction is CPU work for the blocking pool too.
+    let (view, prepared) = tokio::task::spawn_blocking(move || {
+        let prepared = Prepared::new(view.message.clone());
+        (view, prepared)
+    })
+    .await?;
+    if let (Some(store), true) = (store, view.encrypted) {
+        let both = [&view.message[..], &bytes[..]];
+        if let Err(e) =
+            learn_encrypted(store, &both, view.outsider.as_deref(), SystemTime::now()).await
+        {
+            warn!(error = %e, "an encrypted message's ID not saved; kept in memory until the data directory takes writes");
+        }
+    }
+    drop(bytes);
+    let archived = match location {
+        Some(loc) => Some(
+            archive
+                .store_prepared(loc, hash, &prepared, view.encrypted)
+                .await,
+        ),
+        None => None,
+    };
+    Ok(Ingested {
+        view,
+        prepared,
+        archived,
+    })
+}
+
+/// Reads one message from the provider for the user, learning what it
+/// teaches in the order its verdict needs ([`ingest`] then indexes,
+/// records and archives it). Without a keystore nothing is learned and only
+/// the account's keys are used.
+///
+/// Clear mail: its sender's Autocrypt header is recorded first, so that a
+/// first signed message verifies with the key it brings. Encrypted mail
+/// (PGP/MIME): decrypted first, since what its sender wrote inside wins
+/// over what anyone could write outside: the Autocrypt header inside (the
+/// only one Delta Chat sends), else the outer one, dated by the protected
+/// Date. If recording that changes the key held for the sender (a first
+/// contact, a new key) or the status must report a change or a conflict,
+/// the message is viewed again with the keystore's new answer; that second
+/// decryption is paid only then. Its accepted gossip is recorded last.
+pub async fn read(
+    store: Option<&Keystore>,
+    keys: Arc<Keys>,
+    account: &str,
+    provider_bytes: Vec<u8>,
+) -> Result<(View, Vec<u8>), tokio::task::JoinError> {
+    let Some(store) = store else {
+        return view_blocking(keys, Sender::default(), provider_bytes).await;
+    };
+    let encrypted = mailcrypt::message_facts(&provider_bytes, SystemTime::now()).content_type
+        == "multipart/encrypted";
+    if !encrypted {
+        let sender = Sender::learn(store, account, &provider_bytes).await;
+        let (view, bytes) = view_blocking(keys, sender, provider_bytes).await?;
+        learn_lessons(store, account, &view).await;
+        return Ok((view, bytes));
+    }
+    let before = Sender::before_decryption(store, &provider_bytes).await;
+    let (first, bytes) = view_blocking(keys.clone(), before.clone(), provider_bytes).await?;
+    let lessons = if first.decrypted {
+        Lessons {
+            gossip: Vec::new(),
+            ..first.lessons.clone()
+        }
+    } else {
+        // Nothing inside to read: the outer header, as for clear mail.
+        Lessons::of(&bytes, Vec::new(), SystemTime::now())
+    };
+    // The From shown: the protected one once decrypted.
+    let from = mailcrypt::sender_address(if first.decrypted {
+        &first.message
+    } else {
+        &bytes
+    });
+    let after = Sender::record(store, account, &lessons, from).await;
+    let (view, bytes) = if before.needs_second_look(&after) {
+        view_blocking(keys, after, bytes).await?
+    } else {
+        (first, bytes)
+    };
+    learn_lessons(store, account, &view).await;
+    Ok((view, bytes))
+}
+
+/// [`view`] on the blocking pool (decryption is CPU work).
+async fn view_blocking(
+    keys: Arc<Keys>,
+    sender: Sender,
+    bytes: Vec<u8>,
+) -> Result<(View, Vec<u8>), tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || (view(&bytes, &keys, &sender, SystemTime::now()), bytes))
+        .await
+}
+
+async fn learn_lessons(store: &Keystore, account: &str, view: &View) {
+    if let Err(e) = learn_gossip(store, account, &view.lessons).await {
+        warn!(error = %e, "gossip from a message not recorded");
+    }
+}
