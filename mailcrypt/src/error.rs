@@ -14,19 +14,17 @@ pub enum EncryptError {
     NoRecipients,
     #[error("the message has no header section")]
     NoHeader,
+    /// Sequoia's error, kept as the cause (its text is in the message too,
+    /// which is what a mail client shows).
     #[error("OpenPGP operation failed: {0}")]
-    OpenPgp(String),
+    OpenPgp(#[source] sequoia_openpgp::anyhow::Error),
+    #[error("writing the OpenPGP message failed: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl From<sequoia_openpgp::anyhow::Error> for EncryptError {
     fn from(e: sequoia_openpgp::anyhow::Error) -> Self {
-        EncryptError::OpenPgp(e.to_string())
-    }
-}
-
-impl From<std::io::Error> for EncryptError {
-    fn from(e: std::io::Error) -> Self {
-        EncryptError::OpenPgp(e.to_string())
+        EncryptError::OpenPgp(e)
     }
 }
 
