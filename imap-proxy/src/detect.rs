@@ -14,8 +14,8 @@ use std::num::NonZeroU32;
 
 use imap_next::imap_types::core::{AString, Vec1};
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section};
-use mailcrypt::entity::ContentType;
-use mailcrypt::mime;
+use letterlock_mime::entity::ContentType;
+use letterlock_mime::header as mime;
 
 /// The header fields to fetch: `BODY.PEEK[HEADER.FIELDS (…)]`. The first
 /// two decide who serves the message; the rest let the proxy learn keys

@@ -171,11 +171,11 @@ pub async fn learn_encrypted(
     }
     let mut any_id = false;
     for message in messages {
-        let (header, _) = mailcrypt::mime::split_header(message);
+        let (header, _) = letterlock_mime::header::split_header(message);
         // Every id of every Message-ID field, read as the SMTP side reads
         // the ids a reply refers to (comments, folding, several ids).
         // At most a few: a hostile field must not cost a write per id.
-        let ids = mailcrypt::mime::values(header, "Message-ID")
+        let ids = letterlock_mime::header::values(header, "Message-ID")
             .iter()
             .flat_map(|value| mailcrypt::outgoing::message_ids(value))
             .take(MAX_IDS_RECORDED)

@@ -1242,7 +1242,7 @@ impl Forwarder {
     /// Cleartext mail passing through teaches keys too (its Autocrypt
     /// header; trust on first use), once per message and session.
     async fn learn_from_header(&mut self, uid: u32, header: &[u8]) {
-        let has_autocrypt = mailcrypt::mime::fields(header)
+        let has_autocrypt = letterlock_mime::header::fields(header)
             .iter()
             .any(|f| f.is("Autocrypt"));
         if !has_autocrypt || !self.learned.insert(uid) {
@@ -2034,7 +2034,7 @@ fn keep_plain(item: &MessageDataItem<'_>, requested: &[MessageDataItemName<'_>])
 
 /// PGP/MIME at the root, or a whole-body inline PGP message.
 fn already_encrypted(message: &[u8]) -> bool {
-    let entity = mailcrypt::entity::Entity::parse(message);
+    let entity = letterlock_mime::entity::Entity::parse(message);
     let content_type = entity.content_type();
     if content_type.is("multipart/encrypted") {
         return true;

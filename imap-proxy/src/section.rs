@@ -12,8 +12,8 @@
 use std::borrow::Cow;
 use std::num::NonZeroU32;
 
-use mailcrypt::entity::Entity;
-use mailcrypt::mime;
+use letterlock_mime::entity::Entity;
+use letterlock_mime::header as mime;
 
 /// What part of a message a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

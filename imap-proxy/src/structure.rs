@@ -10,8 +10,8 @@ use imap_next::imap_types::body::{
 };
 use imap_next::imap_types::core::{IString, NString, Vec1};
 use imap_next::imap_types::envelope::{Address, Envelope};
-use mailcrypt::entity::{ContentType, Entity};
-use mailcrypt::mime::{self, Field};
+use letterlock_mime::entity::{ContentType, Entity};
+use letterlock_mime::header::{self as mime, Field};
 
 /// How deep MIME nesting is followed; deeper parts are described as opaque.
 const MAX_DEPTH: usize = 32;

@@ -212,7 +212,7 @@ pub fn view(provider_bytes: &[u8], keys: &Keys, sender: &Sender, now: SystemTime
     // and a sentence in the note in front of the message.
     let shown_sender = match (&status, &outcome.refusal) {
         (Some(_), None) => {
-            letterlock_mime::sender(mailcrypt::mime::split_header(&outcome.message).0)
+            letterlock_mime::sender(letterlock_mime::header::split_header(&outcome.message).0)
         }
         _ => None,
     };
@@ -324,7 +324,7 @@ fn explained(message: &[u8], refusal: &Refusal) -> Vec<u8> {
 /// first part is `sentence` and whose second part is the original content,
 /// untouched.
 fn with_note(message: &[u8], sentence: &str) -> Vec<u8> {
-    use mailcrypt::mime;
+    use letterlock_mime::header as mime;
     const CONTENT_FIELDS: [&str; 4] = [
         "Content-Type",
         "Content-Transfer-Encoding",

@@ -1376,7 +1376,7 @@ async fn forged_status_headers_never_reach_the_client_in_any_spelling() {
         .remove(0);
     assert_eq!(served.len(), messages.len());
     for (i, message) in served.iter().enumerate() {
-        let (header, _) = mailcrypt::mime::split_header(message.as_bytes());
+        let (header, _) = letterlock_mime::header::split_header(message.as_bytes());
         let text = String::from_utf8_lossy(header);
         let ours = text.starts_with(
             "Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=tofu;",

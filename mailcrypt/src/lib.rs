@@ -3,7 +3,7 @@
 //!
 //! - [`encrypt`] turns a client's message into RFC 3156 PGP/MIME, signed
 //!   inside the encryption, with RFC 9788 header protection, the sender's
-//!   Autocrypt header outside, gossip and padding inside.
+//!   Autocrypt header inside and outside, gossip and padding inside.
 //! - [`sign`] and [`add_autocrypt_header`] are for mail that goes out in
 //!   cleartext; [`outgoing`] reads and adjusts a client's message before
 //!   either (recipients, Bcc, subject tags).
@@ -12,24 +12,25 @@
 //!   integrity protection, restores protected headers and judges signatures
 //!   against the whole message and its From address.
 //!
-//! - [`message_facts`] reads what Autocrypt needs from an incoming message.
-//! - [`mime`] and [`entity`] give byte-exact access to header fields and
-//!   MIME parts; the IMAP proxy serves sections of messages with them.
+//! - [`message_facts`] and [`decrypted_facts`] read what Autocrypt needs
+//!   from an incoming message.
 //!
-//! OpenPGP is sequoia-openpgp; MIME structure is understood with mail-parser,
-//! but the bytes that signatures cover are cut out of the input by hand
-//! ([`entity`]) so the client's message survives byte for byte.
+//! OpenPGP is sequoia-openpgp; MIME structure is `letterlock_mime`'s (on
+//! mail-parser), whose header and entity slices keep the bytes signatures
+//! cover exactly as the client wrote them.
 //! Autocrypt decisions are the `autocrypt` crate's.
 
 mod decrypt;
 mod encrypt;
-pub mod entity;
 mod error;
 mod facts;
-pub mod mime;
 mod openpgp;
 pub mod outgoing;
 mod padding;
+
+// The engine's own names for the MIME layer underneath.
+use letterlock_mime::entity;
+use letterlock_mime::header as mime;
 
 pub use decrypt::{
     decrypt, sender_address, DecryptContext, HeldKeys, Outcome, SignatureStatus, SignerKeys,

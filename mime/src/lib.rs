@@ -19,7 +19,13 @@
 //!
 //! Also here: who a message is from ([`sender`], mail-parser's RFC 5322
 //! address parser) and the addresses a display name shows a reader
-//! ([`addresses_in_name`]).
+//! ([`addresses_in_name`]); header sections as raw byte slices
+//! ([`header`]: fields, values, line endings, kept byte for byte) and MIME
+//! entities cut out of the input by hand ([`entity`]: signatures cover exact
+//! bytes), used by the crypto engine, the IMAP side and the archive alike.
+
+pub mod entity;
+pub mod header;
 
 use std::borrow::Cow;
 

@@ -144,7 +144,7 @@ pub fn addresses(value: &str) -> Vec<String> {
 
 /// The text without its comments (nested, with quoted pairs); parentheses
 /// inside a quoted string are text. A comment becomes a space.
-pub(crate) fn without_comments(value: &str) -> String {
+pub fn without_comments(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let (mut quoted, mut depth, mut escaped) = (false, 0u32, false);
     for c in value.chars() {
@@ -202,7 +202,7 @@ fn split_outside_quotes(value: &str, sep: char) -> Vec<&str> {
 }
 
 /// Appends `Name: value` and a line ending; the value must already be folded.
-pub(crate) fn push_field(out: &mut Vec<u8>, name: &str, value: &str, eol: &str) {
+pub fn push_field(out: &mut Vec<u8>, name: &str, value: &str, eol: &str) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
@@ -210,7 +210,7 @@ pub(crate) fn push_field(out: &mut Vec<u8>, name: &str, value: &str, eol: &str) 
 }
 
 /// A MIME boundary that cannot occur in base64 or armored text.
-pub(crate) fn random_boundary() -> String {
+pub fn random_boundary() -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     let token: String = (0..24)

@@ -6,7 +6,7 @@
 
 use mail_parser::{MessageParser, MimeHeaders};
 
-use crate::mime::{self, split_header};
+use crate::header::{self as mime, split_header};
 
 /// One MIME entity: its header section and its (still encoded) body.
 #[derive(Debug, Clone, Copy)]
