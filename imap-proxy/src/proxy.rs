@@ -917,23 +917,18 @@ impl Forwarder {
             };
             let from_provider = matches!(step, Step::FromProvider(_));
             match step {
-                Step::FromClient(ServerEvent::CommandReceived { command }) => {
-                    self.queue.push_back(Pending::Command(command));
-                    self.start_next().await;
-                }
-                Step::FromClient(ServerEvent::IdleCommandReceived { tag }) => {
-                    self.queue.push_back(Pending::Idle(tag));
-                    self.start_next().await;
-                }
-                Step::FromClient(ServerEvent::IdleDoneReceived) => {
-                    let (_, up_client) = self.session.parts();
-                    let _ = up_client.set_idle_done();
+                Step::FromClient(event) => {
+                    if self.take_client_event(event) {
+                        self.start_next().await;
+                    }
                 }
                 Step::FromProvider(ClientEvent::IdleAccepted {
                     continuation_request,
                     ..
                 }) => {
-                    let _ = self.server.idle_accept(continuation_request);
+                    if self.server.idle_accept(continuation_request).is_ok() {
+                        self.unsent += 1;
+                    }
                 }
                 Step::FromProvider(ClientEvent::IdleRejected { status, .. }) => {
                     if let Some(current) = self.current.take() {
@@ -944,25 +939,12 @@ impl Forwarder {
                             }),
                             other => other,
                         };
-                        let _ = self.server.idle_reject(status);
+                        if self.server.idle_reject(status).is_ok() {
+                            self.unsent += 1;
+                        }
                     }
                     self.start_next().await;
                 }
-                Step::FromClient(ServerEvent::CommandAuthenticateReceived {
-                    command_authenticate,
-                }) => {
-                    let refusal = tagged(
-                        command_authenticate.tag,
-                        StatusKind::Bad,
-                        None,
-                        "Already logged in",
-                    );
-                    let _ = self.server.authenticate_finish(refusal);
-                }
-                Step::FromClient(ServerEvent::ResponseSent { .. }) => {
-                    self.unsent = self.unsent.saturating_sub(1);
-                }
-                Step::FromClient(_) => {}
                 Step::FromProvider(ClientEvent::DataReceived { data }) => {
                     self.on_data(data).await;
                 }
@@ -1164,14 +1146,12 @@ impl Forwarder {
                     .filter(|c| KEPT.contains(&c.to_string().to_ascii_uppercase().as_str()))
                     .collect();
                 if let Ok(kept) = Vec1::try_from(kept) {
-                    self.unsent += 1;
-                    self.server.enqueue_data(Data::Capability(kept));
+                    self.send_data(Data::Capability(kept));
                 }
             }
             Data::Fetch { seq, items } => self.on_fetch(seq, items.into_inner()).await,
             other => {
-                self.unsent += 1;
-                self.server.enqueue_data(other);
+                self.send_data(other);
             }
         }
     }
@@ -1190,8 +1170,7 @@ impl Forwarder {
             // Unsolicited (flag changes): nothing to rewrite.
             _ => {
                 if let Ok(items) = Vec1::try_from(items) {
-                    self.unsent += 1;
-                    self.server.enqueue_data(Data::Fetch { seq, items });
+                    self.send_data(Data::Fetch { seq, items });
                 }
                 return;
             }
@@ -1422,8 +1401,7 @@ impl Forwarder {
             .filter(|i| keep_plain(i, requested))
             .collect();
         if let Ok(items) = Vec1::try_from(kept) {
-            self.unsent += 1;
-            self.server.enqueue_data(Data::Fetch { seq, items });
+            self.send_data(Data::Fetch { seq, items });
         }
     }
 
@@ -1470,8 +1448,7 @@ impl Forwarder {
             match sizes.get(&uid) {
                 Some(&size) => {
                     if let Ok(items) = Vec1::try_from(rewrite_size(items, requested, size)) {
-                        self.unsent += 1;
-                        self.server.enqueue_data(Data::Fetch { seq, items });
+                        self.send_data(Data::Fetch { seq, items });
                     }
                 }
                 None => rest.push(HeldMessage { seq, uid, items }),
@@ -1585,8 +1562,7 @@ impl Forwarder {
     ) {
         let rewritten = rewrite(items, requested, served);
         if let Ok(items) = Vec1::try_from(rewritten) {
-            self.unsent += 1;
-            self.server.enqueue_data(Data::Fetch { seq, items });
+            self.send_data(Data::Fetch { seq, items });
         }
     }
 
@@ -1708,18 +1684,71 @@ impl Forwarder {
             .collect()
     }
 
+    /// Takes one event from the client, the same wherever the session reads
+    /// the client (its loop, or while draining a long answer): commands and
+    /// IDLE are queued, never dropped; a second login is refused; a sent
+    /// response is counted off. Whether a command was queued.
+    fn take_client_event(&mut self, event: ServerEvent) -> bool {
+        match event {
+            ServerEvent::CommandReceived { command } => {
+                self.queue.push_back(Pending::Command(command));
+                true
+            }
+            ServerEvent::IdleCommandReceived { tag } => {
+                self.queue.push_back(Pending::Idle(tag));
+                true
+            }
+            ServerEvent::IdleDoneReceived => {
+                let (_, up_client) = self.session.parts();
+                let _ = up_client.set_idle_done();
+                false
+            }
+            ServerEvent::CommandAuthenticateReceived {
+                command_authenticate,
+            } => {
+                let refusal = tagged(
+                    command_authenticate.tag,
+                    StatusKind::Bad,
+                    None,
+                    "Already logged in",
+                );
+                if self.server.authenticate_finish(refusal).is_ok() {
+                    self.unsent += 1;
+                }
+                false
+            }
+            ServerEvent::ResponseSent { .. } => {
+                self.unsent = self.unsent.saturating_sub(1);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Queues data for the client, counted until imap-next reports it sent:
+    /// the backpressure that stops reading the provider while a slow client
+    /// has [`MAX_UNSENT`] responses waiting. Every response of a running
+    /// session is queued through here or [`Forwarder::send_status`].
+    fn send_data(&mut self, data: Data<'static>) {
+        self.server.enqueue_data(data);
+        self.unsent += 1;
+    }
+
+    /// Queues a status for the client, counted like [`Forwarder::send_data`].
+    fn send_status(&mut self, status: Status<'static>) -> ResponseHandle {
+        self.unsent += 1;
+        self.server.enqueue_status(status)
+    }
+
     /// Writes queued responses until few are left; commands the client
     /// pipelines meanwhile wait their turn.
     async fn drain_client(&mut self) -> Result<(), SessionError> {
         while self.unsent > MAX_UNSENT / 2 {
             match self.client_stream.next(&mut self.server).await {
-                Ok(ServerEvent::ResponseSent { .. }) => {
-                    self.unsent = self.unsent.saturating_sub(1);
+                // Commands (IDLE too) wait in the queue for their turn.
+                Ok(event) => {
+                    self.take_client_event(event);
                 }
-                Ok(ServerEvent::CommandReceived { command }) => {
-                    self.queue.push_back(Pending::Command(command));
-                }
-                Ok(_) => {}
                 Err(e) => return Err(SessionError::Client(e.to_string())),
             }
         }
@@ -1879,7 +1908,7 @@ impl Forwarder {
                 let body = match current.unreadable {
                     0 => StatusBody { code, ..body },
                     n if selecting => {
-                        self.server.enqueue_status(Status::Untagged(StatusBody {
+                        self.send_status(Status::Untagged(StatusBody {
                             kind: StatusKind::No,
                             code: None,
                             text: left_out(n),
@@ -1893,7 +1922,7 @@ impl Forwarder {
                     },
                     _ => StatusBody { code, ..body },
                 };
-                let last = self.server.enqueue_status(Status::Tagged(Tagged {
+                let last = self.send_status(Status::Tagged(Tagged {
                     tag: current.client_tag,
                     body,
                 }));
@@ -1922,7 +1951,7 @@ impl Forwarder {
             Status::Bye(bye) => {
                 // After LOGOUT the tagged OK follows; otherwise the provider
                 // is hanging up and the session ends with its next read.
-                self.server.enqueue_status(Status::Bye(bye));
+                self.send_status(Status::Bye(bye));
                 self.closing = true;
                 Ok(None)
             }
