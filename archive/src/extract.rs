@@ -110,14 +110,7 @@ fn push(into: &mut String, text: &str, room: usize, truncated: &mut Option<&'sta
 }
 
 fn cut_at_char(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..text.floor_char_boundary(max)]
 }
 
 fn display(address: &Address<'_>) -> String {

@@ -98,14 +98,7 @@ fn word_spans(text: &str) -> Vec<(usize, usize)> {
 }
 
 fn floor_boundary(text: &str, max: usize) -> usize {
-    if text.len() <= max {
-        return text.len();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    end
+    text.floor_char_boundary(max)
 }
 
 #[cfg(test)]
