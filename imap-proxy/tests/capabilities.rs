@@ -18,9 +18,8 @@
 use std::time::SystemTime;
 
 use archive::Archive;
-use autocrypt::PreferEncrypt;
 use imap_proxy::proxy::DEFAULT_PROVIDER_TIMEOUT;
-use keystore::{Keystore, Unlock};
+
 use testbed::Dovecot;
 
 mod common;
@@ -248,15 +247,8 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Keystore::create(dir.path(), Unlock::KeyFile)
-            .await
-            .expect("vault");
-        let now = SystemTime::now();
-        let alice = autocrypt::key::generate(ALICE, now).expect("key");
-        store
-            .put_identity(ALICE, &alice, PreferEncrypt::Mutual, now)
-            .await
-            .expect("identity");
+        let (store, alice) =
+            common::vault_with_identity(dir.path(), ALICE, SystemTime::now()).await;
         let archive = Archive::open(&store).await.expect("archive");
         let dovecot = tokio::task::spawn_blocking(|| {
             Dovecot::start_with_quota(&[("alice", "alicepw"), ("twin", "alicepw")], 100 * 1024)

@@ -356,18 +356,11 @@ async fn a_client_gone_mid_literal_stores_nothing() {
     use std::io::{BufRead, BufReader, Write};
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Keystore::create(dir.path(), Unlock::KeyFile)
-        .await
-        .expect("vault");
     let now = SystemTime::now() - Duration::from_secs(60);
+    let (store, _) = common::vault_with_identity(dir.path(), "alice@example.org", now).await;
     let dovecot = tokio::task::spawn_blocking(|| Dovecot::start(&[("alice", "alicepw")]))
         .await
         .expect("dovecot");
-    let key = autocrypt::key::generate("alice@example.org", now).expect("key");
-    store
-        .put_identity("alice@example.org", &key, PreferEncrypt::Mutual, now)
-        .await
-        .expect("identity");
     let archive = Archive::open(&store).await.expect("archive");
     let proxy = common::start(
         vec![common::account_at(&dovecot, "alice@example.org", "alice")],

@@ -5,13 +5,15 @@
 //! it verifies its own message only under trust on first use; a header for
 //! another address teaches nothing.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use autocrypt::{AutocryptHeader, PreferEncrypt};
 use imap_proxy::ingest::read;
 use imap_proxy::view::Keys;
-use keystore::{KeySource, Keystore, Unlock};
+use keystore::{KeySource, Keystore};
 use sequoia_openpgp::Cert;
 
 const ME: &str = "me@example.org";
@@ -28,15 +30,8 @@ struct World {
 impl World {
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Keystore::create(dir.path(), Unlock::KeyFile)
-            .await
-            .expect("vault");
         let start = SystemTime::now() - Duration::from_secs(30 * 86_400);
-        let me = autocrypt::key::generate(ME, start).expect("key");
-        store
-            .put_identity(ME, &me, PreferEncrypt::Mutual, start)
-            .await
-            .expect("identity");
+        let (store, me) = common::vault_with_identity(dir.path(), ME, start).await;
         World {
             _dir: dir,
             store,

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use archive::Archive;
 use autocrypt::{AutocryptHeader, PreferEncrypt};
 use base64::Engine as _;
-use keystore::{KeySource, Keystore, Unlock};
+use keystore::KeySource;
 use mailcrypt::{Boundary, EncryptRequest};
 use sequoia_openpgp::serialize::SerializeInto as _;
 use testbed::Dovecot;
@@ -320,16 +320,9 @@ fn fetch_from(port: u16, ca_file: Option<&Path>, requests: &[String]) -> Vec<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fetch_item_of_a_mixed_mailbox_matches_dovecot_on_the_plaintext() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Keystore::create(dir.path(), Unlock::KeyFile)
-        .await
-        .expect("vault");
     let now = SystemTime::now() - Duration::from_secs(60);
-    let alice = autocrypt::key::generate(ALICE, now).expect("alice");
+    let (store, alice) = common::vault_with_identity(dir.path(), ALICE, now).await;
     let bob = autocrypt::key::generate(BOB, now).expect("bob");
-    store
-        .put_identity(ALICE, &alice, PreferEncrypt::Mutual, now)
-        .await
-        .expect("identity");
     // Bob's key is known (as after `keytool import`), so his signatures count.
     store
         .record_key(&bob, KeySource::Import, now)

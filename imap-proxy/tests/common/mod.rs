@@ -4,12 +4,15 @@
 // Each test crate compiles this module and uses a part of it.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use archive::Archive;
+use autocrypt::PreferEncrypt;
 use imap_proxy::proxy::{AccountConfig, Config, Proxy};
 use imap_proxy::upstream::{Endpoint, Security};
-use keystore::Keystore;
+use keystore::{Keystore, Unlock};
+use sequoia_openpgp::Cert;
 use testbed::Dovecot;
 
 /// A proxy listening on loopback without TLS; stopped by [`Running::stop`]
@@ -123,4 +126,16 @@ pub fn sealed(
         },
     )
     .expect("encrypt")
+}
+
+/// A fresh vault in `dir` (a key file, no passphrase) holding `address`'s
+/// own key, made at `at`: where most tests start.
+pub async fn vault_with_identity(dir: &Path, address: &str, at: SystemTime) -> (Keystore, Cert) {
+    let store = Keystore::create(dir, Unlock::KeyFile).await.expect("vault");
+    let key = autocrypt::key::generate(address, at).expect("key");
+    store
+        .put_identity(address, &key, PreferEncrypt::Mutual, at)
+        .await
+        .expect("identity");
+    (store, key)
 }
