@@ -186,10 +186,12 @@ fn smtp_config(
                 },
                 username: a.username().to_string(),
                 provider: Provider {
-                    host: a.smtp.host.clone(),
-                    port: a.smtp.port,
-                    security: a.smtp.security.into(),
-                    ca_file: a.ca_file.clone(),
+                    endpoint: Endpoint {
+                        host: a.smtp.host.clone(),
+                        port: a.smtp.port,
+                        security: a.smtp.security.into(),
+                        ca_file: a.ca_file.clone(),
+                    },
                     timeout: smtp_proxy::relay::DEFAULT_TIMEOUT,
                 },
             })

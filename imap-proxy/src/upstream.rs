@@ -5,7 +5,6 @@
 //! system's roots plus the account's `ca_file`, a time limit on every wait,
 //! and typed results for the few commands the gateway issues itself.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use imap_next::client::{Client, Event, Options};
@@ -38,17 +37,7 @@ const MAX_COMMAND_BYTES: usize = 2 * MAX_RESPONSE as usize;
 /// The longest line accepted before TLS is up (greeting, STARTTLS reply).
 const MAX_PLAIN_LINE: usize = 8 * 1024;
 
-pub use provider_tls::Security;
-
-/// Where the provider is and how to reach it.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub security: Security,
-    /// An extra trust anchor (PEM) for a provider with a private CA.
-    pub ca_file: Option<PathBuf>,
-}
+pub use provider_tls::{Endpoint, Security};
 
 /// What went wrong talking to the provider.
 #[derive(Debug, Error)]

@@ -2,7 +2,8 @@
 //! account's [`Security`] setting, the TLS client configuration
 //! ([`client_config`]) that trusts the system's roots plus the account's
 //! `ca_file` (a provider with a private CA, and the tests' own CA), and how
-//! long a login there may take ([`LOGIN_PATIENCE`]). Towards the mail
+//! long a login there may take ([`LOGIN_PATIENCE`]), all in one
+//! [`Endpoint`]. Towards the mail
 //! client: the local listeners' certificate ([`LocalCertificate`]) and
 //! SASL PLAIN ([`parse_plain`]), one reading for IMAP and SMTP.
 //!
@@ -33,6 +34,18 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 /// is shorter: below the 100 s after which Thunderbird gives up on its own,
 /// so that the person reads the gateway's reason, not a bare timeout.
 pub const LOGIN_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Where an account's provider listens (IMAP or SMTP) and how to reach it
+/// there: the one description both proxies connect with.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// An extra trust anchor (PEM) besides the system's roots, for a
+    /// provider with a private CA.
+    pub ca_file: Option<PathBuf>,
+}
 
 /// How the connection to the provider is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

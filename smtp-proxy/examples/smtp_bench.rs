@@ -27,7 +27,7 @@ use lettre::Address;
 use sequoia_openpgp::serialize::SerializeInto;
 use smtp_proxy::decision::Policy;
 use smtp_proxy::outgoing::Account;
-use smtp_proxy::relay::{Provider as Upstream, Security};
+use smtp_proxy::relay::{Endpoint, Provider as Upstream, Security};
 use smtp_proxy::server::{AccountConfig, Config, Server};
 use smtp_proxy::session::Limits;
 
@@ -70,10 +70,12 @@ async fn serve(args: &[String]) -> Result<()> {
             },
             username: ALICE.into(),
             provider: Upstream {
-                host: "localhost".into(),
-                port: port.parse()?,
-                security: Security::Tls,
-                ca_file: Some(PathBuf::from(ca)),
+                endpoint: Endpoint {
+                    host: "localhost".into(),
+                    port: port.parse()?,
+                    security: Security::Tls,
+                    ca_file: Some(PathBuf::from(ca)),
+                },
                 timeout: smtp_proxy::relay::DEFAULT_TIMEOUT,
             },
         }],

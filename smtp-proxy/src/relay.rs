@@ -9,7 +9,6 @@
 //! rather than as one more whole copy in memory.
 
 use std::borrow::Cow;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -31,17 +30,14 @@ use tokio_rustls::TlsConnector;
 
 use crate::reply::Reply;
 
-pub use provider_tls::Security;
 use provider_tls::LOGIN_PATIENCE;
+pub use provider_tls::{Endpoint, Security};
 
 /// Where the account's mail is submitted.
 #[derive(Debug, Clone)]
 pub struct Provider {
-    pub host: String,
-    pub port: u16,
-    pub security: Security,
-    /// An extra trust anchor (PEM) besides the system's roots.
-    pub ca_file: Option<PathBuf>,
+    /// Where it listens and how to reach it (shared with the IMAP side).
+    pub endpoint: Endpoint,
     /// How long the provider may take to connect and to answer each command
     /// ([`DEFAULT_TIMEOUT`]); the message itself gets two and a half times
     /// this plus a second per MiB. A stalled provider must not hold the
@@ -117,8 +113,8 @@ impl Relay {
                 "4.7.0",
                 format!(
                     "Cannot reach your provider at {}:{}: it did not complete the login within {} seconds. Try again later, or check the account's smtp settings.",
-                    self.provider.host,
-                    self.provider.port,
+                    self.provider.endpoint.host,
+                    self.provider.endpoint.port,
                     patience.as_secs()
                 ),
             )),
@@ -133,12 +129,15 @@ impl Relay {
                 "4.7.0",
                 format!(
                     "Cannot reach your provider at {}:{}: {what}. Try again later, or check the account's smtp settings.",
-                    self.provider.host, self.provider.port
+                    self.provider.endpoint.host, self.provider.endpoint.port
                 ),
             )
         };
         let hello = ClientId::Domain("localhost".into());
-        let address = (self.provider.host.as_str(), self.provider.port);
+        let address = (
+            self.provider.endpoint.host.as_str(),
+            self.provider.endpoint.port,
+        );
         let tcp = timeout(self.provider.timeout, TcpStream::connect(address))
             .await
             .map_err(|_| unreachable("no answer".into()))?
@@ -146,11 +145,11 @@ impl Relay {
         // The end of DATA is a small write after a large one; with Nagle's
         // algorithm it waits for the provider's delayed ACK (40 ms a message).
         let _ = tcp.set_nodelay(true);
-        let stream: Box<dyn AsyncTokioStream> = match self.provider.security {
+        let stream: Box<dyn AsyncTokioStream> = match self.provider.endpoint.security {
             Security::Tls => {
-                let config = provider_tls::client_config(self.provider.ca_file.as_deref())
+                let config = provider_tls::client_config(self.provider.endpoint.ca_file.as_deref())
                     .map_err(|e| unreachable(e.to_string()))?;
-                let name = ServerName::try_from(self.provider.host.clone())
+                let name = ServerName::try_from(self.provider.endpoint.host.clone())
                     .map_err(|e| unreachable(format!("bad host name: {e}")))?;
                 let tls = timeout(
                     self.provider.timeout,
@@ -170,7 +169,7 @@ impl Relay {
         .await
         .map_err(|_| unreachable("no greeting".into()))?
         .map_err(|e| unreachable(describe(&e)))?;
-        if self.provider.security == Security::StartTls {
+        if self.provider.endpoint.security == Security::StartTls {
             let tls = self.tls_parameters().map_err(&unreachable)?;
             if !connection.can_starttls() {
                 return Err(unreachable(
@@ -204,8 +203,8 @@ impl Relay {
 
     /// The same trust for STARTTLS, which lettre carries out.
     fn tls_parameters(&self) -> Result<TlsParameters, String> {
-        let mut builder = TlsParameters::builder(self.provider.host.clone());
-        if let Some(path) = &self.provider.ca_file {
+        let mut builder = TlsParameters::builder(self.provider.endpoint.host.clone());
+        if let Some(path) = &self.provider.endpoint.ca_file {
             let pem = std::fs::read(path)
                 .map_err(|e| format!("cannot read the ca_file {}: {e}", path.display()))?;
             let cert = Certificate::from_pem(&pem)

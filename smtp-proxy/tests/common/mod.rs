@@ -15,7 +15,7 @@ use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
 use smtp_proxy::decision::Policy;
 use smtp_proxy::outgoing::Account;
-use smtp_proxy::relay::{Provider as Upstream, Security};
+use smtp_proxy::relay::{Endpoint, Provider as Upstream, Security};
 use smtp_proxy::server::{AccountConfig, Config, Server};
 use smtp_proxy::session::Limits;
 use tempfile::TempDir;
@@ -126,12 +126,14 @@ pub async fn fixture(setup: Setup) -> Fixture {
         None => direct,
     };
     let real = Upstream {
-        host: "localhost".into(),
-        port,
-        security: setup.security,
-        ca_file: setup
-            .trust_provider
-            .then(|| provider.dovecot.ca_file.clone()),
+        endpoint: Endpoint {
+            host: "localhost".into(),
+            port,
+            security: setup.security,
+            ca_file: setup
+                .trust_provider
+                .then(|| provider.dovecot.ca_file.clone()),
+        },
         timeout: setup.provider_timeout,
     };
     let account = |address: &str, provider: Upstream| AccountConfig {
@@ -151,10 +153,12 @@ pub async fn fixture(setup: Setup) -> Fixture {
                 .await
                 .expect("identity");
             let hostile = Upstream {
-                host: "localhost".into(),
-                port: hostile,
-                security: Security::Plain,
-                ca_file: None,
+                endpoint: Endpoint {
+                    host: "localhost".into(),
+                    port: hostile,
+                    security: Security::Plain,
+                    ca_file: None,
+                },
                 timeout: setup.provider_timeout,
             };
             vec![account(ALICE, hostile), account(ERIN, real)]
