@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration. Unknown keys are errors, so a typo does not
@@ -172,6 +172,22 @@ fn xdg(var: &str, fallback: &str) -> anyhow::Result<PathBuf> {
 
 impl Config {
     /// Reads the configuration; a missing file is an empty configuration.
+    /// The configuration at `explicit` (`--config`) or the default path,
+    /// which must exist: the commands that need an account say how to make
+    /// one. Returns the path too, for messages that name it.
+    pub fn load_existing(explicit: Option<&Path>) -> anyhow::Result<(PathBuf, Self)> {
+        let path = path(explicit)?;
+        if !path.exists() {
+            bail!(
+                "there is no configuration at {}: create it with `gateway init --address ADDR \
+                 --imap HOST:PORT --smtp HOST:PORT`",
+                path.display()
+            );
+        }
+        let config = Self::load(&path)?;
+        Ok((path, config))
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,

@@ -23,7 +23,7 @@ use smtp_proxy::server::Server;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::keytool::Global;
 use crate::{unlock, Answer};
 
@@ -40,14 +40,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(global: &Global) -> anyhow::Result<Answer> {
-    let path = config::path(global.config.as_deref())?;
-    if !path.exists() {
-        bail!(
-            "there is no configuration at {}: create it with `gateway init --address ADDR --imap HOST:PORT --smtp HOST:PORT`",
-            path.display()
-        );
-    }
-    let config = Config::load(&path)?;
+    let (path, config) = Config::load_existing(global.config.as_deref())?;
     if config.accounts.is_empty() {
         bail!(
             "{} has no account: add one with `gateway init`",

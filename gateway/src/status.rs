@@ -4,7 +4,7 @@
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::keytool::Global;
 use crate::{daemon, unlock, Answer};
 
@@ -49,14 +49,7 @@ struct AccountStatus {
 }
 
 pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<Answer> {
-    let path = config::path(global.config.as_deref())?;
-    if !path.exists() {
-        anyhow::bail!(
-            "there is no configuration at {}: create it with `gateway init`",
-            path.display()
-        );
-    }
-    let config = Config::load(&path)?;
+    let (path, config) = Config::load_existing(global.config.as_deref())?;
     let data_dir = config.data_dir()?;
     let vault = unlock::open(&data_dir, global.passphrase_file.as_deref())
         .await

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::Args;
 
-use crate::config::{self, Account, Config};
+use crate::config::{Account, Config};
 use crate::keytool::Global;
 use crate::Answer;
 
@@ -260,14 +260,7 @@ fn uri_user(user: &str) -> String {
 }
 
 pub async fn run(global: &Global, args: ProfileArgs) -> anyhow::Result<Answer> {
-    let path = config::path(global.config.as_deref())?;
-    if !path.exists() {
-        bail!(
-            "there is no configuration at {}: add an account with `gateway init` first",
-            path.display()
-        );
-    }
-    let config = Config::load(&path)?;
+    let (path, config) = Config::load_existing(global.config.as_deref())?;
     let accounts: Vec<&Account> = match &args.account {
         Some(address) => vec![config.account(address).with_context(|| {
             format!(
@@ -420,7 +413,7 @@ mod tests {
     fn local_tls_means_starttls_and_wildcards_mean_loopback() {
         let config = Config {
             local_tls: true,
-            imap: config::Listener {
+            imap: crate::config::Listener {
                 listen: Some("0.0.0.0:1993".parse().unwrap()),
             },
             ..Config::default()
