@@ -96,31 +96,29 @@ pub async fn read(
     let Some(store) = store else {
         return view_blocking(keys, Sender::default(), provider_bytes).await;
     };
-    let encrypted = mailcrypt::message_facts(&provider_bytes, SystemTime::now()).content_type
-        == "multipart/encrypted";
-    if !encrypted {
-        let sender = Sender::learn(store, account, &provider_bytes).await;
+    // The outer header, read once for all that follows.
+    let facts = mailcrypt::message_facts(&provider_bytes, SystemTime::now());
+    let outer = Lessons::from_facts(&facts, Vec::new());
+    let outer_from = facts.from.first().cloned();
+    if facts.content_type != "multipart/encrypted" {
+        let sender = Sender::record(store, account, &outer, outer_from).await;
         let (view, bytes) = view_blocking(keys, sender, provider_bytes).await?;
         learn_lessons(store, account, &view).await;
         return Ok((view, bytes));
     }
-    let before = Sender::before_decryption(store, &provider_bytes).await;
+    let before = Sender::before_decryption(store, outer_from.clone()).await;
     let (first, bytes) = view_blocking(keys.clone(), before.clone(), provider_bytes).await?;
-    let lessons = if first.decrypted {
-        Lessons {
+    // Once decrypted, what is inside and the From shown; otherwise nothing
+    // inside to read: the outer header, as for clear mail.
+    let (lessons, from) = if first.decrypted {
+        let inside = Lessons {
+            incoming: first.lessons.incoming.clone(),
             gossip: Vec::new(),
-            ..first.lessons.clone()
-        }
+        };
+        (inside, mailcrypt::sender_address(&first.message))
     } else {
-        // Nothing inside to read: the outer header, as for clear mail.
-        Lessons::of(&bytes, Vec::new(), SystemTime::now())
+        (outer, outer_from)
     };
-    // The From shown: the protected one once decrypted.
-    let from = mailcrypt::sender_address(if first.decrypted {
-        &first.message
-    } else {
-        &bytes
-    });
     let after = Sender::record(store, account, &lessons, from).await;
     let (view, bytes) = if before.needs_second_look(&after) {
         view_blocking(keys, after, bytes).await?

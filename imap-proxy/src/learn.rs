@@ -39,7 +39,10 @@ impl Lessons {
         )
     }
 
-    fn from_facts(facts: &autocrypt::MessageFacts, gossip: Vec<AutocryptHeader>) -> Self {
+    pub(crate) fn from_facts(
+        facts: &autocrypt::MessageFacts,
+        gossip: Vec<AutocryptHeader>,
+    ) -> Self {
         match autocrypt::examine(facts) {
             Ok(incoming) => Lessons {
                 incoming: Some(incoming),

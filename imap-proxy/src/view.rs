@@ -49,7 +49,7 @@ pub struct Signer {
 }
 
 /// What the keystore says about a message's sender, asked right before the
-/// message is viewed ([`Sender::learn`]).
+/// message is viewed ([`Sender::record`]).
 #[derive(Debug, Clone, Default)]
 pub struct Sender {
     /// The key the message's own Autocrypt header offered, and what
@@ -63,31 +63,13 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// Records the sender's Autocrypt header ([`record_sender`]), then asks
-    /// which key the keystore holds for the From address. In this order, so
-    /// that a first signed message verifies with the key it brings; asked
-    /// per message rather than once per session, so that a key verified,
-    /// changed or rejected meanwhile (by another session, `keytool`, or the
-    /// message itself) counts at once. A failure is logged and leaves the
-    /// message unverified, never wrongly valid.
-    pub async fn learn(store: &Keystore, account: &str, provider_bytes: &[u8]) -> Sender {
-        let lessons = Lessons::of(provider_bytes, Vec::new(), SystemTime::now());
-        Self::record(
-            store,
-            account,
-            &lessons,
-            mailcrypt::sender_address(provider_bytes),
-        )
-        .await
-    }
-
     /// The key held for the From address of an encrypted message, before
     /// anything of it is recorded: what decides whether the message's
     /// announcement is read from inside first ([`crate::ingest::read`]).
-    pub(crate) async fn before_decryption(store: &Keystore, provider_bytes: &[u8]) -> Sender {
+    pub(crate) async fn before_decryption(store: &Keystore, from: Option<String>) -> Sender {
         Sender {
             offered: None,
-            held: held_key(store, mailcrypt::sender_address(provider_bytes)).await,
+            held: held_key(store, from).await,
             header_unrecorded: true,
         }
     }
@@ -95,7 +77,12 @@ impl Sender {
     /// Records what a message announces about its sender (`lessons`: of the
     /// outer header, or of a decrypted message: the Autocrypt header inside,
     /// else the outer one, dated by the protected Date), then asks which key
-    /// is held for `from`, the address shown.
+    /// is held for `from`, the address shown. In this order, so that a first
+    /// signed message verifies with the key it brings; asked per message
+    /// rather than once per session, so that a key verified, changed or
+    /// rejected meanwhile (by another session, `keytool`, or the message
+    /// itself) counts at once. A failure is logged and leaves the message
+    /// unverified, never wrongly valid.
     pub(crate) async fn record(
         store: &Keystore,
         account: &str,
