@@ -9,13 +9,13 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use e2e::{header, read, send, workspace_root, Gateway};
+use e2e::{header, read, send, workspace_root, Conversation, Gateway};
 use serde_json::{json, Value};
 use testbed::Provider;
 
-const ALICE: (&str, &str) = ("alice@example.org", "alicepw");
+const ALICE: (&str, &str) = Conversation::ALICE;
+const BOB: (&str, &str) = Conversation::BOB;
 const DANA: (&str, &str) = ("dana@example.org", "danapw");
-const BOB: (&str, &str) = ("bob@example.org", "bobpw");
 /// A 1×1 PNG.
 const PNG: &[u8] = &[
     0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
@@ -34,7 +34,9 @@ struct DeltaChat {
 }
 
 impl DeltaChat {
-    fn start(dir: &std::path::Path) -> Self {
+    /// Dana's Delta Chat, configured at `provider` and online, and her own
+    /// vCard as Delta Chat shares it.
+    fn start(dir: &std::path::Path, provider: &Provider) -> (Self, String) {
         let python = workspace_root().join("target/python/bin/python");
         assert!(
             python.exists(),
@@ -51,11 +53,13 @@ impl DeltaChat {
             .expect("the Delta Chat driver");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        DeltaChat {
+        let mut dana = DeltaChat {
             child,
             stdin,
             stdout,
-        }
+        };
+        let card = dana.setup(provider);
+        (dana, card)
     }
 
     /// One request; its answer, which must not be an error.
@@ -83,10 +87,14 @@ impl DeltaChat {
         answer["vcard"].as_str().expect("vCard").to_string()
     }
 
-    /// The next message Delta Chat receives, asserted to be shown encrypted
-    /// and without error.
-    fn receives_encrypted(&mut self) -> Value {
+    /// The next message Delta Chat receives, asserted to be shown encrypted,
+    /// without error, with `text` in it.
+    fn receives_encrypted(&mut self, text: &str) -> Value {
         let message = self.ask(json!({"do": "wait_incoming", "timeout": WAIT.as_secs()}));
+        assert!(
+            message["text"].as_str().unwrap_or_default().contains(text),
+            "{message}"
+        );
         assert_eq!(
             message["padlock"], true,
             "not shown as encrypted: {message}"
@@ -104,14 +112,6 @@ impl Drop for DeltaChat {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn assert_ciphertext(stored: &[u8], canary: &str) {
-    let text = String::from_utf8_lossy(stored);
-    assert!(
-        text.contains("multipart/encrypted") && !text.contains(canary),
-        "not ciphertext at the provider:\n{text}"
-    );
 }
 
 /// Alice's newest message in her Inbox, read through her gateway, with a
@@ -134,15 +134,37 @@ fn alice_reads(alice: &Gateway, canary: &str) -> String {
     }
 }
 
+/// As [`alice_reads`], asserted to be decrypted under a valid signature.
+fn alice_reads_signed(alice: &Gateway, canary: &str) -> String {
+    let message = alice_reads(alice, canary);
+    assert!(
+        status(&message).starts_with("encrypted; signature=valid"),
+        "{message}"
+    );
+    message
+}
+
 fn status(message: &str) -> String {
     header(message, "Letterlock-Security")
         .unwrap_or_default()
         .to_string()
 }
 
+/// Alice writes `body` to Dana from her mail client, through her gateway.
+fn alice_writes(alice: &Gateway, subject: &str, body: &str) {
+    alice_writes_with(alice, &[DANA.0], subject, body, "", false);
+}
+
 /// Alice writes `body` to `to` from her mail client, through her gateway;
 /// `extra` header fields (In-Reply-To …) and a PNG attachment if asked.
-fn alice_writes(alice: &Gateway, to: &[&str], subject: &str, body: &str, extra: &str, png: bool) {
+fn alice_writes_with(
+    alice: &Gateway,
+    to: &[&str],
+    subject: &str,
+    body: &str,
+    extra: &str,
+    png: bool,
+) {
     use base64::Engine as _;
     let id = format!("{}@example.org", subject.replace([' ', ':'], "-"));
     let content = if png {
@@ -165,22 +187,21 @@ fn alice_writes(alice: &Gateway, to: &[&str], subject: &str, body: &str, extra: 
     assert_eq!(send(alice, ALICE, &message, to), "OK");
 }
 
-#[test]
-fn first_contact_by_vcard_with_delta_chat_defaults() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let provider = Provider::start(&[ALICE, DANA, BOB]);
-    let alice = Gateway::running(root.path(), "alice", ALICE.0, &provider);
-    let mut dana = DeltaChat::start(&root.path().join("deltachat"));
-    dana.setup(&provider);
-
+/// Dana and Alice, after Dana's first mail, written from Alice's vCard
+/// with Delta Chat's defaults: ciphertext at the provider, and Alice's
+/// gateway holds the key that came inside it (`key=tofu`). Also Alice's
+/// vCard, for a Delta Chat profile made later.
+fn introduced(root: &std::path::Path, provider: &Provider) -> (Gateway, DeltaChat, String) {
+    let alice = Gateway::running(root, "alice", ALICE.0, provider);
+    let (mut dana, _) = DeltaChat::start(&root.join("deltachat"), provider);
     // Alice hands Dana her contact as a vCard; Dana writes first, encrypted
     // (Delta Chat's default sends nothing else).
     let card = alice.ok(&["keytool", "export", "--own", ALICE.0, "--vcard"]);
     dana.ask(json!({"do": "import_vcard", "vcard": card}));
-    dana.ask(json!({"do": "send", "to": ALICE.0, "text": "Hi Alice, dc-canary-1"}));
+    dana.ask(json!({"do": "send", "to": ALICE.0, "text": "Hi Alice, dc-hello"}));
     let stored = provider.wait_for_messages(ALICE.0, "INBOX", 1, WAIT);
-    assert_ciphertext(&stored[0], "dc-canary-1");
-    let first = alice_reads(&alice, "dc-canary-1");
+    Conversation::assert_ciphertext(&stored[0], "dc-hello", "Dana's first mail");
+    let first = alice_reads(&alice, "dc-hello");
     assert!(
         status(&first).starts_with(&format!(
             "encrypted; signature=valid; signer={}; key=tofu",
@@ -188,29 +209,23 @@ fn first_contact_by_vcard_with_delta_chat_defaults() {
         )),
         "{first}"
     );
+    (alice, dana, card)
+}
+
+#[test]
+fn first_contact_by_vcard_with_delta_chat_defaults() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let provider = Provider::start(&[ALICE, DANA, BOB]);
+    let (alice, mut dana, _) = introduced(root.path(), &provider);
 
     // Alice answers: encrypted to the key that came inside, and Delta Chat
     // shows it with its padlock.
     dana.ask(json!({"do": "stop_io"}));
-    alice_writes(
-        &alice,
-        &[DANA.0],
-        "Re: Hi",
-        "Hello Dana, ll-canary-1",
-        "",
-        false,
-    );
+    alice_writes(&alice, "Re: Hi", "Hello Dana, ll-canary-1");
     let at_dana = provider.wait_for_messages(DANA.0, "INBOX", 1, WAIT);
-    assert_ciphertext(at_dana.last().expect("reply"), "ll-canary-1");
+    Conversation::assert_ciphertext(at_dana.last().expect("reply"), "ll-canary-1", "the reply");
     dana.ask(json!({"do": "start_io"}));
-    let reply = dana.receives_encrypted();
-    assert!(
-        reply["text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("ll-canary-1"),
-        "{reply}"
-    );
+    let reply = dana.receives_encrypted("ll-canary-1");
     assert_eq!(reply["sender"], ALICE.0, "{reply}");
 
     // An image each way.
@@ -220,14 +235,10 @@ fn first_contact_by_vcard_with_delta_chat_defaults() {
         json!({"do": "send", "to": ALICE.0, "text": "a picture, dc-canary-2",
         "file": png.to_str().expect("path")}),
     );
-    let picture = alice_reads(&alice, "dc-canary-2");
-    assert!(
-        status(&picture).starts_with("encrypted; signature=valid"),
-        "{picture}"
-    );
+    let picture = alice_reads_signed(&alice, "dc-canary-2");
     assert!(picture.contains("image/png"), "{picture}");
-    alice_writes(&alice, &[DANA.0], "A picture back", "ll-canary-2", "", true);
-    let image = dana.receives_encrypted();
+    alice_writes_with(&alice, &[DANA.0], "A picture back", "ll-canary-2", "", true);
+    let image = dana.receives_encrypted("");
     assert_eq!(image["view_type"], "Image", "{image}");
     assert_eq!(image["file_name"], "dot.png", "{image}");
 
@@ -236,15 +247,11 @@ fn first_contact_by_vcard_with_delta_chat_defaults() {
         json!({"do": "group", "name": "Friday", "members": [ALICE.0],
         "text": "Group plans, dc-canary-3"}),
     );
-    let in_group = alice_reads(&alice, "dc-canary-3");
-    assert!(
-        status(&in_group).starts_with("encrypted; signature=valid"),
-        "{in_group}"
-    );
+    let in_group = alice_reads_signed(&alice, "dc-canary-3");
     let parent = header(&in_group, "Message-ID")
         .expect("Message-ID")
         .to_string();
-    alice_writes(
+    alice_writes_with(
         &alice,
         &[DANA.0],
         "Re: Friday",
@@ -252,14 +259,7 @@ fn first_contact_by_vcard_with_delta_chat_defaults() {
         &format!("In-Reply-To: {parent}\nReferences: {parent}\n"),
         false,
     );
-    let answer = dana.receives_encrypted();
-    assert!(
-        answer["text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("ll-canary-3"),
-        "{answer}"
-    );
+    let answer = dana.receives_encrypted("ll-canary-3");
     println!("Delta Chat filed the answer to its group: {answer} (group {group})");
     assert_eq!(
         answer["chat"], group["chat"],
@@ -275,7 +275,7 @@ fn first_contact_by_vcard_with_delta_chat_defaults() {
     );
     assert_eq!(send(&bob, BOB, &hello, &[ALICE.0]), "OK");
     alice_reads(&alice, "Hi Alice.");
-    alice_writes(
+    alice_writes_with(
         &alice,
         &[DANA.0, BOB.0],
         "Planning",
@@ -283,17 +283,14 @@ fn first_contact_by_vcard_with_delta_chat_defaults() {
         "",
         false,
     );
-    let to_both = dana.receives_encrypted();
-    assert!(
-        to_both["text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("ll-canary-4"),
-        "{to_both}"
-    );
+    let to_both = dana.receives_encrypted("ll-canary-4");
     println!("Delta Chat filed Alice's group mail: {to_both}");
     let at_bob = provider.wait_for_messages(BOB.0, "INBOX", 1, WAIT);
-    assert_ciphertext(at_bob.last().expect("group mail"), "ll-canary-4");
+    Conversation::assert_ciphertext(
+        at_bob.last().expect("group mail"),
+        "ll-canary-4",
+        "the group mail",
+    );
     let bob_reads = read(&bob, BOB, "INBOX");
     let mail = bob_reads
         .iter()
@@ -304,20 +301,6 @@ fn first_contact_by_vcard_with_delta_chat_defaults() {
         "{mail}"
     );
     bob.stop();
-}
-
-/// Dana and Alice, after Dana's first mail from Alice's vCard: Alice's
-/// gateway holds the key that came inside it.
-fn introduced(root: &std::path::Path, provider: &Provider) -> (Gateway, DeltaChat, String) {
-    let alice = Gateway::running(root, "alice", ALICE.0, provider);
-    let mut dana = DeltaChat::start(&root.join("deltachat"));
-    dana.setup(provider);
-    let card = alice.ok(&["keytool", "export", "--own", ALICE.0, "--vcard"]);
-    dana.ask(json!({"do": "import_vcard", "vcard": card}));
-    dana.ask(json!({"do": "send", "to": ALICE.0, "text": "Hi, dc-hello"}));
-    let first = alice_reads(&alice, "dc-hello");
-    assert!(status(&first).contains("key=tofu"), "{first}");
-    (alice, dana, card)
 }
 
 #[test]
@@ -344,22 +327,8 @@ fn a_new_delta_chat_profile_is_learned_and_answered_with_its_new_key() {
     assert_ne!(fpr(&now), fpr(&old), "{old} / {now}");
 
     // Alice's answer goes to the new key: Delta Chat decrypts it.
-    alice_writes(
-        &alice,
-        &[DANA.0],
-        "Re: New phone",
-        "Welcome back, ll-new-key",
-        "",
-        false,
-    );
-    let answer = dana.receives_encrypted();
-    assert!(
-        answer["text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("ll-new-key"),
-        "{answer}"
-    );
+    alice_writes(&alice, "Re: New phone", "Welcome back, ll-new-key");
+    dana.receives_encrypted("ll-new-key");
 }
 
 #[test]
@@ -367,8 +336,7 @@ fn cleartext_first_contact_with_encryption_only_off() {
     let root = tempfile::tempdir().expect("tempdir");
     let provider = Provider::start(&[ALICE, DANA]);
     let alice = Gateway::running(root.path(), "alice", ALICE.0, &provider);
-    let mut dana = DeltaChat::start(&root.path().join("deltachat"));
-    dana.setup(&provider);
+    let (mut dana, _) = DeltaChat::start(&root.path().join("deltachat"), &provider);
     dana.ask(json!({"do": "set", "key": "force_encryption", "value": "0"}));
     // Dana writes to an address she has no key for: in the clear, with
     // her Autocrypt header outside.
@@ -378,24 +346,14 @@ fn cleartext_first_contact_with_encryption_only_off() {
     let first = alice_reads(&alice, "dc-clear");
     assert!(!status(&first).starts_with("encrypted"), "{first}");
     // From then on both ways are encrypted.
-    alice_writes(
-        &alice,
-        &[DANA.0],
-        "Re: Hello",
-        "Hi Dana, ll-after-clear",
-        "",
-        false,
-    );
+    alice_writes(&alice, "Re: Hello", "Hi Dana, ll-after-clear");
     let at_dana = provider.wait_for_messages(DANA.0, "INBOX", 1, WAIT);
-    assert_ciphertext(at_dana.last().expect("answer"), "ll-after-clear");
-    let answer = dana.receives_encrypted();
-    assert!(
-        answer["text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("ll-after-clear"),
-        "{answer}"
+    Conversation::assert_ciphertext(
+        at_dana.last().expect("answer"),
+        "ll-after-clear",
+        "the answer",
     );
+    let answer = dana.receives_encrypted("ll-after-clear");
     // Delta Chat files mail from a key apart from mail from a bare address:
     // the encrypted answer opens a new chat, a contact request Dana accepts.
     println!("Delta Chat filed the encrypted answer: {answer}");
@@ -403,9 +361,5 @@ fn cleartext_first_contact_with_encryption_only_off() {
         json!({"do": "reply", "id": answer["id"], "text": "Great, dc-encrypted",
         "accept": true}),
     );
-    let reply = alice_reads(&alice, "dc-encrypted");
-    assert!(
-        status(&reply).starts_with("encrypted; signature=valid"),
-        "{reply}"
-    );
+    alice_reads_signed(&alice, "dc-encrypted");
 }
