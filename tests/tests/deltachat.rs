@@ -363,3 +363,30 @@ fn cleartext_first_contact_with_encryption_only_off() {
     );
     alice_reads_signed(&alice, "dc-encrypted");
 }
+
+#[test]
+fn alice_writes_first_with_the_vcard_delta_chat_shares() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let provider = Provider::start(&[ALICE, DANA]);
+    let alice = Gateway::running(root.path(), "alice", ALICE.0, &provider);
+    let (mut dana, card) = DeltaChat::start(&root.path().join("deltachat"), &provider);
+    // Dana shares her contact from Delta Chat; Alice imports it.
+    let file = root.path().join("dana.vcf");
+    std::fs::write(&file, &card).expect("vCard");
+    let imported = alice.ok(&["keytool", "import", file.to_str().expect("path")]);
+    assert!(imported.contains(DANA.0), "{imported}");
+    // Alice writes first: encrypted, and Delta Chat (which reads nothing
+    // else with its defaults) shows it with its padlock.
+    dana.ask(json!({"do": "stop_io"}));
+    alice_writes(&alice, "Hello Dana", "From a vCard, ll-first");
+    let at_dana = provider.wait_for_messages(DANA.0, "INBOX", 1, WAIT);
+    Conversation::assert_ciphertext(&at_dana[0], "ll-first", "Alice's first mail");
+    dana.ask(json!({"do": "start_io"}));
+    let first = dana.receives_encrypted("ll-first");
+    // Dana answers; her signature is valid with the key from her card.
+    dana.ask(
+        json!({"do": "reply", "id": first["id"], "text": "Got it, dc-answer",
+        "accept": true}),
+    );
+    alice_reads_signed(&alice, "dc-answer");
+}
