@@ -671,41 +671,34 @@ fn apply_trust(state: Option<PeerState>, history: &[KeyRecord]) -> Option<PeerSt
     if state.gossip_key.as_ref().is_some_and(rejected) {
         state.gossip_key = None;
     }
+    // The newest usable key of some sources, by when it was last seen.
+    let newest = |sources: &[KeySource]| {
+        history
+            .iter()
+            .filter(|k| sources.contains(&k.source) && k.trust != TrustLevel::Rejected)
+            .max_by_key(|k| k.last_seen)
+    };
     // A key the user imported (a vCard, `gpg --export`, a Setup Message)
     // after the Autocrypt key was last announced is the newer word on the
     // peer's key: mail goes to it until a later message announces another.
     // Encrypting to the older one would be accepted and then unreadable.
-    let newest_vouched = history
-        .iter()
-        .filter(|k| matches!(k.source, KeySource::Import | KeySource::SetupMessage))
-        .filter(|k| k.trust != TrustLevel::Rejected)
-        .max_by_key(|k| k.last_seen);
-    if let (Some(k), Some(announced)) = (newest_vouched, state.autocrypt_timestamp) {
-        let other = state
-            .public_key
-            .as_ref()
-            .is_some_and(|c| c.fingerprint().to_hex() != k.fingerprint);
-        if other && k.last_seen > announced {
-            state.public_key = Some(k.cert.clone());
-            state.autocrypt_timestamp = None;
+    let replaced = match (
+        newest(&[KeySource::Import, KeySource::SetupMessage]),
+        &state.public_key,
+        state.autocrypt_timestamp,
+    ) {
+        (Some(k), Some(current), Some(announced)) => {
+            (current.fingerprint().to_hex() != k.fingerprint && k.last_seen > announced)
+                .then_some(k)
         }
-    }
-    if state.public_key.is_none() {
-        // Keys the user imported, or DNS published, count like a direct key.
-        let other = history
-            .iter()
-            .filter(|k| {
-                matches!(
-                    k.source,
-                    KeySource::Import | KeySource::Dns | KeySource::SetupMessage
-                )
-            })
-            .filter(|k| k.trust != TrustLevel::Rejected)
-            .max_by_key(|k| k.last_seen);
-        if let Some(k) = other {
-            state.public_key = Some(k.cert.clone());
-            state.autocrypt_timestamp = None;
-        }
+        // Without an Autocrypt key, keys the user imported or DNS
+        // published count like a direct key.
+        (_, None, _) => newest(&[KeySource::Import, KeySource::Dns, KeySource::SetupMessage]),
+        _ => None,
+    };
+    if let Some(k) = replaced {
+        state.public_key = Some(k.cert.clone());
+        state.autocrypt_timestamp = None;
     }
     Some(state)
 }
