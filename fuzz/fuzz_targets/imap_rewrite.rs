@@ -6,9 +6,9 @@ use std::num::NonZeroU32;
 
 use imap_next::imap_types::core::{AString, Vec1};
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Part, Section};
-use imap_proxy::fetch::rewrite;
-use imap_proxy::section::{partial, section, Spec};
-use imap_proxy::structure::{body_structure, envelope};
+use imap_proxy::imap::fetch::rewrite;
+use imap_proxy::imap::section::{partial, section, Spec};
+use imap_proxy::imap::structure::{body_structure, envelope};
 use libfuzzer_sys::fuzz_target;
 
 fn n(v: u32) -> NonZeroU32 {

@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use archive::Archive;
 use clap::Args;
 use imap_proxy::proxy::{Proxy, DEFAULT_PROVIDER_TIMEOUT};
 use imap_proxy::upstream::Endpoint;
 use keystore::{Discovery, Keystore};
-use provider_tls::LocalCertificate;
+use net_edge::LocalCertificate;
 use smtp_proxy::outgoing::Account as SmtpAccount;
 use smtp_proxy::relay::Provider;
 use smtp_proxy::server::Server;
@@ -93,13 +93,7 @@ pub async fn run(global: &Global) -> anyhow::Result<Answer> {
         archive.clone(),
     )
     .await
-    .map_err(|e| {
-        anyhow!(
-            "cannot listen on {imap_listen}: {e} (is another program using the port? \
-             change [imap] listen in {})",
-            path.display()
-        )
-    })?;
+    .with_context(|| format!("starting IMAP ([imap] listen in {})", path.display()))?;
     info!(
         imap = %imap.local_addr()?,
         smtp = %smtp.local_addr()?,
@@ -117,7 +111,7 @@ pub async fn run(global: &Global) -> anyhow::Result<Answer> {
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let imap_task = tokio::spawn(imap.run(until_stopped(stopped.clone())));
+    let imap_task = tokio::spawn(imap.run(until_stopped(stopped.clone()), GRACE));
     let smtp_task = tokio::spawn(smtp.run(until_stopped(stopped), GRACE));
     let (imap_done, smtp_done) = tokio::join!(imap_task, smtp_task);
     imap_done.context("the IMAP proxy failed")?;

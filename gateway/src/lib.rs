@@ -62,7 +62,7 @@ const OWN_LOG_TARGETS: [&str; 9] = [
     "archive",
     "mailcrypt",
     "autocrypt",
-    "provider_tls",
+    "net_edge",
 ];
 
 /// What dependencies may log, whatever `LETTERLOCK_LOG` asks for: warnings

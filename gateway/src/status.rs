@@ -54,9 +54,10 @@ pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<Answer> {
     let vault = unlock::open(&data_dir, global.passphrase_file.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("opening the vault in {}: {e}", data_dir.display()))?;
-    let certificate = vault.local_tls().await?.map(|(cert_der, key_der)| {
-        provider_tls::LocalCertificate { cert_der, key_der }.fingerprint()
-    });
+    let certificate = vault
+        .local_tls()
+        .await?
+        .map(|(cert_der, key_der)| net_edge::LocalCertificate { cert_der, key_der }.fingerprint());
     let mut accounts = Vec::new();
     for a in &config.accounts {
         accounts.push(AccountStatus {

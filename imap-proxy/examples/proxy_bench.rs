@@ -133,9 +133,12 @@ async fn run(messages: usize, rounds: usize) -> anyhow::Result<()> {
             ca_file: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(proxy.run(async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(proxy.run(
+            async {
+                let _ = stopped.await;
+            },
+            std::time::Duration::from_secs(1),
+        ));
 
         let direct_s = fetch_all(&direct, messages).await?;
         let cold_s = fetch_all(&through, messages).await?;

@@ -144,3 +144,100 @@ async fn learn_lessons(store: &Keystore, account: &str, view: &View) {
         warn!(error = %e, "gossip from a message not recorded");
     }
 }
+
+/// A message ingested once for every session that asked meanwhile.
+pub struct Ingestion {
+    pub view: View,
+    pub prepared: Prepared,
+    /// Where the ingesting session archived it before the others woke up
+    /// (they find it there, and write nothing).
+    pub archived_at: Option<Location>,
+}
+
+/// One message to ingest, with what ingesting it needs.
+pub struct Job {
+    pub keystore: Keystore,
+    pub archive: Archive,
+    pub account: String,
+    pub keys: Arc<Keys>,
+    pub bytes: Vec<u8>,
+    pub hash: [u8; 32],
+    pub location: Option<Location>,
+}
+
+type Flight = Arc<tokio::sync::OnceCell<Option<Arc<Ingestion>>>>;
+
+/// Ingestions in progress, by account and hash of the provider's bytes.
+/// New mail is fetched by every open session (Thunderbird keeps several per
+/// account); decrypting it once instead of once per session keeps the work
+/// (and the memory) of a busy gateway proportional to the mail, not to the
+/// sessions.
+#[derive(Default)]
+pub struct SingleFlight {
+    flights: std::sync::Mutex<std::collections::HashMap<(String, [u8; 32]), Flight>>,
+}
+
+impl SingleFlight {
+    /// Ingests the job's message, or waits for the ingestion of the same
+    /// bytes another session started. `None` if the ingesting worker
+    /// panicked. Call [`SingleFlight::land`] once the result is archived.
+    pub fn ingest(
+        &self,
+        job: Job,
+    ) -> impl std::future::Future<Output = Option<Arc<Ingestion>>> + Send + 'static {
+        let flight = {
+            let mut flights = self
+                .flights
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(flights.entry((job.account.clone(), job.hash)).or_default())
+        };
+        async move { flight.get_or_init(|| ingest_job(job)).await.clone() }
+    }
+
+    /// Forgets an ingestion once its result is archived (later sessions
+    /// find it there); sessions still waiting keep their copy.
+    pub fn land(&self, account: &str, hash: &[u8; 32]) {
+        self.flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(account.to_string(), *hash));
+    }
+}
+
+/// [`ingest`] at the job's location.
+async fn ingest_job(job: Job) -> Option<Arc<Ingestion>> {
+    let Job {
+        keystore,
+        archive,
+        account,
+        keys,
+        bytes,
+        hash,
+        location,
+    } = job;
+    let ingested = ingest(
+        Some(&keystore),
+        &archive,
+        keys,
+        &account,
+        bytes,
+        &hash,
+        location.as_ref(),
+    )
+    .await
+    .ok()?;
+    let archived_at = match (location, ingested.archived) {
+        (Some(loc), Some(Ok(_))) => Some(loc),
+        (Some(loc), Some(Err(e))) => {
+            warn!(uid = loc.uid, error = %e, "message not archived");
+            None
+        }
+        _ => None,
+    };
+    Some(Arc::new(Ingestion {
+        view: ingested.view,
+        prepared: ingested.prepared,
+        archived_at,
+    }))
+}

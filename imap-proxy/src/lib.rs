@@ -25,17 +25,13 @@
 //!   [`plain`] remembers which messages are plain mail, so that a
 //!   mailbox-wide FETCH of sizes does not make the provider read them all.
 
-pub mod detect;
 pub mod downloads;
-pub mod fetch;
+pub mod imap;
 pub mod ingest;
 pub mod learn;
 pub mod plain;
 pub mod proxy;
-pub mod search;
-pub mod section;
 pub mod starttls;
-pub mod structure;
 pub mod sync;
 pub mod upstream;
 pub mod view;

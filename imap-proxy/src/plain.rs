@@ -2,7 +2,7 @@
 //! sessions of one proxy.
 //!
 //! Telling whether the gateway serves a message costs the provider a read of
-//! its header and first body bytes ([`crate::detect`]). A client's
+//! its header and first body bytes ([`crate::imap::detect`]). A client's
 //! mailbox-wide FETCH of sizes (Thunderbird's sync; every session, again and
 //! again) would repeat that for every message each time. Within one
 //! UIDVALIDITY a UID always names the same bytes (RFC 3501, 2.3.1.1), so

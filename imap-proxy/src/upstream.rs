@@ -37,7 +37,7 @@ const MAX_COMMAND_BYTES: usize = 2 * MAX_RESPONSE as usize;
 /// The longest line accepted before TLS is up (greeting, STARTTLS reply).
 const MAX_PLAIN_LINE: usize = 8 * 1024;
 
-pub use provider_tls::{Endpoint, Security};
+pub use net_edge::{Endpoint, Security};
 
 /// What went wrong talking to the provider.
 #[derive(Debug, Error)]
@@ -51,7 +51,7 @@ pub enum UpstreamError {
     #[error("the TLS handshake with {host} failed: {reason} (if the provider uses a private CA, set ca_file)")]
     Tls { host: String, reason: String },
     #[error(transparent)]
-    TlsSetup(#[from] provider_tls::TlsSetupError),
+    TlsSetup(#[from] net_edge::TlsSetupError),
     #[error("the provider does not offer STARTTLS: {0}")]
     NoStartTls(String),
     #[error("the provider rejected the login: {0}")]
@@ -82,13 +82,6 @@ pub struct MailboxInfo {
 pub struct Selected {
     pub uidvalidity: u32,
     pub exists: u32,
-}
-
-/// The detection items of one message ([`Session::fetch_detection`]).
-pub struct Detection {
-    pub uid: u32,
-    pub header: Vec<u8>,
-    pub prefix: Vec<u8>,
 }
 
 /// One logged-in (or not yet logged-in) connection to the provider.
@@ -167,10 +160,43 @@ impl Session {
         }
     }
 
-    /// The stream and the protocol state, for the proxy's forwarding loop
-    /// (which drives them directly between its own uses of this session).
-    pub(crate) fn parts(&mut self) -> (&mut Stream, &mut Client) {
-        (&mut self.stream, &mut self.client)
+    /// A fresh tag: one scheme for this session's own commands and those it
+    /// forwards, so no two commands on the connection share a tag (the
+    /// client's own tags are never sent to the provider).
+    fn next_tag(&mut self) -> Tag<'static> {
+        let tag = Tag::unvalidated(format!("L{}", self.next_tag));
+        self.next_tag += 1;
+        tag
+    }
+
+    /// Queues a client's command under a tag of this session's; returns the
+    /// tag, by which its completion is told apart. It is sent while
+    /// [`Session::receive`] is driven.
+    pub fn forward(&mut self, mut command: Command<'static>) -> Tag<'static> {
+        command.tag = self.next_tag();
+        let tag = command.tag.clone();
+        self.client.enqueue_command(command);
+        tag
+    }
+
+    /// Queues IDLE; [`Session::end_idle`] ends it.
+    pub fn idle(&mut self) -> Tag<'static> {
+        self.forward(Command {
+            tag: Tag::unvalidated("L"),
+            body: CommandBody::Idle,
+        })
+    }
+
+    /// Queues the DONE that ends an IDLE (nothing if none is running).
+    pub fn end_idle(&mut self) {
+        let _ = self.client.set_idle_done();
+    }
+
+    /// The next event on the connection, for a forwarding session: it sends
+    /// what is queued and reads what comes. No time limit (the caller knows
+    /// when an answer is due); cancel-safe, so it can race the client.
+    pub async fn receive(&mut self) -> Result<Event, StreamError<imap_next::client::Error>> {
+        self.stream.next(&mut self.client).await
     }
 
     /// Logs in with LOGIN.
@@ -339,17 +365,20 @@ impl Session {
             .collect())
     }
 
-    /// What tells who serves each of these messages ([`crate::detect`]):
+    /// What tells who serves each of these messages ([`crate::imap::detect`]):
     /// (UID, header fields, text prefix). Messages expunged meanwhile are
     /// simply absent.
-    pub async fn fetch_detection(&mut self, uids: &[u32]) -> Result<Vec<Detection>, UpstreamError> {
+    pub async fn fetch_detection(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Vec<crate::imap::detect::Detection>, UpstreamError> {
         let Some(set) = uid_set(uids) else {
             return Ok(Vec::new());
         };
         let set = SequenceSet::try_from(set.as_str())
             .map_err(|_| UpstreamError::Argument("sequence set".into()))?;
         let mut names = vec![MessageDataItemName::Uid];
-        names.extend(crate::detect::items());
+        names.extend(crate::imap::detect::items());
         let body = CommandBody::fetch(set, names, true)
             .map_err(|_| UpstreamError::Argument("FETCH".into()))?;
         let done = self.run(body, "UID FETCH").await?;
@@ -359,8 +388,8 @@ impl Session {
                     MessageDataItem::Uid(u) => Some(u.get()),
                     _ => None,
                 })?;
-                let (header, prefix) = crate::detect::found_in(&items);
-                Some(Detection {
+                let (header, prefix) = crate::imap::detect::found_in(&items);
+                Some(crate::imap::detect::Detection {
                     uid,
                     header: header?,
                     prefix: prefix?,
@@ -381,9 +410,7 @@ impl Session {
         body: CommandBody<'static>,
         name: &'static str,
     ) -> Result<Completed, UpstreamError> {
-        let tag = Tag::try_from(format!("L{}", self.next_tag))
-            .map_err(|_| UpstreamError::Argument("tag".into()))?;
-        self.next_tag += 1;
+        let tag = self.next_tag();
         self.client.enqueue_command(Command {
             tag: tag.clone(),
             body,
@@ -637,7 +664,7 @@ async fn handshake(
     endpoint: &Endpoint,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
-    let config = provider_tls::client_config(endpoint.ca_file.as_deref())?;
+    let config = net_edge::client_config(endpoint.ca_file.as_deref())?;
     let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| UpstreamError::Tls {
         host: endpoint.host.clone(),
         reason: format!("not a valid server name: {e}"),

@@ -209,9 +209,12 @@ Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=ver
     let port = proxy.local_addr().expect("addr").port();
     let known_plain = proxy.plain_messages();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(proxy.run(async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(proxy.run(
+        async {
+            let _ = stopped.await;
+        },
+        std::time::Duration::from_secs(1),
+    ));
     Setup {
         _dir: dir,
         store: store.clone(),
@@ -754,7 +757,7 @@ async fn two_accounts_at_once() {
     };
     let proxy = Proxy::bind(config, store, archive).await.expect("bind");
     let port = proxy.local_addr().expect("addr").port();
-    tokio::spawn(proxy.run(std::future::pending()));
+    tokio::spawn(proxy.run(std::future::pending(), std::time::Duration::from_secs(1)));
 
     let read = |user: &'static str, password: &'static str| async move {
         let script = format!(
@@ -784,7 +787,7 @@ async fn two_accounts_at_once() {
 /// the PEM file a client trusts it by.
 async fn setup_with_local_tls() -> (Setup, std::path::PathBuf) {
     let certificate =
-        provider_tls::LocalCertificate::generate(&["localhost", "127.0.0.1"]).expect("cert");
+        net_edge::LocalCertificate::generate(&["localhost", "127.0.0.1"]).expect("cert");
     let s = setup_with(None, Some(certificate.server_config().expect("tls"))).await;
     let ca = s._dir.path().join("local.pem");
     std::fs::write(&ca, certificate.cert_pem()).expect("pem");

@@ -1,4 +1,4 @@
-//! `imap_proxy::section` against the reference: for cleartext messages
+//! `imap_proxy::imap::section` against the reference: for cleartext messages
 //! Dovecot's own `BODY[section]` answers are what a client expects, so the
 //! gateway must cut exactly the same bytes (it will do so for decrypted
 //! messages, where Dovecot cannot). Messages: the Thunderbird OpenPGP test
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine as _;
-use imap_proxy::section::{partial, section, Spec};
+use imap_proxy::imap::section::{partial, section, Spec};
 use testbed::Dovecot;
 
 fn corpus() -> Corpus {
@@ -255,7 +255,7 @@ fn structures_match_dovecot() {
     use imap_codec::imap_types::fetch::MessageDataItem;
     use imap_codec::imap_types::response::{Data, Response};
     use imap_codec::ResponseCodec;
-    use imap_proxy::structure::{body_structure, envelope};
+    use imap_proxy::imap::structure::{body_structure, envelope};
 
     let (dovecot, messages, uids) = started();
     let items = ["ENVELOPE", "BODY", "BODYSTRUCTURE"];

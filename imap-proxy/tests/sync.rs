@@ -293,7 +293,7 @@ async fn starttls_login_and_failures_are_explained() {
     assert!(
         matches!(
             err,
-            UpstreamError::TlsSetup(provider_tls::TlsSetupError::CaFile { .. })
+            UpstreamError::TlsSetup(net_edge::TlsSetupError::CaFile { .. })
         ),
         "{err}"
     );

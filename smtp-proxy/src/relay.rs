@@ -30,8 +30,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::reply::Reply;
 
-use provider_tls::LOGIN_PATIENCE;
-pub use provider_tls::{Endpoint, Security};
+use net_edge::LOGIN_PATIENCE;
+pub use net_edge::{Endpoint, Security};
 
 /// Where the account's mail is submitted.
 #[derive(Debug, Clone)]
@@ -147,7 +147,7 @@ impl Relay {
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn AsyncTokioStream> = match self.provider.endpoint.security {
             Security::Tls => {
-                let config = provider_tls::client_config(self.provider.endpoint.ca_file.as_deref())
+                let config = net_edge::client_config(self.provider.endpoint.ca_file.as_deref())
                     .map_err(|e| unreachable(e.to_string()))?;
                 let name = ServerName::try_from(self.provider.endpoint.host.clone())
                     .map_err(|e| unreachable(format!("bad host name: {e}")))?;

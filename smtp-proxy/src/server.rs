@@ -4,9 +4,10 @@
 //! Each accepted connection runs in its own task: bytes from the socket go
 //! into the session, its actions are carried out (write, TLS upgrade, login
 //! at the provider, prepare and relay a message), and the result goes back
-//! into the session. On shutdown the listener stops accepting, sessions
-//! between messages are told 421 and closed, and a message being sent or
-//! delivered is finished first (within the grace period).
+//! into the session. The listener is `net_edge::Listener` (the IMAP side's
+//! too): on shutdown it stops accepting, sessions between messages are told
+//! 421 and closed, and a message being sent or delivered is finished first
+//! (within the grace period).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,12 +15,10 @@ use std::time::{Duration, SystemTime};
 
 use keystore::{Discovery, Keystore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use provider_tls::{LocalCertificate, LocalCertificateError};
+use net_edge::{BindError, CancellationToken, Listener, LocalCertificate, LocalCertificateError};
 
 use crate::outgoing::{self, Account, OwnKey};
 use crate::relay::{Provider, Relay};
@@ -53,11 +52,8 @@ pub struct Config {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {address}: {source} (is another program using the port?)")]
-    Bind {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     #[error("the local TLS certificate cannot be used")]
     Certificate(#[source] LocalCertificateError),
 }
@@ -71,7 +67,7 @@ struct Shared {
 
 /// A bound listener, ready to [`Server::run`].
 pub struct Server {
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
 }
 
@@ -88,13 +84,7 @@ impl Server {
             )),
             None => None,
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    address: config.listen,
-                    source,
-                })?;
+        let listener = Listener::bind(config.listen, "smtp").await?;
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
@@ -114,44 +104,17 @@ impl Server {
     /// Serves until `shutdown` completes, then lets sessions finish what
     /// they are delivering (at most `grace`) and returns.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>, grace: Duration) {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let shared = Arc::clone(&self.shared);
-                        let stop = stop_rx.clone();
-                        connections.spawn(async move {
-                            if let Err(e) = serve(stream, shared, stop).await {
-                                tracing::debug!(%peer, error = %e, "smtp connection ended");
-                            }
-                        });
+        let shared = self.shared;
+        self.listener
+            .serve(shutdown, grace, move |stream, peer, stop| {
+                let shared = Arc::clone(&shared);
+                async move {
+                    if let Err(e) = serve(stream, shared, stop).await {
+                        tracing::debug!(%peer, error = %e, "smtp connection ended");
                     }
-                    // Out of file descriptors and the like: wait, don't spin.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "smtp accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-        drop(self.listener);
-        let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(grace, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                sessions = connections.len(),
-                "smtp sessions still busy after the grace period; closing them"
-            );
-            connections.shutdown().await;
-        }
+                }
+            })
+            .await;
     }
 }
 
@@ -159,7 +122,7 @@ impl Server {
 async fn serve(
     stream: TcpStream,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let config = &shared.config;
@@ -181,7 +144,7 @@ async fn serve(
         failed_logins: 0,
     };
     let mut plain = stream;
-    match drive(&mut session, &mut plain, &shared, &mut state, &mut stop).await? {
+    match drive(&mut session, &mut plain, &shared, &mut state, &stop).await? {
         Ended::Closed => return Ok(()),
         Ended::UpgradeTls => {}
     }
@@ -194,7 +157,7 @@ async fn serve(
         Err(_) => return Ok(()),
     };
     session.tls_started();
-    drive(&mut session, &mut tls, &shared, &mut state, &mut stop).await?;
+    drive(&mut session, &mut tls, &shared, &mut state, &stop).await?;
     if let Some(relay) = state.relay.take() {
         relay.quit().await;
     }
@@ -238,7 +201,7 @@ async fn drive<S: ClientStream>(
     stream: &mut S,
     shared: &Shared,
     state: &mut Connection,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> std::io::Result<Ended> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -267,7 +230,7 @@ async fn drive<S: ClientStream>(
         stream.flush().await?;
         let read = tokio::select! {
             read = tokio::time::timeout(shared.config.idle_timeout, stream.read(&mut buf)) => Some(read),
-            _ = stop.wait_for(|stop| *stop), if !session.in_transaction() => None,
+            _ = stop.cancelled(), if !session.in_transaction() => None,
         };
         let Some(read) = read else {
             let bye = Reply::new(

@@ -504,9 +504,9 @@ impl Session {
         let Some(decoded) = self.auth_decode(line) else {
             return;
         };
-        match provider_tls::parse_plain(&decoded) {
+        match net_edge::parse_plain(&decoded) {
             Ok(login) => self.start_auth(login.username, login.password),
-            Err(e @ provider_tls::PlainError::OnBehalf) => {
+            Err(e @ net_edge::PlainError::OnBehalf) => {
                 self.error(Reply::new(535, "5.7.8", e.to_string()))
             }
             Err(e) => self.error(Reply::new(501, "5.5.2", e.to_string())),

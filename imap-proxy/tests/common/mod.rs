@@ -78,9 +78,12 @@ pub async fn start(
     .expect("bind");
     let port = proxy.local_addr().expect("addr").port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(proxy.run(async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(proxy.run(
+        async {
+            let _ = stopped.await;
+        },
+        std::time::Duration::from_secs(1),
+    ));
     Running {
         port,
         stop: Some(stop),

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use autocrypt::PreferEncrypt;
 use keystore::{KeySource, Keystore, Unlock};
-use provider_tls::LocalCertificate;
+use net_edge::LocalCertificate;
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
 use smtp_proxy::decision::Policy;

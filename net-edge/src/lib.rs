@@ -1,22 +1,34 @@
-//! The network edge both proxies share. Towards the mail provider: the
-//! account's [`Security`] setting, the TLS client configuration
-//! ([`client_config`]) that trusts the system's roots plus the account's
-//! `ca_file` (a provider with a private CA, and the tests' own CA), and how
-//! long a login there may take ([`LOGIN_PATIENCE`]), all in one
-//! [`Endpoint`]. Towards the mail
-//! client: the local listeners' certificate ([`LocalCertificate`]) and
-//! SASL PLAIN ([`parse_plain`]), one reading for IMAP and SMTP.
+//! The network edge both proxies share.
+//!
+//! - Towards the mail provider: the account's [`Security`] setting, the TLS
+//!   client configuration ([`client_config`]) that trusts the system's roots
+//!   plus the account's `ca_file` (a provider with a private CA, and the
+//!   tests' own CA), and how long a login there may take
+//!   ([`LOGIN_PATIENCE`]), all in one [`Endpoint`].
+//! - Towards the mail client: the local listeners' certificate
+//!   ([`LocalCertificate`]), SASL PLAIN ([`parse_plain`], one reading for
+//!   IMAP and SMTP), and the [`Listener`] both proxies accept on, with a
+//!   connection limit and one shutdown (stop accepting, tell every session,
+//!   a grace period).
 //!
 //! rustls does the TLS; this crate only decides what it trusts and
 //! presents. The SMTP side's STARTTLS to the provider is carried out by
 //! lettre, which takes its trust anchors in its own form (see
 //! `smtp_proxy::relay`).
+//!
+//! ```
+//! let login = net_edge::parse_plain(b"\0alice@example.org\0secret").expect("PLAIN");
+//! assert_eq!(login.username, "alice@example.org");
+//! ```
 
+mod listener;
 mod local;
 mod sasl;
 
+pub use listener::{BindError, Listener, DEFAULT_MAX_CONNECTIONS};
 pub use local::{LocalCertificate, LocalCertificateError};
 pub use sasl::{parse_plain, PlainError, PlainLogin};
+pub use tokio_util::sync::CancellationToken;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

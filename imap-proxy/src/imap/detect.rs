@@ -34,6 +34,15 @@ pub const HEADER_FIELDS: [&str; 6] = [
 /// leading blank lines and the armor line.
 pub const TEXT_PREFIX: u32 = 256;
 
+/// The detection items of one message, fetched after a FETCH that went
+/// without them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    pub uid: u32,
+    pub header: Vec<u8>,
+    pub prefix: Vec<u8>,
+}
+
 /// Whether the gateway must serve this message itself.
 pub fn served_by_gateway(header_fields: &[u8], text_prefix: &[u8]) -> bool {
     let (header, _) = mime::split_header(header_fields);

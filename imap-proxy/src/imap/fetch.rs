@@ -4,8 +4,8 @@
 //! flags, `\Seen` and UIDs stay the provider's business) and, for a
 //! message whose served bytes differ from the provider's (decrypted, or
 //! cleaned of a forged status header), replaces every item that describes
-//! content with one computed from the served bytes by [`crate::section`]
-//! and [`crate::structure`]. Items the client did not ask for (the proxy's
+//! content with one computed from the served bytes by [`crate::imap::section`]
+//! and [`crate::imap::structure`]. Items the client did not ask for (the proxy's
 //! own detection items) are dropped. Pure functions, no I/O.
 
 use std::borrow::Cow;
@@ -14,8 +14,8 @@ use std::num::NonZeroU32;
 use imap_next::imap_types::core::{AString, IString, Literal, NString};
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section};
 
-use crate::section::{partial, section, Spec};
-use crate::structure::{body_structure, envelope};
+use crate::imap::section::{partial, section, Spec};
+use crate::imap::structure::{body_structure, envelope};
 
 /// What a FETCH needs of the served message: nothing (UID, FLAGS and
 /// INTERNALDATE are the provider's), only its size, or its bytes.

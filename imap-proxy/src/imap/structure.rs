@@ -2,7 +2,7 @@
 //! the bytes the gateway serves, for messages whose provider copy says
 //! nothing true about them (ciphertext). Values are the raw header bytes,
 //! unfolded, as IMAP servers give them; sizes and line counts are of the
-//! served bytes, so they agree with the sections of [`crate::section`].
+//! served bytes, so they agree with the sections of [`crate::imap::section`].
 
 use imap_next::imap_types::body::{
     BasicFields, Body, BodyStructure, Disposition, Language, Location, MultiPartExtensionData,

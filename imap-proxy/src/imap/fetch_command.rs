@@ -1,0 +1,557 @@
+//! One client FETCH as a sans-I/O command object.
+//!
+//! [`FetchCommand::start`] turns the client's item names into the ones the
+//! provider is asked for (the detection items added where needed). Each
+//! message of the provider's answer goes to [`FetchCommand::message`]; the
+//! provider's completion to [`FetchCommand::finish`]. In between, the
+//! command says what it needs done as [`Effect`]s — answer the client,
+//! learn a key, look up the archive, detect, view, download — which the
+//! session performs and reports back through the method each effect names,
+//! the way smtp-proxy's `Session` returns `Action`s. The command never waits
+//! on anything itself, so the rules of a FETCH are unit-tested with plain
+//! values, and a session reads as "perform what the command asks".
+//!
+//! The rules, in the order a message meets them:
+//! - A message the gateway does not serve ([`detect`]) is answered with the
+//!   provider's own items at once (minus the detection items), after its
+//!   Autocrypt header, if any, was learned from.
+//! - A message it serves waits, with up to [`LOOKUP_BATCH`] others, for one
+//!   archive look-up: sizes only where the client asked for no content but
+//!   `RFC822.SIZE`, the served bytes otherwise. One the provider sent whole
+//!   is viewed at once; the rest waits, without its bytes, for the end of the
+//!   FETCH and is then downloaded in batches of [`MISSING_BATCH`] (a
+//!   mailbox-wide FETCH never piles up bodies).
+//! - A FETCH of sizes only, in a mailbox whose messages were told apart
+//!   before, goes without detection items ("deferred"): the known plain ones
+//!   and the archived ones are answered from what is known, the rest is
+//!   detected after the FETCH, in batches.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU32;
+
+use imap_next::imap_types::core::{NString, Vec1};
+use imap_next::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
+};
+use imap_next::imap_types::response::Data;
+use imap_next::imap_types::ToStatic;
+
+use crate::imap::detect::{self, served_by_gateway, Detection};
+use crate::imap::fetch::{needs, rewrite, rewrite_size, same_section, Needs};
+
+/// Messages looked up in the archive with one query.
+pub const LOOKUP_BATCH: usize = 100;
+
+/// Messages detected or downloaded in one command to the provider after a
+/// FETCH.
+pub const MISSING_BATCH: usize = 100;
+
+/// What the session does for a FETCH. Effects that ask a question are
+/// answered through the method they name; until then the command waits.
+#[derive(Debug, PartialEq)]
+pub enum Effect {
+    /// Answer the client with this FETCH response.
+    Send(Data<'static>),
+    /// Learn from the Autocrypt header of this cleartext message (trust on
+    /// first use). Only for headers that carry one.
+    Learn { uid: u32, header: Vec<u8> },
+    /// Which of these the selected mailbox knows as plain mail:
+    /// [`FetchCommand::known_plain`].
+    AskPlain(Vec<u32>),
+    /// The served sizes of those of these the archive holds:
+    /// [`FetchCommand::archived_sizes`].
+    AskSizes(Vec<u32>),
+    /// The served bytes of those of these the archive holds:
+    /// [`FetchCommand::archived_messages`].
+    AskArchive(Vec<u32>),
+    /// View and archive these whole messages the provider sent:
+    /// [`FetchCommand::viewed`].
+    View(Vec<(u32, Vec<u8>)>),
+    /// Fetch the detection items of these from the provider:
+    /// [`FetchCommand::detected`].
+    Detect(Vec<u32>),
+    /// Download, view and archive these: [`FetchCommand::served`] for what is
+    /// ready (as often as needed), then [`FetchCommand::downloaded`].
+    Download(Vec<u32>),
+    /// These UIDs of the selected mailbox are plain mail.
+    RecordPlain(Vec<u32>),
+    /// Let the client take the answers queued so far before more come.
+    Drain,
+}
+
+/// One message of the provider's answer, held until the command knows what
+/// to answer for it.
+#[derive(Debug)]
+struct Held {
+    /// Its sequence number in the client's view of the mailbox.
+    seq: NonZeroU32,
+    uid: u32,
+    /// The provider's items for it.
+    items: Vec<MessageDataItem<'static>>,
+}
+
+/// What a batch of held messages waits for.
+#[derive(Debug)]
+enum Awaiting {
+    Nothing,
+    Plain(Vec<Held>),
+    Sizes {
+        batch: Vec<Held>,
+        /// Deferred: what is not archived is detected after the FETCH;
+        /// otherwise it is looked up in the archive next.
+        then_detect: bool,
+    },
+    Archive(Vec<Held>),
+    View(Vec<Held>),
+    Detect(Vec<Held>),
+    Download(Vec<Held>),
+}
+
+/// The work left after the provider's completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Receiving,
+    RecordPlain,
+    Detect,
+    Download,
+    Done,
+}
+
+/// One FETCH, from the client's item names to the last answer.
+#[derive(Debug)]
+pub struct FetchCommand {
+    /// What the client asked for (`UID` added for a UID FETCH).
+    requested: Vec<MessageDataItemName<'static>>,
+    need: Needs,
+    /// Sent without detection items ([`FetchCommand::start`]).
+    deferred: bool,
+    /// Served (or, deferred, unknown) messages for the next archive query.
+    lookup: Vec<Held>,
+    /// Served messages not archived yet: downloaded after the FETCH.
+    missing: Vec<Held>,
+    /// Deferred: messages neither known plain nor archived.
+    undetected: Vec<Held>,
+    /// Not deferred: the UIDs the detection items showed plain.
+    plain_seen: Vec<u32>,
+    awaiting: Awaiting,
+    stage: Stage,
+    effects: VecDeque<Effect>,
+}
+
+impl FetchCommand {
+    /// Starts a FETCH: rewrites the client's item names into those sent to
+    /// the provider. `uid` is whether it is a UID FETCH; `told_apart` says
+    /// whether the selected mailbox's messages were told apart before
+    /// ([`crate::plain::PlainMessages::knows`]), asked only for a FETCH of
+    /// sizes.
+    pub fn start(
+        names: &mut MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+        told_apart: impl FnOnce() -> bool,
+    ) -> FetchCommand {
+        let mut requested: Vec<MessageDataItemName<'static>> = match names {
+            MacroOrMessageDataItemNames::Macro(m) => {
+                m.expand().into_iter().map(|n| n.to_static()).collect()
+            }
+            MacroOrMessageDataItemNames::MessageDataItemNames(names) => names.clone(),
+        };
+        if uid {
+            requested.push(MessageDataItemName::Uid);
+        }
+        let mut sent = requested.clone();
+        // UID, FLAGS and INTERNALDATE are the provider's for every message:
+        // nothing to detect or look up (a client's flag refresh of a whole
+        // mailbox stays cheap). Sizes in a mailbox told apart before come
+        // from what is known; only new messages are detected, afterwards.
+        let need = needs(&requested);
+        let deferred = need == Needs::Size && told_apart();
+        if need != Needs::Nothing && !deferred {
+            sent.extend(detect::items());
+        }
+        // The UID files the message in the archive; the client sees it only
+        // if it asked (or used UID FETCH).
+        if !sent.contains(&MessageDataItemName::Uid) {
+            sent.push(MessageDataItemName::Uid);
+        }
+        *names = MacroOrMessageDataItemNames::MessageDataItemNames(sent);
+        FetchCommand {
+            requested,
+            need,
+            deferred,
+            lookup: Vec::new(),
+            missing: Vec::new(),
+            undetected: Vec::new(),
+            plain_seen: Vec::new(),
+            awaiting: Awaiting::Nothing,
+            stage: Stage::Receiving,
+            effects: VecDeque::new(),
+        }
+    }
+
+    /// The next thing to do, if any. `None` while an answer is awaited, and
+    /// once all is done.
+    pub fn poll(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// Whether the last answer for this FETCH is out (after
+    /// [`FetchCommand::finish`]): the client's completion may follow.
+    pub fn is_done(&self) -> bool {
+        self.stage == Stage::Done && self.effects.is_empty()
+    }
+
+    /// The UIDs the command holds back, waiting for a look-up or download
+    /// (tests, diagnostics).
+    pub fn held(&self) -> usize {
+        let waiting = match &self.awaiting {
+            Awaiting::Nothing => 0,
+            Awaiting::Plain(b)
+            | Awaiting::Sizes { batch: b, .. }
+            | Awaiting::Archive(b)
+            | Awaiting::View(b)
+            | Awaiting::Detect(b)
+            | Awaiting::Download(b) => b.len(),
+        };
+        waiting + self.lookup.len() + self.missing.len() + self.undetected.len()
+    }
+
+    /// One message of the provider's answer.
+    pub fn message(&mut self, seq: NonZeroU32, items: Vec<MessageDataItem<'static>>) {
+        let uid = items.iter().find_map(|i| match i {
+            MessageDataItem::Uid(u) => Some(u.get()),
+            _ => None,
+        });
+        let (header, prefix) = detect::found_in(&items);
+        let gateway = match (&header, &prefix) {
+            (Some(h), Some(p)) => served_by_gateway(h, p),
+            _ => false,
+        } || detect::carries_status_header(&items);
+        if !gateway && !self.deferred {
+            if let (Some(header), Some(uid)) = (header, uid) {
+                if prefix.is_some() {
+                    self.plain_seen.push(uid);
+                }
+                self.learn(uid, header);
+            }
+            self.send_plain(seq, items);
+            return;
+        }
+        // Without a UID it cannot be filed; a provider always sends it.
+        let Some(uid) = uid else {
+            return;
+        };
+        self.lookup.push(Held { seq, uid, items });
+        self.advance();
+    }
+
+    /// The provider completed the FETCH: what is held is answered next.
+    pub fn finish(&mut self) {
+        if self.stage == Stage::Receiving {
+            self.stage = Stage::RecordPlain;
+        }
+        self.advance();
+    }
+
+    /// Answer to [`Effect::AskPlain`].
+    pub fn known_plain(&mut self, plain: &HashSet<u32>) {
+        let Awaiting::Plain(batch) = self.take_awaiting() else {
+            return;
+        };
+        let mut rest = Vec::new();
+        for held in batch {
+            if plain.contains(&held.uid) {
+                self.send_plain(held.seq, held.items);
+            } else {
+                rest.push(held);
+            }
+        }
+        if !rest.is_empty() {
+            self.ask(
+                Effect::AskSizes(uids(&rest)),
+                Awaiting::Sizes {
+                    batch: rest,
+                    then_detect: true,
+                },
+            );
+        }
+        self.advance();
+    }
+
+    /// Answer to [`Effect::AskSizes`]: served sizes by UID.
+    pub fn archived_sizes(&mut self, sizes: &HashMap<u32, u32>) {
+        let Awaiting::Sizes { batch, then_detect } = self.take_awaiting() else {
+            return;
+        };
+        let mut rest = Vec::new();
+        for held in batch {
+            match sizes.get(&held.uid) {
+                Some(&size) => {
+                    let items = rewrite_size(held.items, &self.requested, size);
+                    self.send(held.seq, items);
+                }
+                None => rest.push(held),
+            }
+        }
+        if then_detect {
+            self.undetected.extend(rest);
+        } else if !rest.is_empty() {
+            self.ask(Effect::AskArchive(uids(&rest)), Awaiting::Archive(rest));
+        }
+        self.advance();
+    }
+
+    /// Answer to [`Effect::AskArchive`]: served bytes by UID.
+    pub fn archived_messages(&mut self, found: &HashMap<u32, Vec<u8>>) {
+        let Awaiting::Archive(batch) = self.take_awaiting() else {
+            return;
+        };
+        let mut to_view = Vec::new();
+        let mut viewing = Vec::new();
+        for held in batch {
+            if let Some(served) = found.get(&held.uid) {
+                self.send_served(held, served);
+            } else if let Some(whole) = whole_message(&held.items) {
+                // The provider sent it whole: viewed now, no second trip.
+                to_view.push((held.uid, whole));
+                viewing.push(held.lightened());
+            } else {
+                self.missing.push(held.lightened());
+            }
+        }
+        if !to_view.is_empty() {
+            self.ask(Effect::View(to_view), Awaiting::View(viewing));
+        }
+        self.advance();
+    }
+
+    /// Answer to [`Effect::View`]: the served bytes of those viewed (one
+    /// that could not be viewed is not answered).
+    pub fn viewed(&mut self, served: &[(u32, Vec<u8>)]) {
+        if matches!(self.awaiting, Awaiting::View(_)) {
+            self.answer_from(served);
+            self.awaiting = Awaiting::Nothing;
+        }
+        self.advance();
+    }
+
+    /// Answer to [`Effect::Detect`]: the detection items of those still in
+    /// the mailbox (an expunged one is not answered).
+    pub fn detected(&mut self, found: Vec<Detection>) {
+        let Awaiting::Detect(batch) = self.take_awaiting() else {
+            return;
+        };
+        let mut found: HashMap<u32, (Vec<u8>, Vec<u8>)> = found
+            .into_iter()
+            .map(|d| (d.uid, (d.header, d.prefix)))
+            .collect();
+        let mut plain = Vec::new();
+        for held in batch {
+            let Some((header, prefix)) = found.remove(&held.uid) else {
+                continue;
+            };
+            if served_by_gateway(&header, &prefix) {
+                self.missing.push(held);
+            } else {
+                self.learn(held.uid, header);
+                plain.push(held.uid);
+                self.send_plain(held.seq, held.items);
+            }
+        }
+        self.effects.push_back(Effect::RecordPlain(plain));
+        self.effects.push_back(Effect::Drain);
+        self.advance();
+    }
+
+    /// Part of the answer to [`Effect::Download`]: these are ready.
+    pub fn served(&mut self, served: &[(u32, Vec<u8>)]) {
+        if matches!(self.awaiting, Awaiting::Download(_)) {
+            self.answer_from(served);
+        }
+    }
+
+    /// The end of the answer to [`Effect::Download`]: what was not served
+    /// is not answered (expunged meanwhile, or not viewable).
+    pub fn downloaded(&mut self) {
+        if matches!(self.awaiting, Awaiting::Download(_)) {
+            self.awaiting = Awaiting::Nothing;
+            self.effects.push_back(Effect::Drain);
+        }
+        self.advance();
+    }
+
+    /// Moves on as far as possible without an answer.
+    fn advance(&mut self) {
+        while matches!(self.awaiting, Awaiting::Nothing) {
+            let receiving = self.stage == Stage::Receiving;
+            if self.lookup.len() >= LOOKUP_BATCH || (!receiving && !self.lookup.is_empty()) {
+                self.look_up();
+                continue;
+            }
+            match self.stage {
+                Stage::Receiving | Stage::Done => return,
+                Stage::RecordPlain => {
+                    if !self.deferred && self.need != Needs::Nothing {
+                        let seen = std::mem::take(&mut self.plain_seen);
+                        self.effects.push_back(Effect::RecordPlain(seen));
+                    }
+                    self.stage = Stage::Detect;
+                }
+                Stage::Detect if self.undetected.is_empty() => self.stage = Stage::Download,
+                Stage::Detect => {
+                    let batch = take_batch(&mut self.undetected);
+                    self.ask(Effect::Detect(uids(&batch)), Awaiting::Detect(batch));
+                }
+                Stage::Download if self.missing.is_empty() => self.stage = Stage::Done,
+                Stage::Download => {
+                    let batch = take_batch(&mut self.missing);
+                    self.ask(Effect::Download(uids(&batch)), Awaiting::Download(batch));
+                }
+            }
+        }
+    }
+
+    /// Asks about the messages waiting for the archive, all in one query.
+    fn look_up(&mut self) {
+        let batch = std::mem::take(&mut self.lookup);
+        let ids = uids(&batch);
+        if self.deferred {
+            self.ask(Effect::AskPlain(ids), Awaiting::Plain(batch));
+        } else if self.need == Needs::Size {
+            self.ask(
+                Effect::AskSizes(ids),
+                Awaiting::Sizes {
+                    batch,
+                    then_detect: false,
+                },
+            );
+        } else {
+            self.ask(Effect::AskArchive(ids), Awaiting::Archive(batch));
+        }
+    }
+
+    fn ask(&mut self, effect: Effect, awaiting: Awaiting) {
+        self.effects.push_back(effect);
+        self.awaiting = awaiting;
+    }
+
+    fn take_awaiting(&mut self) -> Awaiting {
+        std::mem::replace(&mut self.awaiting, Awaiting::Nothing)
+    }
+
+    /// Answers the held messages of the awaited batch that `served` holds.
+    fn answer_from(&mut self, served: &[(u32, Vec<u8>)]) {
+        let batch = match &mut self.awaiting {
+            Awaiting::View(batch) | Awaiting::Download(batch) => std::mem::take(batch),
+            _ => return,
+        };
+        let mut rest = Vec::new();
+        for held in batch {
+            match served.iter().find(|(uid, _)| *uid == held.uid) {
+                Some((_, bytes)) => self.send_served(held, bytes),
+                None => rest.push(held),
+            }
+        }
+        match &mut self.awaiting {
+            Awaiting::View(batch) | Awaiting::Download(batch) => *batch = rest,
+            _ => {}
+        }
+    }
+
+    fn learn(&mut self, uid: u32, header: Vec<u8>) {
+        let has_autocrypt = letterlock_mime::header::fields(&header)
+            .iter()
+            .any(|f| f.is("Autocrypt"));
+        if has_autocrypt {
+            self.effects.push_back(Effect::Learn { uid, header });
+        }
+    }
+
+    /// Answers with the provider's own items for a message passed through.
+    fn send_plain(&mut self, seq: NonZeroU32, items: Vec<MessageDataItem<'static>>) {
+        let kept = items
+            .into_iter()
+            .filter(|i| keep_plain(i, &self.requested))
+            .collect();
+        self.send(seq, kept);
+    }
+
+    /// Answers from the served bytes.
+    fn send_served(&mut self, held: Held, served: &[u8]) {
+        let items = rewrite(held.items, &self.requested, served);
+        self.send(held.seq, items);
+    }
+
+    fn send(&mut self, seq: NonZeroU32, items: Vec<MessageDataItem<'static>>) {
+        if let Ok(items) = Vec1::try_from(items) {
+            self.effects
+                .push_back(Effect::Send(Data::Fetch { seq, items }));
+        }
+    }
+}
+
+impl Held {
+    /// Without the bytes [`rewrite`] replaces anyway.
+    fn lightened(self) -> Held {
+        let items = self
+            .items
+            .into_iter()
+            .map(|item| match item {
+                MessageDataItem::BodyExt {
+                    section, origin, ..
+                } => MessageDataItem::BodyExt {
+                    section,
+                    origin,
+                    data: NString::NIL,
+                },
+                MessageDataItem::Rfc822(_) => MessageDataItem::Rfc822(NString::NIL),
+                MessageDataItem::Rfc822Header(_) => MessageDataItem::Rfc822Header(NString::NIL),
+                MessageDataItem::Rfc822Text(_) => MessageDataItem::Rfc822Text(NString::NIL),
+                other => other,
+            })
+            .collect();
+        Held { items, ..self }
+    }
+}
+
+fn uids(batch: &[Held]) -> Vec<u32> {
+    batch.iter().map(|m| m.uid).collect()
+}
+
+fn take_batch(from: &mut Vec<Held>) -> Vec<Held> {
+    let rest = from.split_off(from.len().min(MISSING_BATCH));
+    std::mem::replace(from, rest)
+}
+
+/// The whole message, if the provider's answer carries it (`BODY[]`,
+/// `RFC822`).
+fn whole_message(items: &[MessageDataItem<'_>]) -> Option<Vec<u8>> {
+    items.iter().find_map(|item| match item {
+        MessageDataItem::BodyExt {
+            section: None,
+            origin: None,
+            data,
+        }
+        | MessageDataItem::Rfc822(data) => {
+            data.0.as_ref().map(|d| d.clone().into_inner().into_owned())
+        }
+        _ => None,
+    })
+}
+
+/// For a message passed through: the provider's items, minus the proxy's
+/// detection items unless the client asked for the same ones.
+fn keep_plain(item: &MessageDataItem<'_>, requested: &[MessageDataItemName<'_>]) -> bool {
+    match item {
+        MessageDataItem::BodyExt {
+            section, origin, ..
+        } => requested.iter().any(|n| {
+            matches!(n, MessageDataItemName::BodyExt { section: s, partial: p, .. }
+                if same_section(s, section) && p.map(|(o, _)| o) == *origin)
+        }),
+        MessageDataItem::Uid(_) => requested.contains(&MessageDataItemName::Uid),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests;

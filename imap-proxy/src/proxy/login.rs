@@ -1,0 +1,340 @@
+//! Logging in: the client's credentials go to the provider, whose verdict
+//! is the client's. Until then the proxy answers the few commands allowed
+//! before login itself. Failed logins slow down per name and per
+//! connection ([`keystore::LoginThrottle`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_next::imap_types::command::CommandBody;
+use imap_next::imap_types::core::Tag;
+use imap_next::imap_types::response::{
+    Code, CommandContinuationRequest, Data, Greeting, Status, StatusKind,
+};
+use imap_next::server::{Event as ServerEvent, Server};
+use imap_next::stream::Stream;
+use net_edge::{CancellationToken, LOGIN_PATIENCE};
+use secrecy::SecretString;
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use super::respond::{answer_client_error, deliver, server_options, tagged};
+use super::{AccountConfig, SessionError, Shared, SHUTTING_DOWN};
+use crate::imap::capabilities;
+use crate::starttls::negotiate;
+use crate::upstream::{Session, UpstreamError};
+
+/// A connection that logged in: both streams and the account.
+pub(super) struct LoggedIn {
+    pub client_stream: Stream,
+    pub server: Server,
+    pub session: Session,
+    pub account: AccountConfig,
+}
+
+/// Greets the client and answers it locally until LOGIN or AUTHENTICATE
+/// PLAIN succeeds at the provider. `None` if the client logged out first.
+pub(super) async fn log_in(
+    tcp: TcpStream,
+    shared: &Shared,
+    stop: &CancellationToken,
+) -> Result<Option<LoggedIn>, SessionError> {
+    let _ = tcp.set_nodelay(true);
+    // After STARTTLS, imap-next's greeting is an untagged OK with the new
+    // capabilities, which clients take as such (RFC 3501, 7.1).
+    let (mut client_stream, ready) = match &shared.config.tls {
+        None => (Stream::insecure(tcp), "Letterlock gateway ready"),
+        Some(tls) => {
+            let tls = negotiate(tcp, Arc::clone(tls))
+                .await
+                .map_err(|e| SessionError::Client(e.to_string()))?;
+            (crate::tls_stream(tls.into()), "TLS active")
+        }
+    };
+    let pre_auth = capabilities::before_login();
+    let greeting = Greeting::ok(Some(Code::Capability(pre_auth.clone())), ready)
+        .map_err(|e| SessionError::Client(e.to_string()))?;
+    let mut server = Server::new(server_options(), greeting);
+
+    let mut authenticating: Option<Tag<'static>> = None;
+    // Failed logins on this connection, which slow it down on their own.
+    let mut failed_here = 0u32;
+    let (session, account) = loop {
+        let event = tokio::select! {
+            event = client_stream.next(&mut server) => event,
+            _ = stop.cancelled() => {
+                if let Ok(bye) = Status::bye(None, SHUTTING_DOWN) {
+                    let last = server.enqueue_status(bye);
+                    deliver(&mut client_stream, &mut server, last).await;
+                }
+                return Ok(None);
+            }
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                answer_client_error(&mut client_stream, &mut server, e).await?;
+                continue;
+            }
+        };
+        let command = match event {
+            ServerEvent::CommandReceived { command } => command,
+            ServerEvent::CommandAuthenticateReceived {
+                command_authenticate,
+            } => {
+                let tag = command_authenticate.tag;
+                if command_authenticate.mechanism != AuthMechanism::Plain {
+                    let refusal = tagged(tag, StatusKind::No, None, "Only PLAIN is offered");
+                    let _ = server.authenticate_finish(refusal);
+                    continue;
+                }
+                match command_authenticate.initial_response {
+                    Some(response) => {
+                        let found =
+                            authenticate_plain(shared, response.declassify(), &mut failed_here)
+                                .await;
+                        match finish_authenticate(&mut server, tag, found) {
+                            Some(found) => break found,
+                            None => continue,
+                        }
+                    }
+                    None => {
+                        if let Ok(empty) = CommandContinuationRequest::basic(None, " ") {
+                            let _ = server.authenticate_continue(empty);
+                        }
+                        authenticating = Some(tag);
+                        continue;
+                    }
+                }
+            }
+            ServerEvent::AuthenticateDataReceived { authenticate_data } => {
+                let Some(tag) = authenticating.take() else {
+                    continue;
+                };
+                let found = match authenticate_data {
+                    AuthenticateData::Continue(response) => {
+                        authenticate_plain(shared, response.declassify(), &mut failed_here).await
+                    }
+                    _ => Err("Authentication cancelled".to_string()),
+                };
+                match finish_authenticate(&mut server, tag, found) {
+                    Some(found) => break found,
+                    None => continue,
+                }
+            }
+            _ => continue,
+        };
+        match command.body {
+            CommandBody::Capability => {
+                server.enqueue_data(Data::Capability(pre_auth.clone()));
+                server.enqueue_status(tagged(command.tag, StatusKind::Ok, None, "CAPABILITY done"));
+            }
+            CommandBody::Noop => {
+                server.enqueue_status(tagged(command.tag, StatusKind::Ok, None, "NOOP done"));
+            }
+            CommandBody::Logout => {
+                if let Ok(bye) = Status::bye(None, "Logging out") {
+                    server.enqueue_status(bye);
+                }
+                let last =
+                    server.enqueue_status(tagged(command.tag, StatusKind::Ok, None, "LOGOUT done"));
+                deliver(&mut client_stream, &mut server, last).await;
+                return Ok(None);
+            }
+            CommandBody::Login { username, password } => {
+                let username = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let password = SecretString::from(
+                    String::from_utf8_lossy(password.declassify().as_ref()).into_owned(),
+                );
+                match login(shared, &username, &password, &mut failed_here).await {
+                    Ok(found) => {
+                        info!(account = %found.1.address, "imap login accepted by the provider");
+                        server.enqueue_status(tagged(
+                            command.tag,
+                            StatusKind::Ok,
+                            None,
+                            "LOGIN completed",
+                        ));
+                        break found;
+                    }
+                    Err((code, why)) => {
+                        info!(%username, reason = %why, "imap login refused");
+                        server.enqueue_status(tagged(
+                            command.tag,
+                            StatusKind::No,
+                            Some(code),
+                            &why,
+                        ));
+                    }
+                }
+            }
+            _ => {
+                server.enqueue_status(tagged(
+                    command.tag,
+                    StatusKind::Bad,
+                    None,
+                    "Log in first (LOGIN with your provider's user name and password)",
+                ));
+            }
+        }
+    };
+    Ok(Some(LoggedIn {
+        client_stream,
+        server,
+        session,
+        account,
+    }))
+}
+
+/// AUTHENTICATE PLAIN (`net_edge::parse_plain`, the same reading as
+/// SMTP's AUTH PLAIN), passed on as a login to the provider.
+async fn authenticate_plain(
+    shared: &Shared,
+    response: &[u8],
+    failed_here: &mut u32,
+) -> Result<(Session, AccountConfig), String> {
+    let plain = net_edge::parse_plain(response).map_err(|e| e.to_string())?;
+    login(shared, &plain.username, &plain.password, failed_here)
+        .await
+        .map_err(|(_, why)| why)
+}
+
+/// Ends an AUTHENTICATE with the provider's verdict; the session on success.
+fn finish_authenticate(
+    server: &mut Server,
+    tag: Tag<'static>,
+    found: Result<(Session, AccountConfig), String>,
+) -> Option<(Session, AccountConfig)> {
+    match found {
+        Ok(found) => {
+            info!(account = %found.1.address, "imap login accepted by the provider");
+            let _ = server.authenticate_finish(tagged(
+                tag,
+                StatusKind::Ok,
+                None,
+                "AUTHENTICATE completed",
+            ));
+            Some(found)
+        }
+        Err(why) => {
+            info!(reason = %why, "imap login refused");
+            let _ = server.authenticate_finish(tagged(tag, StatusKind::No, None, &why));
+            None
+        }
+    }
+}
+
+/// A login, passed on to the provider after the wait that earlier failures
+/// for this name and on this connection (`failed_here`) earned
+/// ([`keystore::LoginThrottle`]).
+async fn login(
+    shared: &Shared,
+    username: &str,
+    password: &SecretString,
+    failed_here: &mut u32,
+) -> Result<(Session, AccountConfig), (Code<'static>, String)> {
+    use secrecy::ExposeSecret as _;
+    let throttle = shared.keystore.login_throttle();
+    let secret = password.expose_secret().as_bytes();
+    let Ok(attempt) = throttle.begin(username, secret, *failed_here, Instant::now()) else {
+        *failed_here += 1;
+        info!(%username, "imap login turned away: too many attempts for this name are waiting");
+        return Err((Code::Alert, busy_sentence()));
+    };
+    let wait = attempt.wait();
+    if !wait.is_zero() {
+        info!(%username, wait_secs = wait.as_secs(), "imap login delayed after failed attempts");
+        tokio::time::sleep(wait).await;
+    }
+    let result = login_at_provider(shared, username, password).await;
+    match &result {
+        Ok(_) => attempt.succeeded(),
+        Err((_, LoginFailure::Refused, _)) => {
+            attempt.refused();
+            *failed_here += 1;
+        }
+        // Not an answer about the password: it does not count.
+        Err((_, LoginFailure::Unreachable, _)) => drop(attempt),
+    }
+    result.map_err(|(code, _, why)| (code, why))
+}
+
+/// What a login turned away by the throttle is told.
+fn busy_sentence() -> String {
+    format!(
+        "{} login attempts for this user name are already waiting (failed logins slow down); \
+         wait a minute and try again, with the password your provider knows",
+        keystore::MAX_WAITING_LOGINS
+    )
+}
+
+/// Whether a failed login counts against the name.
+enum LoginFailure {
+    /// Unknown name, or the provider said no.
+    Refused,
+    /// The provider could not be asked.
+    Unreachable,
+}
+
+async fn login_at_provider(
+    shared: &Shared,
+    username: &str,
+    password: &SecretString,
+) -> Result<(Session, AccountConfig), (Code<'static>, LoginFailure, String)> {
+    let Some(account) = shared
+        .config
+        .accounts
+        .iter()
+        .find(|a| a.username.eq_ignore_ascii_case(username))
+    else {
+        return Err((
+            Code::Alert,
+            LoginFailure::Refused,
+            "No account with this user name is set up in the gateway".into(),
+        ));
+    };
+    // One bound for the whole login, however the provider stalls (at the
+    // greeting, the TLS handshake, STARTTLS or LOGIN).
+    let patience = shared.config.provider_timeout.min(LOGIN_PATIENCE);
+    let logged_in = tokio::time::timeout(patience, async {
+        let mut session = Session::connect(&account.provider).await.map_err(|e| {
+            (
+                Code::Alert,
+                LoginFailure::Unreachable,
+                format!("Cannot reach your provider: {e}"),
+            )
+        })?;
+        match session.login(&account.username, password).await {
+            Ok(()) => Ok(session),
+            Err(UpstreamError::LoginRejected(why)) => Err((
+                Code::Alert,
+                LoginFailure::Refused,
+                format!("Your provider refused the login: {why}"),
+            )),
+            Err(e) => Err((
+                Code::Alert,
+                LoginFailure::Unreachable,
+                format!("Cannot log in at your provider: {e}"),
+            )),
+        }
+    })
+    .await;
+    let session = match logged_in {
+        Ok(result) => result?,
+        Err(_) => {
+            warn!(account = %account.address, secs = patience.as_secs(), "the provider did not complete the login in time");
+            return Err((
+                Code::Alert,
+                LoginFailure::Unreachable,
+                format!(
+                    "Cannot reach your provider: it did not complete the login within {} seconds; try again later",
+                    patience.as_secs()
+                ),
+            ));
+        }
+    };
+    let mut account = account.clone();
+    account.address = autocrypt::normalize_addr(&account.address);
+    Ok((session, account))
+}
