@@ -11,6 +11,7 @@
 //! - [`fetch_command`]: one client FETCH as a command object returning
 //!   effects.
 //! - [`search`]: SEARCH text criteria judged on decrypted text.
+//! - [`sequence`]: UID sets for batches.
 //! - [`capabilities`]: what the proxy advertises and refuses.
 
 pub mod capabilities;
@@ -19,4 +20,5 @@ pub mod fetch;
 pub mod fetch_command;
 pub mod search;
 pub mod section;
+pub mod sequence;
 pub mod structure;

@@ -17,6 +17,8 @@
 use imap_next::imap_types::core::{AString, Vec1};
 use imap_next::imap_types::search::SearchKey;
 use imap_next::imap_types::sequence::SequenceSet;
+
+pub use crate::imap::sequence::uid_set;
 use mail_parser::HeaderValue;
 
 /// Whether a criterion (or one inside it) looks at message text.
@@ -85,33 +87,6 @@ pub fn rewrite(
         }
         other => other,
     }
-}
-
-/// `1,4:6,9` for a list of UIDs (None when empty).
-pub fn uid_set(uids: &[u32]) -> Option<SequenceSet> {
-    let mut sorted: Vec<u32> = uids.iter().copied().filter(|u| *u > 0).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut ranges: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        let mut end = start;
-        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
-            i += 1;
-            end = sorted[i];
-        }
-        ranges.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}:{end}")
-        });
-        i += 1;
-    }
-    if ranges.is_empty() {
-        return None;
-    }
-    SequenceSet::try_from(ranges.join(",").as_str()).ok()
 }
 
 /// Whether a text criterion holds for a message (decoded, case-insensitive).

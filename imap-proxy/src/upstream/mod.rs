@@ -16,12 +16,15 @@ use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status, StatusKind};
 use imap_next::imap_types::sequence::SequenceSet;
 use imap_next::stream::{Error as StreamError, Stream};
+
+use crate::imap::sequence::uid_set;
+
+mod tls;
+
 use secrecy::{ExposeSecret, SecretString};
 use thiserror::Error;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tls::{handshake, starttls};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::TlsConnector;
 
 /// How long any one wait on the provider may take before the connection is
 /// given up. Large literals arrive in many reads, each of which restarts it.
@@ -329,8 +332,6 @@ impl Session {
         let Some(set) = uid_set(uids) else {
             return Ok(Vec::new());
         };
-        let set = SequenceSet::try_from(set.as_str())
-            .map_err(|_| UpstreamError::Argument("sequence set".into()))?;
         let body = CommandBody::fetch(
             set,
             vec![
@@ -375,8 +376,6 @@ impl Session {
         let Some(set) = uid_set(uids) else {
             return Ok(Vec::new());
         };
-        let set = SequenceSet::try_from(set.as_str())
-            .map_err(|_| UpstreamError::Argument("sequence set".into()))?;
         let mut names = vec![MessageDataItemName::Uid];
         names.extend(crate::imap::detect::items());
         let body = CommandBody::fetch(set, names, true)
@@ -522,36 +521,6 @@ fn fetch_items(data: Vec<Data<'static>>) -> impl Iterator<Item = Vec<MessageData
     })
 }
 
-/// A compact UID set (`1:3,7,9:10`), or `None` if there are no valid UIDs.
-fn uid_set(uids: &[u32]) -> Option<String> {
-    let mut sorted: Vec<u32> = uids.iter().copied().filter(|u| *u > 0).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut parts = Vec::new();
-    let mut iter = sorted.into_iter();
-    let mut start = iter.next()?;
-    let mut end = start;
-    for uid in iter {
-        if uid == end + 1 {
-            end = uid;
-            continue;
-        }
-        parts.push(range(start, end));
-        start = uid;
-        end = uid;
-    }
-    parts.push(range(start, end));
-    Some(parts.join(","))
-}
-
-fn range(start: u32, end: u32) -> String {
-    if start == end {
-        start.to_string()
-    } else {
-        format!("{start}:{end}")
-    }
-}
-
 fn event_name(event: &Event) -> &'static str {
     match event {
         Event::GreetingReceived { .. } => "greeting",
@@ -590,60 +559,6 @@ async fn timeout<F: std::future::Future>(future: F) -> Result<F::Output, Upstrea
         .map_err(|_| UpstreamError::Timeout)
 }
 
-/// Reads the greeting and upgrades with STARTTLS, by hand: imap-next would
-/// have to be torn down to get at the socket again.
-async fn starttls(tcp: TcpStream) -> Result<TcpStream, UpstreamError> {
-    let mut reader = BufReader::new(tcp);
-    let greeting = read_plain_line(&mut reader).await?;
-    if !greeting.starts_with("* OK") {
-        return Err(UpstreamError::Protocol(format!(
-            "unexpected greeting {greeting:?}"
-        )));
-    }
-    reader
-        .get_mut()
-        .write_all(b"S0 STARTTLS\r\n")
-        .await
-        .map_err(|e| UpstreamError::Closed(format!(": {e}")))?;
-    loop {
-        let line = read_plain_line(&mut reader).await?;
-        if line.starts_with("* ") {
-            continue;
-        }
-        if line.starts_with("S0 OK") {
-            break;
-        }
-        return Err(UpstreamError::NoStartTls(line));
-    }
-    // Anything buffered beyond the OK would be an injection before TLS
-    // (CVE-2011-0411 and friends): refuse it.
-    if !reader.buffer().is_empty() {
-        return Err(UpstreamError::Protocol(
-            "the provider sent data after accepting STARTTLS".into(),
-        ));
-    }
-    Ok(reader.into_inner())
-}
-
-async fn read_plain_line(reader: &mut BufReader<TcpStream>) -> Result<String, UpstreamError> {
-    let mut line = Vec::new();
-    let mut limited = (&mut *reader).take(MAX_PLAIN_LINE as u64);
-    let n = timeout(limited.read_until(b'\n', &mut line))
-        .await?
-        .map_err(|e| UpstreamError::Closed(format!(": {e}")))?;
-    if n == 0 {
-        return Err(UpstreamError::Closed(String::new()));
-    }
-    if !line.ends_with(b"\n") {
-        return Err(UpstreamError::Protocol(
-            "a line before TLS is too long".into(),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&line).trim_end().to_string())
-}
-
-/// The capabilities named in a completed command: in its OK's code or in
-/// untagged CAPABILITY data, upper-cased.
 fn capability_names(done: &Completed) -> Vec<String> {
     let from_code = match &done.code {
         Some(Code::Capability(caps)) => caps.as_ref().iter().map(|c| c.to_string()).collect(),
@@ -660,38 +575,8 @@ fn capability_names(done: &Completed) -> Vec<String> {
         .collect()
 }
 
-async fn handshake(
-    endpoint: &Endpoint,
-    tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
-    let config = net_edge::client_config(endpoint.ca_file.as_deref())?;
-    let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| UpstreamError::Tls {
-        host: endpoint.host.clone(),
-        reason: format!("not a valid server name: {e}"),
-    })?;
-    timeout(TlsConnector::from(config).connect(name, tcp))
-        .await?
-        .map_err(|e| UpstreamError::Tls {
-            host: endpoint.host.clone(),
-            reason: e.to_string(),
-        })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn uid_sets_are_compact() {
-        assert_eq!(
-            uid_set(&[3, 1, 2, 7, 9, 10, 10, 0]).as_deref(),
-            Some("1:3,7,9:10")
-        );
-        assert_eq!(uid_set(&[5]).as_deref(), Some("5"));
-        assert_eq!(uid_set(&[0]), None);
-        assert_eq!(uid_set(&[]), None);
-    }
-
     /// A FETCH answer whose BODYSTRUCTURE nests `levels` multiparts.
     fn deep_fetch(levels: usize) -> Vec<u8> {
         let leaf = br#"("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 1 1)"#;

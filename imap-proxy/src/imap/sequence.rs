@@ -1,0 +1,59 @@
+//! UID sets as imap-types values: the compact form (`1:3,7,9:10`) the
+//! proxy sends for a batch of messages.
+
+use std::num::NonZeroU32;
+
+use imap_next::imap_types::core::Vec1;
+use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+
+/// The UIDs as runs of consecutive values, sorted, without duplicates; `None`
+/// if there is no valid UID (0 is not one).
+pub fn uid_set(uids: &[u32]) -> Option<SequenceSet> {
+    let mut sorted: Vec<NonZeroU32> = uids.iter().copied().filter_map(NonZeroU32::new).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<Sequence> = Vec::new();
+    let mut values = sorted.into_iter();
+    let first = values.next()?;
+    let (mut start, mut end) = (first, first);
+    for uid in values {
+        if end.checked_add(1) == Some(uid) {
+            end = uid;
+        } else {
+            runs.push(run(start, end));
+            (start, end) = (uid, uid);
+        }
+    }
+    runs.push(run(start, end));
+    Vec1::try_from(runs).ok().map(SequenceSet)
+}
+
+fn run(start: NonZeroU32, end: NonZeroU32) -> Sequence {
+    if start == end {
+        Sequence::Single(SeqOrUid::Value(start))
+    } else {
+        Sequence::Range(SeqOrUid::Value(start), SeqOrUid::Value(end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(uids: &[u32]) -> Option<SequenceSet> {
+        uid_set(uids)
+    }
+
+    #[test]
+    fn uid_sets_are_compact() {
+        let expected = SequenceSet::try_from("1:3,7,9:10").expect("a set");
+        assert_eq!(wire(&[3, 1, 2, 7, 9, 10, 10, 0]), Some(expected));
+        assert_eq!(wire(&[5]), Some(SequenceSet::try_from("5").expect("a set")));
+        assert_eq!(
+            wire(&[u32::MAX - 1, u32::MAX]),
+            SequenceSet::try_from("4294967294:4294967295").ok()
+        );
+        assert_eq!(wire(&[0]), None);
+        assert_eq!(wire(&[]), None);
+    }
+}
