@@ -1,3 +1,4 @@
+use super::transaction::parse_path;
 use super::*;
 use secrecy::ExposeSecret;
 
