@@ -13,7 +13,7 @@ use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::net::{DnsError as ResolverError, NetError};
 use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
@@ -60,6 +60,31 @@ pub fn openpgpkey_name(address: &str) -> Option<String> {
 }
 
 /// A DNS key lookup service bound to a vault (for its cache).
+/// Why a DNS key lookup (or setting up the resolver) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("reading the system resolver configuration: {0}")]
+    SystemConfig(#[source] NetError),
+    #[error("reading the trust anchor {}: {source}", path.display())]
+    TrustAnchor {
+        path: PathBuf,
+        #[source]
+        source: hickory_resolver::proto::serialize::txt::ParseError,
+    },
+    #[error("setting up the resolver: {0}")]
+    Resolver(#[source] NetError),
+    #[error("{0} is not an email address")]
+    NotAnAddress(String),
+    #[error("the OPENPGPKEY answer for {address} is not DNSSEC-validated ({proof}); refusing it (set require_dnssec = false to accept unvalidated answers)")]
+    NotValidated { address: String, proof: String },
+    #[error("looking up {name}: {source}")]
+    Lookup {
+        name: String,
+        #[source]
+        source: NetError,
+    },
+}
+
 pub struct Discovery {
     resolver: TokioResolver,
     require_dnssec: bool,
@@ -69,9 +94,7 @@ impl Discovery {
     pub fn new(config: &DnsConfig) -> Result<Self, KeystoreError> {
         let provider = TokioRuntimeProvider::default();
         let mut builder = if config.nameservers.is_empty() {
-            TokioResolver::builder(provider).map_err(|e| {
-                KeystoreError::Dns(format!("reading the system resolver configuration: {e}"))
-            })?
+            TokioResolver::builder(provider).map_err(DnsError::SystemConfig)?
         } else {
             let servers = config
                 .nameservers
@@ -96,18 +119,18 @@ impl Discovery {
         if let Some(path) = &config.trust_anchor {
             // The resolver only honours anchors handed to the builder; a path
             // in its options is not read.
-            let anchors = TrustAnchors::from_file(path).map_err(|e| {
-                KeystoreError::Dns(format!("reading the trust anchor {}: {e}", path.display()))
-            })?;
+            let anchors =
+                TrustAnchors::from_file(path).map_err(|source| DnsError::TrustAnchor {
+                    path: path.clone(),
+                    source,
+                })?;
             builder = builder.with_trust_anchor(std::sync::Arc::new(anchors));
         }
         let options = builder.options_mut();
         options.validate = config.require_dnssec;
         options.attempts = 1;
         options.timeout = Duration::from_secs(5);
-        let resolver = builder
-            .build()
-            .map_err(|e| KeystoreError::Dns(e.to_string()))?;
+        let resolver = builder.build().map_err(DnsError::Resolver)?;
         Ok(Discovery {
             resolver,
             require_dnssec: config.require_dnssec,
@@ -126,8 +149,8 @@ impl Discovery {
         if let Some(cached) = store.cached_dns(&address, now).await? {
             return Ok(cached);
         }
-        let name = openpgpkey_name(&address)
-            .ok_or_else(|| KeystoreError::Dns(format!("{address} is not an email address")))?;
+        let name =
+            openpgpkey_name(&address).ok_or_else(|| DnsError::NotAnAddress(address.clone()))?;
         let (certs, ttl) = match self
             .resolver
             .lookup(name.as_str(), RecordType::OPENPGPKEY)
@@ -141,10 +164,11 @@ impl Discovery {
                         continue;
                     };
                     if self.require_dnssec && record.proof != Proof::Secure {
-                        return Err(KeystoreError::Dns(format!(
-                            "the OPENPGPKEY answer for {address} is not DNSSEC-validated ({}); refusing it (set require_dnssec = false to accept unvalidated answers)",
-                            record.proof
-                        )));
+                        return Err(DnsError::NotValidated {
+                            address,
+                            proof: record.proof.to_string(),
+                        }
+                        .into());
                     }
                     ttl = ttl.min(record.ttl);
                     certs.extend(
@@ -157,11 +181,11 @@ impl Discovery {
                 }
                 (certs, ttl)
             }
-            Err(NetError::Dns(DnsError::NoRecordsFound(no))) => (
+            Err(NetError::Dns(ResolverError::NoRecordsFound(no))) => (
                 Vec::new(),
                 no.negative_ttl.unwrap_or(DEFAULT_NEGATIVE_TTL).min(MAX_TTL),
             ),
-            Err(e) => return Err(KeystoreError::Dns(format!("looking up {name}: {e}"))),
+            Err(source) => return Err(DnsError::Lookup { name, source }.into()),
         };
         store
             .cache_dns(&address, &certs, now + Duration::from_secs(u64::from(ttl)))

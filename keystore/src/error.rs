@@ -33,9 +33,13 @@ pub enum KeystoreError {
         fingerprint: String,
     },
     #[error("the certificate is invalid: {0}")]
-    Certificate(String),
+    Certificate(#[source] sequoia_openpgp::anyhow::Error),
+    #[error("an identity needs its secret key; this certificate has only the public part")]
+    NoSecretKey,
+    #[error("{fingerprint} has no user ID with an email address")]
+    NoEmailUserId { fingerprint: String },
     #[error("key derivation failed: {0}")]
-    Kdf(String),
+    Kdf(#[source] argon2::Error),
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -47,7 +51,7 @@ pub enum KeystoreError {
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("DNS lookup failed: {0}")]
-    Dns(String),
+    Dns(#[from] crate::discovery::DnsError),
 }
 
 impl KeystoreError {
@@ -59,6 +63,6 @@ impl KeystoreError {
 
 impl From<sequoia_openpgp::anyhow::Error> for KeystoreError {
     fn from(e: sequoia_openpgp::anyhow::Error) -> Self {
-        KeystoreError::Certificate(e.to_string())
+        KeystoreError::Certificate(e)
     }
 }

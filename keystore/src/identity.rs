@@ -32,9 +32,7 @@ impl Keystore {
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
         if !cert.is_tsk() {
-            return Err(KeystoreError::Certificate(
-                "an identity needs its secret key".into(),
-            ));
+            return Err(KeystoreError::NoSecretKey);
         }
         let tsk = Zeroizing::new(cert.as_tsk().to_vec()?);
         sqlx::query(

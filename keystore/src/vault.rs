@@ -174,12 +174,11 @@ fn derive(
     t_cost: u32,
     p_cost: u32,
 ) -> Result<VaultKey, KeystoreError> {
-    let params = Params::new(m_cost_kib, t_cost, p_cost, Some(32))
-        .map_err(|e| KeystoreError::Kdf(e.to_string()))?;
+    let params = Params::new(m_cost_kib, t_cost, p_cost, Some(32)).map_err(KeystoreError::Kdf)?;
     let mut key = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(passphrase.expose_secret().as_bytes(), salt, &mut *key)
-        .map_err(|e| KeystoreError::Kdf(e.to_string()))?;
+        .map_err(KeystoreError::Kdf)?;
     Ok(VaultKey(key))
 }
 

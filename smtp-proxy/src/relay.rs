@@ -170,7 +170,9 @@ impl Relay {
         .map_err(|_| unreachable("no greeting".into()))?
         .map_err(|e| unreachable(describe(&e)))?;
         if self.provider.endpoint.security == Security::StartTls {
-            let tls = self.tls_parameters().map_err(&unreachable)?;
+            let tls = self
+                .tls_parameters()
+                .map_err(|e| unreachable(describe(&e)))?;
             if !connection.can_starttls() {
                 return Err(unreachable(
                     "it does not offer STARTTLS, and the account requires it".into(),
@@ -202,16 +204,22 @@ impl Relay {
     }
 
     /// The same trust for STARTTLS, which lettre carries out.
-    fn tls_parameters(&self) -> Result<TlsParameters, String> {
+    fn tls_parameters(&self) -> Result<TlsParameters, StartTlsSetupError> {
         let mut builder = TlsParameters::builder(self.provider.endpoint.host.clone());
         if let Some(path) = &self.provider.endpoint.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read the ca_file {}: {e}", path.display()))?;
-            let cert = Certificate::from_pem(&pem)
-                .map_err(|e| format!("the ca_file {} holds no certificate: {e}", path.display()))?;
+            let pem = std::fs::read(path).map_err(|source| StartTlsSetupError::ReadCaFile {
+                path: path.clone(),
+                source,
+            })?;
+            let cert = Certificate::from_pem(&pem).map_err(|source| {
+                StartTlsSetupError::NoCertificate {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
             builder = builder.add_root_certificate(cert);
         }
-        builder.build_rustls().map_err(|e| describe(&e))
+        builder.build_rustls().map_err(StartTlsSetupError::Build)
     }
 
     /// Sends every copy; `Ok` carries the 250 for the client, given only
@@ -563,6 +571,26 @@ fn split_enhanced(text: &str) -> (Option<&str>, &str) {
 }
 
 /// A lettre error in words, with its causes.
+/// Why lettre's STARTTLS could not be set up with the account's trust.
+#[derive(Debug, thiserror::Error)]
+enum StartTlsSetupError {
+    #[error("cannot read the ca_file {}", path.display())]
+    ReadCaFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the ca_file {} holds no certificate", path.display())]
+    NoCertificate {
+        path: std::path::PathBuf,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+    #[error("the TLS configuration cannot be built")]
+    Build(#[source] lettre::transport::smtp::Error),
+}
+
+/// An error with its causes, as one sentence for the client.
 fn describe(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -16,6 +16,18 @@ use super::Forwarder;
 /// third on its way to the provider).
 pub(super) const MAX_APPEND: u32 = 64 * 1024 * 1024;
 
+/// Why a message could not be stored encrypted (the client is told, and
+/// nothing is stored).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AppendError {
+    #[error(transparent)]
+    Encrypt(#[from] mailcrypt::EncryptError),
+    #[error("the encryption stopped unexpectedly")]
+    Worker(#[source] tokio::task::JoinError),
+    #[error("the encrypted message cannot be sent as an IMAP literal")]
+    Literal(#[source] imap_next::imap_types::error::ValidationError),
+}
+
 impl Forwarder {
     /// Readies an APPEND's message for the provider: encrypted
     /// ([`Forwarder::protect`]) and sent without waiting for a go-ahead
@@ -26,7 +38,7 @@ impl Forwarder {
     pub(super) async fn prepare_append(
         &self,
         message: &mut LiteralOrLiteral8<'static>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, AppendError> {
         self.protect(message).await?;
         let len = match message {
             LiteralOrLiteral8::Literal(l) => l.data().len(),
@@ -47,7 +59,7 @@ impl Forwarder {
     /// Encrypts a message the client stores (Drafts, Sent, any mailbox) to
     /// the account's own key, with header protection, unless it is
     /// encrypted already. Fail closed: on any error nothing is stored.
-    async fn protect(&self, message: &mut LiteralOrLiteral8<'static>) -> Result<(), String> {
+    async fn protect(&self, message: &mut LiteralOrLiteral8<'static>) -> Result<(), AppendError> {
         let bytes = match message {
             LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
             LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
@@ -70,10 +82,9 @@ impl Forwarder {
             mailcrypt::encrypt(&bytes, &request)
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(AppendError::Worker)??;
         *message =
-            LiteralOrLiteral8::Literal(Literal::try_from(encrypted).map_err(|e| e.to_string())?);
+            LiteralOrLiteral8::Literal(Literal::try_from(encrypted).map_err(AppendError::Literal)?);
         Ok(())
     }
 }

@@ -92,11 +92,7 @@ impl Forwarder {
                     self.report(|fetch| fetch.viewed(&served));
                 }
                 Effect::Detect(uids) => {
-                    let found = self
-                        .session
-                        .fetch_detection(&uids)
-                        .await
-                        .map_err(|e| SessionError::Provider(e.to_string()))?;
+                    let found = self.session.fetch_detection(&uids).await?;
                     self.report(|fetch| fetch.detected(found));
                 }
                 Effect::Download(uids) => {
@@ -267,11 +263,7 @@ impl Forwarder {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
-        let fetched = self
-            .session
-            .fetch_messages(uids)
-            .await
-            .map_err(|e| SessionError::Provider(e.to_string()))?;
+        let fetched = self.session.fetch_messages(uids).await?;
         Ok(self.view_many(fetched).await)
     }
 

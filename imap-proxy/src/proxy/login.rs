@@ -48,13 +48,13 @@ pub(super) async fn log_in(
         Some(tls) => {
             let tls = negotiate(tcp, Arc::clone(tls))
                 .await
-                .map_err(|e| SessionError::Client(e.to_string()))?;
+                .map_err(SessionError::LocalTls)?;
             (crate::tls_stream(tls.into()), "TLS active")
         }
     };
     let pre_auth = capabilities::before_login();
     let greeting = Greeting::ok(Some(Code::Capability(pre_auth.clone())), ready)
-        .map_err(|e| SessionError::Client(e.to_string()))?;
+        .map_err(SessionError::Greeting)?;
     let mut server = Server::new(server_options(), greeting);
 
     let mut authenticating: Option<Tag<'static>> = None;

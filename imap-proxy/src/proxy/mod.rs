@@ -139,7 +139,7 @@ impl Proxy {
                 let shared = Arc::clone(&shared);
                 async move {
                     if let Err(e) = serve(tcp, shared, stop).await {
-                        debug!(%peer, error = %e, "imap session ended");
+                        debug!(%peer, error = %Chain(&e), "imap session ended");
                     }
                 }
             })
@@ -150,13 +150,47 @@ impl Proxy {
 /// What a client is told when the gateway stops.
 const SHUTTING_DOWN: &str = "The gateway is shutting down; reconnect in a moment";
 
-/// Why a session ended.
+/// Why a session ended (the log's word; the client was told in a sentence
+/// where it could be).
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
-    #[error("client: {0}")]
-    Client(String),
-    #[error("provider: {0}")]
-    Provider(String),
+    #[error("the local TLS handshake failed")]
+    LocalTls(#[source] crate::starttls::NegotiationError),
+    #[error("the greeting could not be made")]
+    Greeting(#[source] imap_next::imap_types::error::ValidationError),
+    #[error("the client's connection failed")]
+    Client(#[source] imap_next::stream::Error<imap_next::server::Error>),
+    #[error("the client sent a command too long to skip")]
+    CommandTooLong,
+    #[error("the keys of {account} cannot be loaded")]
+    Keys {
+        account: String,
+        #[source]
+        source: keystore::KeystoreError,
+    },
+    #[error("the connection to the provider failed")]
+    ProviderStream(#[source] imap_next::stream::Error<imap_next::client::Error>),
+    #[error("a command of the gateway's own at the provider failed")]
+    Provider(#[from] crate::upstream::UpstreamError),
+    #[error("the provider was silent for {0} s while an answer was due")]
+    ProviderSilent(u64),
+    #[error("the provider refused a literal with NO before its go-ahead")]
+    LiteralRefused,
+}
+
+/// An error with its causes, for the log (`a: b: c`).
+struct Chain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
 }
 
 /// One client connection: the login, then the session.
@@ -177,13 +211,19 @@ async fn serve(
     let keys = Keys::load(&shared.keystore, &account.address)
         .await
         .map(Arc::new)
-        .map_err(|e| SessionError::Provider(format!("keys for {}: {e}", account.address)))?;
+        .map_err(|source| SessionError::Keys {
+            account: account.address.clone(),
+            source,
+        })?;
     let own = shared
         .keystore
         .identity(&account.address)
         .await
         .map(|identity| Arc::new(identity.cert))
-        .map_err(|e| SessionError::Provider(format!("key of {}: {e}", account.address)))?;
+        .map_err(|source| SessionError::Keys {
+            account: account.address.clone(),
+            source,
+        })?;
     Forwarder {
         shared,
         account,

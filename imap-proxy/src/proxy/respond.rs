@@ -57,9 +57,9 @@ pub(super) async fn answer_client_error(
                 let last = server.enqueue_status(bye);
                 deliver(stream, server, last).await;
             }
-            return Err(SessionError::Client("command too long".into()));
+            return Err(SessionError::CommandTooLong);
         }
-        other => return Err(SessionError::Client(other.to_string())),
+        other => return Err(SessionError::Client(other)),
     };
     let bytes = discarded.declassify();
     let tag = bytes
@@ -137,7 +137,7 @@ impl Forwarder {
                 Ok(event) => {
                     self.take_client_event(event);
                 }
-                Err(e) => return Err(SessionError::Client(e.to_string())),
+                Err(e) => return Err(SessionError::Client(e)),
             }
         }
         Ok(())

@@ -87,10 +87,7 @@ impl Forwarder {
                         "Your provider stopped answering; this session ends, please reconnect",
                     )
                     .await;
-                    return Err(SessionError::Provider(format!(
-                        "silent for {} s",
-                        patience.as_secs()
-                    )));
+                    return Err(SessionError::ProviderSilent(patience.as_secs()));
                 }
                 Step::Unreadable => {
                     // One answer imap-codec cannot read (a structure nested
@@ -152,7 +149,7 @@ impl Forwarder {
         };
         warn!(account = %self.account.address, error = %e, "provider session ended");
         self.say_bye(why).await;
-        Err(SessionError::Provider(e.to_string()))
+        Err(SessionError::ProviderStream(e))
     }
 
     /// One event from the provider. Whether the session is over.
@@ -204,7 +201,7 @@ impl Forwarder {
                 if refused_literal {
                     warn!(account = %self.account.address, "the provider refused a literal with NO; ending the session so that the next starts clean");
                     self.say_bye("Your provider refused that before taking it; this session ends so that the next one starts clean, please reconnect").await;
-                    return Err(SessionError::Provider("a literal refused with NO".into()));
+                    return Err(SessionError::LiteralRefused);
                 }
             }
             ClientEvent::CommandRejected { status, .. } => {

@@ -128,10 +128,9 @@ impl Keystore {
         addresses.sort();
         addresses.dedup();
         if addresses.is_empty() {
-            return Err(KeystoreError::Certificate(format!(
-                "{} has no user ID with an email address",
-                cert.fingerprint()
-            )));
+            return Err(KeystoreError::NoEmailUserId {
+                fingerprint: cert.fingerprint().to_hex(),
+            });
         }
         self.record_key_at(cert, &addresses, source, now).await?;
         Ok(addresses)
