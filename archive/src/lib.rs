@@ -13,6 +13,17 @@
 //! they live; a message that moves keeps its entry and is never decrypted
 //! again. Deleting overwrites freed pages (`secure_delete`); see
 //! ARCHITECTURE.md for the compaction policy.
+//!
+//! The search language, as `gateway search` and the IMAP proxy's SEARCH
+//! take it:
+//!
+//! ```
+//! let query = archive::Query::parse("subject:invoice has:attachment after:2026-01-01")?;
+//! assert!(query.has_attachment);
+//! assert!(query.fts.is_some());
+//! assert!(archive::Query::parse("colour:red").is_err());
+//! # Ok::<(), archive::QueryError>(())
+//! ```
 
 mod extract;
 mod fold;

@@ -15,6 +15,18 @@
 //!
 //! Written by hand because no maintained Rust crate implements Level 1 on top
 //! of sequoia-openpgp.
+//!
+//! ```
+//! use autocrypt::{AutocryptHeader, PreferEncrypt};
+//!
+//! let key = autocrypt::key::generate("alice@example.org", std::time::SystemTime::now())?;
+//! let value = AutocryptHeader::new("alice@example.org", PreferEncrypt::Mutual, key).render("\r\n");
+//! // As a reader takes it from a message whose From is Alice; for anyone else it is no header.
+//! let header = AutocryptHeader::parse(&value, Some("Alice@Example.org"))?;
+//! assert_eq!(header.prefer_encrypt, PreferEncrypt::Mutual);
+//! assert!(AutocryptHeader::parse(&value, Some("mallory@example.net")).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod addr;
 mod error;

@@ -20,6 +20,31 @@
 //!
 //! Several processes (the gateway and `keytool`) may use the same database
 //! at once: SQLite's WAL mode and a busy timeout serialize their writes.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), keystore::KeystoreError> {
+//! use keystore::Keystore;
+//!
+//! // A vault created with a key file needs no passphrase.
+//! let data_dir = std::path::Path::new("/home/alice/.local/share/letterlock");
+//! let store = Keystore::open(data_dir, None).await?;
+//! // Whose key may sign for Bob: verified first, else the one trusted on first use.
+//! if let Some(key) = store.signing_key("bob@example.org").await? {
+//!     println!("{}", key.fingerprint);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The fingerprint a person reads out (or a QR code holds), in the form the
+//! store keeps:
+//!
+//! ```
+//! assert_eq!(
+//!     keystore::normalize_fingerprint("openpgp4fpr:9e3a 1b2c"),
+//!     "9E3A1B2C"
+//! );
+//! ```
 
 mod conversation;
 mod discovery;

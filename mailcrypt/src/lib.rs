@@ -19,6 +19,46 @@
 //! mail-parser), whose header and entity slices keep the bytes signatures
 //! cover exactly as the client wrote them.
 //! Autocrypt decisions are the `autocrypt` crate's.
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use mailcrypt::{Boundary, DecryptContext, EncryptRequest, HeldKeys, SignatureStatus};
+//!
+//! let now = SystemTime::now();
+//! let alice = autocrypt::key::generate("alice@example.org", now)?;
+//! let bob = autocrypt::key::generate("bob@example.org", now)?;
+//! let sent = mailcrypt::encrypt(
+//!     b"From: bob@example.org\r\nTo: alice@example.org\r\nSubject: hi\r\n\r\nsecret\r\n",
+//!     &EncryptRequest {
+//!         sender: &bob,
+//!         recipients: &[alice.clone().strip_secret_key_material()],
+//!         autocrypt: None,
+//!         gossip: &[],
+//!         hide_recipients: false,
+//!         pad: true,
+//!         now,
+//!         boundary: Boundary::Random,
+//!     },
+//! )?;
+//! // The keystore's answer to "whose key may sign for bob@example.org?".
+//! let mut held = HeldKeys::new();
+//! held.hold("bob@example.org", bob.fingerprint());
+//! let bob_public = bob.clone().strip_secret_key_material();
+//! let read = mailcrypt::decrypt(
+//!     &sent,
+//!     &DecryptContext {
+//!         secret_keys: std::slice::from_ref(&alice),
+//!         verifier_certs: std::slice::from_ref(&bob_public),
+//!         signers: &held,
+//!         autocrypt_key_verifies: false,
+//!         now,
+//!     },
+//! );
+//! assert!(read.decrypted);
+//! assert!(matches!(read.signature, SignatureStatus::Valid { .. }));
+//! assert!(String::from_utf8_lossy(&read.message).contains("Subject: hi"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod decrypt;
 mod encrypt;

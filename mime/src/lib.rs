@@ -23,6 +23,17 @@
 //! ([`header`]: fields, values, line endings, kept byte for byte) and MIME
 //! entities cut out of the input by hand ([`entity`]: signatures cover exact
 //! bytes), used by the crypto engine, the IMAP side and the archive alike.
+//!
+//! ```
+//! let from = letterlock_mime::sender(
+//!     b"From: =?utf-8?q?Bob_M=C3=BCller?= <bob@example.org>\r\nSubject: hi\r\n\r\nbody\r\n",
+//! )
+//! .expect("one sender");
+//! assert_eq!(from.address, "bob@example.org");
+//! assert_eq!(from.name.as_deref(), Some("Bob Müller"));
+//! // Two From fields: nobody is the sender.
+//! assert!(letterlock_mime::sender(b"From: a@example.org\r\nFrom: b@example.org\r\n\r\n").is_none());
+//! ```
 
 pub mod entity;
 pub mod header;

@@ -19,6 +19,30 @@
 //!   [`session::Session`] (STARTTLS with an rcgen certificate, idle
 //!   timeout, graceful shutdown).
 //! - [`reply`]: replies with enhanced status codes.
+//!
+//! The session is driven with bytes in and actions out, no socket:
+//!
+//! ```
+//! use smtp_proxy::session::{Action, Limits, Options, Session};
+//!
+//! let mut session = Session::new(Options {
+//!     hostname: "gateway.local".into(),
+//!     starttls: false,
+//!     tls_active: false,
+//!     auth_requires_tls: false,
+//!     limits: Limits::default(),
+//! });
+//! let greeting = session.poll();
+//! assert!(matches!(&greeting, Some(Action::Send(b)) if b.starts_with(b"220 ")));
+//! session.receive(b"EHLO client.example\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+//! let mut asked = None;
+//! while let Some(action) = session.poll() {
+//!     if let Action::Authenticate { username, .. } = action {
+//!         asked = Some(username); // the I/O asks the provider, then calls auth_result
+//!     }
+//! }
+//! assert_eq!(asked.as_deref(), Some("alice"));
+//! ```
 
 pub mod decision;
 pub mod outgoing;
@@ -27,3 +51,8 @@ pub mod reply;
 pub mod server;
 pub mod session;
 pub mod submission;
+
+pub use relay::Provider;
+pub use reply::Reply;
+pub use server::{AccountConfig, Config, Server, ServerError};
+pub use session::{Action, Session};
