@@ -540,7 +540,7 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
     for (fault, run) in runs {
         let out = run.await.expect("client");
         if out.contains("Traceback") || out.trim().is_empty() {
-            failures.push(format!("{fault}: {out}"));
+            failures.push(format!("{fault}: {out:?}"));
         }
         // Never a success for what the provider did not do.
         let wrong = if fault.starts_with("append") {
@@ -553,7 +553,7 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
             "LOGIN OK"
         };
         if out.contains(wrong) {
-            failures.push(format!("{fault}: the client was told {wrong}: {out}"));
+            failures.push(format!("{fault}: the client was told {wrong}: {out:?}"));
         }
         // A sentence that names the provider (the quota refusal is the
         // provider's own, passed on).
@@ -571,7 +571,7 @@ async fn a_provider_failing_at_every_step_is_never_taken_for_success() {
             (out.contains("NO") || out.contains("ENDED")) && out.contains("provider")
         };
         if !told {
-            failures.push(format!("{fault}: not told why: {out}"));
+            failures.push(format!("{fault}: not told why: {out:?}"));
         }
     }
     // Every stall ended by the provider timeout (3 s), not by the client's

@@ -117,29 +117,30 @@ pub fn values(header: &[u8], name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The address part of a mailbox list such as `"Alice" <alice@example.org>, bob@x`.
+/// The addresses of a mailbox list such as `"Alice" <alice@example.org>, bob@x`
+/// (groups flattened), read by mail-parser's RFC 5322 address parser, the
+/// same reading as [`crate::sender`]. What is not an address (no `@`,
+/// whitespace inside) is left out.
 ///
 /// Comments are not part of a mailbox (RFC 5322 CFWS): in
 /// `alice@good.org (<mallory@evil.org>)` the address is Alice's.
 pub fn addresses(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for mailbox in split_outside_quotes(value, ',') {
-        let mailbox = without_comments(mailbox);
-        let mailbox = mailbox.as_str();
-        let addr = match (mailbox.rfind('<'), mailbox.rfind('>')) {
-            (Some(a), Some(b)) if a < b => &mailbox[a + 1..b],
-            // Bare form, possibly with a comment: `bob@example.org (Bob)`.
-            _ => mailbox
-                .split_whitespace()
-                .find(|t| t.contains('@'))
-                .unwrap_or(""),
-        };
-        let addr = addr.trim();
-        if addr.contains('@') && !addr.contains(char::is_whitespace) {
-            out.push(addr.to_string());
-        }
-    }
-    out
+    // The value alone, as the one field of a header: mail-parser parses
+    // addresses only as part of a header.
+    let header = format!("To: {}\r\n\r\n", value.replace(['\r', '\n'], " "));
+    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(header.as_bytes())
+    else {
+        return Vec::new();
+    };
+    let Some(list) = parsed.to() else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|mailbox| mailbox.address())
+        .map(str::trim)
+        .filter(|addr| addr.contains('@') && !addr.contains(char::is_whitespace))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The text without its comments (nested, with quoted pairs); parentheses
@@ -177,28 +178,6 @@ pub fn without_comments(value: &str) -> String {
         }
     }
     out
-}
-
-/// Splits at `sep` where it is not inside double quotes or a comment.
-fn split_outside_quotes(value: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut quoted, mut depth, mut escaped, mut start) = (false, 0u32, false, 0);
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => depth = depth.saturating_sub(1),
-            c if c == sep && !quoted && depth == 0 => {
-                parts.push(&value[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    parts.push(&value[start..]);
-    parts
 }
 
 /// Appends `Name: value` and a line ending; the value must already be folded.
