@@ -267,45 +267,105 @@ impl Config {
             out += &format!("trust_anchor = {}\n", path_q(anchor));
         }
         for a in &self.accounts {
-            out += "\n[[account]]\n";
-            out += &format!("address = {}\n", q(&a.address));
-            out += &format!(
-                "username = {}   # login name at the provider and on the local side\n",
-                q(a.username())
-            );
-            out += &format!(
-                "policy = {}   # opportunistic | mutual | required\n",
-                q(a.policy.as_str())
-            );
-            for (name, u) in [("imap", &a.imap), ("smtp", &a.smtp)] {
-                out += &format!(
-                    "{name} = {{ host = {}, port = {}, security = {} }}\n",
-                    q(&u.host),
-                    u.port,
-                    q(u.security.as_str())
-                );
-            }
-            match &a.ca_file {
-                Some(ca) => out += &format!("ca_file = {}\n", path_q(ca)),
-                None => out +=
-                    "# ca_file = \"/path/ca.pem\"   # extra trust anchor for a private provider\n",
+            out += &account_toml(a);
+        }
+        self.check_reads_back(&out)?;
+        Ok(out)
+    }
+
+    /// The file's new text. Without a file yet: the commented template.
+    /// With one: that file edited in place (toml_edit), so what the person
+    /// wrote there — comments, settings, order — stays, and only what
+    /// `gateway init` adds changes: new accounts (each with its comments)
+    /// and a `data_dir` the file did not name.
+    pub fn updated_toml(&self, existing: Option<&str>) -> anyhow::Result<String> {
+        let Some(existing) = existing else {
+            return self.to_commented_toml();
+        };
+        let mut doc: toml_edit::DocumentMut = existing
+            .parse()
+            .context("the configuration is not valid TOML")?;
+        if let Some(dir) = &self.data_dir {
+            if !doc.contains_key("data_dir") {
+                doc.insert("data_dir", toml_edit::value(dir.to_string_lossy().as_ref()));
             }
         }
-        // What we write must read back as the same settings.
-        let back: Config =
-            toml::from_str(&out).context("the written configuration does not parse")?;
-        anyhow::ensure!(
-            back.accounts.len() == self.accounts.len(),
-            "the written configuration lost accounts"
-        );
+        let listed: Vec<String> = doc
+            .get("account")
+            .and_then(toml_edit::Item::as_array_of_tables)
+            .map(|tables| {
+                tables
+                    .iter()
+                    .filter_map(|t| t.get("address").and_then(|v| v.as_str()))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut position = last_table_position(&doc);
+        for account in &self.accounts {
+            if listed
+                .iter()
+                .any(|l| autocrypt::addr_eq(l, &account.address))
+            {
+                continue;
+            }
+            let one: toml_edit::DocumentMut = account_toml(account)
+                .parse()
+                .context("the new account's settings are not valid TOML")?;
+            let mut table = one
+                .get("account")
+                .and_then(toml_edit::Item::as_array_of_tables)
+                .and_then(|tables| tables.get(0))
+                .cloned()
+                .context("the new account's settings hold no [[account]]")?;
+            // After everything the file holds, not where it stood in its
+            // own little document.
+            position += 1;
+            table.set_position(position);
+            let accounts = doc
+                .entry("account")
+                .or_insert(toml_edit::Item::ArrayOfTables(Default::default()));
+            match accounts.as_array_of_tables_mut() {
+                Some(accounts) => accounts.push(table),
+                None => anyhow::bail!(
+                    "`account` in the configuration is not a list of [[account]] tables; fix the file first"
+                ),
+            }
+        }
+        let out = doc.to_string();
+        self.check_reads_back(&out)?;
         Ok(out)
+    }
+
+    /// What is written must read back as the same accounts.
+    fn check_reads_back(&self, text: &str) -> anyhow::Result<()> {
+        let back: Config =
+            toml::from_str(text).context("the written configuration does not parse")?;
+        anyhow::ensure!(
+            back.accounts.len() == self.accounts.len()
+                && back
+                    .accounts
+                    .iter()
+                    .zip(&self.accounts)
+                    .all(|(b, a)| autocrypt::addr_eq(&b.address, &a.address)),
+            "the written configuration lost or reordered accounts"
+        );
+        Ok(())
     }
 
     /// Writes the file (0600: it names the accounts), creating its directory.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        let text = self.to_commented_toml()?;
+        let existing = match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading the configuration {}", path.display()))
+            }
+        };
+        let text = self.updated_toml(existing.as_deref())?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the directory {}", dir.display()))?;
@@ -332,6 +392,52 @@ impl Config {
             trust_anchor: self.dns.trust_anchor.clone(),
         }
     }
+}
+
+/// One `[[account]]` table with its comments.
+fn account_toml(a: &Account) -> String {
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut out = String::from("\n[[account]]\n");
+    out += &format!("address = {}\n", q(&a.address));
+    out += &format!(
+        "username = {}   # login name at the provider and on the local side\n",
+        q(a.username())
+    );
+    out += &format!(
+        "policy = {}   # opportunistic | mutual | required\n",
+        q(a.policy.as_str())
+    );
+    // Before the provider lines, so that the comment belongs to this table
+    // (a comment after a table's last key belongs to whatever follows).
+    match &a.ca_file {
+        Some(ca) => out += &format!("ca_file = {}\n", q(&ca.to_string_lossy())),
+        None => {
+            out += "# ca_file = \"/path/ca.pem\"   # extra trust anchor for a private provider\n"
+        }
+    }
+    for (name, u) in [("imap", &a.imap), ("smtp", &a.smtp)] {
+        out += &format!(
+            "{name} = {{ host = {}, port = {}, security = {} }}\n",
+            q(&u.host),
+            u.port,
+            q(u.security.as_str())
+        );
+    }
+    out
+}
+
+/// The highest position of a table in the file (toml_edit renders tables
+/// in that order).
+fn last_table_position(doc: &toml_edit::DocumentMut) -> usize {
+    doc.iter()
+        .flat_map(|(_, item)| match item {
+            toml_edit::Item::Table(t) => vec![t.position()],
+            toml_edit::Item::ArrayOfTables(tables) => tables.iter().map(|t| t.position()).collect(),
+            _ => Vec::new(),
+        })
+        .flatten()
+        .max()
+        .unwrap_or(0)
 }
 
 fn default_listen(text: &str, port: u16) -> SocketAddr {
@@ -418,5 +524,64 @@ smtp = { host = "smtp.example.org", port = 465, security = "tls" }
         assert_eq!(back.accounts[0].policy, Policy::Mutual);
         assert_eq!(back.accounts[0].smtp.security, Security::Starttls);
         assert_eq!(back.imap_listen().to_string(), DEFAULT_IMAP_LISTEN);
+    }
+
+    #[test]
+    fn a_second_account_keeps_what_the_person_wrote() {
+        let mut c = Config::default();
+        c.accounts.push(Account {
+            address: "alice@example.org".into(),
+            username: None,
+            policy: Policy::Opportunistic,
+            imap: Upstream {
+                host: "imap.example.org".into(),
+                port: 993,
+                security: Security::Tls,
+            },
+            smtp: Upstream {
+                host: "smtp.example.org".into(),
+                port: 465,
+                security: Security::Tls,
+            },
+            ca_file: None,
+        });
+        let first = c.to_commented_toml().expect("written");
+        // The person edits the file: a comment of their own, another port.
+        let edited = first.replace(
+            "[imap]\nlisten = \"127.0.0.1:1143\"",
+            "[imap]\n# moved: 1143 is taken here\nlisten = \"127.0.0.1:2143\"",
+        );
+        assert_ne!(edited, first, "the template changed; adjust the test");
+        let mut c: Config = toml::from_str(&edited).expect("still valid");
+        c.data_dir = Some("/data/letterlock".into());
+        let mut bob = c.accounts[0].clone();
+        bob.address = "bob@example.org".into();
+        c.accounts.push(bob);
+        let second = c.updated_toml(Some(&edited)).expect("updated");
+        // The listeners and DNS as the person left them, byte for byte.
+        let start = edited
+            .find("# Where the mail client connects.")
+            .expect("listeners");
+        let end = edited.find("[[account]]").expect("one account");
+        assert!(second.contains(edited[start..end].trim_end()), "{second}");
+        assert!(
+            second.contains("# moved: 1143 is taken here\nlisten = \"127.0.0.1:2143\""),
+            "{second}"
+        );
+        assert!(
+            second.contains("# opportunistic | mutual | required"),
+            "{second}"
+        );
+        let back: Config = toml::from_str(&second).expect("reads back");
+        assert_eq!(back.imap_listen().to_string(), "127.0.0.1:2143");
+        assert_eq!(
+            back.data_dir.as_deref(),
+            Some(Path::new("/data/letterlock"))
+        );
+        let addresses: Vec<_> = back.accounts.iter().map(|a| a.address.as_str()).collect();
+        assert_eq!(addresses, ["alice@example.org", "bob@example.org"]);
+        assert_eq!(second.matches("# ca_file = ").count(), 2, "{second}");
+        // Alice's table is where it was, Bob's after it.
+        assert!(second.find("alice@example.org") < second.find("bob@example.org"));
     }
 }
