@@ -491,16 +491,12 @@ smtp = { host = "smtp.example.org", port = 465, security = "tls" }
         assert!(e.contains("line 3") && e.contains("tsl"), "{e}");
     }
 
-    #[test]
-    fn the_commented_file_reads_back() {
-        let mut c = Config {
-            data_dir: Some("/data/letter \"lock\"".into()),
-            ..Config::default()
-        };
-        c.accounts.push(Account {
+    /// Alice at a provider with implicit TLS for both.
+    fn alice() -> Account {
+        Account {
             address: "alice@example.org".into(),
-            username: Some("alice".into()),
-            policy: Policy::Mutual,
+            username: None,
+            policy: Policy::Opportunistic,
             imap: Upstream {
                 host: "imap.example.org".into(),
                 port: 993,
@@ -508,10 +504,29 @@ smtp = { host = "smtp.example.org", port = 465, security = "tls" }
             },
             smtp: Upstream {
                 host: "smtp.example.org".into(),
+                port: 465,
+                security: Security::Tls,
+            },
+            ca_file: None,
+        }
+    }
+
+    #[test]
+    fn the_commented_file_reads_back() {
+        let mut c = Config {
+            data_dir: Some("/data/letter \"lock\"".into()),
+            ..Config::default()
+        };
+        c.accounts.push(Account {
+            username: Some("alice".into()),
+            policy: Policy::Mutual,
+            smtp: Upstream {
+                host: "smtp.example.org".into(),
                 port: 587,
                 security: Security::Starttls,
             },
             ca_file: Some("/etc/ca.pem".into()),
+            ..alice()
         });
         let text = c.to_commented_toml().expect("written");
         assert!(
@@ -529,22 +544,7 @@ smtp = { host = "smtp.example.org", port = 465, security = "tls" }
     #[test]
     fn a_second_account_keeps_what_the_person_wrote() {
         let mut c = Config::default();
-        c.accounts.push(Account {
-            address: "alice@example.org".into(),
-            username: None,
-            policy: Policy::Opportunistic,
-            imap: Upstream {
-                host: "imap.example.org".into(),
-                port: 993,
-                security: Security::Tls,
-            },
-            smtp: Upstream {
-                host: "smtp.example.org".into(),
-                port: 465,
-                security: Security::Tls,
-            },
-            ca_file: None,
-        });
+        c.accounts.push(alice());
         let first = c.to_commented_toml().expect("written");
         // The person edits the file: a comment of their own, another port.
         let edited = first.replace(
