@@ -45,15 +45,8 @@ impl LocalCertificate {
 
     /// The certificate in PEM, e.g. for a client's trust store.
     pub fn cert_pem(&self) -> String {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.cert_der);
-        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            pem.push_str(&String::from_utf8_lossy(line));
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-        pem
+        let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+        pem::encode_config(&pem::Pem::new("CERTIFICATE", self.cert_der.clone()), config)
     }
 
     /// SHA-256 of the certificate, colon-separated hex (what `gateway
