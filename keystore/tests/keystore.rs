@@ -37,6 +37,15 @@ fn incoming(key: Option<&Cert>, day: u64) -> Incoming {
     }
 }
 
+/// Bob's message of `day` (with `key` in its Autocrypt header, if any),
+/// read at `now`: what the keystore says about his key.
+async fn receive(store: &Keystore, key: Option<&Cert>, day: u64, now: SystemTime) -> KeyStatus {
+    store
+        .record_incoming(&incoming(key, day), now)
+        .await
+        .expect("recorded")
+}
+
 fn passphrase(s: &str) -> SecretString {
     SecretString::from(s.to_string())
 }
@@ -124,47 +133,20 @@ async fn unverified_peer_key_change_replaces_and_is_recorded() {
         .await
         .expect("create");
     let [k1, k2, _] = bob_keys();
+    assert_eq!(receive(&store, Some(k1), 1, at(1)).await, KeyStatus::Tofu);
+    assert_eq!(receive(&store, Some(k1), 2, at(2)).await, KeyStatus::Tofu);
     assert_eq!(
-        store
-            .record_incoming(&incoming(Some(k1), 1), at(1))
-            .await
-            .expect("in"),
-        KeyStatus::Tofu
-    );
-    assert_eq!(
-        store
-            .record_incoming(&incoming(Some(k1), 2), at(2))
-            .await
-            .expect("in"),
-        KeyStatus::Tofu
-    );
-    assert_eq!(
-        store
-            .record_incoming(&incoming(Some(k2), 3), at(3))
-            .await
-            .expect("in"),
+        receive(&store, Some(k2), 3, at(3)).await,
         KeyStatus::Changed
     );
     assert_eq!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
     // An older message with the old key changes nothing.
-    assert_eq!(
-        store
-            .record_incoming(&incoming(Some(k1), 2), at(4))
-            .await
-            .expect("in"),
-        KeyStatus::Stale
-    );
+    assert_eq!(receive(&store, Some(k1), 2, at(4)).await, KeyStatus::Stale);
     assert_eq!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
     // An older message with the key the peer has now (read out of order)
     // learns nothing either, but its key stands as the peer's: its
     // signature can be checked (it used to be "stale", and unverifiable).
-    assert_eq!(
-        store
-            .record_incoming(&incoming(Some(k2), 2), at(5))
-            .await
-            .expect("in"),
-        KeyStatus::Tofu
-    );
+    assert_eq!(receive(&store, Some(k2), 2, at(5)).await, KeyStatus::Tofu);
     assert_eq!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
     let kinds: Vec<_> = store
         .events(BOB)
@@ -187,27 +169,18 @@ async fn verified_key_is_never_replaced_by_itself() {
         .await
         .expect("create");
     let [k1, k2, _] = bob_keys();
-    store
-        .record_incoming(&incoming(Some(k1), 1), at(1))
-        .await
-        .expect("in");
+    receive(&store, Some(k1), 1, at(1)).await;
     store
         .verify(BOB, &k1.fingerprint().to_spaced_hex(), "fingerprint", at(1))
         .await
         .expect("verify");
     assert_eq!(
-        store
-            .record_incoming(&incoming(Some(k1), 2), at(2))
-            .await
-            .expect("in"),
+        receive(&store, Some(k1), 2, at(2)).await,
         KeyStatus::Verified
     );
 
     assert_eq!(
-        store
-            .record_incoming(&incoming(Some(k2), 3), at(3))
-            .await
-            .expect("in"),
+        receive(&store, Some(k2), 3, at(3)).await,
         KeyStatus::Conflict
     );
     assert_eq!(
@@ -240,10 +213,7 @@ async fn rejected_key_is_never_used_and_gossip_never_overrides() {
         .await
         .expect("create");
     let [k1, k2, k3] = bob_keys();
-    store
-        .record_incoming(&incoming(Some(k1), 1), at(1))
-        .await
-        .expect("in");
+    receive(&store, Some(k1), 1, at(1)).await;
     store.record_gossip(BOB, at(2), k3).await.expect("gossip");
     assert_eq!(
         effective_fpr(&store).await,
@@ -251,10 +221,7 @@ async fn rejected_key_is_never_used_and_gossip_never_overrides() {
         "direct key wins over gossip"
     );
 
-    store
-        .record_incoming(&incoming(Some(k2), 3), at(3))
-        .await
-        .expect("in");
+    receive(&store, Some(k2), 3, at(3)).await;
     let rejected = store.reject(BOB, None, at(4)).await.expect("reject");
     assert_eq!(rejected, k2.fingerprint().to_hex());
     let now = effective_fpr(&store).await;
@@ -264,10 +231,7 @@ async fn rejected_key_is_never_used_and_gossip_never_overrides() {
         "a rejected key is never used"
     );
     assert_eq!(
-        store
-            .record_incoming(&incoming(Some(k2), 5), at(5))
-            .await
-            .expect("in"),
+        receive(&store, Some(k2), 5, at(5)).await,
         KeyStatus::Rejected
     );
     assert_ne!(effective_fpr(&store).await, Some(k2.fingerprint().to_hex()));
@@ -289,10 +253,7 @@ async fn database_files_hold_no_plaintext() {
         .put_identity("alice@example.org", &alice, PreferEncrypt::Mutual, at(0))
         .await
         .expect("put");
-    store
-        .record_incoming(&incoming(Some(k1), 1), at(1))
-        .await
-        .expect("in");
+    receive(&store, Some(k1), 1, at(1)).await;
     store
         .verify(BOB, &k1.fingerprint().to_hex(), "fingerprint", at(1))
         .await
@@ -396,10 +357,7 @@ async fn imported_key_for_a_verified_peer_is_a_conflict() {
         .await
         .expect("create");
     let [k1, k2, _] = bob_keys();
-    store
-        .record_incoming(&incoming(Some(k1), 1), at(1))
-        .await
-        .expect("in");
+    receive(&store, Some(k1), 1, at(1)).await;
     store
         .verify(BOB, &k1.fingerprint().to_hex(), "fingerprint", at(1))
         .await
@@ -617,10 +575,7 @@ async fn the_signing_key_is_the_key_held_for_the_address() {
         .expect("dns");
     assert_eq!(signing(&store, BOB).await, None, "nor by DNS");
 
-    store
-        .record_incoming(&incoming(Some(k1), 2), at(2))
-        .await
-        .expect("in");
+    receive(&store, Some(k1), 2, at(2)).await;
     let tofu = Some((k1.fingerprint().to_hex(), TrustLevel::Tofu));
     assert_eq!(signing(&store, BOB).await, tofu);
     store
@@ -632,10 +587,7 @@ async fn the_signing_key_is_the_key_held_for_the_address() {
     // A conflicting key arrives: stored, and still not Bob's signing key,
     // neither now nor after a reopening of the vault.
     assert_eq!(
-        store
-            .record_incoming(&incoming(Some(k2), 4), at(4))
-            .await
-            .expect("in"),
+        receive(&store, Some(k2), 4, at(4)).await,
         KeyStatus::Conflict
     );
     assert_eq!(signing(&store, BOB).await, verified);
@@ -664,10 +616,7 @@ async fn a_key_imported_after_the_autocrypt_one_is_used_until_a_newer_message() 
         .await
         .expect("create");
     let [k1, k2, _] = bob_keys();
-    store
-        .record_incoming(&incoming(Some(k1), 1), at(1))
-        .await
-        .expect("in");
+    receive(&store, Some(k1), 1, at(1)).await;
     // Bob's new key, from his vCard, imported on day 5.
     store
         .record_key_for(BOB, k2, keystore::KeySource::Import, at(5))
