@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use autocrypt::{key, AutocryptHeader, PreferEncrypt};
 use keystore::{Keystore, Unlock};
-use mailcrypt::{Boundary, EncryptRequest};
+use mailcrypt::EncryptRequest;
 use testbed::Dovecot;
 
 const ALICE: &str = "alice@example.org";
@@ -39,14 +39,8 @@ fn message(n: u32, alice: &sequoia_openpgp::Cert, bob: &sequoia_openpgp::Cert) -
     mailcrypt::encrypt(
         text.as_bytes(),
         &EncryptRequest {
-            sender: bob,
-            recipients: std::slice::from_ref(alice),
             autocrypt: Some(&header),
-            gossip: &[],
-            hide_recipients: false,
-            pad: true,
-            now: SystemTime::now(),
-            boundary: Boundary::Random,
+            ..EncryptRequest::new(bob, std::slice::from_ref(alice))
         },
     )
     .expect("encrypt")

@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use archive::{content_hash, Archive, Location, Prepared, SearchOptions};
 use autocrypt::{AutocryptHeader, PreferEncrypt};
 use keystore::{Keystore, Unlock};
-use mailcrypt::{Boundary, EncryptRequest};
+use mailcrypt::EncryptRequest;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
@@ -87,14 +87,9 @@ fn prepare(corpus: &Path, work: &Path) -> anyhow::Result<()> {
         let name = format!("{i:05}.bench:2,");
         std::fs::write(work.join("plain/cur").join(&name), crlf.as_bytes())?;
         let request = EncryptRequest {
-            sender: &bob,
-            recipients: std::slice::from_ref(&alice),
             autocrypt: Some(&header),
-            gossip: &[],
-            hide_recipients: false,
-            pad: true,
             now,
-            boundary: Boundary::Random,
+            ..EncryptRequest::new(&bob, std::slice::from_ref(&alice))
         };
         match mailcrypt::encrypt(crlf.as_bytes(), &request) {
             Ok(m) => std::fs::write(work.join("encrypted/cur").join(&name), m)?,

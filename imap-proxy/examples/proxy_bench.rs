@@ -19,7 +19,7 @@ use autocrypt::{AutocryptHeader, PreferEncrypt};
 use imap_proxy::proxy::{AccountConfig, Config, Proxy};
 use imap_proxy::upstream::{Endpoint, Security, Session};
 use keystore::{Keystore, Unlock};
-use mailcrypt::{Boundary, EncryptRequest};
+use mailcrypt::EncryptRequest;
 use secrecy::SecretString;
 use testbed::Dovecot;
 
@@ -70,14 +70,8 @@ async fn run(messages: usize, rounds: usize) -> anyhow::Result<()> {
             mailcrypt::encrypt(
                 &plain,
                 &EncryptRequest {
-                    sender: &bob,
-                    recipients: std::slice::from_ref(&alice),
                     autocrypt: Some(&header),
-                    gossip: &[],
-                    hide_recipients: false,
-                    pad: true,
-                    now: SystemTime::now(),
-                    boundary: Boundary::Random,
+                    ..EncryptRequest::new(&bob, std::slice::from_ref(&alice))
                 },
             )?
         } else {

@@ -518,16 +518,7 @@ mod tests {
         let carol = autocrypt::key::generate("carol@example.org", now).expect("key");
         let encrypted = mailcrypt::encrypt(
             b"From: carol@example.org\r\nTo: dave@example.org\r\nSubject: not for you\r\n\r\nsecret\r\n",
-            &mailcrypt::EncryptRequest {
-                sender: &carol,
-                recipients: &[],
-                autocrypt: None,
-                gossip: &[],
-                hide_recipients: false,
-                pad: false,
-                now,
-                boundary: mailcrypt::Boundary::Random,
-            },
+            &mailcrypt::EncryptRequest { pad: false, now, ..mailcrypt::EncryptRequest::new(&carol, &[]) },
         )
         .expect("encrypt");
         let v = view(&encrypted, &keys(), &Sender::default(), now);

@@ -152,14 +152,10 @@ fn encrypt_with(
     let sealed = mailcrypt::encrypt(
         inner.replace('\n', "\r\n").as_bytes(),
         &EncryptRequest {
-            sender,
-            recipients: &[keys.alice.clone().strip_secret_key_material()],
             autocrypt,
             gossip,
-            hide_recipients: false,
             pad: false,
-            now: SystemTime::now(),
-            boundary: Boundary::Random,
+            ..EncryptRequest::new(sender, &[keys.alice.clone().strip_secret_key_material()])
         },
     )
     .expect("encrypt");

@@ -118,14 +118,9 @@ impl<'a> Mail<'a> {
         let out = mailcrypt::encrypt(
             plain.as_bytes(),
             &mailcrypt::EncryptRequest {
-                sender: self.signer,
-                recipients: std::slice::from_ref(&public),
-                autocrypt: None,
-                gossip: &[],
-                hide_recipients: false,
                 pad: false,
                 now: self.date,
-                boundary: mailcrypt::Boundary::Random,
+                ..mailcrypt::EncryptRequest::new(self.signer, std::slice::from_ref(&public))
             },
         )
         .expect("encrypt");

@@ -19,7 +19,7 @@ use archive::Archive;
 use autocrypt::{AutocryptHeader, PreferEncrypt};
 use base64::Engine as _;
 use keystore::KeySource;
-use mailcrypt::{Boundary, EncryptRequest};
+use mailcrypt::EncryptRequest;
 use sequoia_openpgp::serialize::SerializeInto as _;
 use testbed::Dovecot;
 
@@ -234,18 +234,12 @@ fn messages(
         )
         .as_bytes(),
         &EncryptRequest {
-            sender: bob,
-            recipients: std::slice::from_ref(alice),
             autocrypt: Some(&AutocryptHeader::new(
                 BOB,
                 PreferEncrypt::Mutual,
                 bob.clone(),
             )),
-            gossip: &[],
-            hide_recipients: false,
-            pad: true,
-            now: SystemTime::now(),
-            boundary: Boundary::Random,
+            ..EncryptRequest::new(bob, std::slice::from_ref(alice))
         },
     )
     .expect("encrypt");

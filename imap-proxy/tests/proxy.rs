@@ -15,7 +15,7 @@ use base64::Engine as _;
 use imap_proxy::proxy::{AccountConfig, Config, Proxy};
 use imap_proxy::upstream::{Endpoint, Security};
 use keystore::{Keystore, Unlock};
-use mailcrypt::{Boundary, EncryptRequest};
+use mailcrypt::EncryptRequest;
 use testbed::Dovecot;
 
 const ALICE: &str = "alice@example.org";
@@ -159,14 +159,8 @@ async fn setup_with(
     let encrypted = mailcrypt::encrypt(
         inner.as_bytes(),
         &EncryptRequest {
-            sender: &bob,
-            recipients: std::slice::from_ref(&alice),
             autocrypt: Some(&header),
-            gossip: &[],
-            hide_recipients: false,
-            pad: true,
-            now: SystemTime::now(),
-            boundary: Boundary::Random,
+            ..EncryptRequest::new(&bob, std::slice::from_ref(&alice))
         },
     )
     .expect("encrypt");
@@ -718,16 +712,7 @@ async fn two_accounts_at_once() {
             format!("From: {BOB}\r\nTo: {to}\r\nSubject: for {user}\r\n\r\nonly for {user}\r\n");
         let message = mailcrypt::encrypt(
             inner.as_bytes(),
-            &EncryptRequest {
-                sender: &bob,
-                recipients: std::slice::from_ref(cert),
-                autocrypt: None,
-                gossip: &[],
-                hide_recipients: false,
-                pad: true,
-                now: SystemTime::now(),
-                boundary: Boundary::Random,
-            },
+            &EncryptRequest::new(&bob, std::slice::from_ref(cert)),
         )
         .expect("encrypt");
         dovecot.save(user, "INBOX", &message);
@@ -1105,14 +1090,8 @@ print(until(b"d ").decode().strip(), flush=True)
         let sealed = mailcrypt::encrypt(
             inner.as_bytes(),
             &EncryptRequest {
-                sender: &dave,
-                recipients: std::slice::from_ref(&alice),
-                autocrypt: None,
-                gossip: &[],
-                hide_recipients: false,
                 pad: false,
-                now: SystemTime::now(),
-                boundary: Boundary::Random,
+                ..EncryptRequest::new(&dave, std::slice::from_ref(&alice))
             },
         )
         .expect("encrypt");

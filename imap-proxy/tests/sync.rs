@@ -11,7 +11,7 @@ use imap_proxy::sync::{sync, MailboxReport, Progress, SyncOptions};
 use imap_proxy::upstream::{Endpoint, Security, Session, UpstreamError};
 use imap_proxy::view::Keys;
 use keystore::{Keystore, Unlock};
-use mailcrypt::{Boundary, EncryptRequest};
+use mailcrypt::EncryptRequest;
 use secrecy::SecretString;
 use sequoia_openpgp::Cert;
 use testbed::Dovecot;
@@ -38,14 +38,8 @@ fn encrypted(bob: &Cert, alice: &Cert, n: u32, word: &str) -> Vec<u8> {
     mailcrypt::encrypt(
         inner.as_bytes(),
         &EncryptRequest {
-            sender: bob,
-            recipients: std::slice::from_ref(alice),
             autocrypt: Some(&header),
-            gossip: &[],
-            hide_recipients: false,
-            pad: true,
-            now: SystemTime::now(),
-            boundary: Boundary::Random,
+            ..EncryptRequest::new(bob, std::slice::from_ref(alice))
         },
     )
     .expect("encrypting")
@@ -326,14 +320,9 @@ async fn sync_learns_keys_from_autocrypt_headers_and_gossip() {
     let message = mailcrypt::encrypt(
         inner.as_bytes(),
         &EncryptRequest {
-            sender: &s.bob,
-            recipients: &[s.alice.clone(), dave.clone()],
             autocrypt: Some(&bob_header),
             gossip: &gossip,
-            hide_recipients: false,
-            pad: true,
-            now: SystemTime::now(),
-            boundary: Boundary::Random,
+            ..EncryptRequest::new(&s.bob, &[s.alice.clone(), dave.clone()])
         },
     )
     .expect("encrypting");

@@ -82,6 +82,25 @@ pub struct EncryptRequest<'a> {
     pub boundary: Boundary,
 }
 
+impl<'a> EncryptRequest<'a> {
+    /// From `sender` to `recipients`, as a person's ordinary message goes:
+    /// padded, signed now, a random boundary; no Autocrypt header, no
+    /// gossip, recipients named. Change the rest with struct update syntax
+    /// (`EncryptRequest { autocrypt: Some(&header), ..EncryptRequest::new(..) }`).
+    pub fn new(sender: &'a Cert, recipients: &'a [Cert]) -> Self {
+        EncryptRequest {
+            sender,
+            recipients,
+            autocrypt: None,
+            gossip: &[],
+            hide_recipients: false,
+            pad: true,
+            now: SystemTime::now(),
+            boundary: Boundary::Random,
+        }
+    }
+}
+
 /// Encrypts a message for its recipients: RFC 3156 PGP/MIME, signed inside
 /// the encryption, with RFC 9788 header protection.
 ///

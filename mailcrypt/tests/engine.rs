@@ -79,14 +79,12 @@ fn encrypt_for(p: &People, message: &[u8], hide: bool) -> Vec<u8> {
     )
     .expect("gossip");
     let req = EncryptRequest {
-        sender: &p.alice,
-        recipients: &recipients,
         autocrypt: Some(&own),
         gossip: &gossip,
         hide_recipients: hide,
-        pad: true,
         now: t,
         boundary: Boundary::Fixed("fixed-boundary".into()),
+        ..EncryptRequest::new(&p.alice, &recipients)
     };
     encrypt(message, &req).expect("encrypt")
 }
@@ -98,14 +96,8 @@ fn plain_request<'a>(
     now: SystemTime,
 ) -> EncryptRequest<'a> {
     EncryptRequest {
-        sender,
-        recipients,
-        autocrypt: None,
-        gossip: &[],
-        hide_recipients: false,
-        pad: true,
         now,
-        boundary: Boundary::Random,
+        ..EncryptRequest::new(sender, recipients)
     }
 }
 

@@ -13,9 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use autocrypt::key;
 use common::*;
-use mailcrypt::{
-    decrypt, encrypt, Boundary, DecryptContext, EncryptRequest, HeldKeys, SignatureStatus,
-};
+use mailcrypt::{decrypt, encrypt, DecryptContext, EncryptRequest, HeldKeys, SignatureStatus};
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
 
@@ -58,16 +56,8 @@ impl Fixture {
             "From: Alice <alice@example.org>\r\nTo: Bob <bob@example.org>\r\nSubject: Thursday\r\n\
              MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{BODY}\r\n"
         );
-        let req = EncryptRequest {
-            sender: &self.alice,
-            recipients: &[self.bob.clone().strip_secret_key_material()],
-            autocrypt: None,
-            gossip: &[],
-            hide_recipients: false,
-            pad: true,
-            now: SystemTime::now(),
-            boundary: Boundary::Random,
-        };
+        let recipients = [self.bob.clone().strip_secret_key_material()];
+        let req = EncryptRequest::new(&self.alice, &recipients);
         let sent = encrypt(message.as_bytes(), &req).expect("encrypt");
         self.write("outgoing.asc", &armored_part(&sent))
     }

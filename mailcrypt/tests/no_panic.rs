@@ -30,15 +30,12 @@ fn keys() -> &'static Keys {
         let mut message =
             b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: s\r\n\r\n".to_vec();
         message.extend_from_slice(BODY);
+        let recipients = [bob.clone().strip_secret_key_material()];
         let req = EncryptRequest {
-            sender: &alice,
-            recipients: &[bob.clone().strip_secret_key_material()],
-            autocrypt: None,
-            gossip: &[],
-            hide_recipients: false,
             pad: false,
             now: t,
             boundary: Boundary::Fixed("b".into()),
+            ..EncryptRequest::new(&alice, &recipients)
         };
         let sent = encrypt(&message, &req).expect("encrypt");
         let held = HeldKeys::from_user_ids(std::slice::from_ref(&alice));

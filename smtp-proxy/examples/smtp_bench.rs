@@ -336,14 +336,8 @@ async fn bench(rounds: usize) -> Result<()> {
         let start = Instant::now();
         for _ in 0..GPG_MESSAGES {
             let request = mailcrypt::EncryptRequest {
-                sender: &alice,
-                recipients: &recipients,
                 autocrypt: Some(&header),
-                gossip: &[],
-                hide_recipients: false,
-                pad: true,
-                now: SystemTime::now(),
-                boundary: mailcrypt::Boundary::Random,
+                ..mailcrypt::EncryptRequest::new(&alice, &recipients)
             };
             mailcrypt::encrypt(&message, &request)?;
         }

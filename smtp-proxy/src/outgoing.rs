@@ -16,7 +16,7 @@ use keystore::{Discovery, Identity, Keystore};
 use mailcrypt::outgoing::{
     carries_decrypted_message, field_value, header_addresses, referenced_message_ids, strip_fields,
 };
-use mailcrypt::{Boundary, EncryptRequest};
+use mailcrypt::EncryptRequest;
 use sequoia_openpgp::Cert;
 
 use crate::decision::{decide, Decision, Override, Policy, Recipient};
@@ -324,14 +324,11 @@ fn encrypt(
     now: SystemTime,
 ) -> Result<Vec<u8>, Reply> {
     let request = EncryptRequest {
-        sender: &identity.cert,
-        recipients,
         autocrypt,
         gossip,
         hide_recipients,
-        pad: true,
         now,
-        boundary: Boundary::Random,
+        ..EncryptRequest::new(&identity.cert, recipients)
     };
     mailcrypt::encrypt(message, &request)
         .map_err(|e| refusal(format!("the message could not be encrypted ({e})")))

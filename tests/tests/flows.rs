@@ -274,14 +274,8 @@ fn forged_bob_message(alice: &Gateway) -> String {
     let sealed = mailcrypt::encrypt(
         inner.as_bytes(),
         &mailcrypt::EncryptRequest {
-            sender: &mallory,
-            recipients: std::slice::from_ref(&alice_cert),
             autocrypt: Some(&header),
-            gossip: &[],
-            hide_recipients: false,
-            pad: true,
-            now: SystemTime::now(),
-            boundary: mailcrypt::Boundary::Random,
+            ..mailcrypt::EncryptRequest::new(&mallory, std::slice::from_ref(&alice_cert))
         },
     )
     .expect("encrypt");

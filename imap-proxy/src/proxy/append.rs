@@ -4,11 +4,10 @@
 //! the provider, IMAP APPEND included).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use imap_next::imap_types::core::{Literal, LiteralMode};
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
-use mailcrypt::{Boundary, EncryptRequest};
+use mailcrypt::EncryptRequest;
 
 use super::Forwarder;
 
@@ -69,16 +68,7 @@ impl Forwarder {
         }
         let own = Arc::clone(&self.own);
         let encrypted = tokio::task::spawn_blocking(move || {
-            let request = EncryptRequest {
-                sender: &own,
-                recipients: &[],
-                autocrypt: None,
-                gossip: &[],
-                hide_recipients: false,
-                pad: true,
-                now: SystemTime::now(),
-                boundary: Boundary::Random,
-            };
+            let request = EncryptRequest::new(&own, &[]);
             mailcrypt::encrypt(&bytes, &request)
         })
         .await

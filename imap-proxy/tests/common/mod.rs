@@ -118,14 +118,11 @@ pub fn sealed(
     mailcrypt::encrypt(
         inner,
         &mailcrypt::EncryptRequest {
-            sender,
-            recipients: &[recipient.clone().strip_secret_key_material()],
-            autocrypt: None,
-            gossip: &[],
-            hide_recipients: false,
             pad: false,
-            now: std::time::SystemTime::now(),
-            boundary: mailcrypt::Boundary::Random,
+            ..mailcrypt::EncryptRequest::new(
+                sender,
+                &[recipient.clone().strip_secret_key_material()],
+            )
         },
     )
     .expect("encrypt")
