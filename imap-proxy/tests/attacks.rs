@@ -25,7 +25,6 @@
 //! genuine message in each test must come out valid, so the checks can fail.
 
 use std::io::Write as _;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use archive::Archive;
@@ -505,32 +504,14 @@ async fn read_inbox(
     let readers: Vec<_> = (0..sessions)
         .map(|_| {
             tokio::task::spawn_blocking(move || {
-                Command::new("python3")
-                    .args(["-c", READER, &port.to_string()])
-                    .output()
-                    .expect("python3")
+                testbed::python::run(READER, [port.to_string()], b"")
             })
         })
         .collect();
     let mut all = Vec::new();
     for reader in readers {
         let out = reader.await.expect("reader");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        all.push(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(|l| {
-                    let raw = base64::engine::general_purpose::STANDARD
-                        .decode(l)
-                        .expect("base64");
-                    String::from_utf8_lossy(&raw).into_owned()
-                })
-                .collect(),
-        );
+        all.push(testbed::python::base64_text(&out));
     }
     proxy.stop().await;
     all

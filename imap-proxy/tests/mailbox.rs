@@ -17,7 +17,6 @@ use std::time::{Duration, SystemTime};
 
 use archive::Archive;
 use autocrypt::{AutocryptHeader, PreferEncrypt};
-use base64::Engine as _;
 use keystore::KeySource;
 use mailcrypt::EncryptRequest;
 use sequoia_openpgp::serialize::SerializeInto as _;
@@ -278,37 +277,10 @@ fn fetch(port: u16, requests: &[String]) -> Vec<String> {
 
 /// With `ca_file`, over implicit TLS (Dovecot's own port).
 fn fetch_from(port: u16, ca_file: Option<&Path>, requests: &[String]) -> Vec<String> {
-    use std::io::Write;
-    let mut child = Command::new("python3")
-        .args(["-c", FETCHER])
-        .arg(port.to_string())
-        .args(ca_file)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(requests.join("\n").as_bytes())
-        .expect("requests");
-    let out = child.wait_with_output().expect("fetcher");
-    assert!(
-        out.status.success(),
-        "fetcher: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(l)
-                .expect("base64");
-            String::from_utf8_lossy(&raw).into_owned()
-        })
-        .collect()
+    let mut args = vec![port.to_string()];
+    args.extend(ca_file.map(|ca| ca.display().to_string()));
+    let out = testbed::python::run(FETCHER, &args, requests.join("\n").as_bytes());
+    testbed::python::base64_text(&out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use archive::Archive;
 use autocrypt::{AutocryptHeader, PreferEncrypt};
-use base64::Engine as _;
 use imap_proxy::proxy::{AccountConfig, Config, Proxy};
 use imap_proxy::upstream::{Endpoint, Security};
 use keystore::{Keystore, Unlock};
@@ -21,7 +20,7 @@ use testbed::Dovecot;
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
 
-/// argv: port user password; stdin: a script of steps, one per line:
+/// argv: port user password [starttls-ca]; stdin: a script of steps, one per line:
 /// `uid_fetch UID ITEMS`, `append MAILBOX`, `capability`, `select MAILBOX`.
 /// Prints one line per step: base64 of the raw response (literals inline).
 const CLIENT: &str = r#"
@@ -30,7 +29,7 @@ port, user, password = sys.argv[1:4]
 m = imaplib.IMAP4("127.0.0.1", int(port))
 def out(b):
     print(base64.b64encode(b).decode())
-ca = os.environ.get("STARTTLS_CA")
+ca = sys.argv[4] if len(sys.argv) > 4 else None
 if ca:
     try:
         m.login(user, password)
@@ -233,47 +232,13 @@ async fn client_over(
     steps: &[&str],
 ) -> Vec<Vec<u8>> {
     let input = steps.join("\n");
-    let password = password.to_string();
-    let starttls_ca = starttls_ca.map(std::path::Path::to_path_buf);
-    let out = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut command = Command::new("python3");
-        if let Some(ca) = starttls_ca {
-            command.env("STARTTLS_CA", ca);
-        }
-        let mut child = command
-            .args(["-c", CLIENT])
-            .arg(port.to_string())
-            .arg("alice")
-            .arg(password)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("steps");
-        child.wait_with_output().expect("client")
-    })
-    .await
-    .expect("client task");
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            base64::engine::general_purpose::STANDARD
-                .decode(l)
-                .expect("base64")
-        })
-        .collect()
+    let mut args = vec![port.to_string(), "alice".into(), password.to_string()];
+    args.extend(starttls_ca.map(|ca| ca.display().to_string()));
+    let out =
+        tokio::task::spawn_blocking(move || testbed::python::run(CLIENT, &args, input.as_bytes()))
+            .await
+            .expect("client task");
+    testbed::python::base64_lines(&out)
 }
 
 fn text(b: &[u8]) -> String {

@@ -6,7 +6,6 @@
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::process::Command;
 
 use base64::Engine as _;
 use imap_proxy::imap::section::{partial, section, Spec};
@@ -158,28 +157,14 @@ fn fetch(dovecot: &Dovecot, mode: &str, requests: &[(u32, String)]) -> Vec<Vec<u
         .iter()
         .map(|(uid, spec)| format!("{uid}\t{spec}\n"))
         .collect();
-    let mut child = Command::new("python3")
-        .args(["-c", FETCHER])
-        .arg(dovecot.imaps_port.to_string())
-        .arg("alicepw")
-        .arg(&dovecot.ca_file)
-        .arg(mode)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("requests");
-    }
-    let out = child.wait_with_output().expect("fetcher");
-    assert!(out.status.success());
-    let answers: Vec<Vec<u8>> = String::from_utf8_lossy(&out.stdout)
+    let args = [
+        dovecot.imaps_port.to_string(),
+        "alicepw".into(),
+        dovecot.ca_file.display().to_string(),
+        mode.to_string(),
+    ];
+    let out = testbed::python::run(FETCHER, &args, input.as_bytes());
+    let answers: Vec<Vec<u8>> = String::from_utf8_lossy(&out)
         .lines()
         .map(|a| {
             if a == "NIL" {

@@ -21,6 +21,7 @@ mod dovecot;
 pub mod hostile_smtp;
 mod link;
 mod provider;
+pub mod python;
 mod tls;
 
 pub use dovecot::Dovecot;

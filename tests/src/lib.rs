@@ -6,7 +6,6 @@
 //! The gateways are driven only through their command line and their
 //! listeners, as a person or a mail client would.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -293,34 +292,15 @@ try:
 except smtplib.SMTPException as e:
     print("REFUSED", e)
 "#;
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            SENDER,
-            &gateway.smtp_port.to_string(),
-            login.0,
-            login.1,
-            login.0,
-        ])
-        .args(to)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(message.replace('\n', "\r\n").as_bytes())
-        .expect("message");
-    let out = child.wait_with_output().expect("smtplib");
-    assert!(
-        out.status.success(),
-        "smtplib: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let mut args = vec![
+        gateway.smtp_port.to_string(),
+        login.0.to_string(),
+        login.1.to_string(),
+        login.0.to_string(),
+    ];
+    args.extend(to.iter().map(|t| t.to_string()));
+    let out = testbed::python::run(SENDER, &args, message.replace('\n', "\r\n").as_bytes());
+    String::from_utf8_lossy(&out).trim().to_string()
 }
 
 /// A mail client (Python imaplib) reads a whole mailbox through a gateway:
@@ -339,32 +319,8 @@ if typ == "OK":
             print(base64.b64encode(d[1]).decode())
 m.logout()
 "#;
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            READER,
-            &gateway.imap_port.to_string(),
-            login.0,
-            login.1,
-            mailbox,
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "imaplib: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            use base64::Engine as _;
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(l)
-                .expect("base64");
-            String::from_utf8_lossy(&raw).into_owned()
-        })
-        .collect()
+    let args = [&gateway.imap_port.to_string(), login.0, login.1, mailbox];
+    testbed::python::base64_text(&testbed::python::run(READER, args, b""))
 }
 
 /// A mail client stores a message (Thunderbird's Sent or Drafts copy).
@@ -379,33 +335,9 @@ typ, data = m.append(mailbox, "(\\Seen)", None, sys.stdin.buffer.read())
 print(typ)
 m.logout()
 "#;
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            APPENDER,
-            &gateway.imap_port.to_string(),
-            login.0,
-            login.1,
-            mailbox,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(message.replace('\n', "\r\n").as_bytes())
-        .expect("message");
-    let out = child.wait_with_output().expect("imaplib");
-    assert!(
-        out.status.success(),
-        "imaplib: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let args = [&gateway.imap_port.to_string(), login.0, login.1, mailbox];
+    let out = testbed::python::run(APPENDER, args, message.replace('\n', "\r\n").as_bytes());
+    String::from_utf8_lossy(&out).trim().to_string()
 }
 
 /// The value of a header field in a message's text, if present.

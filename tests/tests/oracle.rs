@@ -37,18 +37,7 @@ port, to = sys.argv[1:3]
 with smtplib.SMTP("127.0.0.1", int(port), timeout=60) as s:
     s.sendmail("mallory@example.org", [to], sys.stdin.buffer.read())
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", SENDER, &provider.relay_port.to_string(), to])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(message)
-        .expect("message");
-    assert!(child.wait().expect("smtplib").success());
+    testbed::python::run(SENDER, [&provider.relay_port.to_string(), to], message);
 }
 
 /// Bob's encrypted message as Mallory would re-send it: his From, Reply-To

@@ -94,18 +94,7 @@ pub async fn start(
 /// Runs a Python `script` with `args`; its standard output, once it has
 /// succeeded.
 pub fn python(script: &str, args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    testbed::python::run(script, args, b"")
 }
 
 /// `inner` signed by `sender` and encrypted to `recipient` (mailcrypt, as
