@@ -17,6 +17,8 @@ use keystore::{Keystore, Unlock};
 use mailcrypt::EncryptRequest;
 use testbed::Dovecot;
 
+mod common;
+
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
 
@@ -134,16 +136,9 @@ async fn setup_with(
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Keystore::create(dir.path(), Unlock::KeyFile)
-        .await
-        .expect("vault");
     let now = SystemTime::now() - Duration::from_secs(60);
-    let alice = autocrypt::key::generate(ALICE, now).expect("alice");
+    let (store, alice) = common::vault_with_identity(dir.path(), ALICE, now).await;
     let bob = autocrypt::key::generate(BOB, now).expect("bob");
-    store
-        .put_identity(ALICE, &alice, PreferEncrypt::Mutual, now)
-        .await
-        .expect("identity");
     let archive = Archive::open(&store).await.expect("archive");
     let dovecot = tokio::task::spawn_blocking(|| Dovecot::start(&[("alice", "alicepw")]))
         .await

@@ -10,11 +10,13 @@ use autocrypt::{AutocryptHeader, PreferEncrypt};
 use imap_proxy::sync::{sync, MailboxReport, Progress, SyncOptions};
 use imap_proxy::upstream::{Endpoint, Security, Session, UpstreamError};
 use imap_proxy::view::Keys;
-use keystore::{Keystore, Unlock};
+use keystore::Keystore;
 use mailcrypt::EncryptRequest;
 use secrecy::SecretString;
 use sequoia_openpgp::Cert;
 use testbed::Dovecot;
+
+mod common;
 
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
@@ -56,16 +58,9 @@ struct Setup {
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Keystore::create(dir.path(), Unlock::KeyFile)
-        .await
-        .expect("vault");
     let now = SystemTime::now() - Duration::from_secs(60);
-    let alice = autocrypt::key::generate(ALICE, now).expect("alice's key");
+    let (store, alice) = common::vault_with_identity(dir.path(), ALICE, now).await;
     let bob = autocrypt::key::generate(BOB, now).expect("bob's key");
-    store
-        .put_identity(ALICE, &alice, PreferEncrypt::Mutual, now)
-        .await
-        .expect("identity");
     let archive = Archive::open(&store).await.expect("archive");
     let dovecot = tokio::task::spawn_blocking(|| Dovecot::start(&[("alice", "alicepw")]))
         .await
