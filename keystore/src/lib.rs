@@ -69,7 +69,7 @@ pub use peers::{
     TrustLevel,
 };
 pub use throttle::{
-    Attempt as LoginAttempt, Busy as LoginsWaiting, LoginThrottle,
+    Attempt as LoginAttempt, Busy as LoginsWaiting, LoginThrottle, LoginVerdict,
     MAX_WAITING as MAX_WAITING_LOGINS,
 };
 pub use vault::Unlock;

@@ -94,6 +94,18 @@ impl Default for LoginThrottle {
     }
 }
 
+/// What a login at the provider said about the password
+/// ([`LoginThrottle::guard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginVerdict {
+    Accepted,
+    /// Refused by the provider, or a name the gateway does not know.
+    Refused,
+    /// The provider could not be asked: nothing was learned about the
+    /// password, and it does not count.
+    NotAsked,
+}
+
 /// Too many attempts for this name are waiting already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
@@ -194,6 +206,44 @@ impl LoginThrottle {
         self.names
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl LoginThrottle {
+    /// One login, the way both proxies pass one on: admitted ([`Busy`] if
+    /// too many for this name wait), held back as long as earlier failures
+    /// for the name and on this connection (`failed_here`, counted up on a
+    /// refusal) earned, then `login`, whose result `verdict` reads.
+    pub async fn guard<T>(
+        &self,
+        username: &str,
+        password: &[u8],
+        failed_here: &mut u32,
+        login: impl std::future::Future<Output = T>,
+        verdict: impl FnOnce(&T) -> LoginVerdict,
+    ) -> Result<T, Busy> {
+        let attempt = match self.begin(username, password, *failed_here, Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(busy) => {
+                *failed_here += 1;
+                return Err(busy);
+            }
+        };
+        let wait = attempt.wait();
+        if !wait.is_zero() {
+            tracing::info!(%username, wait_secs = wait.as_secs(), "login delayed after failed attempts");
+            tokio::time::sleep(wait).await;
+        }
+        let result = login.await;
+        match verdict(&result) {
+            LoginVerdict::Accepted => attempt.succeeded(),
+            LoginVerdict::Refused => {
+                attempt.refused();
+                *failed_here += 1;
+            }
+            LoginVerdict::NotAsked => drop(attempt),
+        }
+        Ok(result)
     }
 }
 

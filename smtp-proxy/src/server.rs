@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use keystore::{Discovery, Keystore};
+use keystore::{Discovery, Keystore, LoginVerdict};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -275,41 +275,32 @@ async fn authenticate(
     password: secrecy::SecretString,
 ) -> Result<(), Reply> {
     use secrecy::ExposeSecret as _;
-    let throttle = shared.keystore.login_throttle();
-    let begun = throttle.begin(
+    let mut failed_here = state.failed_logins;
+    let guarded = shared.keystore.login_throttle().guard(
         username,
         password.expose_secret().as_bytes(),
-        state.failed_logins,
-        std::time::Instant::now(),
+        &mut failed_here,
+        authenticate_at_provider(shared, state, username, password.clone()),
+        |result| match result {
+            Ok(()) => LoginVerdict::Accepted,
+            Err(reply) if reply.code >= 500 => LoginVerdict::Refused,
+            // A provider that could not be asked said nothing about the password.
+            Err(_) => LoginVerdict::NotAsked,
+        },
     );
-    let Ok(attempt) = begun else {
-        state.failed_logins += 1;
+    let result = guarded.await;
+    state.failed_logins = failed_here;
+    result.unwrap_or_else(|_| {
         tracing::info!(%username, "smtp login turned away: too many attempts for this name are waiting");
-        return Err(Reply::new(
+        Err(Reply::new(
             454,
             "4.7.0",
             format!(
                 "{} login attempts for this user name are already waiting (failed logins slow down); wait a minute and try again",
                 keystore::MAX_WAITING_LOGINS
             ),
-        ));
-    };
-    let wait = attempt.wait();
-    if !wait.is_zero() {
-        tracing::info!(%username, wait_secs = wait.as_secs(), "smtp login delayed after failed attempts");
-        tokio::time::sleep(wait).await;
-    }
-    let result = authenticate_at_provider(shared, state, username, password).await;
-    match &result {
-        Ok(()) => attempt.succeeded(),
-        Err(reply) if reply.code >= 500 => {
-            attempt.refused();
-            state.failed_logins += 1;
-        }
-        // A provider that could not be asked said nothing about the password.
-        Err(_) => drop(attempt),
-    }
-    result
+        ))
+    })
 }
 
 async fn authenticate_at_provider(

@@ -4,7 +4,6 @@
 //! connection ([`keystore::LoginThrottle`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::CommandBody;
@@ -14,6 +13,7 @@ use imap_next::imap_types::response::{
 };
 use imap_next::server::{Event as ServerEvent, Server};
 use imap_next::stream::Stream;
+use keystore::LoginVerdict;
 use net_edge::{CancellationToken, LOGIN_PATIENCE};
 use secrecy::SecretString;
 use tokio::net::TcpStream;
@@ -235,29 +235,25 @@ async fn login(
     failed_here: &mut u32,
 ) -> Result<(Session, AccountConfig), (Code<'static>, String)> {
     use secrecy::ExposeSecret as _;
-    let throttle = shared.keystore.login_throttle();
-    let secret = password.expose_secret().as_bytes();
-    let Ok(attempt) = throttle.begin(username, secret, *failed_here, Instant::now()) else {
-        *failed_here += 1;
-        info!(%username, "imap login turned away: too many attempts for this name are waiting");
-        return Err((Code::Alert, busy_sentence()));
-    };
-    let wait = attempt.wait();
-    if !wait.is_zero() {
-        info!(%username, wait_secs = wait.as_secs(), "imap login delayed after failed attempts");
-        tokio::time::sleep(wait).await;
-    }
-    let result = login_at_provider(shared, username, password).await;
-    match &result {
-        Ok(_) => attempt.succeeded(),
-        Err((_, LoginFailure::Refused, _)) => {
-            attempt.refused();
-            *failed_here += 1;
+    let guarded = shared.keystore.login_throttle().guard(
+        username,
+        password.expose_secret().as_bytes(),
+        failed_here,
+        login_at_provider(shared, username, password),
+        |result| match result {
+            Ok(_) => LoginVerdict::Accepted,
+            Err((_, LoginFailure::Refused, _)) => LoginVerdict::Refused,
+            // Not an answer about the password: it does not count.
+            Err((_, LoginFailure::Unreachable, _)) => LoginVerdict::NotAsked,
+        },
+    );
+    match guarded.await {
+        Ok(result) => result.map_err(|(code, _, why)| (code, why)),
+        Err(_) => {
+            info!(%username, "imap login turned away: too many attempts for this name are waiting");
+            Err((Code::Alert, busy_sentence()))
         }
-        // Not an answer about the password: it does not count.
-        Err((_, LoginFailure::Unreachable, _)) => drop(attempt),
     }
-    result.map_err(|(code, _, why)| (code, why))
 }
 
 /// What a login turned away by the throttle is told.
