@@ -65,22 +65,25 @@ pub async fn learn(
     lessons: &Lessons,
     now: SystemTime,
 ) -> Result<Option<KeyStatus>, KeystoreError> {
-    let Some(incoming) = &lessons.incoming else {
-        return Ok(None);
-    };
-    if autocrypt::addr_eq(&incoming.from_addr, account) {
-        return Ok(None);
-    }
-    let status = keystore.record_incoming(incoming, now).await?;
-    for header in &lessons.gossip {
-        if autocrypt::addr_eq(&header.addr, account) {
-            continue;
+    let status = record_incoming(keystore, account, lessons, now).await?;
+    learn_gossip(keystore, account, lessons).await?;
+    Ok(status)
+}
+
+/// The sender's part of `lessons`, recorded (nothing for the account's own
+/// mail, whose key the account holds).
+async fn record_incoming(
+    keystore: &Keystore,
+    account: &str,
+    lessons: &Lessons,
+    now: SystemTime,
+) -> Result<Option<KeyStatus>, KeystoreError> {
+    match &lessons.incoming {
+        Some(incoming) if !autocrypt::addr_eq(&incoming.from_addr, account) => {
+            Ok(Some(keystore.record_incoming(incoming, now).await?))
         }
-        keystore
-            .record_gossip(&header.addr, incoming.effective_date, &header.cert)
-            .await?;
+        _ => Ok(None),
     }
-    Ok(Some(status))
 }
 
 /// The key a message's own `Autocrypt:` header offered for its sender, and
@@ -116,14 +119,11 @@ pub async fn record_sender(
     lessons: &Lessons,
     now: SystemTime,
 ) -> Result<Option<SenderKey>, KeystoreError> {
-    let Some(incoming) = &lessons.incoming else {
+    let Some(status) = record_incoming(keystore, account, lessons, now).await? else {
         return Ok(None);
     };
-    if autocrypt::addr_eq(&incoming.from_addr, account) {
-        return Ok(None);
-    }
-    let status = keystore.record_incoming(incoming, now).await?;
-    Ok(incoming.header.as_ref().map(|h| SenderKey {
+    let offered = lessons.incoming.as_ref().and_then(|i| i.header.as_ref());
+    Ok(offered.map(|h| SenderKey {
         cert: h.cert.clone(),
         status,
     }))
