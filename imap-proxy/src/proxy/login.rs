@@ -116,7 +116,7 @@ pub(super) async fn log_in(
                     AuthenticateData::Continue(response) => {
                         authenticate_plain(shared, response.declassify(), &mut failed_here).await
                     }
-                    _ => Err("Authentication cancelled".to_string()),
+                    _ => Err(LoginError::Cancelled),
                 };
                 match finish_authenticate(&mut server, tag, found) {
                     Some(found) => break found,
@@ -158,13 +158,13 @@ pub(super) async fn log_in(
                         ));
                         break found;
                     }
-                    Err((code, why)) => {
+                    Err(why) => {
                         info!(%username, reason = %why, "imap login refused");
                         server.enqueue_status(tagged(
                             command.tag,
                             StatusKind::No,
-                            Some(code),
-                            &why,
+                            Some(Code::Alert),
+                            &why.to_string(),
                         ));
                     }
                 }
@@ -193,18 +193,16 @@ async fn authenticate_plain(
     shared: &Shared,
     response: &[u8],
     failed_here: &mut u32,
-) -> Result<(Session, AccountConfig), String> {
-    let plain = net_edge::parse_plain(response).map_err(|e| e.to_string())?;
-    login(shared, &plain.username, &plain.password, failed_here)
-        .await
-        .map_err(|(_, why)| why)
+) -> Result<(Session, AccountConfig), LoginError> {
+    let plain = net_edge::parse_plain(response)?;
+    login(shared, &plain.username, &plain.password, failed_here).await
 }
 
 /// Ends an AUTHENTICATE with the provider's verdict; the session on success.
 fn finish_authenticate(
     server: &mut Server,
     tag: Tag<'static>,
-    found: Result<(Session, AccountConfig), String>,
+    found: Result<(Session, AccountConfig), LoginError>,
 ) -> Option<(Session, AccountConfig)> {
     match found {
         Ok(found) => {
@@ -219,7 +217,7 @@ fn finish_authenticate(
         }
         Err(why) => {
             info!(reason = %why, "imap login refused");
-            let _ = server.authenticate_finish(tagged(tag, StatusKind::No, None, &why));
+            let _ = server.authenticate_finish(tagged(tag, StatusKind::No, None, &why.to_string()));
             None
         }
     }
@@ -233,7 +231,7 @@ async fn login(
     username: &str,
     password: &SecretString,
     failed_here: &mut u32,
-) -> Result<(Session, AccountConfig), (Code<'static>, String)> {
+) -> Result<(Session, AccountConfig), LoginError> {
     use secrecy::ExposeSecret as _;
     let guarded = shared.keystore.login_throttle().guard(
         username,
@@ -242,77 +240,81 @@ async fn login(
         login_at_provider(shared, username, password),
         |result| match result {
             Ok(_) => LoginVerdict::Accepted,
-            Err((_, LoginFailure::Refused, _)) => LoginVerdict::Refused,
-            // Not an answer about the password: it does not count.
-            Err((_, LoginFailure::Unreachable, _)) => LoginVerdict::NotAsked,
+            Err(e) => e.verdict(),
         },
     );
     match guarded.await {
-        Ok(result) => result.map_err(|(code, _, why)| (code, why)),
+        Ok(result) => result,
         Err(_) => {
             info!(%username, "imap login turned away: too many attempts for this name are waiting");
-            Err((Code::Alert, busy_sentence()))
+            Err(LoginError::Busy)
         }
     }
 }
 
-/// What a login turned away by the throttle is told.
-fn busy_sentence() -> String {
-    format!(
+/// Why a login was refused. The sentence is what the client is told (under
+/// ALERT for LOGIN, which Thunderbird shows in a dialog).
+#[derive(Debug, thiserror::Error)]
+enum LoginError {
+    #[error("No account with this user name is set up in the gateway")]
+    UnknownName,
+    #[error("Your provider refused the login: {0}")]
+    Rejected(String),
+    #[error("Cannot reach your provider: {0}")]
+    Unreachable(#[source] UpstreamError),
+    #[error("Cannot log in at your provider: {0}")]
+    Failed(#[source] UpstreamError),
+    #[error(
+        "Cannot reach your provider: it did not complete the login within {0} seconds; try again later"
+    )]
+    TimedOut(u64),
+    #[error(
         "{} login attempts for this user name are already waiting (failed logins slow down); \
          wait a minute and try again, with the password your provider knows",
         keystore::MAX_WAITING_LOGINS
-    )
+    )]
+    Busy,
+    #[error(transparent)]
+    Plain(#[from] net_edge::PlainError),
+    #[error("Authentication cancelled")]
+    Cancelled,
 }
 
-/// Whether a failed login counts against the name.
-enum LoginFailure {
-    /// Unknown name, or the provider said no.
-    Refused,
-    /// The provider could not be asked.
-    Unreachable,
+impl LoginError {
+    /// Whether it counts against the name: an answer about the password,
+    /// or none (the provider could not be asked).
+    fn verdict(&self) -> LoginVerdict {
+        match self {
+            LoginError::UnknownName | LoginError::Rejected(_) => LoginVerdict::Refused,
+            _ => LoginVerdict::NotAsked,
+        }
+    }
 }
 
 async fn login_at_provider(
     shared: &Shared,
     username: &str,
     password: &SecretString,
-) -> Result<(Session, AccountConfig), (Code<'static>, LoginFailure, String)> {
+) -> Result<(Session, AccountConfig), LoginError> {
     let Some(account) = shared
         .config
         .accounts
         .iter()
         .find(|a| a.username.eq_ignore_ascii_case(username))
     else {
-        return Err((
-            Code::Alert,
-            LoginFailure::Refused,
-            "No account with this user name is set up in the gateway".into(),
-        ));
+        return Err(LoginError::UnknownName);
     };
     // One bound for the whole login, however the provider stalls (at the
     // greeting, the TLS handshake, STARTTLS or LOGIN).
     let patience = shared.config.provider_timeout.min(LOGIN_PATIENCE);
     let logged_in = tokio::time::timeout(patience, async {
-        let mut session = Session::connect(&account.provider).await.map_err(|e| {
-            (
-                Code::Alert,
-                LoginFailure::Unreachable,
-                format!("Cannot reach your provider: {e}"),
-            )
-        })?;
+        let mut session = Session::connect(&account.provider)
+            .await
+            .map_err(LoginError::Unreachable)?;
         match session.login(&account.username, password).await {
             Ok(()) => Ok(session),
-            Err(UpstreamError::LoginRejected(why)) => Err((
-                Code::Alert,
-                LoginFailure::Refused,
-                format!("Your provider refused the login: {why}"),
-            )),
-            Err(e) => Err((
-                Code::Alert,
-                LoginFailure::Unreachable,
-                format!("Cannot log in at your provider: {e}"),
-            )),
+            Err(UpstreamError::LoginRejected(why)) => Err(LoginError::Rejected(why)),
+            Err(e) => Err(LoginError::Failed(e)),
         }
     })
     .await;
@@ -320,14 +322,7 @@ async fn login_at_provider(
         Ok(result) => result?,
         Err(_) => {
             warn!(account = %account.address, secs = patience.as_secs(), "the provider did not complete the login in time");
-            return Err((
-                Code::Alert,
-                LoginFailure::Unreachable,
-                format!(
-                    "Cannot reach your provider: it did not complete the login within {} seconds; try again later",
-                    patience.as_secs()
-                ),
-            ));
+            return Err(LoginError::TimedOut(patience.as_secs()));
         }
     };
     let mut account = account.clone();
