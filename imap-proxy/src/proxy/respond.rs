@@ -37,12 +37,13 @@ pub(super) fn server_options() -> ServerOptions {
 /// as an IMAP server does, so that the session goes on: BAD for a command
 /// it cannot parse (an extension the proxy does not carry, a bare LF), and
 /// for a literal over [`MAX_APPEND`] (imap-next has answered that one).
-/// Only a command too long to skip safely ends the session.
+/// Only a command too long to skip safely ends the session. How many
+/// responses it queued (a running session counts them, [`MAX_UNSENT`]).
 pub(super) async fn answer_client_error(
     stream: &mut Stream,
     server: &mut Server,
     error: StreamError<ServerError>,
-) -> Result<(), SessionError> {
+) -> Result<usize, SessionError> {
     let discarded = match error {
         StreamError::State(
             ServerError::MalformedMessage { discarded_bytes }
@@ -50,7 +51,7 @@ pub(super) async fn answer_client_error(
         ) => discarded_bytes,
         StreamError::State(ServerError::LiteralTooLong { .. }) => {
             debug!("client literal over the limit refused");
-            return Ok(());
+            return Ok(0);
         }
         StreamError::State(ServerError::CommandTooLong { .. }) => {
             if let Ok(bye) = Status::bye(None, "Command too long; this session ends") {
@@ -68,11 +69,12 @@ pub(super) async fn answer_client_error(
         .and_then(|t| std::str::from_utf8(t).ok())
         .and_then(|t| Tag::try_from(t.to_string()).ok());
     let why = "Unknown or malformed command; nothing was done";
-    if let Ok(bad) = Status::bad(tag, None, why) {
-        server.enqueue_status(bad);
-    }
+    let Ok(bad) = Status::bad(tag, None, why) else {
+        return Ok(0);
+    };
+    server.enqueue_status(bad);
     debug!("malformed client command answered with BAD");
-    Ok(())
+    Ok(1)
 }
 
 /// Sends what is queued for the client up to and including `last`; imap-next

@@ -66,7 +66,8 @@ impl Forwarder {
                 event = self.client_stream.next(&mut self.server) => match event {
                     Ok(event) => Step::FromClient(event),
                     Err(e) => {
-                        answer_client_error(&mut self.client_stream, &mut self.server, e).await?;
+                        self.unsent +=
+                            answer_client_error(&mut self.client_stream, &mut self.server, e).await?;
                         continue;
                     }
                 },
