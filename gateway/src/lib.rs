@@ -5,6 +5,22 @@
 //! their results into output people read (tables) or scripts parse (`--json`)
 //! and into exit codes: 0 success, 1 "no" (e.g. a fingerprint mismatch),
 //! 2 usage or runtime errors.
+//!
+//! The configuration as SPEC.md writes it, read and checked:
+//!
+//! ```
+//! let config: gateway::config::Config = toml::from_str(r#"
+//!     [[account]]
+//!     address = "alice@example.org"
+//!     imap = { host = "imap.example.org", port = 993, security = "tls" }
+//!     smtp = { host = "smtp.example.org", port = 465, security = "tls" }
+//! "#)?;
+//! assert_eq!(config.imap_listen().to_string(), "127.0.0.1:1143");
+//! assert_eq!(config.accounts[0].username(), "alice@example.org");
+//! // A misspelt key is an error, not a silent default.
+//! assert!(toml::from_str::<gateway::config::Config>("data_dri = \"/x\"").is_err());
+//! # Ok::<(), toml::de::Error>(())
+//! ```
 
 pub mod archive_sync;
 pub mod config;
