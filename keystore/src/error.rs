@@ -17,10 +17,18 @@ pub enum KeystoreError {
     WrongPassphrase,
     #[error("this vault is protected by a passphrase: give it with --passphrase-file, LETTERLOCK_PASSPHRASE or at the prompt")]
     PassphraseRequired,
-    #[error("the vault key file {path} is unreadable: {reason}")]
-    KeyFile { path: PathBuf, reason: String },
-    #[error("the vault description {path} is invalid: {reason}")]
-    VaultConfig { path: PathBuf, reason: String },
+    #[error("the vault key file {} is unreadable: {source}", path.display())]
+    KeyFile {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the vault description {} is invalid: {source}", path.display())]
+    VaultConfig {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("the SQLite library in this build has no SQLCipher support; the database would not be encrypted")]
     NoSqlCipher,
     #[error("no identity for {0}: add the account with `gateway init`")]

@@ -108,7 +108,7 @@ pub(crate) fn create(dir: &Path, unlock: &Unlock) -> Result<VaultKey, KeystoreEr
     };
     let json = serde_json::to_vec_pretty(&description).map_err(|e| KeystoreError::VaultConfig {
         path: dir.join(DESCRIPTION),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     write_private(&dir.join(DESCRIPTION), &json)?;
     Ok(key)
@@ -130,7 +130,7 @@ pub(crate) fn key(
             let passphrase = passphrase.ok_or(KeystoreError::PassphraseRequired)?;
             let salt = hex::decode(&salt).map_err(|e| KeystoreError::VaultConfig {
                 path: dir.join(DESCRIPTION),
-                reason: format!("salt: {e}"),
+                source: format!("the salt is not hex ({e})").into(),
             })?;
             derive(passphrase, &salt, m_cost_kib, t_cost, p_cost)
         }
@@ -139,13 +139,13 @@ pub(crate) fn key(
             let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
                 KeystoreError::KeyFile {
                     path: path.clone(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 }
             })?);
             let mut key = Zeroizing::new([0u8; 32]);
             hex::decode_to_slice(text.trim(), &mut *key).map_err(|e| KeystoreError::KeyFile {
                 path,
-                reason: format!("not 64 hex digits: {e}"),
+                source: format!("not 64 hex digits ({e})").into(),
             })?;
             Ok(VaultKey(key))
         }
@@ -163,7 +163,7 @@ fn read_description(dir: &Path) -> Result<Description, KeystoreError> {
     };
     serde_json::from_slice(&bytes).map_err(|e| KeystoreError::VaultConfig {
         path,
-        reason: e.to_string(),
+        source: e.into(),
     })
 }
 
