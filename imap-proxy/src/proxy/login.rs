@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
-use super::respond::{answer_client_error, deliver, server_options, tagged};
+use super::respond::{answer_client_error, deliver, say_bye, server_options, tagged};
 use super::{AccountConfig, SessionError, Shared, SHUTTING_DOWN};
 use crate::imap::capabilities;
 use crate::starttls::negotiate;
@@ -64,10 +64,7 @@ pub(super) async fn log_in(
         let event = tokio::select! {
             event = client_stream.next(&mut server) => event,
             _ = stop.cancelled() => {
-                if let Ok(bye) = Status::bye(None, SHUTTING_DOWN) {
-                    let last = server.enqueue_status(bye);
-                    deliver(&mut client_stream, &mut server, last).await;
-                }
+                say_bye(&mut client_stream, &mut server, SHUTTING_DOWN).await;
                 return Ok(None);
             }
         };

@@ -237,7 +237,6 @@ async fn serve(
         selected: None,
         closing: false,
         stop,
-        stopping: false,
         unsent: 0,
         learned: HashSet::new(),
     }
@@ -295,10 +294,9 @@ struct Forwarder {
     selected: Option<Selected>,
     /// The provider said BYE.
     closing: bool,
-    /// Cancelled when the gateway stops ([`net_edge::Listener`]).
+    /// Cancelled when the gateway stops ([`net_edge::Listener`]): the
+    /// session then ends once no command runs.
     stop: CancellationToken,
-    /// The gateway is stopping: the session ends once no command runs.
-    stopping: bool,
     /// Responses queued for the client and not yet written ([`respond`]).
     unsent: usize,
     /// UIDs of the selected mailbox whose Autocrypt header was applied.

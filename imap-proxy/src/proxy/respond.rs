@@ -54,10 +54,7 @@ pub(super) async fn answer_client_error(
             return Ok(0);
         }
         StreamError::State(ServerError::CommandTooLong { .. }) => {
-            if let Ok(bye) = Status::bye(None, "Command too long; this session ends") {
-                let last = server.enqueue_status(bye);
-                deliver(stream, server, last).await;
-            }
+            say_bye(stream, server, "Command too long; this session ends").await;
             return Err(SessionError::CommandTooLong);
         }
         other => return Err(SessionError::Client(other)),
@@ -75,6 +72,15 @@ pub(super) async fn answer_client_error(
     server.enqueue_status(bad);
     debug!("malformed client command answered with BAD");
     Ok(1)
+}
+
+/// Queues a BYE saying why the session ends and writes what is queued up to
+/// it; the connection closes after. (Not counted: nothing follows it.)
+pub(super) async fn say_bye(stream: &mut Stream, server: &mut Server, why: &str) {
+    if let Ok(bye) = Status::bye(None, why.to_string()) {
+        let last = server.enqueue_status(bye);
+        deliver(stream, server, last).await;
+    }
 }
 
 /// Sends what is queued for the client up to and including `last`; imap-next
@@ -145,12 +151,9 @@ impl Forwarder {
         Ok(())
     }
 
-    /// Queues a BYE for the client and writes what is queued up to it.
+    /// Ends the session with a BYE saying why ([`say_bye`]).
     pub(super) async fn say_bye(&mut self, why: &str) {
-        if let Ok(bye) = Status::bye(None, why.to_string()) {
-            let last = self.send_status(bye);
-            deliver(&mut self.client_stream, &mut self.server, last).await;
-        }
+        say_bye(&mut self.client_stream, &mut self.server, why).await;
     }
 
     /// Writes what is queued up to and including `last`.

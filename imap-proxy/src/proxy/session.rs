@@ -40,7 +40,7 @@ impl Forwarder {
         let mut was_waiting = false;
         loop {
             // Stopping: once no command runs (IDLE can be left at any time).
-            if self.stopping
+            if self.stop.is_cancelled()
                 && self
                     .current
                     .as_ref()
@@ -61,7 +61,7 @@ impl Forwarder {
             }
             was_waiting = waiting;
             let step = tokio::select! {
-                _ = self.stop.cancelled(), if !self.stopping => Step::Stop,
+                _ = self.stop.cancelled(), if !self.stop.is_cancelled() => Step::Stop,
                 _ = tokio::time::sleep_until(provider_heard + patience), if waiting => Step::ProviderSilent,
                 event = self.client_stream.next(&mut self.server) => match event {
                     Ok(event) => Step::FromClient(event),
@@ -81,7 +81,8 @@ impl Forwarder {
             };
             let from_provider = matches!(step, Step::FromProvider(_) | Step::Unreadable);
             match step {
-                Step::Stop => self.stopping = true,
+                // Seen at the top of the loop, once no command runs.
+                Step::Stop => {}
                 Step::ProviderSilent => {
                     warn!(account = %self.account.address, seconds = patience.as_secs(), "provider stopped answering");
                     self.say_bye(
