@@ -10,6 +10,8 @@
 //!   IMAP and SMTP), and the [`Listener`] both proxies accept on, with a
 //!   connection limit and one shutdown (stop accepting, tell every session,
 //!   a grace period).
+//! - For both: [`describe`], an error and its causes as one line (a client's
+//!   sentence, a log entry).
 //!
 //! rustls does the TLS; this crate only decides what it trusts and
 //! presents. The SMTP side's STARTTLS to the provider is carried out by
@@ -21,10 +23,12 @@
 //! assert_eq!(login.username, "alice@example.org");
 //! ```
 
+mod describe;
 mod listener;
 mod local;
 mod sasl;
 
+pub use describe::describe;
 pub use listener::{BindError, Listener, DEFAULT_MAX_CONNECTIONS};
 pub use local::{LocalCertificate, LocalCertificateError};
 pub use sasl::{parse_plain, PlainError, PlainLogin};

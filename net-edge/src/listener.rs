@@ -64,10 +64,6 @@ impl Listener {
         self
     }
 
-    pub fn max_connections(&self) -> usize {
-        self.max_connections
-    }
-
     /// Where it listens.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()

@@ -30,6 +30,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::reply::Reply;
 
+use net_edge::describe;
 use net_edge::LOGIN_PATIENCE;
 pub use net_edge::{Endpoint, Security};
 
@@ -588,18 +589,6 @@ enum StartTlsSetupError {
     },
     #[error("the TLS configuration cannot be built")]
     Build(#[source] lettre::transport::smtp::Error),
-}
-
-/// An error with its causes, as one sentence for the client.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

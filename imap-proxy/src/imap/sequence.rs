@@ -40,20 +40,19 @@ fn run(start: NonZeroU32, end: NonZeroU32) -> Sequence {
 mod tests {
     use super::*;
 
-    fn wire(uids: &[u32]) -> Option<SequenceSet> {
-        uid_set(uids)
-    }
-
     #[test]
     fn uid_sets_are_compact() {
         let expected = SequenceSet::try_from("1:3,7,9:10").expect("a set");
-        assert_eq!(wire(&[3, 1, 2, 7, 9, 10, 10, 0]), Some(expected));
-        assert_eq!(wire(&[5]), Some(SequenceSet::try_from("5").expect("a set")));
+        assert_eq!(uid_set(&[3, 1, 2, 7, 9, 10, 10, 0]), Some(expected));
         assert_eq!(
-            wire(&[u32::MAX - 1, u32::MAX]),
+            uid_set(&[5]),
+            Some(SequenceSet::try_from("5").expect("a set"))
+        );
+        assert_eq!(
+            uid_set(&[u32::MAX - 1, u32::MAX]),
             SequenceSet::try_from("4294967294:4294967295").ok()
         );
-        assert_eq!(wire(&[0]), None);
-        assert_eq!(wire(&[]), None);
+        assert_eq!(uid_set(&[0]), None);
+        assert_eq!(uid_set(&[]), None);
     }
 }

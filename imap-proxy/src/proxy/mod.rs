@@ -139,7 +139,7 @@ impl Proxy {
                 let shared = Arc::clone(&shared);
                 async move {
                     if let Err(e) = serve(tcp, shared, stop).await {
-                        debug!(%peer, error = %Chain(&e), "imap session ended");
+                        debug!(%peer, error = %net_edge::describe(&e), "imap session ended");
                     }
                 }
             })
@@ -176,21 +176,6 @@ enum SessionError {
     ProviderSilent(u64),
     #[error("the provider refused a literal with NO before its go-ahead")]
     LiteralRefused,
-}
-
-/// An error with its causes, for the log (`a: b: c`).
-struct Chain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(e) = cause {
-            write!(f, ": {e}")?;
-            cause = e.source();
-        }
-        Ok(())
-    }
 }
 
 /// One client connection: the login, then the session.
