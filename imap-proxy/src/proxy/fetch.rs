@@ -287,9 +287,10 @@ impl Forwarder {
                 let hash = content_hash(&bytes);
                 // The same provider bytes elsewhere (a copied or moved
                 // message, a UIDVALIDITY change): link, decrypt nothing.
-                if let Some(loc) = self.location(uid) {
-                    if let Ok(true) = self.shared.archive.link(&loc, &hash).await {
-                        if let Ok(Some(frozen)) = self.shared.archive.message_at(&loc).await {
+                let location = self.location(uid);
+                if let Some(loc) = &location {
+                    if let Ok(true) = self.shared.archive.link(loc, &hash).await {
+                        if let Ok(Some(frozen)) = self.shared.archive.message_at(loc).await {
                             served.push((uid, frozen));
                             continue;
                         }
@@ -302,14 +303,14 @@ impl Forwarder {
                     keys: Arc::clone(&self.keys),
                     bytes,
                     hash,
-                    location: self.location(uid),
+                    location: location.clone(),
                 });
-                running.spawn(async move { (uid, hash, ingestion.await) });
+                running.spawn(async move { (uid, hash, location, ingestion.await) });
             }
             let Some(done) = running.join_next().await else {
                 break;
             };
-            let Ok((uid, hash, ingested)) = done else {
+            let Ok((uid, hash, location, ingested)) = done else {
                 warn!("a message could not be viewed");
                 continue;
             };
@@ -319,7 +320,7 @@ impl Forwarder {
                 warn!(uid, "a message could not be viewed");
                 continue;
             };
-            let Some(loc) = self.location(uid) else {
+            let Some(loc) = location else {
                 self.shared.flights.land(account, &hash);
                 served.push((uid, ingested.view.message.clone()));
                 continue;
