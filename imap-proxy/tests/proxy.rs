@@ -1074,3 +1074,89 @@ print(until(b"d ").decode().strip(), flush=True)
     );
     assert!(text.contains("d OK"), "{text}");
 }
+
+/// What the provider says unasked (new mail, an expunge, a flag change)
+/// while the gateway runs its own commands for a client's FETCH (detecting
+/// and downloading encrypted mail) belongs to that client. Dovecot holds an
+/// expunge back during a FETCH by sequence number and tells it at the next
+/// command that may carry one: here, the gateway's own UID FETCH. Were it
+/// swallowed there, the client would count messages that are gone (and
+/// take later sequence numbers for the wrong messages), or never see new
+/// mail until it reconnects: Thunderbird's new-mail-while-open went missing
+/// this way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_provider_says_during_the_gateways_own_commands_reaches_the_client() {
+    const TWO_SESSIONS: &str = r#"
+import imaplib, json, sys
+port = int(sys.argv[1])
+def session():
+    m = imaplib.IMAP4("127.0.0.1", port)
+    m.login("alice", "alicepw")
+    m.select("INBOX")
+    return m
+reader, other = session(), session()
+reader.untagged_responses.clear()
+# Meanwhile, in another session: one message gone, one flagged, one new.
+other.store("3", "+FLAGS", "(\\Deleted)")
+other.expunge()
+other.store("2", "+FLAGS", "(\\Flagged)")
+other.append("INBOX", None, None, b"From: dave@example.net\r\nSubject: new\r\n\r\nnew\r\n")
+other.logout()
+# The encrypted message, never seen before: the gateway detects and
+# downloads it with its own UID FETCH before it answers.
+typ, data = reader.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+heard = {k: [v.decode() if isinstance(v, bytes) else str(v) for v in vs]
+         for k, vs in reader.untagged_responses.items()}
+reader.untagged_responses.clear()
+reader.noop()
+after = {k: [v.decode() if isinstance(v, bytes) else str(v) for v in vs]
+         for k, vs in reader.untagged_responses.items()}
+# imaplib hands every FETCH response of the command back as its data,
+# the unasked ones too.
+subject = b"".join(d[1] for d in data if isinstance(d, tuple)).decode()
+fetched = [(d[0] if isinstance(d, tuple) else d).decode() for d in data if d]
+heard.setdefault("FETCH", []).extend(f for f in fetched if "BODY" not in f)
+print(json.dumps({"fetch": typ, "subject": subject, "during": heard, "after": after}))
+reader.logout()
+"#;
+    let s = setup().await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .args(["-c", TWO_SESSIONS, &s.port.to_string()])
+            .output(),
+    )
+    .await
+    .expect("the sessions finished in time")
+    .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON");
+    assert_eq!(seen["fetch"], "OK", "{seen}");
+    assert!(
+        seen["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the real subject"),
+        "{seen}"
+    );
+    // Told once, in the FETCH or at the NOOP after it: never lost.
+    let told = |name: &str| -> Vec<String> {
+        ["during", "after"]
+            .iter()
+            .flat_map(|when| seen[when][name].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(told("EXPUNGE"), ["3"], "{seen}");
+    // Three, one gone, one new: told as four, then the expunge.
+    assert!(told("EXISTS").contains(&"4".to_string()), "{seen}");
+    assert!(
+        told("FETCH").iter().any(|f| f.contains("Flagged")),
+        "{seen}"
+    );
+}

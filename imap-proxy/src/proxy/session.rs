@@ -17,7 +17,7 @@ use super::respond::{answer_client_error, tagged, text, MAX_UNSENT};
 use super::{Current, Forwarder, Kind, Pending, Selected, SessionError, SHUTTING_DOWN};
 use crate::imap::capabilities;
 use crate::imap::fetch_command::FetchCommand;
-use crate::upstream::Session;
+use crate::upstream::{Session, Unsolicited};
 
 /// What the session loop reads next.
 enum Step {
@@ -315,6 +315,23 @@ impl Forwarder {
         Ok((command, kind, awaits_go_ahead))
     }
 
+    /// What the provider said unasked during the gateway's own commands
+    /// ([`crate::upstream::Unsolicited`]), passed on as if it had come with
+    /// the client's command.
+    fn pass_on_unsolicited(&mut self) {
+        for said in self.session.take_unsolicited() {
+            match said {
+                // Capabilities are the gateway's to announce.
+                Unsolicited::Data(Data::Capability(_)) => {}
+                Unsolicited::Data(data) => self.send_data(data),
+                Unsolicited::Status(body) => {
+                    let code = body.code.clone().and_then(capabilities::filter_code);
+                    self.send_status(Status::Untagged(StatusBody { code, ..body }));
+                }
+            }
+        }
+    }
+
     /// Untagged data from the provider.
     async fn on_data(&mut self, data: Data<'static>) -> Result<(), SessionError> {
         match data {
@@ -380,8 +397,12 @@ impl Forwarder {
                 if !matches!(&self.current, Some(c) if c.upstream_tag == tag) {
                     return Ok(None);
                 }
-                // The rest of a FETCH's answers go before its completion.
+                // The rest of a FETCH's answers go before its completion,
+                // and then what the provider said during the gateway's own
+                // commands for it (after the answers, whose sequence
+                // numbers predate any expunge among it).
                 self.finish_fetch().await?;
+                self.pass_on_unsolicited();
                 let Some(current) = self.current.take() else {
                     return Ok(None);
                 };

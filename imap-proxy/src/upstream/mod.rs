@@ -10,10 +10,11 @@ use std::time::Duration;
 use imap_next::client::{Client, Event, Options};
 use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::Tag;
+use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
 use imap_next::imap_types::flag::FlagNameAttribute;
 use imap_next::imap_types::mailbox::Mailbox;
-use imap_next::imap_types::response::{Code, Data, Status, StatusKind};
+use imap_next::imap_types::response::{Code, Data, Status, StatusBody, StatusKind};
 use imap_next::imap_types::sequence::SequenceSet;
 use imap_next::stream::{Error as StreamError, Stream};
 
@@ -95,6 +96,23 @@ pub struct Session {
     host: String,
     /// The provider's capabilities after login, upper-cased.
     capabilities: Vec<String>,
+    /// What the provider said unasked during the gateway's own commands,
+    /// until the client's session takes it.
+    unsolicited: Vec<Unsolicited>,
+}
+
+/// What the provider says unasked while the gateway runs a command of its
+/// own in a client's session (a detection or download for the client's
+/// FETCH): new mail, expunges, flag changes, status codes. IMAP lets a
+/// server say these during any command that may carry them, and Dovecot
+/// holds expunges back during a FETCH by sequence number until the next
+/// such command, so they arrive here. They belong to the client, who would
+/// otherwise miss new mail or count messages that are gone
+/// ([`Session::take_unsolicited`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unsolicited {
+    Data(Data<'static>),
+    Status(StatusBody<'static>),
 }
 
 impl std::fmt::Debug for Session {
@@ -139,6 +157,7 @@ impl Session {
             next_tag: 1,
             host: endpoint.host.clone(),
             capabilities: Vec::new(),
+            unsolicited: Vec::new(),
         };
         if endpoint.security != Security::StartTls {
             session.greeting().await?;
@@ -346,7 +365,9 @@ impl Session {
         )
         .map_err(|_| UpstreamError::Argument("FETCH".into()))?;
         let done = self.run(body, "UID FETCH").await?;
-        Ok(fetch_items(done.data)
+        Ok(self
+            .answers_to_own_fetch(done, uids)
+            .into_iter()
             .filter_map(|items| {
                 let mut uid = None;
                 let mut bytes = None;
@@ -381,7 +402,9 @@ impl Session {
         let body = CommandBody::fetch(set, names, true)
             .map_err(|_| UpstreamError::Argument("FETCH".into()))?;
         let done = self.run(body, "UID FETCH").await?;
-        Ok(fetch_items(done.data)
+        Ok(self
+            .answers_to_own_fetch(done, uids)
+            .into_iter()
             .filter_map(|items| {
                 let uid = items.iter().find_map(|item| match item {
                     MessageDataItem::Uid(u) => Some(u.get()),
@@ -395,6 +418,29 @@ impl Session {
                 })
             })
             .collect())
+    }
+
+    /// What the provider said unasked during the gateway's own commands
+    /// since the last call, in the order it came: for the client.
+    pub fn take_unsolicited(&mut self) -> Vec<Unsolicited> {
+        std::mem::take(&mut self.unsolicited)
+    }
+
+    /// The answers to one of the gateway's own UID FETCHes for `asked`;
+    /// the rest of what came with them is kept for the client.
+    fn answers_to_own_fetch(
+        &mut self,
+        done: Completed,
+        asked: &[u32],
+    ) -> Vec<Vec<MessageDataItem<'static>>> {
+        let (answers, unsolicited) = split_own_fetch(done.data, asked);
+        self.unsolicited.extend(unsolicited);
+        self.unsolicited
+            .extend(done.untagged.into_iter().filter_map(|status| match status {
+                Status::Untagged(body) => Some(Unsolicited::Status(body)),
+                _ => None,
+            }));
+        answers
     }
 
     /// Says goodbye; errors are irrelevant at this point.
@@ -511,6 +557,50 @@ fn data_weight(data: &Data<'_>) -> usize {
             _ => 16,
         })
         .sum::<usize>()
+}
+
+/// Splits the untagged data of the gateway's own UID FETCH for `asked` into
+/// the answers (UID and body sections of each asked message) and what the
+/// provider added unasked: other responses, FETCHes of flags only, and the
+/// flags or mod-sequence a server put beside an answer (passed on with the
+/// UID, which a QRESYNC client needs).
+fn split_own_fetch(
+    data: Vec<Data<'static>>,
+    asked: &[u32],
+) -> (Vec<Vec<MessageDataItem<'static>>>, Vec<Unsolicited>) {
+    let asked: std::collections::HashSet<u32> = asked.iter().copied().collect();
+    let mut answers = Vec::new();
+    let mut unsolicited = Vec::new();
+    for datum in data {
+        let Data::Fetch { seq, items } = datum else {
+            unsolicited.push(Unsolicited::Data(datum));
+            continue;
+        };
+        let uid = items.as_ref().iter().find_map(|item| match item {
+            MessageDataItem::Uid(uid) => Some(*uid),
+            _ => None,
+        });
+        let answers_ours = |item: &MessageDataItem| matches!(item, MessageDataItem::BodyExt { .. });
+        let ours = uid.is_some_and(|uid| asked.contains(&uid.get()))
+            && items.as_ref().iter().any(answers_ours);
+        if !ours {
+            unsolicited.push(Unsolicited::Data(Data::Fetch { seq, items }));
+            continue;
+        }
+        let (answer, extra): (Vec<_>, Vec<_>) = items
+            .into_inner()
+            .into_iter()
+            .partition(|item| answers_ours(item) || matches!(item, MessageDataItem::Uid(_)));
+        if let (false, Some(uid)) = (extra.is_empty(), uid) {
+            let mut told = vec![MessageDataItem::Uid(uid)];
+            told.extend(extra);
+            if let Ok(items) = Vec1::try_from(told) {
+                unsolicited.push(Unsolicited::Data(Data::Fetch { seq, items }));
+            }
+        }
+        answers.push(answer);
+    }
+    (answers, unsolicited)
 }
 
 /// The items of every FETCH response among untagged data.
@@ -633,5 +723,60 @@ mod tests {
             })
             .expect("thread");
         assert!(reader.join().is_ok(), "no stack overflow, no panic");
+    }
+
+    /// The gateway's own UID FETCH keeps only its answers; whatever the
+    /// provider added goes to the client, in order: other responses, flag
+    /// FETCHes, flags beside an answer (with the UID), answers for UIDs
+    /// not asked about.
+    #[test]
+    fn only_the_answers_to_the_gateways_own_fetch_are_kept() {
+        use super::{split_own_fetch, Unsolicited};
+        use imap_next::imap_types::fetch::MessageDataItem;
+        use imap_next::imap_types::response::Data;
+        use imap_next::{client::Event, State as _};
+        let mut client = imap_next::client::Client::new(Default::default());
+        client.enqueue_input(
+            b"* OK ready\r\n\
+              * 9 EXISTS\r\n\
+              * 1 FETCH (UID 4 FLAGS (\\Seen) BODY[] {2}\r\nhi)\r\n\
+              * 3 EXPUNGE\r\n\
+              * 2 FETCH (UID 5 FLAGS (\\Flagged))\r\n\
+              * 6 FETCH (UID 8 BODY[] {2}\r\nno)\r\n\
+              * 4 FETCH (BODY[] {2}\r\nok UID 6)\r\n",
+        );
+        let mut data = Vec::new();
+        while let Ok(event) = client.next() {
+            if let Event::DataReceived { data: d } = event {
+                data.push(d);
+            }
+        }
+        assert_eq!(data.len(), 6);
+        let (answers, unsolicited) = split_own_fetch(data, &[4, 5, 6]);
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        assert!(answers.iter().all(|items| items
+            .iter()
+            .all(|i| matches!(i, MessageDataItem::Uid(_) | MessageDataItem::BodyExt { .. }))));
+        let told: Vec<String> = unsolicited
+            .iter()
+            .map(|u| match u {
+                Unsolicited::Data(Data::Exists(n)) => format!("EXISTS {n}"),
+                Unsolicited::Data(Data::Expunge(n)) => format!("EXPUNGE {n}"),
+                Unsolicited::Data(Data::Fetch { seq, items }) => {
+                    format!("FETCH {seq} {}", items.as_ref().len())
+                }
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            told,
+            [
+                "EXISTS 9",
+                "FETCH 1 2",
+                "EXPUNGE 3",
+                "FETCH 2 2",
+                "FETCH 6 2"
+            ]
+        );
     }
 }
