@@ -193,8 +193,14 @@ fn thunderbird_sees_every_folder_and_no_error() {
     let mut first = String::new();
     let mut stdout = BufReader::new(driver.stdout.take().expect("stdout"));
     let _ = stdout.read_line(&mut first);
+    let mut delivered_after = None;
     if !first.is_empty() {
+        let asked = Instant::now();
         conversation.bob_writes("Arrived while open", "later");
+        // At the provider first: a slow delivery is not Thunderbird's or
+        // the gateway's failure to show it.
+        provider.wait_for_messages(ALICE.0, "INBOX", 1, wait);
+        delivered_after = Some(asked.elapsed());
     }
     let mut rest = String::new();
     let _ = stdout.read_to_string(&mut rest);
@@ -311,10 +317,18 @@ fn thunderbird_sees_every_folder_and_no_error() {
     let trash = provider.wait_for_messages(ALICE.0, "Trash", 1, wait);
     assert!(!String::from_utf8_lossy(&trash[0]).contains(PLAINTEXT));
     // New mail shows up while Thunderbird is open (IDLE), decrypted.
-    assert!(
-        idle["now"].to_string().contains("Arrived while open"),
-        "new mail not seen without a restart: {idle}"
-    );
+    // Thunderbird's side of the first start, kept for the developer.
+    let kept = workspace_root().join("target/thunderbird-imap.log");
+    let _ = std::fs::write(&kept, said.join("\n"));
+    if !idle["now"].to_string().contains("Arrived while open") {
+        let tail = &said[said.len().saturating_sub(80)..];
+        panic!(
+            "new mail not seen without a restart: {idle}; at the provider after {delivered_after:?}; \
+             Thunderbird's IMAP (whole in {}), the end:\n{}",
+            kept.display(),
+            tail.join("\n")
+        );
+    }
     println!("new mail listed after {} s", idle["seconds"]);
     assert!(
         said.iter().any(|l| l.trim_end().ends_with(" IDLE")),
