@@ -236,6 +236,27 @@ async fn client_over(
     testbed::python::base64_lines(&out)
 }
 
+/// Runs a Python `script` given the proxy's `port`; its standard output,
+/// once it has succeeded within `limit`.
+async fn script_against(script: &str, port: u16, limit: Duration) -> String {
+    let out = tokio::time::timeout(
+        limit,
+        tokio::process::Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .output(),
+    )
+    .await
+    .expect("the script finished in time")
+    .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -1057,21 +1078,7 @@ print(until(b"d ").decode().strip(), flush=True)
         .expect("encrypt");
         s.dovecot.save("alice", "INBOX", &sealed);
     }
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .args(["-c", PIPELINER, &s.port.to_string()])
-            .output(),
-    )
-    .await
-    .expect("the pipelined IDLE was answered in time")
-    .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = script_against(PIPELINER, s.port, Duration::from_secs(120)).await;
     assert!(text.contains("d OK"), "{text}");
 }
 
@@ -1120,21 +1127,7 @@ print(json.dumps({"fetch": typ, "subject": subject, "during": heard, "after": af
 reader.logout()
 "#;
     let s = setup().await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("python3")
-            .args(["-c", TWO_SESSIONS, &s.port.to_string()])
-            .output(),
-    )
-    .await
-    .expect("the sessions finished in time")
-    .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = script_against(TWO_SESSIONS, s.port, Duration::from_secs(60)).await;
     let seen: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON");
     assert_eq!(seen["fetch"], "OK", "{seen}");
     assert!(
