@@ -328,6 +328,17 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
+/// How much plaintext Sequoia's decryptor (and verifier) holds back until the signatures
+/// are checked. Its default, 25 MiB, is allocated and zeroed per message
+/// whenever the data comes in partial-body chunks (as gpg and rnp write
+/// it): a quarter of the time of reading a mailbox of such mail. The
+/// holding back is not what keeps unchecked plaintext from the user here:
+/// [`decrypt`] reads the whole message into its own buffer and releases it
+/// only once the message was processed to its end, its integrity
+/// protection and signatures checked. Larger messages simply stream
+/// through this buffer.
+const DECRYPT_BUFFER: usize = 256 * 1024;
+
 /// Decrypts an OpenPGP message (armored or binary) and verifies the
 /// signatures inside it. The plaintext is returned only if the whole message
 /// was read and its integrity protection checked out; on any failure the
@@ -352,9 +363,10 @@ fn decrypt_unguarded(
     now: SystemTime,
 ) -> Result<Decrypted, DecryptFailure> {
     let helper = Helper::new(secret, verifiers);
-    let mut decryptor = match DecryptorBuilder::from_bytes(ciphertext)
-        .and_then(|b| b.with_policy(policy(), now, helper))
-    {
+    let mut decryptor = match DecryptorBuilder::from_bytes(ciphertext).and_then(|b| {
+        b.buffer_size(DECRYPT_BUFFER)
+            .with_policy(policy(), now, helper)
+    }) {
         Ok(d) => d,
         Err(e) => {
             // The builder reads up to the first literal data; failing there
@@ -459,8 +471,13 @@ fn verify_inline_unguarded(
     now: SystemTime,
 ) -> Option<(Zeroizing<Vec<u8>>, Vec<SigCheck>)> {
     let helper = Helper::new(&[], verifiers);
+    // The same reasoning as for decryption: read whole, released only if
+    // processed to the end.
     let mut verifier = VerifierBuilder::from_bytes(message)
-        .and_then(|b| b.with_policy(policy(), now, helper))
+        .and_then(|b| {
+            b.buffer_size(DECRYPT_BUFFER)
+                .with_policy(policy(), now, helper)
+        })
         .ok()?;
     let mut text = Zeroizing::new(Vec::new());
     read_bounded(&mut verifier, &mut text).ok()?;

@@ -74,19 +74,7 @@ impl Fixture {
     /// Wraps the peer's ciphertext as PGP/MIME and decrypts it as Alice.
     fn incoming(&self, ciphertext: &Path) {
         let data = std::fs::read(ciphertext).expect("peer output");
-        let message = pgp_mime("Bob <bob@example.org>", "alice@example.org", &data);
-        let secret = [self.alice.clone()];
-        let verifiers = [self.bob.clone().strip_secret_key_material()];
-        let out = decrypt(
-            &message,
-            &DecryptContext {
-                secret_keys: &secret,
-                verifier_certs: &verifiers,
-                signers: &HeldKeys::from_user_ids(&verifiers),
-                autocrypt_key_verifies: true,
-                now: SystemTime::now(),
-            },
-        );
+        let out = self.decrypt_as_alice(&data);
         assert!(out.decrypted, "{:?} {:?}", out.refusal, out.detail);
         assert_eq!(
             out.signature,
@@ -101,6 +89,23 @@ impl Fixture {
             text.contains("Subject: Re: Thursday"),
             "protected subject restored"
         );
+    }
+
+    /// The peer's ciphertext `data`, as PGP/MIME, decrypted by Alice.
+    fn decrypt_as_alice(&self, data: &[u8]) -> mailcrypt::Outcome {
+        let message = pgp_mime("Bob <bob@example.org>", "alice@example.org", data);
+        let secret = [self.alice.clone()];
+        let verifiers = [self.bob.clone().strip_secret_key_material()];
+        decrypt(
+            &message,
+            &DecryptContext {
+                secret_keys: &secret,
+                verifier_certs: &verifiers,
+                signers: &HeldKeys::from_user_ids(&verifiers),
+                autocrypt_key_verifies: true,
+                now: SystemTime::now(),
+            },
+        )
     }
 }
 
@@ -174,6 +179,73 @@ fn gpg_reads_ours_and_we_read_gpg() {
         .arg(&out)
         .arg(&reply));
     f.incoming(&out);
+}
+
+/// gpg writes what it reads from a pipe in partial-body chunks, as mail
+/// clients that stream through it send. A message much larger than the
+/// decryptor's buffer is still decrypted whole with its signature checked,
+/// and the same message damaged near its end (past everything a streaming
+/// reader would already have handed out) yields nothing at all.
+#[test]
+fn large_streamed_gpg_mail_is_read_whole_and_damage_at_its_end_fails_closed() {
+    let f = Fixture::new();
+    run(gpg(&f)
+        .arg("--import")
+        .arg(f.path("bob.sec.asc"))
+        .arg(f.path("alice.pub.asc")));
+    let line = "The attachment follows, line by line, as a large mail carries it.\r\n";
+    let mut entity = format!(
+        "Content-Type: text/plain; charset=utf-8; protected-headers=\"v1\"\r\n\
+         From: Bob <bob@example.org>\r\nTo: Alice <alice@example.org>\r\n\
+         Subject: Re: Thursday\r\n\r\n{BODY}\r\n"
+    );
+    // About 4 MiB; gpg compresses it, so it is random-looking per line.
+    for n in 0..60_000 {
+        entity.push_str(&format!("{n:08x} {line}"));
+    }
+    entity.push_str("the last line\r\n");
+    let mut child = gpg(&f)
+        .args(["--sign", "--encrypt", "-u", "bob@example.org"])
+        .args(["-r", "alice@example.org", "--compress-algo", "none"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gpg");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(entity.as_bytes())
+    });
+    let out = child.wait_with_output().expect("gpg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    writer.join().expect("writer").expect("written");
+    let ciphertext = out.stdout;
+    assert!(ciphertext.len() > 4_000_000, "{} bytes", ciphertext.len());
+
+    let read = f.decrypt_as_alice(&ciphertext);
+    assert!(read.decrypted, "{:?} {:?}", read.refusal, read.detail);
+    assert_eq!(
+        read.signature,
+        SignatureStatus::Valid {
+            fingerprint: f.bob.fingerprint(),
+            signer: "bob@example.org".into()
+        }
+    );
+    assert!(String::from_utf8_lossy(&read.message).ends_with("the last line\r\n"));
+
+    let mut damaged = ciphertext.clone();
+    let at = damaged.len() - 40;
+    damaged[at] ^= 0x01;
+    let read = f.decrypt_as_alice(&damaged);
+    assert!(!read.decrypted, "damaged mail was decrypted");
+    assert!(
+        !String::from_utf8_lossy(&read.message).contains(line),
+        "no part of the damaged plaintext is released"
+    );
 }
 
 #[test]
