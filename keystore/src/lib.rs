@@ -72,6 +72,7 @@ pub use throttle::{
     Attempt as LoginAttempt, Busy as LoginsWaiting, LoginThrottle, LoginVerdict,
     MAX_WAITING as MAX_WAITING_LOGINS,
 };
+pub use vault::Durability;
 pub use vault::Unlock;
 
 /// An open vault.
@@ -117,7 +118,8 @@ impl Keystore {
     }
 
     async fn connect(dir: &Path, key: vault::VaultKey) -> Result<Self, KeystoreError> {
-        let pool = vault::open_pool(&dir.join(vault::DATABASE), &key).await?;
+        let pool =
+            vault::open_pool(&dir.join(vault::DATABASE), &key, Durability::EveryCommit).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Keystore {
             pool,
@@ -129,10 +131,14 @@ impl Keystore {
     }
 
     /// Opens (creating if needed) another SQLCipher database in the data
-    /// directory under the vault's key, e.g. the archive. The caller runs its
-    /// own migrations.
-    pub async fn open_companion(&self, file_name: &str) -> Result<SqlitePool, KeystoreError> {
-        vault::open_pool(&self.dir.join(file_name), &self.key).await
+    /// directory under the vault's key, e.g. the archive, as durable as
+    /// `durability` says. The caller runs its own migrations.
+    pub async fn open_companion(
+        &self,
+        file_name: &str,
+        durability: Durability,
+    ) -> Result<SqlitePool, KeystoreError> {
+        vault::open_pool(&self.dir.join(file_name), &self.key, durability).await
     }
 
     /// A transaction that takes the write lock at once. A deferred one that

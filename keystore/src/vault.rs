@@ -14,7 +14,9 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::ConnectOptions as _;
 use zeroize::Zeroizing;
 
@@ -182,9 +184,29 @@ fn derive(
     Ok(VaultKey(key))
 }
 
+/// What a power cut may cost a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing committed is lost: every commit waits for the disk (SQLite
+    /// `synchronous=FULL`). The vault: keys and trust decisions exist
+    /// nowhere else.
+    EveryCommit,
+    /// The last commits before a power cut may be lost, never the database's
+    /// consistency (WAL with `synchronous=NORMAL`: no fsync per commit, one
+    /// per checkpoint). For what can be built again from elsewhere: the
+    /// archive holds copies of the provider's mail, and the next sync puts
+    /// back what a power cut took. An fsync per archived message was a large
+    /// part of a first sync's time.
+    Rebuildable,
+}
+
 /// Opens the encrypted database, creating it if needed, and checks that the
 /// key fits and that SQLCipher is really in use.
-pub(crate) async fn open_pool(path: &Path, key: &VaultKey) -> Result<SqlitePool, KeystoreError> {
+pub(crate) async fn open_pool(
+    path: &Path,
+    key: &VaultKey,
+    durability: Durability,
+) -> Result<SqlitePool, KeystoreError> {
     // SQLCipher encrypts with the system libcrypto. Left to itself, OpenSSL
     // registers an `atexit` cleanup that frees its per-thread state while
     // sqlx's SQLite worker threads may still be exiting; that race aborts
@@ -203,6 +225,10 @@ pub(crate) async fn open_pool(path: &Path, key: &VaultKey) -> Result<SqlitePool,
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(30))
         .pragma("secure_delete", "ON")
+        .synchronous(match durability {
+            Durability::EveryCommit => SqliteSynchronous::Full,
+            Durability::Rebuildable => SqliteSynchronous::Normal,
+        })
         // 16 MiB of decrypted pages per connection (default 2 MiB): every
         // page read from disk costs an AES decryption and an HMAC check.
         .pragma("cache_size", "-16384")
