@@ -138,7 +138,11 @@ pub fn content_hash(provider_bytes: &[u8]) -> [u8; 32] {
 impl Archive {
     /// Opens the archive of a vault, creating it on first use.
     pub async fn open(vault: &keystore::Keystore) -> Result<Self, ArchiveError> {
-        let pool = vault.open_companion(DATABASE).await?;
+        // Copies of the provider's mail: a power cut may cost the last few,
+        // which the next sync brings back (keystore::Durability).
+        let pool = vault
+            .open_companion(DATABASE, keystore::Durability::Rebuildable)
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Archive { pool })
     }
@@ -271,6 +275,11 @@ impl Archive {
                     .bind(&prepared.message[..])
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("INSERT INTO message_header (id, header) VALUES (?, ?)")
+                    .bind(id)
+                    .bind(letterlock_mime::header::header_section(&prepared.message))
+                    .execute(&mut *tx)
+                    .await?;
                 let stored = match text {
                     Some(t) => {
                         sqlx::query(
@@ -327,26 +336,47 @@ impl Archive {
         uidvalidity: u32,
         uids: &[u32],
     ) -> Result<Vec<(u32, Vec<u8>)>, ArchiveError> {
-        if uids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let placeholders = vec!["?"; uids.len()].join(",");
-        let sql = format!(
-            "SELECT l.uid, m.bytes FROM location l JOIN message m ON m.id = l.content_id
-             WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ? AND l.uid IN ({placeholders})"
-        );
-        let mut query = sqlx::query_as::<_, (i64, Vec<u8>)>(&sql)
-            .bind(account)
-            .bind(mailbox)
-            .bind(i64::from(uidvalidity));
-        for uid in uids {
-            query = query.bind(i64::from(*uid));
-        }
-        Ok(query
-            .fetch_all(&self.pool)
-            .await?
+        let rows: Vec<(i64, Vec<u8>)> = self
+            .at_uids(
+                "SELECT l.uid, m.bytes FROM location l JOIN message m ON m.id = l.content_id",
+                (account, mailbox, uidvalidity),
+                uids,
+            )
+            .await?;
+        Ok(rows
             .into_iter()
             .filter_map(|(uid, bytes)| Some((u32::try_from(uid).ok()?, bytes)))
+            .collect())
+    }
+
+    /// The header sections (blank line included) and whole sizes of the
+    /// served messages of several UIDs of one mailbox: what a client's header
+    /// sync asks for, without reading the messages. UIDs not archived are
+    /// absent; a message archived before header sections were kept comes
+    /// whole (still a correct header section, for what is cut from it).
+    pub async fn headers_at(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uidvalidity: u32,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Vec<u8>, u32)>, ArchiveError> {
+        // SQLite reads `m.bytes` only where there is no header row
+        // (COALESCE is lazy); `length()` comes from the record header.
+        let rows: Vec<(i64, Vec<u8>, i64)> = self
+            .at_uids(
+                "SELECT l.uid, COALESCE(h.header, m.bytes), length(m.bytes)
+                 FROM location l JOIN message m ON m.id = l.content_id
+                 LEFT JOIN message_header h ON h.id = l.content_id",
+                (account, mailbox, uidvalidity),
+                uids,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(uid, header, size)| {
+                Some((u32::try_from(uid).ok()?, header, u32::try_from(size).ok()?))
+            })
             .collect())
     }
 
@@ -360,27 +390,46 @@ impl Archive {
         uidvalidity: u32,
         uids: &[u32],
     ) -> Result<Vec<(u32, u32)>, ArchiveError> {
+        let rows: Vec<(i64, i64)> = self
+            .at_uids(
+                "SELECT l.uid, length(m.bytes) FROM location l JOIN message m ON m.id = l.content_id",
+                (account, mailbox, uidvalidity),
+                uids,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(uid, size)| Some((u32::try_from(uid).ok()?, u32::try_from(size).ok()?)))
+            .collect())
+    }
+
+    /// Runs `select` (over `location l` and what it joins) for the `uids`
+    /// of one (account, mailbox, UIDVALIDITY), in one query.
+    async fn at_uids<T>(
+        &self,
+        select: &str,
+        (account, mailbox, uidvalidity): (&str, &str, u32),
+        uids: &[u32],
+    ) -> Result<Vec<T>, ArchiveError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
         let placeholders = vec!["?"; uids.len()].join(",");
         let sql = format!(
-            "SELECT l.uid, length(m.bytes) FROM location l JOIN message m ON m.id = l.content_id
-             WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ? AND l.uid IN ({placeholders})"
+            "{select} WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ? \
+             AND l.uid IN ({placeholders})"
         );
-        let mut query = sqlx::query_as::<_, (i64, i64)>(&sql)
+        let mut query = sqlx::query_as::<_, T>(&sql)
             .bind(account)
             .bind(mailbox)
             .bind(i64::from(uidvalidity));
         for uid in uids {
             query = query.bind(i64::from(*uid));
         }
-        Ok(query
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .filter_map(|(uid, size)| Some((u32::try_from(uid).ok()?, u32::try_from(size).ok()?)))
-            .collect())
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// The UIDs archived for a mailbox whose provider copy is encrypted:
@@ -590,6 +639,9 @@ async fn put_location(
 
 async fn collect_orphans(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), ArchiveError> {
     sqlx::query("DELETE FROM content_fts WHERE rowid IN (SELECT id FROM content WHERE id NOT IN (SELECT content_id FROM location))")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM message_header WHERE id NOT IN (SELECT content_id FROM location)")
         .execute(&mut **tx)
         .await?;
     sqlx::query("DELETE FROM message WHERE id NOT IN (SELECT content_id FROM location)")

@@ -261,3 +261,30 @@ async fn hostile_messages_are_bounded() {
     assert_eq!(uids(&archive, "word").await, [1]);
     assert_eq!(uids(&archive, "qapla").await, [3]);
 }
+
+/// A header sync is answered from the header sections with the whole
+/// sizes; an expunged message leaves no header behind.
+#[tokio::test]
+async fn header_sections_and_sizes_come_without_the_messages_and_go_with_them() {
+    let (_dir, _vault, archive) = archive_with_messages().await;
+    let mut found = archive
+        .headers_at("alice@example.org", "INBOX", 7, &[1, 2, 3, 9])
+        .await
+        .expect("headers");
+    found.sort();
+    assert_eq!(found.len(), 3, "UID 9 is not archived");
+    for ((uid, header, size), whole) in found.iter().zip([GREETING, PLAN, DRAFT]) {
+        assert_eq!(*size as usize, whole.len(), "UID {uid}");
+        assert_eq!(
+            header.as_slice(),
+            letterlock_mime::header::header_section(whole.as_bytes())
+        );
+        assert!(header.ends_with(b"\r\n\r\n"));
+    }
+    archive.remove(&[loc("INBOX", 2)]).await.expect("remove");
+    let left = archive
+        .headers_at("alice@example.org", "INBOX", 7, &[1, 2, 3])
+        .await
+        .expect("headers");
+    assert_eq!(left.len(), 2);
+}

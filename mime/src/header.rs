@@ -34,6 +34,14 @@ pub fn split_header(message: &[u8]) -> (&[u8], &[u8]) {
     (message, &[])
 }
 
+/// The header section as IMAP's `BODY[HEADER]` has it: every header line
+/// and the blank line after them (the whole input if there is none).
+/// Whatever is cut from a message's header is the same when cut from this.
+pub fn header_section(message: &[u8]) -> &[u8] {
+    let (_, body) = split_header(message);
+    &message[..message.len() - body.len()]
+}
+
 /// One header field as it appears in the input, folding included.
 /// ([`fields`] also starts one at a name with blanks before its colon.)
 #[derive(Debug, Clone, Copy)]
