@@ -18,11 +18,13 @@ use crate::imap::section::{partial, section, Spec};
 use crate::imap::structure::{body_structure, envelope};
 
 /// What a FETCH needs of the served message: nothing (UID, FLAGS and
-/// INTERNALDATE are the provider's), only its size, or its bytes.
+/// INTERNALDATE are the provider's), only its size, its size and header
+/// section (a mail client's header sync), or its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Needs {
     Nothing,
     Size,
+    Header,
     Bytes,
 }
 
@@ -35,10 +37,39 @@ pub fn needs(requested: &[MessageDataItemName<'_>]) -> Needs {
             | MessageDataItemName::Flags
             | MessageDataItemName::InternalDate => Needs::Nothing,
             MessageDataItemName::Rfc822Size => Needs::Size,
+            // The top-level header, whole or some of its fields: cut from
+            // the header section alone.
+            MessageDataItemName::Rfc822Header | MessageDataItemName::Envelope => Needs::Header,
+            MessageDataItemName::BodyExt {
+                section:
+                    Some(
+                        Section::Header(None)
+                        | Section::HeaderFields(None, _)
+                        | Section::HeaderFieldsNot(None, _),
+                    ),
+                ..
+            } => Needs::Header,
             _ => Needs::Bytes,
         })
         .max()
         .unwrap_or(Needs::Nothing)
+}
+
+/// [`rewrite`] for a FETCH that [`needs`] only the header: `header` is the
+/// served message's header section, `served_size` its whole size.
+pub fn rewrite_from_header(
+    provider_items: Vec<MessageDataItem<'static>>,
+    requested: &[MessageDataItemName<'_>],
+    header: &[u8],
+    served_size: u32,
+) -> Vec<MessageDataItem<'static>> {
+    rewrite(provider_items, requested, header)
+        .into_iter()
+        .map(|item| match item {
+            MessageDataItem::Rfc822Size(_) => MessageDataItem::Rfc822Size(served_size),
+            other => other,
+        })
+        .collect()
 }
 
 /// [`rewrite`] for a FETCH that [`needs`] only the served size.
@@ -234,6 +265,7 @@ fn literal(bytes: &[u8]) -> NString<'static> {
 mod tests {
     use super::*;
     use imap_next::imap_types::core::Vec1;
+    use imap_next::imap_types::fetch::Part;
 
     const SERVED: &[u8] = b"From: bob@example.org\r\nSubject: real subject\r\nLetterlock-Security: encrypted\r\n\r\nsecret text\r\n";
 
@@ -267,7 +299,20 @@ mod tests {
         use MessageDataItemName as N;
         assert_eq!(needs(&[N::Uid, N::Flags, N::InternalDate]), Needs::Nothing);
         assert_eq!(needs(&[N::Uid, N::Rfc822Size, N::Flags]), Needs::Size);
-        assert_eq!(needs(&[N::Rfc822Size, N::Envelope]), Needs::Bytes);
+        assert_eq!(needs(&[N::Rfc822Size, N::Envelope]), Needs::Header);
+        let fields = |path: Option<Part>| N::BodyExt {
+            section: Some(Section::HeaderFields(
+                path,
+                Vec1::from(AString::try_from("Subject").expect("name")),
+            )),
+            partial: None,
+            peek: true,
+        };
+        assert_eq!(needs(&[N::Rfc822Size, fields(None)]), Needs::Header);
+        // A header inside (an attached message's) is not in the top header.
+        let inner = Part(Vec1::from(NonZeroU32::MIN));
+        assert_eq!(needs(&[fields(Some(inner))]), Needs::Bytes);
+        assert_eq!(needs(&[fields(None), N::BodyStructure]), Needs::Bytes);
         assert_eq!(needs(&[]), Needs::Nothing);
         let provider = vec![
             MessageDataItem::Uid(NonZeroU32::MIN),
@@ -351,5 +396,64 @@ mod tests {
             panic!("not a literal");
         };
         assert_eq!(lit.data(), b"a\x80b");
+    }
+
+    /// Whatever a header sync asks is the same cut from the header section
+    /// (with the whole size) as from the whole message: the archive can
+    /// answer it without reading the messages.
+    #[test]
+    fn header_items_from_the_header_section_match_those_from_the_whole_message() {
+        use MessageDataItemName as N;
+        let messages: [&[u8]; 5] = [
+            SERVED,
+            b"From: a@example.org\r\nSubject: folded\r\n and on\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: inner@example.org\r\nSubject: inner\r\n\r\ninner body\r\n--b--\r\n",
+            b"From: lf@example.org\nSubject: bare line ends\nDate: Mon, 2 Nov 2026 10:00:00 +0000\n\nbody\n",
+            b"From: nobody@example.org\r\nSubject: no body at all\r\n",
+            b"\r\nbody without a header\r\n",
+        ];
+        let names = |list: &[&str]| -> Vec1<AString<'static>> {
+            Vec1::try_from(
+                list.iter()
+                    .map(|n| AString::try_from(n.to_string()).expect("name"))
+                    .collect::<Vec<_>>(),
+            )
+            .expect("names")
+        };
+        let sections = [
+            Section::Header(None),
+            Section::HeaderFields(
+                None,
+                names(&["From", "Subject", "Content-Type", "Received"]),
+            ),
+            Section::HeaderFieldsNot(None, names(&["Subject"])),
+        ];
+        let mut requested = vec![N::Uid, N::Rfc822Size, N::Rfc822Header, N::Envelope];
+        let mut provider = vec![
+            MessageDataItem::Uid(NonZeroU32::MIN),
+            MessageDataItem::Rfc822Size(1),
+            MessageDataItem::Rfc822Header(literal(b"x")),
+            MessageDataItem::Envelope(envelope(b"")),
+        ];
+        for section in sections {
+            for partial in [None, Some((3, NonZeroU32::new(20).expect("20")))] {
+                requested.push(N::BodyExt {
+                    section: Some(section.clone()),
+                    partial,
+                    peek: true,
+                });
+                provider.push(ciphertext_item(Some(section.clone()), partial.map(|p| p.0)));
+            }
+        }
+        assert_eq!(needs(&requested), Needs::Header);
+        for whole in messages {
+            let header = letterlock_mime::header::header_section(whole);
+            let size = u32::try_from(whole.len()).expect("size");
+            assert_eq!(
+                rewrite_from_header(provider.clone(), &requested, header, size),
+                rewrite(provider.clone(), &requested, whole),
+                "{}",
+                String::from_utf8_lossy(whole)
+            );
+        }
     }
 }

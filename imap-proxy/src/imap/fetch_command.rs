@@ -37,7 +37,7 @@ use imap_next::imap_types::response::Data;
 use imap_next::imap_types::ToStatic;
 
 use crate::imap::detect::{self, served_by_gateway, Detection};
-use crate::imap::fetch::{needs, rewrite, rewrite_size, same_section, Needs};
+use crate::imap::fetch::{needs, rewrite, rewrite_from_header, rewrite_size, same_section, Needs};
 
 /// Messages looked up in the archive with one query.
 pub const LOOKUP_BATCH: usize = 100;
@@ -64,6 +64,9 @@ pub enum Effect {
     /// The served bytes of those of these the archive holds:
     /// [`FetchCommand::archived_messages`].
     AskArchive(Vec<u32>),
+    /// The header sections and served sizes of those of these the archive
+    /// holds (the FETCH needs no more): [`FetchCommand::archived_headers`].
+    AskHeaders(Vec<u32>),
     /// View and archive these whole messages the provider sent:
     /// [`FetchCommand::viewed`].
     View(Vec<(u32, Vec<u8>)>),
@@ -302,15 +305,42 @@ impl FetchCommand {
 
     /// Answer to [`Effect::AskArchive`]: served bytes by UID.
     pub fn archived_messages(&mut self, found: &HashMap<u32, Vec<u8>>) {
+        self.answer_archived(|fetch, held| match found.get(&held.uid) {
+            Some(served) => {
+                fetch.send_served(held, served);
+                None
+            }
+            None => Some(held),
+        });
+    }
+
+    /// Answer to [`Effect::AskHeaders`]: header section and served size by
+    /// UID.
+    pub fn archived_headers(&mut self, found: &HashMap<u32, (Vec<u8>, u32)>) {
+        self.answer_archived(|fetch, held| match found.get(&held.uid) {
+            Some((header, size)) => {
+                let items = rewrite_from_header(held.items, &fetch.requested, header, *size);
+                fetch.send(held.seq, items);
+                None
+            }
+            None => Some(held),
+        });
+    }
+
+    /// Answers the awaited archive batch with `answer`, which gives back
+    /// what the archive did not hold: viewed from what the provider sent,
+    /// or downloaded.
+    fn answer_archived(&mut self, mut answer: impl FnMut(&mut Self, Held) -> Option<Held>) {
         let Awaiting::Archive(batch) = self.take_awaiting() else {
             return;
         };
         let mut to_view = Vec::new();
         let mut viewing = Vec::new();
         for held in batch {
-            if let Some(served) = found.get(&held.uid) {
-                self.send_served(held, served);
-            } else if let Some(whole) = whole_message(&held.items) {
+            let Some(held) = answer(self, held) else {
+                continue;
+            };
+            if let Some(whole) = whole_message(&held.items) {
                 // The provider sent it whole: viewed now, no second trip.
                 to_view.push((held.uid, whole));
                 viewing.push(held.lightened());
@@ -424,6 +454,8 @@ impl FetchCommand {
                     then_detect: false,
                 },
             );
+        } else if self.need == Needs::Header {
+            self.ask(Effect::AskHeaders(ids), Awaiting::Archive(batch));
         } else {
             self.ask(Effect::AskArchive(ids), Awaiting::Archive(batch));
         }

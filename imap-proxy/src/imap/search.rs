@@ -31,6 +31,21 @@ pub fn has_text(key: &SearchKey<'_>) -> bool {
     }
 }
 
+/// The text criteria in a criterion (each once), the ones [`rewrite`] asks
+/// about.
+pub fn text_keys(key: &SearchKey<'static>, out: &mut Vec<SearchKey<'static>>) {
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().for_each(|k| text_keys(k, out)),
+        SearchKey::Or(a, b) => {
+            text_keys(a, out);
+            text_keys(b, out);
+        }
+        SearchKey::Not(k) => text_keys(k, out),
+        text if is_text(text) && !out.contains(text) => out.push(text.clone()),
+        _ => {}
+    }
+}
+
 fn is_text(key: &SearchKey<'_>) -> bool {
     matches!(
         key,

@@ -83,6 +83,10 @@ impl Forwarder {
                     let sizes = self.archived_sizes(&uids).await;
                     self.report(|fetch| fetch.archived_sizes(&sizes));
                 }
+                Effect::AskHeaders(uids) => {
+                    let found = self.archived_headers(&uids).await;
+                    self.report(|fetch| fetch.archived_headers(&found));
+                }
                 Effect::AskArchive(uids) => {
                     let found = self.archived_messages(&uids).await;
                     self.report(|fetch| fetch.archived_messages(&found));
@@ -185,6 +189,25 @@ impl Forwarder {
                 HashMap::new()
             }
         }
+    }
+
+    /// The header sections and served sizes of the archived messages of
+    /// the selected mailbox with these UIDs.
+    async fn archived_headers(&self, uids: &[u32]) -> HashMap<u32, (Vec<u8>, u32)> {
+        let Some((mailbox, uidvalidity)) = self.archived_mailbox() else {
+            return HashMap::new();
+        };
+        self.shared
+            .archive
+            .headers_at(&self.account.address, mailbox, uidvalidity, uids)
+            .await
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "archive lookup failed");
+                Vec::new()
+            })
+            .into_iter()
+            .map(|(uid, header, size)| (uid, (header, size)))
+            .collect()
     }
 
     /// The archived messages of the selected mailbox with these UIDs.

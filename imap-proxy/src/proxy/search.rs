@@ -8,7 +8,7 @@ use tracing::warn;
 
 use super::Forwarder;
 use crate::imap::fetch_command::LOOKUP_BATCH;
-use crate::imap::search::{has_text, matches, rewrite, uid_set};
+use crate::imap::search::{has_text, matches, rewrite, text_keys, uid_set};
 
 impl Forwarder {
     /// Rewrites the text criteria of a SEARCH so that encrypted messages are
@@ -39,14 +39,31 @@ impl Forwarder {
         let Some(encrypted) = uid_set(&uids) else {
             return;
         };
-        let mut served = Vec::with_capacity(uids.len());
+        // Batch by batch, so memory stays flat however large the mailbox:
+        // each text criterion's matches are collected, the messages dropped.
+        let mut texts = Vec::new();
+        criteria
+            .as_ref()
+            .iter()
+            .for_each(|key| text_keys(key, &mut texts));
+        let mut found: Vec<Vec<u32>> = vec![Vec::new(); texts.len()];
         for chunk in uids.chunks(LOOKUP_BATCH) {
-            match archive
+            let served = match archive
                 .messages_at(&self.account.address, &selected.mailbox, uidvalidity, chunk)
                 .await
             {
-                Ok(found) => served.extend(found),
-                Err(e) => warn!(error = %e, "archive lookup for SEARCH failed"),
+                Ok(served) => served,
+                Err(e) => {
+                    warn!(error = %e, "archive lookup for SEARCH failed");
+                    continue;
+                }
+            };
+            for (uid, bytes) in &served {
+                for (text, found) in texts.iter().zip(found.iter_mut()) {
+                    if matches(text, bytes) {
+                        found.push(*uid);
+                    }
+                }
             }
         }
         let keys = std::mem::replace(criteria, Vec1::from(SearchKey::All));
@@ -54,11 +71,11 @@ impl Forwarder {
             .into_iter()
             .map(|key| {
                 rewrite(key, &encrypted, &mut |text| {
-                    served
+                    texts
                         .iter()
-                        .filter(|(_, bytes)| matches(text, bytes))
-                        .map(|(uid, _)| *uid)
-                        .collect()
+                        .position(|t| t == text)
+                        .map(|i| found[i].clone())
+                        .unwrap_or_default()
                 })
             })
             .collect();

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 
-use imap_next::imap_types::core::{IString, Literal, NString};
+use imap_next::imap_types::core::{AString, IString, Literal, NString, Vec1};
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
@@ -449,7 +449,63 @@ fn a_status_header_in_data_the_client_asked_for_makes_the_gateway_serve_it() {
         "held for the gateway to serve, not passed on"
     );
     fetch.finish();
-    assert_eq!(effects(&mut fetch), vec![Effect::AskArchive(vec![2])]);
+    assert_eq!(effects(&mut fetch), vec![Effect::AskHeaders(vec![2])]);
+}
+
+/// Thunderbird's header sync (sizes and some header fields) of archived
+/// mail is answered from the archived header sections and sizes, without
+/// the messages; what the archive lacks is downloaded as always.
+#[test]
+fn a_header_sync_is_answered_from_archived_header_sections() {
+    let fields = MessageDataItemName::BodyExt {
+        section: Some(Section::HeaderFields(
+            None,
+            Vec1::from(AString::try_from("Subject").expect("name")),
+        )),
+        partial: None,
+        peek: true,
+    };
+    let (mut fetch, _) = start(vec![MessageDataItemName::Rfc822Size, fields], false);
+    for (n, uid) in [(1, 5), (2, 6)] {
+        let provider_subject = MessageDataItem::BodyExt {
+            section: Some(Section::HeaderFields(
+                None,
+                Vec1::from(AString::try_from("Subject").expect("name")),
+            )),
+            origin: None,
+            data: data(b"Subject: ...\r\n\r\n"),
+        };
+        fetch.message(
+            seq(n),
+            answer(
+                uid,
+                ENCRYPTED,
+                b"",
+                vec![MessageDataItem::Rfc822Size(4000), provider_subject],
+            ),
+        );
+    }
+    fetch.finish();
+    assert_eq!(effects(&mut fetch), vec![Effect::AskHeaders(vec![5, 6])]);
+    let header = b"From: bob@example.org\r\nSubject: the real one\r\n\r\n".to_vec();
+    fetch.archived_headers(&HashMap::from([(5, (header, 1234))]));
+    let out = effects(&mut fetch);
+    let items = sent_items(&out[0]);
+    assert!(
+        items.contains(&MessageDataItem::Rfc822Size(1234)),
+        "{items:?}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|i| matches!(i, MessageDataItem::BodyExt { data, .. }
+            if data.0.as_ref().is_some_and(|d| d.as_ref() == b"Subject: the real one\r\n\r\n"))),
+        "{items:?}"
+    );
+    assert_eq!(
+        out[1..],
+        [Effect::RecordPlain(vec![]), Effect::Download(vec![6])]
+    );
 }
 
 #[test]
