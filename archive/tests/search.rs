@@ -288,3 +288,57 @@ async fn header_sections_and_sizes_come_without_the_messages_and_go_with_them() 
         .expect("headers");
     assert_eq!(left.len(), 2);
 }
+
+/// Stores that arrive together are committed together, and each caller
+/// hears its own answer: new content indexed, the same content a second
+/// time linked, every message findable afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_at_once_are_committed_in_groups_each_with_its_own_answer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let vault = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("vault");
+    let archive = Archive::open(&vault).await.expect("archive");
+    let mut running = tokio::task::JoinSet::new();
+    for uid in 1..=300u32 {
+        let archive = archive.clone();
+        running.spawn(async move {
+            // Every third message is the same content as the one before it.
+            let content = if uid % 3 == 0 { uid - 1 } else { uid };
+            let message = format!(
+                "From: bob@example.org\r\nSubject: note {content}\r\n\r\nword{content} body\r\n"
+            );
+            let hash = content_hash(format!("ciphertext {content}").as_bytes());
+            let stored = archive
+                .store(&loc("INBOX", uid), &hash, message.as_bytes(), true)
+                .await
+                .expect("store");
+            (uid, stored)
+        });
+    }
+    let mut linked = 0;
+    while let Some(done) = running.join_next().await {
+        let (uid, stored) = done.expect("task");
+        match stored {
+            Stored::Linked => linked += 1,
+            Stored::Indexed { note: None } => {}
+            other => panic!("UID {uid}: {other:?}"),
+        }
+    }
+    assert_eq!(linked, 100, "each repeated content linked once");
+    assert_eq!(
+        archive
+            .uids("alice@example.org", "INBOX", 7)
+            .await
+            .expect("uids")
+            .len(),
+        300
+    );
+    for content in [2u32, 149, 299] {
+        let hits = archive
+            .search(&format!("word{content}"), &SearchOptions::default())
+            .await
+            .expect("search");
+        assert_eq!(hits.len(), 2, "word{content}: the content at both UIDs");
+    }
+}

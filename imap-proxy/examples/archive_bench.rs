@@ -234,7 +234,7 @@ async fn index_all(
                 uid: u32::try_from(i + 1)?,
             };
             archive
-                .store_prepared(&loc, &hash, &prepared, encrypted)
+                .store_prepared(&loc, &hash, std::sync::Arc::new(prepared), encrypted)
                 .await?;
             anyhow::Ok(())
         });

@@ -24,7 +24,7 @@ use crate::view::{view, Keys, Sender, View};
 pub struct Ingested {
     pub view: View,
     /// The index text of the bytes served (its message is the view's).
-    pub prepared: Prepared,
+    pub prepared: Arc<Prepared>,
     /// The archive's answer, when a location was given.
     pub archived: Option<Result<Stored, ArchiveError>>,
 }
@@ -45,7 +45,7 @@ pub async fn ingest(
     let (view, bytes) = read(store, keys, account, bytes).await?;
     // Index extraction is CPU work for the blocking pool too.
     let (view, prepared) = tokio::task::spawn_blocking(move || {
-        let prepared = Prepared::new(view.message.clone());
+        let prepared = Arc::new(Prepared::new(view.message.clone()));
         (view, prepared)
     })
     .await?;
@@ -61,7 +61,7 @@ pub async fn ingest(
     let archived = match location {
         Some(loc) => Some(
             archive
-                .store_prepared(loc, hash, &prepared, view.encrypted)
+                .store_prepared(loc, hash, Arc::clone(&prepared), view.encrypted)
                 .await,
         ),
         None => None,
@@ -148,7 +148,7 @@ async fn learn_lessons(store: &Keystore, account: &str, view: &View) {
 /// A message ingested once for every session that asked meanwhile.
 pub struct Ingestion {
     pub view: View,
-    pub prepared: Prepared,
+    pub prepared: Arc<Prepared>,
     /// Where the ingesting session archived it before the others woke up
     /// (they find it there, and write nothing).
     pub archived_at: Option<Location>,

@@ -3,10 +3,11 @@
 //! Per mailbox: EXAMINE (read-only, flags untouched), list UIDs and sizes,
 //! forget what was expunged, fetch only UIDs not archived yet, decrypt and
 //! index them on every core while the next batch downloads, and finally drop
-//! what was filed under an older UIDVALIDITY. Each message is committed on
-//! its own, so an interrupted sync resumes where it stopped; content is
-//! keyed by hash, so a message seen before (moved, or renumbered by a
-//! UIDVALIDITY change) is linked, not decrypted again.
+//! what was filed under an older UIDVALIDITY. Messages are committed as
+//! they are ready (in groups, by the archive), so an interrupted sync
+//! resumes where it stopped; content is keyed by hash, so a message seen
+//! before (moved, or renumbered by a UIDVALIDITY change) is linked, not
+//! decrypted again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -220,7 +221,10 @@ async fn sync_mailbox(
                 });
                 continue;
             }
-            while running.len() >= workers * 2 {
+            // Enough in flight that the archive commits them in groups
+            // (Archive::store_prepared); what they hold is this batch and
+            // the next, bounded by BATCH_BYTES.
+            while running.len() >= workers * 8 {
                 finish_one(&mut running, &mut report, name, progress).await?;
             }
             let keys = Arc::clone(keys);

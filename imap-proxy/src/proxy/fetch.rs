@@ -353,7 +353,12 @@ impl Forwarder {
                 if let Err(e) = self
                     .shared
                     .archive
-                    .store_prepared(&loc, &hash, &ingested.prepared, ingested.view.encrypted)
+                    .store_prepared(
+                        &loc,
+                        &hash,
+                        Arc::clone(&ingested.prepared),
+                        ingested.view.encrypted,
+                    )
                     .await
                 {
                     warn!(uid, error = %e, "message not archived");
