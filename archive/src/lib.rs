@@ -299,9 +299,15 @@ impl Archive {
         let together = async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
             let mut stored = Vec::with_capacity(group.len());
+            let mut to_index = Vec::new();
             for write in &group {
-                stored.push(write_one(&mut tx, write).await?);
+                let (done, index) = write_one(&mut tx, write).await?;
+                stored.push(done);
+                if let (Some(id), Some(text)) = (index, write.prepared.text.as_ref()) {
+                    to_index.push((id, text));
+                }
             }
+            index_group(&mut tx, &to_index).await?;
             tx.commit().await?;
             Ok::<_, ArchiveError>(stored)
         };
@@ -315,7 +321,10 @@ impl Archive {
                 for write in group {
                     let alone = async {
                         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-                        let stored = write_one(&mut tx, &write).await?;
+                        let (stored, index) = write_one(&mut tx, &write).await?;
+                        if let (Some(id), Some(text)) = (index, write.prepared.text.as_ref()) {
+                            index_group(&mut tx, &[(id, text)]).await?;
+                        }
                         tx.commit().await?;
                         Ok(stored)
                     };
@@ -700,11 +709,12 @@ impl Writes {
 }
 
 /// Stores one message within a transaction: its content (unless the same
-/// content is archived already) and its location.
+/// content is archived already) and its location; the content ID to index,
+/// if it is new and has index text ([`index_group`]).
 async fn write_one(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     write: &Write,
-) -> Result<Stored, ArchiveError> {
+) -> Result<(Stored, Option<i64>), ArchiveError> {
     let Write {
         loc,
         hash,
@@ -744,27 +754,48 @@ async fn write_one(
                 .execute(&mut **tx)
                 .await?;
             let stored = match text {
-                Some(t) => {
-                    sqlx::query(
-                        "INSERT INTO content_fts (rowid, subject, sender, recipients, body, attachments) VALUES (?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(id)
-                    .bind(&t.subject)
-                    .bind(&t.sender)
-                    .bind(&t.recipients)
-                    .bind(&t.body)
-                    .bind(&t.attachments)
-                    .execute(&mut **tx)
-                    .await?;
-                    Stored::Indexed { note: t.truncated }
-                }
+                // Indexed with the rest of its group ([`index_group`]).
+                Some(t) => Stored::Indexed { note: t.truncated },
                 None => Stored::NotIndexed,
             };
             (id, stored)
         }
     };
     put_location(tx, loc, id).await?;
-    Ok(stored)
+    let to_index = match (&stored, &prepared.text) {
+        (Stored::Indexed { .. }, Some(_)) => Some(id),
+        _ => None,
+    };
+    Ok((stored, to_index))
+}
+
+/// Adds the index text of new content to the full-text index, the whole
+/// group in one statement: FTS5 flushes its pending terms at every
+/// statement of a transaction (each opens a savepoint), so one INSERT per
+/// message made a segment, and a secure-delete merge, per message.
+async fn index_group(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    new: &[(i64, &extract::IndexText)],
+) -> Result<(), ArchiveError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let rows = vec!["(?, ?, ?, ?, ?, ?)"; new.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO content_fts (rowid, subject, sender, recipients, body, attachments) VALUES {rows}"
+    );
+    let mut query = sqlx::query(&sql);
+    for (id, t) in new {
+        query = query
+            .bind(*id)
+            .bind(&t.subject)
+            .bind(&t.sender)
+            .bind(&t.recipients)
+            .bind(&t.body)
+            .bind(&t.attachments);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
 }
 
 async fn collect_orphans(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), ArchiveError> {
