@@ -265,6 +265,10 @@ set wait_key = no
 set crypt_opportunistic_encrypt = no
 set crypt_autosign = no
 set crypt_autoencrypt = no
+# The editor returns within the file's mtime granularity, so neomutt's
+# "unmodified" check could abort the message; the canary's arrival in Bob's
+# mailbox is what proves the editor ran.
+set abort_unmodified = no
 set editor = "sh -c 'printf \"Not sent yet: neomutt-draft-canary\\n\" >> \"$0\"'"
 "#,
         imap = conversation.alice.imap_port,
