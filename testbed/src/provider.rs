@@ -7,6 +7,12 @@
 //! and control socket, so only one instance can run on a machine: each
 //! [`Provider`] holds an exclusive lock on [`LOCK_FILE`] while its OpenSMTPD
 //! runs, and tests that use one run one after another across processes.
+//!
+//! The machine's own OpenSMTPD, if it has one, is never stopped, and the
+//! queue is never cleared of mail this suite did not leave there: while a
+//! system OpenSMTPD runs, or its queue holds mail, a provider refuses to
+//! start and says so (Dovecot instances, with their own `base_dir`, run
+//! beside the machine's).
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -212,8 +218,40 @@ impl Smtpd {
             .unwrap_or_else(|e| panic!("cannot open {LOCK_FILE}: {e}"));
         lock.lock()
             .unwrap_or_else(|e| panic!("cannot lock {LOCK_FILE}: {e}"));
-        stop_orphan(&mut lock);
-        purge_queue();
+        // The lock file names the instance running, and is emptied when one
+        // ends with its queue delivered: a pid left in it is a test process
+        // that was killed, whose instance and queued mail are ours to clear.
+        let mut previous = String::new();
+        let _ = lock.read_to_string(&mut previous);
+        if let Ok(pid) = previous.trim().parse::<u32>() {
+            stop_orphan(pid);
+            purge_queue();
+        }
+        if control_socket_answers() {
+            // The control process of an orphan just stopped may take a
+            // moment to follow its parent.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while control_socket_answers() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if control_socket_answers() {
+            panic!(
+                "another OpenSMTPD is running on this machine (its control socket {CONTROL_SOCKET} answers). \
+                 OpenSMTPD has one queue and one control socket per machine, so the tests cannot start \
+                 their own beside it, and they do not stop yours: stop it while the tests run \
+                 (`service opensmtpd stop`), or run them in a container or VM"
+            );
+        }
+        let foreign = queued();
+        if foreign > 0 {
+            panic!(
+                "OpenSMTPD's queue {QUEUE} holds {foreign} messages the tests did not leave there \
+                 (this machine's own mail); a test OpenSMTPD would deliver them into its mailboxes, \
+                 and the tests delete nothing of yours: let the system OpenSMTPD deliver them \
+                 (`service opensmtpd start`, then `smtpctl show queue` until empty) before running the tests"
+            );
+        }
 
         let dir = tempfile::Builder::new()
             .prefix("opensmtpd-")
@@ -293,15 +331,32 @@ impl Drop for Smtpd {
             std::thread::sleep(Duration::from_millis(100));
         }
         terminate(&mut self.process);
+        // Ended with nothing of ours queued: the next instance may trust
+        // that whatever it finds in the queue is not ours.
+        if queued() == 0 {
+            let _ = self._lock.set_len(0);
+        }
     }
+}
+
+/// OpenSMTPD's control socket (compiled in; one per machine).
+const CONTROL_SOCKET: &str = "/var/run/smtpd.sock";
+
+/// A running OpenSMTPD accepts on its control socket; a stale socket file
+/// left by one that was killed does not.
+fn control_socket_answers() -> bool {
+    std::os::unix::net::UnixStream::connect(CONTROL_SOCKET).is_ok()
 }
 
 /// OpenSMTPD's queue (compiled in; shared by every instance).
 const QUEUE: &str = "/var/spool/smtpd";
 
-/// Messages in the queue: one envelope file each, `queue/XX/MSGID/…`.
+/// Messages in the queue: one envelope file each, `queue/XX/MSGID/…`, and
+/// what `sendmail` left in `offline` for OpenSMTPD's next start.
 fn queued() -> usize {
-    let mut count = 0;
+    let mut count = std::fs::read_dir(std::path::Path::new(QUEUE).join("offline"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     for sub in ["queue", "incoming"] {
         let Ok(buckets) = std::fs::read_dir(std::path::Path::new(QUEUE).join(sub)) else {
             continue;
@@ -317,8 +372,9 @@ fn queued() -> usize {
 
 /// Mail left queued by an instance that was killed would be delivered by
 /// the next one, into another test's mailboxes (the queue keeps only the
-/// dispatcher's name, and every instance calls it the same). Only test
-/// instances run while the lock is held, so the queue is theirs to clear.
+/// dispatcher's name, and every instance calls it the same). Called only
+/// when the lock file says the last instance was a test's and did not end
+/// cleanly, so what is queued is that test's.
 fn purge_queue() {
     for sub in ["queue", "incoming", "offline", "temporary"] {
         let Ok(entries) = std::fs::read_dir(std::path::Path::new(QUEUE).join(sub)) else {
@@ -356,12 +412,7 @@ fn greets(port: u16) -> bool {
 
 /// A test process killed with SIGKILL leaves its OpenSMTPD running, and
 /// that one would hold the control socket forever: the lock file names it.
-fn stop_orphan(lock: &mut File) {
-    let mut pid = String::new();
-    let _ = lock.read_to_string(&mut pid);
-    let Ok(pid) = pid.trim().parse::<u32>() else {
-        return;
-    };
+fn stop_orphan(pid: u32) {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     if comm.trim() != "smtpd" {
         return;
