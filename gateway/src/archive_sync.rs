@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use archive::Archive;
 use clap::Args;
 use imap_proxy::sync::{sync, MailboxReport, Progress, SyncOptions};
-use imap_proxy::upstream::{Endpoint, Session};
+use imap_proxy::upstream::Session;
 use imap_proxy::view::Keys;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::info;
@@ -48,12 +48,7 @@ pub async fn run(global: &Global, args: SyncArgs) -> anyhow::Result<Answer> {
     let archive = Archive::open(&vault).await?;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     for account in accounts {
-        let endpoint = Endpoint {
-            host: account.imap.host.clone(),
-            port: account.imap.port,
-            security: account.imap.security.into(),
-            ca_file: account.ca_file.clone(),
-        };
+        let endpoint = account.imap_endpoint();
         let username = account.username();
         let password = unlock::upstream_password(&account.address, &endpoint.host)?;
         let keys = Keys::load(&vault, &account.address)

@@ -68,12 +68,55 @@ pub struct Account {
     pub imap: Upstream,
     pub smtp: Upstream,
     pub ca_file: Option<PathBuf>,
+    /// The provider certificate trusted by its SHA-256 fingerprint (a
+    /// self-signed home server), for IMAP and SMTP alike.
+    pub provider_cert_sha256: Option<ProviderPin>,
 }
 
 impl Account {
     /// The login name at the provider and on the local side.
     pub fn username(&self) -> &str {
         self.username.as_deref().unwrap_or(&self.address)
+    }
+
+    /// Where and how the proxies reach the provider's IMAP server.
+    pub fn imap_endpoint(&self) -> net_edge::Endpoint {
+        self.endpoint(&self.imap)
+    }
+
+    /// Where and how the proxies reach the provider's SMTP server.
+    pub fn smtp_endpoint(&self) -> net_edge::Endpoint {
+        self.endpoint(&self.smtp)
+    }
+
+    fn endpoint(&self, upstream: &Upstream) -> net_edge::Endpoint {
+        net_edge::Endpoint {
+            host: upstream.host.clone(),
+            port: upstream.port,
+            security: upstream.security.into(),
+            ca_file: self.ca_file.clone(),
+            pinned: self.provider_cert_sha256.map(|pin| pin.0),
+        }
+    }
+}
+
+/// `provider_cert_sha256`: a fingerprint as openssl prints it (colons
+/// optional); a malformed one is an error when the file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderPin(pub net_edge::CertificateFingerprint);
+
+impl Serialize for ProviderPin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderPin {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse()
+            .map(ProviderPin)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -415,6 +458,17 @@ fn account_toml(a: &Account) -> String {
             out += "# ca_file = \"/path/ca.pem\"   # extra trust anchor for a private provider\n"
         }
     }
+    match &a.provider_cert_sha256 {
+        Some(pin) => {
+            out += &format!(
+                "provider_cert_sha256 = {}   # the provider's certificate, trusted by its fingerprint\n",
+                q(&pin.0.to_string())
+            )
+        }
+        None => {
+            out += "# provider_cert_sha256 = \"AB:CD:…\"   # pinned provider certificate (self-signed home servers)\n"
+        }
+    }
     for (name, u) in [("imap", &a.imap), ("smtp", &a.smtp)] {
         out += &format!(
             "{name} = {{ host = {}, port = {}, security = {} }}\n",
@@ -508,6 +562,7 @@ smtp = { host = "smtp.example.org", port = 465, security = "tls" }
                 security: Security::Tls,
             },
             ca_file: None,
+            provider_cert_sha256: None,
         }
     }
 
@@ -526,6 +581,7 @@ smtp = { host = "smtp.example.org", port = 465, security = "tls" }
                 security: Security::Starttls,
             },
             ca_file: Some("/etc/ca.pem".into()),
+            provider_cert_sha256: Some(ProviderPin(net_edge::CertificateFingerprint::of(b"cert"))),
             ..alice()
         });
         let text = c.to_commented_toml().expect("written");
@@ -538,7 +594,14 @@ smtp = { host = "smtp.example.org", port = 465, security = "tls" }
         assert_eq!(back.accounts[0].username(), "alice");
         assert_eq!(back.accounts[0].policy, Policy::Mutual);
         assert_eq!(back.accounts[0].smtp.security, Security::Starttls);
+        assert_eq!(
+            back.accounts[0].provider_cert_sha256,
+            c.accounts[0].provider_cert_sha256
+        );
         assert_eq!(back.imap_listen().to_string(), DEFAULT_IMAP_LISTEN);
+        let bad = text.replace("provider_cert_sha256 = \"", "provider_cert_sha256 = \"ZZ");
+        let e = toml::from_str::<Config>(&bad).unwrap_err().to_string();
+        assert!(e.contains("not a SHA-256 certificate fingerprint"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,6 @@ use anyhow::{bail, Context};
 use archive::Archive;
 use clap::Args;
 use imap_proxy::proxy::{Proxy, DEFAULT_PROVIDER_TIMEOUT};
-use imap_proxy::upstream::Endpoint;
 use keystore::{Discovery, Keystore};
 use net_edge::LocalCertificate;
 use smtp_proxy::outgoing::Account as SmtpAccount;
@@ -173,12 +172,7 @@ fn smtp_config(
                 },
                 username: a.username().to_string(),
                 provider: Provider {
-                    endpoint: Endpoint {
-                        host: a.smtp.host.clone(),
-                        port: a.smtp.port,
-                        security: a.smtp.security.into(),
-                        ca_file: a.ca_file.clone(),
-                    },
+                    endpoint: a.smtp_endpoint(),
                     timeout: smtp_proxy::relay::DEFAULT_TIMEOUT,
                 },
             })
@@ -210,12 +204,7 @@ fn imap_config(
             .map(|a| imap_proxy::proxy::AccountConfig {
                 address: autocrypt::normalize_addr(&a.address),
                 username: a.username().to_string(),
-                provider: Endpoint {
-                    host: a.imap.host.clone(),
-                    port: a.imap.port,
-                    security: a.imap.security.into(),
-                    ca_file: a.ca_file.clone(),
-                },
+                provider: a.imap_endpoint(),
             })
             .collect(),
     })

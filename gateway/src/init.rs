@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context};
 use autocrypt::PreferEncrypt;
@@ -14,7 +14,9 @@ use clap::Args;
 use keystore::{Keystore, Unlock};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{self, Account, Config, Policy, Security, Upstream};
+use net_edge::{CertificateFingerprint, CertificateRejected, Endpoint};
+
+use crate::config::{self, Account, Config, Policy, ProviderPin, Security, Upstream};
 use crate::keytool::Global;
 use crate::{daemon, unlock, Answer};
 
@@ -41,6 +43,10 @@ pub struct InitArgs {
     /// An extra trust anchor (PEM) for a provider with a private certificate
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// Trust the provider certificate with this SHA-256 fingerprint although it does not verify
+    /// (a self-signed home server), as `openssl x509 -noout -fingerprint -sha256` prints it
+    #[arg(long, value_name = "SHA256-FPR")]
+    pub trust_provider_cert: Option<CertificateFingerprint>,
     /// When to encrypt outgoing mail
     #[arg(long, value_enum, default_value = "opportunistic")]
     pub policy: Policy,
@@ -94,6 +100,17 @@ pub async fn run(global: &Global, args: InitArgs) -> anyhow::Result<Answer> {
     let ca_file = args
         .ca_file
         .map(|ca| std::fs::canonicalize(&ca).unwrap_or(ca));
+    let mut account = Account {
+        address: address.clone(),
+        username: Some(username.clone()),
+        policy: args.policy,
+        imap,
+        smtp,
+        ca_file,
+        provider_cert_sha256: args.trust_provider_cert.map(ProviderPin),
+    };
+    account.provider_cert_sha256 =
+        provider_pin(&account, args.trust_provider_cert, interactive).await?;
 
     let data_dir = config.data_dir()?;
     let vault = if keystore::vault::exists(&data_dir) {
@@ -131,14 +148,7 @@ pub async fn run(global: &Global, args: InitArgs) -> anyhow::Result<Answer> {
     vault.close().await;
 
     config.data_dir = Some(data_dir);
-    config.accounts.push(Account {
-        address: address.clone(),
-        username: Some(username.clone()),
-        policy: args.policy,
-        imap,
-        smtp,
-        ca_file,
-    });
+    config.accounts.push(account);
     config.save(&path)?;
 
     let security = if config.local_tls { "STARTTLS" } else { "None" };
@@ -171,6 +181,131 @@ pub async fn run(global: &Global, args: InitArgs) -> anyhow::Result<Answer> {
     println!();
     println!("Start the gateway with: gateway run");
     Ok(Answer::Yes)
+}
+
+/// How long `init` waits for each of the provider's servers to show its
+/// certificate.
+const PROBE_PATIENCE: Duration = Duration::from_secs(15);
+
+/// The certificate pin for the account: the provider's IMAP and SMTP
+/// servers are asked for their certificates and checked as the proxies will
+/// check them. One that does not verify is shown, and trusted by its
+/// fingerprint only if the person says so on a terminal or gave that
+/// fingerprint with --trust-provider-cert. A server that cannot be reached
+/// now is said and not held against the account: the proxies check at
+/// every connection.
+async fn provider_pin(
+    account: &Account,
+    given: Option<CertificateFingerprint>,
+    interactive: bool,
+) -> anyhow::Result<Option<ProviderPin>> {
+    let mut pin = given;
+    for (name, upstream) in [("IMAP", &account.imap), ("SMTP", &account.smtp)] {
+        if upstream.security == Security::Plain {
+            continue;
+        }
+        let mut endpoint = if name == "IMAP" {
+            account.imap_endpoint()
+        } else {
+            account.smtp_endpoint()
+        };
+        endpoint.pinned = pin;
+        let rejected = match probe(name, &endpoint).await {
+            Probe::Trusted => continue,
+            Probe::Failed(why) => {
+                eprintln!(
+                    "Could not check the certificate of the {name} server {}:{} now ({why}); the gateway checks it at every connection.",
+                    endpoint.host, endpoint.port
+                );
+                continue;
+            }
+            Probe::Rejected(rejected) => rejected,
+        };
+        let presented = rejected.presented();
+        if let Some(pinned) = pin {
+            bail!(
+                "the {name} server {}:{} presents a certificate ({presented}) that does not verify and is not the one trusted with {} ({pinned}); nothing was changed",
+                endpoint.host,
+                endpoint.port,
+                if given == Some(pinned) { "--trust-provider-cert" } else { "the IMAP server's" },
+            );
+        }
+        if !interactive {
+            bail!(
+                "{rejected}\nNot on a terminal, so this cannot be asked: if that is your server's certificate, run init again with --trust-provider-cert {}",
+                presented.fingerprint
+            );
+        }
+        println!(
+            "The {name} server {}:{} presents a certificate that does not verify:",
+            endpoint.host, endpoint.port
+        );
+        println!("  subject  {}", presented.subject);
+        println!("  issuer   {}", presented.issuer);
+        println!("  SHA-256  {}", presented.fingerprint);
+        println!("Trust it only if your server shows the same fingerprint");
+        println!("(on the server: openssl x509 -noout -fingerprint -sha256 -in CERTIFICATE.pem).");
+        if !yes("Trust this certificate for this account? [y/N] ")? {
+            bail!("the provider's certificate was not trusted; nothing was changed");
+        }
+        pin = Some(presented.fingerprint);
+    }
+    Ok(pin.map(ProviderPin))
+}
+
+/// What a provider server's certificate check came to.
+enum Probe {
+    Trusted,
+    Failed(String),
+    Rejected(CertificateRejected),
+}
+
+/// Connects as the proxy would (TLS or STARTTLS) and stops after the
+/// handshake; no password is sent.
+async fn probe(name: &str, endpoint: &Endpoint) -> Probe {
+    let outcome = if name == "IMAP" {
+        tokio::time::timeout(
+            PROBE_PATIENCE,
+            imap_proxy::upstream::Session::connect(endpoint),
+        )
+        .await
+        .map(|connected| match connected {
+            Ok(session) => {
+                drop(session);
+                Probe::Trusted
+            }
+            Err(imap_proxy::upstream::UpstreamError::Certificate { rejected, .. }) => {
+                Probe::Rejected(*rejected)
+            }
+            Err(e) => Probe::Failed(net_edge::describe(&e)),
+        })
+    } else {
+        tokio::time::timeout(
+            PROBE_PATIENCE,
+            smtp_proxy::relay::check_tls(endpoint, PROBE_PATIENCE),
+        )
+        .await
+        .map(|checked| match checked {
+            Ok(()) => Probe::Trusted,
+            Err(smtp_proxy::relay::ProviderTlsError::Rejected(rejected)) => {
+                Probe::Rejected(rejected)
+            }
+            Err(e) => Probe::Failed(e.to_string()),
+        })
+    };
+    outcome.unwrap_or_else(|_| Probe::Failed("no answer".into()))
+}
+
+/// A yes/no question on the terminal; anything but y/yes is no.
+fn yes(question: &str) -> anyhow::Result<bool> {
+    print!("{question}");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 /// A flag's value, or the answer to a prompt on a terminal.

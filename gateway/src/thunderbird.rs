@@ -339,6 +339,7 @@ mod tests {
             imap: upstream.clone(),
             smtp: upstream,
             ca_file: None,
+            provider_cert_sha256: None,
         }
     }
 

@@ -108,6 +108,7 @@ fn provider(port: u16, ca_file: PathBuf) -> Endpoint {
         port,
         security: Security::Tls,
         ca_file: Some(ca_file),
+        pinned: None,
     }
 }
 

@@ -93,6 +93,7 @@ async fn run(messages: usize, rounds: usize) -> anyhow::Result<()> {
         port: dovecot.imaps_port,
         security: Security::Tls,
         ca_file: Some(dovecot.ca_file.clone()),
+        pinned: None,
     };
     println!("round\tdirect_s\tcold_s\twarm_s\tcold/direct\twarm/direct");
     let mut ratios_cold = Vec::new();
@@ -125,6 +126,7 @@ async fn run(messages: usize, rounds: usize) -> anyhow::Result<()> {
             port: proxy.local_addr()?.port(),
             security: Security::Plain,
             ca_file: None,
+            pinned: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(proxy.run(

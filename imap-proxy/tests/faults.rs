@@ -218,6 +218,7 @@ async fn proxy_for(
                 port,
                 security: Security::Plain,
                 ca_file: None,
+                pinned: None,
             },
         });
     }

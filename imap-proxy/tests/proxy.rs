@@ -188,6 +188,7 @@ Letterlock-Security: encrypted; signature=valid; signer=bob@example.org; key=ver
                 },
                 security: Security::Tls,
                 ca_file: Some(dovecot.ca_file.clone()),
+                pinned: None,
             },
         }],
     };
@@ -703,6 +704,7 @@ async fn two_accounts_at_once() {
         port: dovecot.imaps_port,
         security: Security::Tls,
         ca_file: Some(dovecot.ca_file.clone()),
+        pinned: None,
     };
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),

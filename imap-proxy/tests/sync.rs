@@ -84,6 +84,7 @@ fn endpoint(d: &Dovecot, security: Security) -> Endpoint {
         },
         security,
         ca_file: Some(d.ca_file.clone()),
+        pinned: None,
     }
 }
 

@@ -1,8 +1,12 @@
 //! An error with its causes as one line: what both proxies tell a client
 //! (an SMTP reply's sentence) or write to the log when a session ends.
 
-/// `error: cause: cause of the cause …`.
-pub fn describe(error: &dyn std::error::Error) -> String {
+/// `error: cause: cause of the cause …`; a refused provider certificate
+/// as its own sentence (which says what to do), wherever it is in the chain.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(rejected) = crate::certificate_rejection(error) {
+        return rejected.to_string();
+    }
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

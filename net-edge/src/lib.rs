@@ -3,7 +3,8 @@
 //! - Towards the mail provider: the account's [`Security`] setting, the TLS
 //!   client configuration ([`client_config`]) that trusts the system's roots
 //!   plus the account's `ca_file` (a provider with a private CA, and the
-//!   tests' own CA), and how long a login there may take
+//!   tests' own CA) or the certificate it pins (a self-signed home server;
+//!   `trust.rs`), and how long a login there may take
 //!   ([`LOGIN_PATIENCE`]), all in one [`Endpoint`].
 //! - Towards the mail client: the local listeners' certificate
 //!   ([`LocalCertificate`]), SASL PLAIN ([`parse_plain`], one reading for
@@ -14,9 +15,8 @@
 //!   sentence, a log entry).
 //!
 //! rustls does the TLS; this crate only decides what it trusts and
-//! presents. The SMTP side's STARTTLS to the provider is carried out by
-//! lettre, which takes its trust anchors in its own form (see
-//! `smtp_proxy::relay`).
+//! presents. Both proxies, for implicit TLS and STARTTLS alike, handshake
+//! with [`client_config`], so there is one trust decision.
 //!
 //! ```
 //! let login = net_edge::parse_plain(b"\0alice@example.org\0secret").expect("PLAIN");
@@ -27,12 +27,17 @@ mod describe;
 mod listener;
 mod local;
 mod sasl;
+mod trust;
 
 pub use describe::describe;
 pub use listener::{BindError, Listener, DEFAULT_MAX_CONNECTIONS};
 pub use local::{LocalCertificate, LocalCertificateError};
 pub use sasl::{parse_plain, PlainError, PlainLogin};
 pub use tokio_util::sync::CancellationToken;
+pub use trust::{
+    certificate_rejection, BadFingerprint, CertificateFingerprint, CertificateRejected,
+    PresentedCertificate,
+};
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -40,6 +45,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::CertificateDer;
@@ -61,6 +67,9 @@ pub struct Endpoint {
     /// An extra trust anchor (PEM) besides the system's roots, for a
     /// provider with a private CA.
     pub ca_file: Option<PathBuf>,
+    /// The certificate trusted by its fingerprint even though it does not
+    /// verify (`provider_cert_sha256`: a self-signed home server).
+    pub pinned: Option<CertificateFingerprint>,
 }
 
 /// How the connection to the provider is protected.
@@ -107,15 +116,21 @@ pub enum TlsSetupError {
     CaFile { path: PathBuf, reason: String },
     #[error("no TLS version both sides support: {0}")]
     Protocol(String),
+    #[error("no certificate verifier: {0}")]
+    Verifier(String),
 }
 
 /// TLS client settings that trust the system's roots plus every PEM
-/// certificate in `ca_file`. A `ca_file` that cannot be read or holds no
-/// certificate is an error (the account's setting would silently do
-/// nothing otherwise); unreadable system certificates are not: `ca_file`
-/// may be all that is needed, and a missing root shows up as a handshake
-/// error naming the provider.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsSetupError> {
+/// certificate in `ca_file`, and the `pinned` certificate whatever its chain.
+/// A `ca_file` that cannot be read or holds no certificate is an error (the
+/// account's setting would silently do nothing otherwise); unreadable
+/// system certificates are not: `ca_file` or a pin may be all that is
+/// needed, and a missing root shows up as a handshake error naming the
+/// presented certificate ([`CertificateRejected`]).
+pub fn client_config(
+    ca_file: Option<&Path>,
+    pinned: Option<CertificateFingerprint>,
+) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {
@@ -133,10 +148,15 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsSet
             return Err(unreadable("it holds no PEM certificate".into()));
         }
     }
-    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let provider = Arc::new(ring::default_provider());
+    let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
+    let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsSetupError::Protocol(e.to_string()))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(trust::ProviderVerifier { chain, pin: pinned }))
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
@@ -165,16 +185,16 @@ mod tests {
     fn a_ca_file_is_read_and_a_useless_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let ca = testbed::TestCa::create(dir.path());
-        assert!(client_config(Some(&ca.ca_cert)).is_ok());
-        assert!(client_config(None).is_ok());
+        assert!(client_config(Some(&ca.ca_cert), None).is_ok());
+        assert!(client_config(None, None).is_ok());
 
         let missing = dir.path().join("missing.pem");
-        let err = client_config(Some(&missing)).unwrap_err().to_string();
+        let err = client_config(Some(&missing), None).unwrap_err().to_string();
         assert!(err.contains("missing.pem"), "{err}");
 
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let err = client_config(Some(&empty)).unwrap_err().to_string();
+        let err = client_config(Some(&empty), None).unwrap_err().to_string();
         assert!(err.contains("holds no PEM certificate"), "{err}");
     }
 }

@@ -75,6 +75,7 @@ async fn serve(args: &[String]) -> Result<()> {
                     port: port.parse()?,
                     security: Security::Tls,
                     ca_file: Some(PathBuf::from(ca)),
+                    pinned: None,
                 },
                 timeout: smtp_proxy::relay::DEFAULT_TIMEOUT,
             },

@@ -32,9 +32,14 @@ pub struct Dovecot {
 }
 
 impl Dovecot {
+    /// The certificate (PEM) its listeners present.
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
     /// Starts Dovecot with these (user, password) pairs.
     pub fn start(users: &[(&str, &str)]) -> Self {
-        Self::launch(users, None, "")
+        Self::launch(users, None, "", false)
     }
 
     /// Starts Dovecot with a storage quota of `kib` KiB for every user: a
@@ -46,12 +51,20 @@ impl Dovecot {
              protocol imap {{\n  mail_plugins = $mail_plugins imap_quota\n}}\n\
              plugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage={kib}K\n}}\n"
         );
-        Self::launch(users, None, &quota)
+        Self::launch(users, None, &quota, false)
     }
 
     /// Starts Dovecot, with the submission and LMTP services when `mta` is
-    /// given (see [`crate::Provider`]), and `extra` configuration.
-    pub(crate) fn launch(users: &[(&str, &str)], mta: Option<&MtaPorts>, extra: &str) -> Self {
+    /// given (see [`crate::Provider`]), and `extra` configuration. With
+    /// `self_signed`, its certificate is not the test CA's but one made the
+    /// way home servers make theirs (`openssl req -x509`: a CA certificate
+    /// of its own), in `server.pem` beside [`Dovecot::ca_file`].
+    pub(crate) fn launch(
+        users: &[(&str, &str)],
+        mta: Option<&MtaPorts>,
+        extra: &str,
+        self_signed: bool,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("dovecot-")
             .tempdir()
@@ -65,6 +78,14 @@ impl Dovecot {
         }
         run("chown", &["mail:mail", path_str(&base.join("mail"))], None);
         let ca = TestCa::create(base);
+        if self_signed {
+            crate::tls::self_signed(
+                "/CN=localhost/O=A home server",
+                &["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                &ca.server_key,
+                &ca.server_cert,
+            );
+        }
         let passwd: String = users
             .iter()
             .map(|(user, password)| format!("{user}:{{PLAIN}}{password}::::::\n"))

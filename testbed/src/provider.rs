@@ -107,6 +107,22 @@ impl Provider {
     /// As [`Provider::start`], with submission refusing messages larger
     /// than `max_mail_size` bytes (a provider that rejects a message).
     pub fn start_with_limit(users: &[(&str, &str)], max_mail_size: u64) -> Self {
+        Self::launch(users, max_mail_size, false)
+    }
+
+    /// As [`Provider::start`], with IMAP and submission presenting a
+    /// self-signed certificate made as a home server's is
+    /// ([`Provider::certificate`]).
+    pub fn start_self_signed(users: &[(&str, &str)]) -> Self {
+        Self::launch(users, 200 * 1024 * 1024, true)
+    }
+
+    /// The certificate (PEM) IMAP and submission present.
+    pub fn certificate(&self) -> PathBuf {
+        self.dovecot.server_cert()
+    }
+
+    fn launch(users: &[(&str, &str)], max_mail_size: u64, self_signed: bool) -> Self {
         let ports = MtaPorts {
             submissions: free_port(),
             submission: free_port(),
@@ -114,7 +130,7 @@ impl Provider {
             relay: free_port(),
             max_mail_size,
         };
-        let dovecot = Dovecot::launch(users, Some(&ports), "");
+        let dovecot = Dovecot::launch(users, Some(&ports), "", self_signed);
         let smtpd = Smtpd::start(users, &ports);
         Provider {
             smtpd,

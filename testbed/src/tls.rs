@@ -27,27 +27,7 @@ impl TestCa {
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
         )
         .expect("writing the extension file");
-        run(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Letterlock Test CA",
-                "-keyout",
-                path_str(&ca_key),
-                "-out",
-                path_str(&ca_cert),
-            ],
-            None,
-        );
+        self_signed("/CN=Letterlock Test CA", &[], &ca_key, &ca_cert);
         run(
             "openssl",
             &[
@@ -93,4 +73,25 @@ impl TestCa {
             server_key,
         }
     }
+}
+
+/// A self-signed certificate made the usual way (`openssl req -x509`,
+/// which marks it as a CA): the test CA, and a home server's certificate.
+pub(crate) fn self_signed(subject: &str, extra: &[&str], key: &Path, cert: &Path) {
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        subject,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-keyout", path_str(key), "-out", path_str(cert)]);
+    run("openssl", &args, None);
 }

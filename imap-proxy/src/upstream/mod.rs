@@ -52,8 +52,14 @@ pub enum UpstreamError {
         port: u16,
         source: std::io::Error,
     },
-    #[error("the TLS handshake with {host} failed: {reason} (if the provider uses a private CA, set ca_file)")]
+    #[error("the TLS handshake with {host} failed: {reason}")]
     Tls { host: String, reason: String },
+    #[error("the TLS handshake with {host} failed: {rejected}")]
+    Certificate {
+        host: String,
+        #[source]
+        rejected: Box<net_edge::CertificateRejected>,
+    },
     #[error(transparent)]
     TlsSetup(#[from] net_edge::TlsSetupError),
     #[error("the provider does not offer STARTTLS: {0}")]

@@ -60,21 +60,27 @@ async fn read_plain_line(reader: &mut BufReader<TcpStream>) -> Result<String, Up
     Ok(String::from_utf8_lossy(&line).trim_end().to_string())
 }
 
-/// The capabilities named in a completed command: in its OK's code or in
-/// untagged CAPABILITY data, upper-cased.
+/// TLS over `tcp` with the account's trust (`net_edge::client_config`: roots,
+/// `ca_file`, the pinned certificate).
 pub(super) async fn handshake(
     endpoint: &Endpoint,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
-    let config = net_edge::client_config(endpoint.ca_file.as_deref())?;
+    let config = net_edge::client_config(endpoint.ca_file.as_deref(), endpoint.pinned)?;
     let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| UpstreamError::Tls {
         host: endpoint.host.clone(),
         reason: format!("not a valid server name: {e}"),
     })?;
     timeout(TlsConnector::from(config).connect(name, tcp))
         .await?
-        .map_err(|e| UpstreamError::Tls {
-            host: endpoint.host.clone(),
-            reason: e.to_string(),
+        .map_err(|e| match net_edge::certificate_rejection(&e) {
+            Some(rejected) => UpstreamError::Certificate {
+                host: endpoint.host.clone(),
+                rejected: Box::new(rejected.clone()),
+            },
+            None => UpstreamError::Tls {
+                host: endpoint.host.clone(),
+                reason: net_edge::describe(&e),
+            },
         })
 }

@@ -53,6 +53,7 @@ pub fn account_at(dovecot: &Dovecot, address: &str, username: &str) -> AccountCo
             port: dovecot.imaps_port,
             security: Security::Tls,
             ca_file: Some(dovecot.ca_file.clone()),
+            pinned: None,
         },
     }
 }

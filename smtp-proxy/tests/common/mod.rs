@@ -133,6 +133,7 @@ pub async fn fixture(setup: Setup) -> Fixture {
             ca_file: setup
                 .trust_provider
                 .then(|| provider.dovecot.ca_file.clone()),
+            pinned: None,
         },
         timeout: setup.provider_timeout,
     };
@@ -158,6 +159,7 @@ pub async fn fixture(setup: Setup) -> Fixture {
                     port: hostile,
                     security: Security::Plain,
                     ca_file: None,
+                    pinned: None,
                 },
                 timeout: setup.provider_timeout,
             };
