@@ -172,7 +172,7 @@ pub async fn learn_encrypted(
     if let Some(address) = outsider {
         keystore.record_outsider(address, now).await?;
     }
-    let mut any_id = false;
+    let mut all_ids = Vec::new();
     for message in messages {
         let (header, _) = letterlock_mime::header::split_header(message);
         // Every id of every Message-ID field, read as the SMTP side reads
@@ -183,11 +183,12 @@ pub async fn learn_encrypted(
             .flat_map(|value| mailcrypt::outgoing::message_ids(value))
             .take(MAX_IDS_RECORDED)
             .collect::<Vec<_>>();
-        for id in &ids {
-            keystore.record_encrypted_message(id, now).await?;
-        }
-        any_id |= !ids.is_empty();
+        all_ids.extend(ids);
     }
+    all_ids.sort();
+    all_ids.dedup();
+    keystore.record_encrypted_messages(&all_ids, now).await?;
+    let any_id = !all_ids.is_empty();
     // Nothing for a reply to refer to (ciphertext without protected
     // headers, re-sent bare): what it shows is remembered instead.
     if let (false, Some(served)) = (any_id, messages.first()) {

@@ -47,19 +47,41 @@ impl Keystore {
         message_id: &str,
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
-        let Some(hash) = id_hash(message_id) else {
+        self.record_encrypted_messages(&[message_id], now).await
+    }
+
+    /// As [`Keystore::record_encrypted_message`] for several Message-IDs
+    /// (those of one message: served and outer), in one transaction: one
+    /// wait for the disk instead of one per ID, on every encrypted message
+    /// a first mailbox sync reads.
+    pub async fn record_encrypted_messages<S: AsRef<str>>(
+        &self,
+        message_ids: &[S],
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
+        let hashes: Vec<[u8; 32]> = message_ids
+            .iter()
+            .filter_map(|id| id_hash(id.as_ref()))
+            .collect();
+        if hashes.is_empty() {
             return Ok(());
-        };
-        if let Err(e) = self.insert_encrypted(&hash, now).await {
-            self.unsaved_ids.keep(hash);
+        }
+        if let Err(e) = self.insert_encrypted_all(&hashes, now).await {
+            for hash in hashes {
+                self.unsaved_ids.keep(hash);
+            }
             return Err(e);
         }
         // The vault takes writes (again): save what was kept in memory. An
         // ID leaves memory only once it is saved, so that no lookup meanwhile
         // misses it, and none is lost if a later one fails.
+        let pending = self.unsaved_ids.pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
         let mut saved = Vec::new();
         let mut result = Ok(());
-        for pending in self.unsaved_ids.pending() {
+        for pending in pending {
             match self.insert_encrypted(&pending, now).await {
                 Ok(()) => saved.push(pending),
                 Err(e) => {
@@ -70,6 +92,29 @@ impl Keystore {
         }
         self.unsaved_ids.forget(&saved);
         result
+    }
+
+    async fn insert_encrypted_all(
+        &self,
+        hashes: &[[u8; 32]],
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
+        if let [one] = hashes {
+            return self.insert_encrypted(one, now).await;
+        }
+        let mut tx = self.write_tx().await?;
+        for hash in hashes {
+            sqlx::query(
+                "INSERT INTO encrypted_message (id_hash, seen) VALUES (?, ?)
+                 ON CONFLICT (id_hash) DO UPDATE SET seen = excluded.seen",
+            )
+            .bind(&hash[..])
+            .bind(to_db(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn insert_encrypted(
@@ -142,7 +187,7 @@ impl Keystore {
         now: SystemTime,
         cap: i64,
     ) -> Result<(), KeystoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for phrase in phrases.iter().take(MAX_PHRASES_RECORDED) {
             sqlx::query(
                 "INSERT INTO encrypted_text (phrase_hash, seen) VALUES (?, ?)

@@ -483,6 +483,20 @@ async fn encrypted_messages_are_remembered_by_a_hash_of_their_id() {
         .refers_to_encrypted(&ids("<two@canary.example> <root@x>"))
         .await
         .expect("look up"));
+    // A message's several IDs (served and outer) in one write.
+    store
+        .record_encrypted_messages(&["<inner@x>", "", "<outer@x>"], at(2))
+        .await
+        .expect("record several");
+    for refs in ["<inner@x>", "<outer@x>"] {
+        assert!(
+            store
+                .refers_to_encrypted(&ids(refs))
+                .await
+                .expect("look up"),
+            "{refs:?}"
+        );
+    }
     store.close().await;
     let reopened = Keystore::open(dir.path(), None).await.expect("reopen");
     assert!(reopened
