@@ -31,6 +31,9 @@ use sha2::{Digest, Sha256};
 use crate::time::to_db;
 use crate::{Keystore, KeystoreError};
 
+const INSERT_ENCRYPTED: &str = "INSERT INTO encrypted_message (id_hash, seen) VALUES (?, ?)
+     ON CONFLICT (id_hash) DO UPDATE SET seen = excluded.seen";
+
 /// At most this many of an outgoing message's references are looked up (a
 /// long thread's References field lists every ancestor; the nearest are last).
 pub const MAX_LOOKUPS: usize = 100;
@@ -104,14 +107,11 @@ impl Keystore {
         }
         let mut tx = self.write_tx().await?;
         for hash in hashes {
-            sqlx::query(
-                "INSERT INTO encrypted_message (id_hash, seen) VALUES (?, ?)
-                 ON CONFLICT (id_hash) DO UPDATE SET seen = excluded.seen",
-            )
-            .bind(&hash[..])
-            .bind(to_db(now))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(INSERT_ENCRYPTED)
+                .bind(&hash[..])
+                .bind(to_db(now))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -122,14 +122,11 @@ impl Keystore {
         hash: &[u8; 32],
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
-        sqlx::query(
-            "INSERT INTO encrypted_message (id_hash, seen) VALUES (?, ?)
-             ON CONFLICT (id_hash) DO UPDATE SET seen = excluded.seen",
-        )
-        .bind(&hash[..])
-        .bind(to_db(now))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(INSERT_ENCRYPTED)
+            .bind(&hash[..])
+            .bind(to_db(now))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
