@@ -55,6 +55,41 @@ except imaplib.IMAP4.error as e:
     String::from_utf8_lossy(&out).trim().to_string()
 }
 
+/// `gateway ARGS` with a terminal for its input and output (a pty), giving
+/// `answer` to its yes/no question; what it wrote and its exit code.
+fn on_a_terminal(gateway: &Gateway, args: &[&str], answer: &str) -> (String, i32) {
+    const TERMINAL: &str = r#"
+import os, pty, sys
+answer = sys.argv[1].encode() + b"\n"
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+out, answered = b"", False
+while True:
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+    if not answered and b"[y/N]" in out:
+        os.write(fd, answer)
+        answered = True
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+print("EXIT", os.waitstatus_to_exitcode(status))
+"#;
+    let binary = e2e::gateway_binary();
+    let config = gateway.config.to_str().expect("path").to_string();
+    let mut argv = vec![answer, binary.to_str().expect("path")];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--config", &config]);
+    let out = String::from_utf8_lossy(&testbed::python::run(TERMINAL, argv, b"")).into_owned();
+    let (said, code) = out.rsplit_once("EXIT ").expect("an exit code");
+    (said.to_string(), code.trim().parse().expect("a number"))
+}
+
 #[test]
 fn a_self_signed_provider_is_trusted_by_its_fingerprint_and_nothing_else() {
     let provider = Provider::start_self_signed(&[ALICE, BOB]);
@@ -115,11 +150,43 @@ fn a_self_signed_provider_is_trusted_by_its_fingerprint_and_nothing_else() {
         );
         no_account(&gateway);
 
-        // The right one, without colons and in lower case: kept in the
-        // configuration as openssl prints it.
-        let bare = fingerprint.replace(':', "").to_lowercase();
-        let accepted = init(&["--trust-provider-cert", &bare]);
-        assert!(accepted.status.success(), "{}", text(&accepted));
+        if security == "tls" {
+            // The right one, without colons and in lower case: kept in the
+            // configuration as openssl prints it.
+            let bare = fingerprint.replace(':', "").to_lowercase();
+            let accepted = init(&["--trust-provider-cert", &bare]);
+            assert!(accepted.status.success(), "{}", text(&accepted));
+        } else {
+            // On a terminal the certificate is shown and the person asked:
+            // "no" changes nothing, "yes" pins what was shown.
+            let args = [
+                "init",
+                "--address",
+                ALICE.0,
+                "--imap",
+                &imap,
+                "--smtp",
+                &smtp,
+                "--imap-security",
+                security,
+                "--smtp-security",
+                security,
+                "--no-passphrase",
+            ];
+            let (said, code) = on_a_terminal(&gateway, &args, "n");
+            assert_eq!(code, 2, "{said}");
+            assert!(
+                said.contains("subject  CN=localhost, O=A home server")
+                    && said.contains(&format!("SHA-256  {fingerprint}"))
+                    && said.contains("was not trusted"),
+                "{said}"
+            );
+            no_account(&gateway);
+            let (said, code) = on_a_terminal(&gateway, &args, "y");
+            assert_eq!(code, 0, "{said}");
+            // Asked once: the SMTP server shows the same certificate.
+            assert_eq!(said.matches("[y/N]").count(), 1, "{said}");
+        }
         let config = std::fs::read_to_string(&gateway.config).expect("config");
         assert!(
             config.contains(&format!("provider_cert_sha256 = \"{fingerprint}\"")),
