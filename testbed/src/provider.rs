@@ -239,9 +239,9 @@ impl Smtpd {
         // that was killed, whose instance and queued mail are ours to clear.
         let mut previous = String::new();
         let _ = lock.read_to_string(&mut previous);
-        if let Ok(pid) = previous.trim().parse::<u32>() {
+        let killed = previous.trim().parse::<u32>().ok();
+        if let Some(pid) = killed {
             stop_orphan(pid);
-            purge_queue();
         }
         if control_socket_answers() {
             // The control process of an orphan just stopped may take a
@@ -258,6 +258,11 @@ impl Smtpd {
                  their own beside it, and they do not stop yours: stop it while the tests run \
                  (`service opensmtpd stop`), or run them in a container or VM"
             );
+        }
+        // Only now, with no other OpenSMTPD running, is what a killed test
+        // left in the queue cleared.
+        if killed.is_some() {
+            purge_queue();
         }
         let foreign = queued();
         if foreign > 0 {
@@ -428,9 +433,15 @@ fn greets(port: u16) -> bool {
 
 /// A test process killed with SIGKILL leaves its OpenSMTPD running, and
 /// that one would hold the control socket forever: the lock file names it.
+/// Only a process started the way the tests start theirs (`smtpd -d -f
+/// …/opensmtpd-…/smtpd.conf`) is stopped: the pid may have been reused, by
+/// the machine's own OpenSMTPD too.
 fn stop_orphan(pid: u32) {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim() != "smtpd" {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    let ours = cmdline.contains("/opensmtpd-") && cmdline.contains("smtpd.conf");
+    if comm.trim() != "smtpd" || !ours {
         return;
     }
     let _ = Command::new("kill").arg(pid.to_string()).status();
