@@ -81,6 +81,29 @@ pub(super) async fn say_bye(stream: &mut Stream, server: &mut Server, why: &str)
         let last = server.enqueue_status(bye);
         deliver(stream, server, last).await;
     }
+    close_gently(stream).await;
+}
+
+/// Ends the connection so that what was sent arrives: the write side is shut
+/// (FIN), and what the client still sends is read and dropped for a moment.
+/// A socket closed with unread input is reset by the kernel, and the reset
+/// can destroy the BYE on its way: a client that pipelined a NOOP after an
+/// APPEND the provider refused saw EOF instead of the reason.
+async fn close_gently(stream: &mut Stream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let tcp = stream.stream_mut();
+    let _ = tcp.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut left = 256 * 1024usize;
+        while left > 0 {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Sends what is queued for the client up to and including `last`; imap-next
