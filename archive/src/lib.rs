@@ -46,7 +46,7 @@ const DATABASE: &str = "archive.db";
 pub enum ArchiveError {
     #[error(transparent)]
     Vault(#[from] keystore::KeystoreError),
-    #[error("archive database error: {0}")]
+    #[error("archive database error: {}", keystore::database_failure(.0))]
     Database(#[from] sqlx::Error),
     #[error("archive migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),

@@ -54,12 +54,35 @@ pub enum KeystoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("database error: {0}")]
+    #[error("database error: {}", database_failure(.0))]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("DNS lookup failed: {0}")]
     Dns(#[from] crate::discovery::DnsError),
+}
+
+/// A database error with what it means for the data directory: SQLite says
+/// "disk I/O error" whether the disk failed or the file system turned
+/// read-only (EROFS on a write), which tells a person nothing they can act on.
+pub fn database_failure(error: &sqlx::Error) -> String {
+    let code = match error {
+        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i32>().ok()),
+        _ => None,
+    };
+    // Primary result codes (the low byte of an extended one).
+    let hint = match code.map(|c| c & 0xff) {
+        Some(8) => Some("the data directory is read-only"),
+        Some(10) => {
+            Some("the data directory cannot be written or read: a read-only or failing file system")
+        }
+        Some(13) => Some("the disk holding the data directory is full"),
+        _ => None,
+    };
+    match hint {
+        Some(hint) => format!("{error} ({hint})"),
+        None => error.to_string(),
+    }
 }
 
 impl KeystoreError {

@@ -62,7 +62,7 @@ use sqlx::SqlitePool;
 
 pub use conversation::{MAX_LOOKUPS, MAX_PHRASES_RECORDED};
 pub use discovery::{openpgpkey_name, Discovery, DnsConfig};
-pub use error::KeystoreError;
+pub use error::{database_failure, KeystoreError};
 pub use identity::Identity;
 pub use peers::{
     normalize_fingerprint, EventKind, KeyEvent, KeyRecord, KeySource, KeyStatus, PeerSummary,
