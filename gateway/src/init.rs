@@ -107,7 +107,7 @@ pub async fn run(global: &Global, args: InitArgs) -> anyhow::Result<Answer> {
         imap,
         smtp,
         ca_file,
-        provider_cert_sha256: args.trust_provider_cert.map(ProviderPin),
+        provider_cert_sha256: None,
     };
     account.provider_cert_sha256 =
         provider_pin(&account, args.trust_provider_cert, interactive).await?;
@@ -200,17 +200,16 @@ async fn provider_pin(
     interactive: bool,
 ) -> anyhow::Result<Option<ProviderPin>> {
     let mut pin = given;
-    for (name, upstream) in [("IMAP", &account.imap), ("SMTP", &account.smtp)] {
-        if upstream.security == Security::Plain {
+    for (server, mut endpoint) in [
+        (Server::Imap, account.imap_endpoint()),
+        (Server::Smtp, account.smtp_endpoint()),
+    ] {
+        if endpoint.security == net_edge::Security::Plain {
             continue;
         }
-        let mut endpoint = if name == "IMAP" {
-            account.imap_endpoint()
-        } else {
-            account.smtp_endpoint()
-        };
+        let name = server.name();
         endpoint.pinned = pin;
-        let rejected = match probe(name, &endpoint).await {
+        let rejected = match probe(server, &endpoint).await {
             Probe::Trusted => continue,
             Probe::Failed(why) => {
                 eprintln!(
@@ -253,6 +252,22 @@ async fn provider_pin(
     Ok(pin.map(ProviderPin))
 }
 
+/// Which of the provider's servers is checked.
+#[derive(Clone, Copy)]
+enum Server {
+    Imap,
+    Smtp,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Imap => "IMAP",
+            Server::Smtp => "SMTP",
+        }
+    }
+}
+
 /// What a provider server's certificate check came to.
 enum Probe {
     Trusted,
@@ -262,9 +277,9 @@ enum Probe {
 
 /// Connects as the proxy would (TLS or STARTTLS) and stops after the
 /// handshake; no password is sent.
-async fn probe(name: &str, endpoint: &Endpoint) -> Probe {
-    let outcome = if name == "IMAP" {
-        tokio::time::timeout(
+async fn probe(server: Server, endpoint: &Endpoint) -> Probe {
+    let outcome = match server {
+        Server::Imap => tokio::time::timeout(
             PROBE_PATIENCE,
             imap_proxy::upstream::Session::connect(endpoint),
         )
@@ -278,9 +293,8 @@ async fn probe(name: &str, endpoint: &Endpoint) -> Probe {
                 Probe::Rejected(*rejected)
             }
             Err(e) => Probe::Failed(net_edge::describe(&e)),
-        })
-    } else {
-        tokio::time::timeout(
+        }),
+        Server::Smtp => tokio::time::timeout(
             PROBE_PATIENCE,
             smtp_proxy::relay::check_tls(endpoint, PROBE_PATIENCE),
         )
@@ -291,21 +305,24 @@ async fn probe(name: &str, endpoint: &Endpoint) -> Probe {
                 Probe::Rejected(rejected)
             }
             Err(e) => Probe::Failed(e.to_string()),
-        })
+        }),
     };
     outcome.unwrap_or_else(|_| Probe::Failed("no answer".into()))
 }
 
 /// A yes/no question on the terminal; anything but y/yes is no.
 fn yes(question: &str) -> anyhow::Result<bool> {
-    print!("{question}");
+    let answer = ask(question)?;
+    Ok(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// A prompt on the terminal and the line typed, trimmed.
+fn ask(prompt: &str) -> anyhow::Result<String> {
+    print!("{prompt}");
     std::io::stdout().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(
-        line.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
+    Ok(line.trim().to_string())
 }
 
 /// A flag's value, or the answer to a prompt on a terminal.
@@ -321,11 +338,7 @@ fn value(
     if !interactive {
         bail!("{flag} is missing (not on a terminal, so it cannot be asked for)");
     }
-    print!("{prompt}: ");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let line = line.trim().to_string();
+    let line = ask(&format!("{prompt}: "))?;
     if line.is_empty() {
         bail!("{flag} is needed");
     }

@@ -103,21 +103,22 @@ fn a_self_signed_provider_is_trusted_by_its_fingerprint_and_nothing_else() {
             _ => (provider.dovecot.imap_port, provider.submission_port),
         };
         let (imap, smtp) = (format!("localhost:{imap}"), format!("localhost:{smtp}"));
+        let init_args = [
+            "init",
+            "--address",
+            ALICE.0,
+            "--imap",
+            &imap,
+            "--smtp",
+            &smtp,
+            "--imap-security",
+            security,
+            "--smtp-security",
+            security,
+            "--no-passphrase",
+        ];
         let init = |extra: &[&str]| {
-            let mut args = vec![
-                "init",
-                "--address",
-                ALICE.0,
-                "--imap",
-                &imap,
-                "--smtp",
-                &smtp,
-                "--imap-security",
-                security,
-                "--smtp-security",
-                security,
-                "--no-passphrase",
-            ];
+            let mut args = init_args.to_vec();
             args.extend_from_slice(extra);
             gateway.command(&args)
         };
@@ -159,21 +160,7 @@ fn a_self_signed_provider_is_trusted_by_its_fingerprint_and_nothing_else() {
         } else {
             // On a terminal the certificate is shown and the person asked:
             // "no" changes nothing, "yes" pins what was shown.
-            let args = [
-                "init",
-                "--address",
-                ALICE.0,
-                "--imap",
-                &imap,
-                "--smtp",
-                &smtp,
-                "--imap-security",
-                security,
-                "--smtp-security",
-                security,
-                "--no-passphrase",
-            ];
-            let (said, code) = on_a_terminal(&gateway, &args, "n");
+            let (said, code) = on_a_terminal(&gateway, &init_args, "n");
             assert_eq!(code, 2, "{said}");
             assert!(
                 said.contains("subject  CN=localhost, O=A home server")
@@ -182,7 +169,7 @@ fn a_self_signed_provider_is_trusted_by_its_fingerprint_and_nothing_else() {
                 "{said}"
             );
             no_account(&gateway);
-            let (said, code) = on_a_terminal(&gateway, &args, "y");
+            let (said, code) = on_a_terminal(&gateway, &init_args, "y");
             assert_eq!(code, 0, "{said}");
             // Asked once: the SMTP server shows the same certificate.
             assert_eq!(said.matches("[y/N]").count(), 1, "{said}");

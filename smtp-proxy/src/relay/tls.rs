@@ -149,35 +149,22 @@ const MAX_REPLY_LINE: u64 = 1000;
 /// connection had just opened: lettre's EHLO is then the first thing said
 /// inside TLS, as RFC 3207 asks.
 pub(super) async fn starttls(mut tcp: TcpStream) -> Result<(TcpStream, Vec<u8>), String> {
-    use tokio::io::AsyncWriteExt as _;
     let mut reader = tokio::io::BufReader::new(&mut tcp);
     let (code, greeting) = read_reply(&mut reader).await?;
     if code != 220 {
         return Err(format!("it greeted with {}", first_line(&greeting)));
     }
-    reader
-        .get_mut()
-        .write_all(b"EHLO localhost\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let (code, ehlo) = read_reply(&mut reader).await?;
-    let offers = |keyword: &str| {
-        ehlo.split(|&b| b == b'\n').any(|line| {
-            line.get(4..)
-                .and_then(|rest| std::str::from_utf8(rest).ok())
-                .and_then(|rest| rest.split_whitespace().next())
-                .is_some_and(|word| word.eq_ignore_ascii_case(keyword))
-        })
-    };
-    if code != 250 || !offers("STARTTLS") {
+    let (code, ehlo) = say(&mut reader, b"EHLO localhost\r\n").await?;
+    let offers_starttls = ehlo.split(|&b| b == b'\n').any(|line| {
+        line.get(4..)
+            .and_then(|rest| std::str::from_utf8(rest).ok())
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|word| word.eq_ignore_ascii_case("STARTTLS"))
+    });
+    if code != 250 || !offers_starttls {
         return Err("it does not offer STARTTLS, and the account requires it".into());
     }
-    reader
-        .get_mut()
-        .write_all(b"STARTTLS\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let (code, reply) = read_reply(&mut reader).await?;
+    let (code, reply) = say(&mut reader, b"STARTTLS\r\n").await?;
     if code != 220 {
         return Err(format!("it refused STARTTLS: {}", first_line(&reply)));
     }
@@ -191,6 +178,20 @@ pub(super) async fn starttls(mut tcp: TcpStream) -> Result<(TcpStream, Vec<u8>),
     }
     drop(reader);
     Ok((tcp, greeting))
+}
+
+/// Sends one command before TLS and reads its reply.
+async fn say(
+    reader: &mut tokio::io::BufReader<&mut TcpStream>,
+    command: &[u8],
+) -> Result<(u16, Vec<u8>), String> {
+    use tokio::io::AsyncWriteExt as _;
+    reader
+        .get_mut()
+        .write_all(command)
+        .await
+        .map_err(|e| e.to_string())?;
+    read_reply(reader).await
 }
 
 /// One SMTP reply before TLS: its code and its raw lines, bounded.
