@@ -152,6 +152,11 @@ protocol imap {{
   # Tests open many sessions for one user from 127.0.0.1 (default: 10).
   mail_max_userip_connections = 200
 }}
+# An IDLE session hears of new mail when inotify wakes it, else at this
+# interval (default 30 s, longer than a test waits for a client to list
+# new mail); inotify instances are per user and shared by every Dovecot
+# the tests run.
+mailbox_idle_check_interval = 2 secs
 {mta_config}
 {extra}"#,
                 base = base.display(),

@@ -377,8 +377,17 @@ impl Conversation {
         let (alice_addr, bob_addr) = (Self::ALICE.0, Self::BOB.0);
         let root = tempfile::tempdir().expect("tempdir");
         let provider = Provider::start(&[Self::ALICE, Self::BOB]);
-        let alice = Gateway::running(root.path(), "alice", alice_addr, &provider);
-        let bob = Gateway::running(root.path(), "bob", bob_addr, &provider);
+        // A real client's sessions traced (what moved, never its content),
+        // so a test that fails can say what the gateway saw.
+        let traced = |name, address| {
+            let mut gateway = Gateway::new(root.path(), name);
+            gateway.log_filter = "info,imap_proxy=trace".into();
+            gateway.init(address, &provider);
+            gateway.start();
+            gateway
+        };
+        let alice = traced("alice", alice_addr);
+        let bob = traced("bob", bob_addr);
         let hello = format!(
             "From: {alice_addr}\nTo: {bob_addr}\nSubject: Hello\nMessage-ID: <hello@example.org>\n\n\
              Hi Bob.\n"

@@ -55,7 +55,9 @@ impl Running {
                 ])
                 .arg(profile)
                 .args(["--marionette", "-remote-allow-system-access", "--no-remote"])
-                .env("MOZ_LOG", "IMAP:5")
+                // sync: every line written as it is logged, so a test that kills
+                // Thunderbird keeps the end; timestamp: when each was said.
+                .env("MOZ_LOG", "timestamp,sync,IMAP:5")
                 .env("MOZ_LOG_FILE", imap_log)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -91,16 +93,26 @@ fn profile(dir: &Path, marionette: u16, extra: &str) {
 /// Thunderbird's side of the IMAP conversation and the server's answers,
 /// from its MOZ_LOG file.
 fn imap_conversation(log: &Path) -> Vec<String> {
-    let mut name = log.as_os_str().to_owned();
-    name.push(".moz_log");
-    std::fs::read_to_string(name)
-        .unwrap_or_default()
-        .lines()
+    imap_log_lines(log)
+        .iter()
         .filter_map(|l| {
             l.split_once("SendData: ")
                 .or_else(|| l.split_once("CreateNewLineFromSocket: "))
                 .map(|(_, rest)| rest.to_string())
         })
+        .collect()
+}
+
+/// The same lines whole: when each was said, and on which connection
+/// (its address and selected folder), for a developer reading a failure.
+fn imap_log_lines(log: &Path) -> Vec<String> {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".moz_log");
+    std::fs::read_to_string(name)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("SendData: ") || l.contains("CreateNewLineFromSocket: "))
+        .map(str::to_string)
         .collect()
 }
 
@@ -319,14 +331,18 @@ fn thunderbird_sees_every_folder_and_no_error() {
     // New mail shows up while Thunderbird is open (IDLE), decrypted.
     // Thunderbird's side of the first start, kept for the developer.
     let kept = workspace_root().join("target/thunderbird-imap.log");
-    let _ = std::fs::write(&kept, said.join("\n"));
+    let whole = imap_log_lines(&imap_log);
+    let _ = std::fs::write(&kept, whole.join("\n"));
     if !idle["now"].to_string().contains("Arrived while open") {
-        let tail = &said[said.len().saturating_sub(80)..];
+        let tail = &whole[whole.len().saturating_sub(80)..];
+        let gateway_log = alice.log_text();
+        let gateway_lines: Vec<&str> = gateway_log.lines().collect();
         panic!(
             "new mail not seen without a restart: {idle}; at the provider after {delivered_after:?}; \
-             Thunderbird's IMAP (whole in {}), the end:\n{}",
+             Thunderbird's IMAP (whole in {}), the end:\n{}\n\nThe gateway's log, the end:\n{}",
             kept.display(),
-            tail.join("\n")
+            tail.join("\n"),
+            gateway_lines[gateway_lines.len().saturating_sub(150)..].join("\n")
         );
     }
     println!("new mail listed after {} s", idle["seconds"]);

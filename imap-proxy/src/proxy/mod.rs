@@ -46,7 +46,7 @@ use keystore::Keystore;
 use net_edge::{BindError, CancellationToken, Listener};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::ServerConfig;
-use tracing::debug;
+use tracing::{debug, Instrument as _};
 
 use crate::downloads::Downloads;
 use crate::imap::fetch_command::FetchCommand;
@@ -137,11 +137,15 @@ impl Proxy {
         self.listener
             .serve(shutdown, grace, move |tcp, peer, stop| {
                 let shared = Arc::clone(&shared);
+                // Every line a session logs names its client's port, so one
+                // session can be followed among many.
+                let span = tracing::info_span!("imap", client = peer.port());
                 async move {
                     if let Err(e) = serve(tcp, shared, stop).await {
                         debug!(%peer, error = %net_edge::describe(&e), "imap session ended");
                     }
                 }
+                .instrument(span)
             })
             .await;
     }

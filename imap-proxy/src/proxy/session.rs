@@ -11,7 +11,7 @@ use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status, StatusBody, StatusKind, Tagged};
 use imap_next::server::{Event as ServerEvent, ResponseHandle};
 use imap_next::stream::Error as StreamError;
-use tracing::warn;
+use tracing::{trace, warn};
 
 use super::respond::{answer_client_error, tagged, text, MAX_UNSENT};
 use super::{Current, Forwarder, Kind, Pending, Selected, SessionError, SHUTTING_DOWN};
@@ -79,6 +79,7 @@ impl Forwarder {
                     Err(e) => Step::ProviderFailed(e),
                 },
             };
+            trace_step(&step);
             let from_provider = matches!(step, Step::FromProvider(_) | Step::Unreadable);
             match step {
                 // Seen at the top of the loop, once no command runs.
@@ -480,6 +481,59 @@ impl Forwarder {
                 Ok(None)
             }
         }
+    }
+}
+
+/// What moved, at trace level: names of commands, events and responses
+/// only, never their content (no message text, no mailbox names), so that
+/// a session that stalls can be followed from the gateway's side.
+fn trace_step(step: &Step) {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    match step {
+        Step::FromClient(ServerEvent::CommandReceived { command }) => {
+            trace!(command = command.body.name(), "client")
+        }
+        Step::FromClient(ServerEvent::IdleCommandReceived { .. }) => {
+            trace!(command = "IDLE", "client")
+        }
+        Step::FromClient(ServerEvent::IdleDoneReceived) => trace!(command = "DONE", "client"),
+        // (Responses written are not traced: one line per response.)
+        Step::FromClient(ServerEvent::ResponseSent { .. }) => {}
+        Step::FromClient(_) => trace!("client event"),
+        Step::FromProvider(ClientEvent::DataReceived { data }) => {
+            trace!(data = data_name(data), "provider")
+        }
+        Step::FromProvider(ClientEvent::StatusReceived { status }) => {
+            let kind = match status {
+                Status::Tagged(_) => "tagged",
+                Status::Untagged(_) => "untagged",
+                Status::Bye(_) => "BYE",
+            };
+            trace!(status = kind, "provider")
+        }
+        Step::FromProvider(event) => trace!(event = crate::upstream::event_name(event), "provider"),
+        Step::Unreadable => trace!("provider: unreadable answer"),
+        Step::ProviderFailed(_) => trace!("provider: failed"),
+        Step::ProviderSilent => trace!("provider: silent"),
+        Step::Stop => trace!("stop"),
+    }
+}
+
+fn data_name(data: &Data<'_>) -> &'static str {
+    match data {
+        Data::Exists(_) => "EXISTS",
+        Data::Recent(_) => "RECENT",
+        Data::Expunge(_) => "EXPUNGE",
+        Data::Fetch { .. } => "FETCH",
+        Data::Flags(_) => "FLAGS",
+        Data::Search(..) => "SEARCH",
+        Data::List { .. } => "LIST",
+        Data::Lsub { .. } => "LSUB",
+        Data::Status { .. } => "STATUS",
+        Data::Capability(_) => "CAPABILITY",
+        _ => "other",
     }
 }
 

@@ -617,7 +617,7 @@ fn fetch_items(data: Vec<Data<'static>>) -> impl Iterator<Item = Vec<MessageData
     })
 }
 
-fn event_name(event: &Event) -> &'static str {
+pub(crate) fn event_name(event: &Event) -> &'static str {
     match event {
         Event::GreetingReceived { .. } => "greeting",
         Event::CommandSent { .. } => "command sent",
