@@ -23,6 +23,8 @@ pub struct Config {
     pub smtp: Listener,
     #[serde(default)]
     pub dns: Dns,
+    #[serde(default)]
+    pub discovery: DiscoverySettings,
     #[serde(default, rename = "account")]
     pub accounts: Vec<Account>,
 }
@@ -42,6 +44,19 @@ pub struct Dns {
     pub require_dnssec: bool,
     /// A DNSSEC trust anchor file instead of the built-in root keys.
     pub trust_anchor: Option<PathBuf>,
+}
+
+/// Key look-ups beyond DNS.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySettings {
+    /// Web Key Directory look-ups for recipients without a key. Off by
+    /// default: each asks the recipient's domain over HTTPS for a key,
+    /// which tells that server whom the user is writing to.
+    #[serde(default)]
+    pub wkd: bool,
+    /// An extra trust anchor (PEM) for WKD servers of a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Dns {
@@ -309,6 +324,13 @@ impl Config {
         if let Some(anchor) = &self.dns.trust_anchor {
             out += &format!("trust_anchor = {}\n", path_q(anchor));
         }
+        out += "\n# Web Key Directory look-ups (HTTPS to the recipient's domain) for recipients\n\
+                # that DNS has no key for. Off by default: the domain learns whom you write to.\n\
+                [discovery]\n";
+        out += &format!("wkd = {}\n", self.discovery.wkd);
+        if let Some(ca) = &self.discovery.ca_file {
+            out += &format!("ca_file = {}\n", path_q(ca));
+        }
         for a in &self.accounts {
             out += &account_toml(a);
         }
@@ -426,6 +448,18 @@ impl Config {
         std::fs::rename(&partial, path)
             .with_context(|| format!("replacing the configuration {}", path.display()))?;
         Ok(())
+    }
+
+    /// Key discovery as configured: DNS, and WKD where `[discovery] wkd`.
+    pub fn key_discovery(&self) -> anyhow::Result<keystore::Discovery> {
+        let dns = self.dns_config();
+        let discovery = keystore::Discovery::new(&dns)?;
+        if !self.discovery.wkd {
+            return Ok(discovery);
+        }
+        let tls = net_edge::client_config(self.discovery.ca_file.as_deref(), None)
+            .context("setting up TLS for WKD look-ups ([discovery] ca_file)")?;
+        Ok(discovery.with_wkd(keystore::WkdClient::new(tls, &dns)?))
     }
 
     pub fn dns_config(&self) -> keystore::DnsConfig {

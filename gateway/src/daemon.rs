@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use archive::Archive;
 use clap::Args;
 use imap_proxy::proxy::{Proxy, DEFAULT_PROVIDER_TIMEOUT};
-use keystore::{Discovery, Keystore};
+use keystore::Keystore;
 use net_edge::LocalCertificate;
 use smtp_proxy::outgoing::Account as SmtpAccount;
 use smtp_proxy::relay::Provider;
@@ -71,10 +71,10 @@ pub async fn run(global: &Global) -> anyhow::Result<Answer> {
     }
     let archive = Archive::open(&vault).await.context("opening the archive")?;
     let certificate = local_certificate(&vault).await?;
-    let discovery = match Discovery::new(&config.dns_config()) {
+    let discovery = match config.key_discovery() {
         Ok(d) => Some(d),
         Err(e) => {
-            warn!(error = %e, "DNS key discovery is off");
+            warn!(error = %format!("{e:#}"), "key discovery (DNS, WKD) is off");
             None
         }
     };

@@ -140,17 +140,9 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<Answer> {
             vcard,
         } => export(&store, address.as_deref(), own.as_deref(), vcard).await?,
         Command::Discover { address } => {
-            let discovery = keystore::Discovery::new(&config.dns_config())?;
-            let certs = discovery.discover(&store, &address, now).await?;
-            if certs.is_empty() {
-                println!("{address}: no OPENPGPKEY record");
-                Answer::No
-            } else {
-                for c in &certs {
-                    println!("{address}: found {}", grouped(&c.fingerprint().to_hex()));
-                }
-                Answer::Yes
-            }
+            let discovery = config.key_discovery()?;
+            let found = discovery.discover(&store, &address, now).await?;
+            discovered(&address, &found, config.discovery.wkd)
         }
         Command::SetupMessage(SetupCommand::Export { address }) => {
             let id = store.identity(&address).await?;
@@ -498,4 +490,37 @@ pub fn grouped(fpr: &str) -> String {
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// What `keytool discover` says: which method answered, with what.
+fn discovered(address: &str, found: &keystore::Discovered, wkd: bool) -> Answer {
+    if found.ignored > 0 {
+        println!(
+            "{address}: the Web Key Directory served {} key(s) without this address as a user ID; ignored",
+            found.ignored
+        );
+    }
+    if let Some(e) = &found.wkd_failed {
+        println!("{address}: the Web Key Directory could not be asked: {e}");
+    }
+    let by = match found.source {
+        Some(keystore::KeySource::Wkd) => "Web Key Directory",
+        _ => "DNS (OPENPGPKEY)",
+    };
+    if found.certs.is_empty() {
+        let asked = if wkd {
+            "no OPENPGPKEY record and no key in the Web Key Directory"
+        } else {
+            "no OPENPGPKEY record (Web Key Directory look-ups are off: [discovery] wkd)"
+        };
+        println!("{address}: {asked}");
+        return Answer::No;
+    }
+    for c in &found.certs {
+        println!(
+            "{address}: found {} by {by}",
+            grouped(&c.fingerprint().to_hex())
+        );
+    }
+    Answer::Yes
 }

@@ -1,9 +1,14 @@
-//! Key discovery by DNS OPENPGPKEY records (RFC 7929).
+//! Key discovery: DNS OPENPGPKEY records (RFC 7929), then, where enabled,
+//! the Web Key Directory ([`crate::wkd`]).
 //!
-//! Only answers that DNSSEC validated are accepted unless the configuration
-//! says `require_dnssec = false`: an unvalidated answer is as good as one an
-//! attacker on the path made up. Answers — keys and "no record" alike — are
-//! cached in the vault for their TTL.
+//! Only DNS answers that DNSSEC validated are accepted unless the
+//! configuration says `require_dnssec = false`: an unvalidated answer is as
+//! good as one an attacker on the path made up. Answers — keys and "no
+//! record" alike — are cached in the vault: DNS for its TTL, WKD for a day
+//! (a key) or an hour (none). A failed WKD look-up is not cached and is
+//! reported. Either way a key is kept only if it carries the address as a
+//! user ID, and is recorded for that address only; a discovered key never
+//! replaces a verified one (`effective_peer`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,12 +30,15 @@ use sha2::{Digest, Sha256};
 
 use crate::error::KeystoreError;
 use crate::time::{from_db, to_db};
+use crate::wkd::{WkdAnswer, WkdClient, WkdError};
 use crate::{KeySource, Keystore};
 
 /// Negative answers without an SOA are cached this long.
 const DEFAULT_NEGATIVE_TTL: u32 = 300;
 /// Upper bound on any cached answer.
 const MAX_TTL: u32 = 86_400;
+/// How long a WKD server's "no key here" (HTTP 404) is believed.
+const WKD_NEGATIVE_TTL: u32 = 3_600;
 
 /// Where and how to ask DNS.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +67,6 @@ pub fn openpgpkey_name(address: &str) -> Option<String> {
     ))
 }
 
-/// A DNS key lookup service bound to a vault (for its cache).
 /// Why a DNS key lookup (or setting up the resolver) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
@@ -85,68 +92,184 @@ pub enum DnsError {
     },
 }
 
+/// What [`Discovery::discover`] found.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// The keys published for the address (each carries it as a user ID).
+    pub certs: Vec<Cert>,
+    /// Who answered with them: [`KeySource::Dns`] or [`KeySource::Wkd`];
+    /// `None` when nobody had a key.
+    pub source: Option<KeySource>,
+    /// Keys a WKD server served for the address that do not carry it as a
+    /// user ID: left out.
+    pub ignored: usize,
+    /// Why WKD could not be asked, when DNS had no key and WKD failed.
+    pub wkd_failed: Option<WkdError>,
+}
+
+/// Key look-ups bound to the resolver settings; WKD only when enabled
+/// ([`Discovery::with_wkd`]).
 pub struct Discovery {
     resolver: TokioResolver,
     require_dnssec: bool,
+    wkd: Option<WkdClient>,
 }
 
 impl Discovery {
     pub fn new(config: &DnsConfig) -> Result<Self, KeystoreError> {
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = if config.nameservers.is_empty() {
-            TokioResolver::builder(provider).map_err(DnsError::SystemConfig)?
-        } else {
-            let servers = config
-                .nameservers
-                .iter()
-                .map(|addr| {
-                    let connections = [ProtocolConfig::Udp, ProtocolConfig::Tcp]
-                        .into_iter()
-                        .map(|p| {
-                            let mut c = ConnectionConfig::new(p);
-                            c.port = addr.port();
-                            c
-                        })
-                        .collect();
-                    NameServerConfig::new(addr.ip(), true, connections)
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], servers),
-                provider,
-            )
-        };
-        if let Some(path) = &config.trust_anchor {
-            // The resolver only honours anchors handed to the builder; a path
-            // in its options is not read.
-            let anchors =
-                TrustAnchors::from_file(path).map_err(|source| DnsError::TrustAnchor {
-                    path: path.clone(),
-                    source,
-                })?;
-            builder = builder.with_trust_anchor(std::sync::Arc::new(anchors));
-        }
-        let options = builder.options_mut();
-        options.validate = config.require_dnssec;
-        options.attempts = 1;
-        options.timeout = Duration::from_secs(5);
-        let resolver = builder.build().map_err(DnsError::Resolver)?;
         Ok(Discovery {
-            resolver,
+            resolver: resolver(config, config.require_dnssec)?,
             require_dnssec: config.require_dnssec,
+            wkd: None,
         })
     }
 
-    /// Looks up the keys published for `address`, answering from the cache
-    /// while it is fresh. Accepted keys are recorded with source `dns`.
+    /// Also asks the Web Key Directory for an address DNS has no key for.
+    pub fn with_wkd(mut self, client: WkdClient) -> Self {
+        self.wkd = Some(client);
+        self
+    }
+
+    /// Looks up the keys published for `address`: DNS, then WKD where
+    /// enabled, answering from the cache while it is fresh. Accepted keys
+    /// are recorded with the source that answered. A DNS failure is an
+    /// error unless WKD finds a key; a WKD failure is reported in
+    /// [`Discovered::wkd_failed`].
     pub async fn discover(
         &self,
         store: &Keystore,
         address: &str,
         now: SystemTime,
-    ) -> Result<Vec<Cert>, KeystoreError> {
+    ) -> Result<Discovered, KeystoreError> {
         let address = autocrypt::normalize_addr(address);
-        if let Some(cached) = store.cached_dns(&address, now).await? {
+        let dns = self.discover_dns(store, &address, now).await;
+        if let Ok(certs) = &dns {
+            if !certs.is_empty() {
+                return Ok(Discovered {
+                    certs: certs.clone(),
+                    source: Some(KeySource::Dns),
+                    ..Discovered::default()
+                });
+            }
+        }
+        let mut found = Discovered::default();
+        if let Some(wkd) = &self.wkd {
+            match self.discover_wkd(wkd, store, &address, now).await {
+                Ok((certs, ignored)) => {
+                    found.ignored = ignored;
+                    if !certs.is_empty() {
+                        found.certs = certs;
+                        found.source = Some(KeySource::Wkd);
+                        return Ok(found);
+                    }
+                }
+                Err(KeystoreError::Wkd(e)) => found.wkd_failed = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        dns.map(|_| found)
+    }
+
+    /// The WKD step: the keys for the address and how many served keys
+    /// were left out for not carrying it.
+    async fn discover_wkd(
+        &self,
+        wkd: &WkdClient,
+        store: &Keystore,
+        address: &str,
+        now: SystemTime,
+    ) -> Result<(Vec<Cert>, usize), KeystoreError> {
+        if let Some(cached) = store.cached(Cache::Wkd, address, now).await? {
+            return Ok((cached, 0));
+        }
+        let (served, ttl) = match wkd.look_up(address).await? {
+            None => return Ok((Vec::new(), 0)),
+            Some(WkdAnswer::NotFound { .. }) => (Vec::new(), WKD_NEGATIVE_TTL),
+            Some(WkdAnswer::Found { bytes, .. }) => (
+                CertParser::from_bytes(&bytes)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::ok)
+                    .collect::<Vec<_>>(),
+                MAX_TTL,
+            ),
+        };
+        let total = served.len();
+        let certs: Vec<Cert> = served
+            .into_iter()
+            .filter(|c| autocrypt::key::has_userid_for(c, address, now))
+            .collect();
+        let ignored = total - certs.len();
+        store
+            .cache(
+                Cache::Wkd,
+                address,
+                &certs,
+                now + Duration::from_secs(u64::from(ttl)),
+            )
+            .await?;
+        for cert in &certs {
+            store
+                .record_key_for(address, cert, KeySource::Wkd, now)
+                .await?;
+        }
+        Ok((certs, ignored))
+    }
+}
+
+/// A resolver for the configured name servers (or the system's), DNSSEC
+/// validation on or off.
+pub(crate) fn resolver(config: &DnsConfig, validate: bool) -> Result<TokioResolver, KeystoreError> {
+    let provider = TokioRuntimeProvider::default();
+    let mut builder = if config.nameservers.is_empty() {
+        TokioResolver::builder(provider).map_err(DnsError::SystemConfig)?
+    } else {
+        let servers = config
+            .nameservers
+            .iter()
+            .map(|addr| {
+                let connections = [ProtocolConfig::Udp, ProtocolConfig::Tcp]
+                    .into_iter()
+                    .map(|p| {
+                        let mut c = ConnectionConfig::new(p);
+                        c.port = addr.port();
+                        c
+                    })
+                    .collect();
+                NameServerConfig::new(addr.ip(), true, connections)
+            })
+            .collect();
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(None, vec![], servers),
+            provider,
+        )
+    };
+    if let Some(path) = &config.trust_anchor {
+        // The resolver only honours anchors handed to the builder; a path
+        // in its options is not read.
+        let anchors = TrustAnchors::from_file(path).map_err(|source| DnsError::TrustAnchor {
+            path: path.clone(),
+            source,
+        })?;
+        builder = builder.with_trust_anchor(std::sync::Arc::new(anchors));
+    }
+    let options = builder.options_mut();
+    options.validate = validate;
+    options.attempts = 1;
+    options.timeout = Duration::from_secs(5);
+    Ok(builder.build().map_err(DnsError::Resolver)?)
+}
+
+impl Discovery {
+    /// The DNS step (RFC 7929), cached for the answer's TTL.
+    async fn discover_dns(
+        &self,
+        store: &Keystore,
+        address: &str,
+        now: SystemTime,
+    ) -> Result<Vec<Cert>, KeystoreError> {
+        let address = address.to_string();
+        if let Some(cached) = store.cached(Cache::Dns, &address, now).await? {
             return Ok(cached);
         }
         let name =
@@ -188,7 +311,12 @@ impl Discovery {
             Err(source) => return Err(DnsError::Lookup { name, source }.into()),
         };
         store
-            .cache_dns(&address, &certs, now + Duration::from_secs(u64::from(ttl)))
+            .cache(
+                Cache::Dns,
+                &address,
+                &certs,
+                now + Duration::from_secs(u64::from(ttl)),
+            )
             .await?;
         for cert in &certs {
             store
@@ -199,17 +327,37 @@ impl Discovery {
     }
 }
 
+/// Which answers a cache row holds.
+#[derive(Debug, Clone, Copy)]
+enum Cache {
+    Dns,
+    Wkd,
+}
+
+impl Cache {
+    fn table(self) -> &'static str {
+        match self {
+            Cache::Dns => "dns_cache",
+            Cache::Wkd => "wkd_cache",
+        }
+    }
+}
+
 impl Keystore {
-    async fn cached_dns(
+    async fn cached(
         &self,
+        cache: Cache,
         address: &str,
         now: SystemTime,
     ) -> Result<Option<Vec<Cert>>, KeystoreError> {
-        let row: Option<(Option<Vec<u8>>, i64)> =
-            sqlx::query_as("SELECT certs, expires FROM dns_cache WHERE address = ?")
-                .bind(address)
-                .fetch_optional(&self.pool)
-                .await?;
+        let sql = format!(
+            "SELECT certs, expires FROM {} WHERE address = ?",
+            cache.table()
+        );
+        let row: Option<(Option<Vec<u8>>, i64)> = sqlx::query_as(&sql)
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             Some((certs, expires)) if from_db(expires) > now => Ok(Some(match certs {
                 Some(bytes) => CertParser::from_bytes(&bytes)?
@@ -221,8 +369,9 @@ impl Keystore {
         }
     }
 
-    async fn cache_dns(
+    async fn cache(
         &self,
+        cache: Cache,
         address: &str,
         certs: &[Cert],
         expires: SystemTime,
@@ -236,15 +385,17 @@ impl Keystore {
             }
             Some(all)
         };
-        sqlx::query(
-            "INSERT INTO dns_cache (address, certs, expires) VALUES (?, ?, ?)
+        let sql = format!(
+            "INSERT INTO {} (address, certs, expires) VALUES (?, ?, ?)
              ON CONFLICT (address) DO UPDATE SET certs = excluded.certs, expires = excluded.expires",
-        )
-        .bind(address)
-        .bind(bytes)
-        .bind(to_db(expires))
-        .execute(&self.pool)
-        .await?;
+            cache.table()
+        );
+        sqlx::query(&sql)
+            .bind(address)
+            .bind(bytes)
+            .bind(to_db(expires))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

@@ -60,6 +60,8 @@ pub enum KeystoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("DNS lookup failed: {0}")]
     Dns(#[from] crate::discovery::DnsError),
+    #[error("Web Key Directory lookup failed: {0}")]
+    Wkd(#[from] crate::wkd::WkdError),
 }
 
 /// A database error with what it means for the data directory: SQLite says

@@ -54,6 +54,7 @@ mod peers;
 mod throttle;
 mod time;
 pub mod vault;
+pub mod wkd;
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +62,7 @@ use secrecy::SecretString;
 use sqlx::SqlitePool;
 
 pub use conversation::{MAX_LOOKUPS, MAX_PHRASES_RECORDED};
-pub use discovery::{openpgpkey_name, Discovery, DnsConfig};
+pub use discovery::{openpgpkey_name, Discovered, Discovery, DnsConfig};
 pub use error::{database_failure, KeystoreError};
 pub use identity::Identity;
 pub use peers::{
@@ -74,6 +75,7 @@ pub use throttle::{
 };
 pub use vault::Durability;
 pub use vault::Unlock;
+pub use wkd::{WkdClient, WkdError};
 
 /// An open vault.
 #[derive(Clone)]

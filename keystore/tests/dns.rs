@@ -196,8 +196,8 @@ async fn validated_answers_are_accepted_and_unvalidated_refused() {
         .discover(&store, "carol@signed.example", now)
         .await
         .expect("validated answer");
-    assert_eq!(found.len(), 1);
-    assert_eq!(found[0].fingerprint(), carol.fingerprint());
+    assert_eq!(found.certs.len(), 1);
+    assert_eq!(found.certs[0].fingerprint(), carol.fingerprint());
     let history = store
         .history("carol@signed.example")
         .await
@@ -227,7 +227,7 @@ async fn validated_answers_are_accepted_and_unvalidated_refused() {
         .discover(&store, "dave@plain.example", now)
         .await
         .expect("answer");
-    assert_eq!(found[0].fingerprint(), dave.fingerprint());
+    assert_eq!(found.certs[0].fingerprint(), dave.fingerprint());
 }
 
 #[tokio::test]
@@ -248,6 +248,7 @@ async fn answers_and_absences_are_cached_for_their_ttl() {
             .discover(&store, "carol@signed.example", now)
             .await
             .expect("found")
+            .certs
             .len(),
         1
     );
@@ -255,6 +256,7 @@ async fn answers_and_absences_are_cached_for_their_ttl() {
         .discover(&store, "nobody@signed.example", now)
         .await
         .expect("absent")
+        .certs
         .is_empty());
     let addr = knot.addr();
     drop(knot);
@@ -264,6 +266,7 @@ async fn answers_and_absences_are_cached_for_their_ttl() {
             .discover(&store, "carol@signed.example", now)
             .await
             .expect("cached")
+            .certs
             .len(),
         1
     );
@@ -271,6 +274,7 @@ async fn answers_and_absences_are_cached_for_their_ttl() {
         .discover(&store, "nobody@signed.example", now)
         .await
         .expect("cached")
+        .certs
         .is_empty());
     // …and not after it (a fresh resolver, so its own memory cache cannot answer).
     let later = now + Duration::from_secs(3600);

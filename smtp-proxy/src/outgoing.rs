@@ -105,13 +105,17 @@ pub async fn prepare(
         if !usable && wants_keys {
             if let Some(discovery) = discovery {
                 match discovery.discover(keystore, address, now).await {
-                    Ok(found) if !found.is_empty() => {
+                    Ok(found) if !found.certs.is_empty() => {
                         peer = keystore.effective_peer(address).await.map_err(|e| {
                             refusal(format!("the keys for {address} could not be read ({e})"))
                         })?;
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::info!(%address, error = %e, "no key found by DNS"),
+                    Ok(found) => {
+                        if let Some(e) = found.wkd_failed {
+                            tracing::info!(%address, error = %e, "no key found: the Web Key Directory could not be asked");
+                        }
+                    }
+                    Err(e) => tracing::info!(%address, error = %e, "no key found by DNS or WKD"),
                 }
             }
         }

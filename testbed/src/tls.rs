@@ -1,5 +1,6 @@
 //! A private certificate authority and a server certificate for
-//! `localhost`/`127.0.0.1`, made with the `openssl` command line.
+//! `localhost`/`127.0.0.1` (and names a test adds), made with the `openssl`
+//! command line.
 
 use std::path::{Path, PathBuf};
 
@@ -16,15 +17,22 @@ pub struct TestCa {
 impl TestCa {
     /// Creates the CA and the server certificate in `dir`.
     pub fn create(dir: &Path) -> Self {
+        Self::create_for(dir, &[])
+    }
+
+    /// The same, the server certificate also naming `hosts` (a test's web
+    /// servers under made-up domains).
+    pub fn create_for(dir: &Path, hosts: &[&str]) -> Self {
         let ca_key = dir.join("ca.key");
         let ca_cert = dir.join("ca.pem");
         let server_key = dir.join("server.key");
         let csr = dir.join("server.csr");
         let server_cert = dir.join("server.pem");
         let ext = dir.join("server.ext");
+        let names: String = hosts.iter().map(|h| format!(",DNS:{h}")).collect();
         std::fs::write(
             &ext,
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            format!("subjectAltName=DNS:localhost,IP:127.0.0.1{names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
         )
         .expect("writing the extension file");
         self_signed("/CN=Letterlock Test CA", &[], &ca_key, &ca_cert);

@@ -27,6 +27,8 @@ pub enum KeySource {
     Autocrypt,
     Gossip,
     Dns,
+    /// The Web Key Directory.
+    Wkd,
     Import,
     SetupMessage,
 }
@@ -37,6 +39,7 @@ impl KeySource {
             KeySource::Autocrypt => "autocrypt",
             KeySource::Gossip => "gossip",
             KeySource::Dns => "dns",
+            KeySource::Wkd => "wkd",
             KeySource::Import => "import",
             KeySource::SetupMessage => "setup-message",
         }
@@ -46,6 +49,7 @@ impl KeySource {
         match s {
             "gossip" => KeySource::Gossip,
             "dns" => KeySource::Dns,
+            "wkd" => KeySource::Wkd,
             "import" => KeySource::Import,
             "setup-message" => KeySource::SetupMessage,
             _ => KeySource::Autocrypt,

@@ -233,9 +233,14 @@ pub(super) fn apply_trust(state: Option<PeerState>, history: &[KeyRecord]) -> Op
             (current.fingerprint().to_hex() != k.fingerprint && k.last_seen > announced)
                 .then_some(k)
         }
-        // Without an Autocrypt key, keys the user imported or DNS
+        // Without an Autocrypt key, keys the user imported or DNS or WKD
         // published count like a direct key.
-        (_, None, _) => newest(&[KeySource::Import, KeySource::Dns, KeySource::SetupMessage]),
+        (_, None, _) => newest(&[
+            KeySource::Import,
+            KeySource::Dns,
+            KeySource::Wkd,
+            KeySource::SetupMessage,
+        ]),
         _ => None,
     };
     if let Some(k) = replaced {
