@@ -142,16 +142,17 @@ impl Discovery {
         now: SystemTime,
     ) -> Result<Discovered, KeystoreError> {
         let address = autocrypt::normalize_addr(address);
-        let dns = self.discover_dns(store, &address, now).await;
-        if let Ok(certs) = &dns {
-            if !certs.is_empty() {
+        // DNS first; its failure counts only if WKD finds nothing either.
+        let dns = match self.discover_dns(store, &address, now).await {
+            Ok(certs) if !certs.is_empty() => {
                 return Ok(Discovered {
-                    certs: certs.clone(),
+                    certs,
                     source: Some(KeySource::Dns),
                     ..Discovered::default()
-                });
+                })
             }
-        }
+            other => other.map(drop),
+        };
         let mut found = Discovered::default();
         if let Some(wkd) = &self.wkd {
             match self.discover_wkd(wkd, store, &address, now).await {
@@ -182,24 +183,11 @@ impl Discovery {
         if let Some(cached) = store.cached(Cache::Wkd, address, now).await? {
             return Ok((cached, 0));
         }
-        let (served, ttl) = match wkd.look_up(address).await? {
+        let ((certs, ignored), ttl) = match wkd.look_up(address).await? {
             None => return Ok((Vec::new(), 0)),
-            Some(WkdAnswer::NotFound { .. }) => (Vec::new(), WKD_NEGATIVE_TTL),
-            Some(WkdAnswer::Found { bytes, .. }) => (
-                CertParser::from_bytes(&bytes)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Result::ok)
-                    .collect::<Vec<_>>(),
-                MAX_TTL,
-            ),
+            Some(WkdAnswer::NotFound) => ((Vec::new(), 0), WKD_NEGATIVE_TTL),
+            Some(WkdAnswer::Found(bytes)) => (keys_for(&bytes, address, now), MAX_TTL),
         };
-        let total = served.len();
-        let certs: Vec<Cert> = served
-            .into_iter()
-            .filter(|c| autocrypt::key::has_userid_for(c, address, now))
-            .collect();
-        let ignored = total - certs.len();
         store
             .cache(
                 Cache::Wkd,
@@ -215,6 +203,18 @@ impl Discovery {
         }
         Ok((certs, ignored))
     }
+}
+
+/// The certificates in published key data (binary or armored) that carry
+/// `address` as a user ID, and how many others it held: a key vouches only
+/// for the addresses it names, whoever serves it.
+fn keys_for(data: &[u8], address: &str, now: SystemTime) -> (Vec<Cert>, usize) {
+    let (keys, others): (Vec<Cert>, Vec<Cert>) = CertParser::from_bytes(data)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .partition(|c| autocrypt::key::has_userid_for(c, address, now));
+    (keys, others.len())
 }
 
 /// A resolver for the configured name servers (or the system's), DNSSEC
@@ -294,13 +294,7 @@ impl Discovery {
                         .into());
                     }
                     ttl = ttl.min(record.ttl);
-                    certs.extend(
-                        CertParser::from_bytes(&key.public_key)
-                            .into_iter()
-                            .flatten()
-                            .filter_map(Result::ok)
-                            .filter(|c| autocrypt::key::has_userid_for(c, &address, now)),
-                    );
+                    certs.extend(keys_for(&key.public_key, &address, now).0);
                 }
                 (certs, ttl)
             }

@@ -158,10 +158,10 @@ pub enum WkdError {
 /// What a WKD server said about an address.
 #[derive(Debug)]
 pub enum WkdAnswer {
-    /// The key data it serves there (binary or armored), and from where.
-    Found { url: WkdUrl, bytes: Bytes },
+    /// The key data it serves (binary or armored).
+    Found(Bytes),
     /// It has no key for the address (HTTP 404).
-    NotFound { url: WkdUrl },
+    NotFound,
 }
 
 /// A WKD client: the TLS settings to check servers with and the resolver
@@ -211,7 +211,7 @@ impl WkdClient {
                     }
                 },
             };
-            self.get(url, &addresses).await.map(Some)
+            self.get(&url, &addresses).await.map(Some)
         })
         .await
         .map_err(|_| WkdError::Timeout { host })?
@@ -236,8 +236,14 @@ impl WkdClient {
     }
 
     /// One GET over one connection to the first address that answers.
-    async fn get(&self, url: WkdUrl, addresses: &[SocketAddr]) -> Result<WkdAnswer, WkdError> {
+    async fn get(&self, url: &WkdUrl, addresses: &[SocketAddr]) -> Result<WkdAnswer, WkdError> {
         let host = url.host.clone();
+        // The path and host were checked when the URL was made.
+        let request = hyper::Request::get(url.path.as_str())
+            .header(hyper::header::HOST, host.as_str())
+            .header(hyper::header::USER_AGENT, "letterlock")
+            .body(Empty::<Bytes>::new())
+            .map_err(|_| WkdError::Name { host: host.clone() })?;
         let mut last = None;
         let mut tcp = None;
         for address in addresses {
@@ -273,41 +279,30 @@ impl WkdClient {
             .map_err(http)?;
         // Drives the connection while the request runs; ends with it.
         let driving = tokio::spawn(connection);
-        let request = hyper::Request::get(url.path.as_str())
-            .header(hyper::header::HOST, host.as_str())
-            .header(hyper::header::USER_AGENT, "letterlock")
-            .body(Empty::<Bytes>::new());
-        // The path and host were checked when the URL was made.
-        let Ok(request) = request else {
-            driving.abort();
-            return Err(WkdError::Name { host });
-        };
-        let response = sender.send_request(request).await.map_err(http);
-        let answer = match response {
-            Err(e) => Err(e),
-            Ok(response) => match response.status().as_u16() {
-                200 => match Limited::new(response.into_body(), MAX_ANSWER)
-                    .collect()
-                    .await
-                {
-                    Ok(body) => Ok(WkdAnswer::Found {
-                        url,
-                        bytes: body.to_bytes(),
-                    }),
-                    Err(e) => match e.downcast::<hyper::Error>() {
-                        Ok(e) => Err(http(*e)),
-                        Err(_) => Err(WkdError::TooLarge {
-                            url: url.to_string(),
-                        }),
+        let answer = async {
+            let response = sender.send_request(request).await.map_err(http)?;
+            match response.status().as_u16() {
+                200 => {}
+                404 => return Ok(WkdAnswer::NotFound),
+                status => {
+                    return Err(WkdError::Status {
+                        url: url.to_string(),
+                        status,
+                    })
+                }
+            }
+            let body = Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| match e.downcast::<hyper::Error>() {
+                    Ok(e) => http(*e),
+                    Err(_) => WkdError::TooLarge {
+                        url: url.to_string(),
                     },
-                },
-                404 => Ok(WkdAnswer::NotFound { url }),
-                status => Err(WkdError::Status {
-                    url: url.to_string(),
-                    status,
-                }),
-            },
-        };
+                })?;
+            Ok(WkdAnswer::Found(body.to_bytes()))
+        }
+        .await;
         driving.abort();
         answer
     }
