@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use archive::Archive;
 use clap::Args;
 use imap_proxy::proxy::{Proxy, DEFAULT_PROVIDER_TIMEOUT};
-use keystore::Keystore;
+use keystore::{Discovery, Keystore};
 use net_edge::LocalCertificate;
 use smtp_proxy::outgoing::Account as SmtpAccount;
 use smtp_proxy::relay::Provider;
@@ -71,13 +71,15 @@ pub async fn run(global: &Global) -> anyhow::Result<Answer> {
     }
     let archive = Archive::open(&vault).await.context("opening the archive")?;
     let certificate = local_certificate(&vault).await?;
-    let discovery = match config.key_discovery() {
-        Ok(d) => Some(d),
-        Err(e) => {
-            warn!(error = %format!("{e:#}"), "key discovery (DNS, WKD) is off");
-            None
-        }
-    };
+    // A WKD setting that cannot be used (its ca_file) costs WKD, not DNS.
+    let discovery = config
+        .key_discovery()
+        .or_else(|e| {
+            warn!(error = %format!("{e:#}"), "Web Key Directory look-ups are off");
+            Discovery::new(&config.dns_config())
+        })
+        .inspect_err(|e| warn!(error = %e, "DNS key discovery is off"))
+        .ok();
 
     let smtp = Server::bind(
         smtp_config(&config, smtp_listen, certificate.clone()),
