@@ -91,20 +91,9 @@ fn profile(dir: &Path, marionette: u16, extra: &str) {
 }
 
 /// Thunderbird's side of the IMAP conversation and the server's answers,
-/// from its MOZ_LOG file.
-fn imap_conversation(log: &Path) -> Vec<String> {
-    imap_log_lines(log)
-        .iter()
-        .filter_map(|l| {
-            l.split_once("SendData: ")
-                .or_else(|| l.split_once("CreateNewLineFromSocket: "))
-                .map(|(_, rest)| rest.to_string())
-        })
-        .collect()
-}
-
-/// The same lines whole: when each was said, and on which connection
-/// (its address and selected folder), for a developer reading a failure.
+/// from its MOZ_LOG file, each line whole: when it was said and on which
+/// connection (its address and selected folder), for a developer reading
+/// a failure.
 fn imap_log_lines(log: &Path) -> Vec<String> {
     let mut name = log.as_os_str().to_owned();
     name.push(".moz_log");
@@ -113,6 +102,18 @@ fn imap_log_lines(log: &Path) -> Vec<String> {
         .lines()
         .filter(|l| l.contains("SendData: ") || l.contains("CreateNewLineFromSocket: "))
         .map(str::to_string)
+        .collect()
+}
+
+/// What was said on those lines, without the logger's prefix.
+fn spoken(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            l.split_once("SendData: ")
+                .or_else(|| l.split_once("CreateNewLineFromSocket: "))
+                .map(|(_, rest)| rest.to_string())
+        })
         .collect()
 }
 
@@ -220,7 +221,8 @@ fn thunderbird_sees_every_folder_and_no_error() {
     let idle: serde_json::Value = serde_json::from_str(rest.trim()).unwrap_or_default();
     let took = started.elapsed();
     thunderbird.finish();
-    let said = imap_conversation(&imap_log);
+    let whole = imap_log_lines(&imap_log);
+    let said = spoken(&whole);
     assert!(
         out.status.success(),
         "driving Thunderbird failed: {first}{rest}\n{}\nIMAP:\n{}",
@@ -331,7 +333,6 @@ fn thunderbird_sees_every_folder_and_no_error() {
     // New mail shows up while Thunderbird is open (IDLE), decrypted.
     // Thunderbird's side of the first start, kept for the developer.
     let kept = workspace_root().join("target/thunderbird-imap.log");
-    let whole = imap_log_lines(&imap_log);
     let _ = std::fs::write(&kept, whole.join("\n"));
     if !idle["now"].to_string().contains("Arrived while open") {
         let tail = &whole[whole.len().saturating_sub(80)..];
@@ -373,7 +374,7 @@ fn thunderbird_sees_every_folder_and_no_error() {
         .output()
         .expect("python3");
     thunderbird.finish();
-    let said = imap_conversation(&second_log);
+    let said = spoken(&imap_log_lines(&second_log));
     assert!(
         out.status.success(),
         "driving Thunderbird after a restart failed: {}{}\nIMAP:\n{}",
