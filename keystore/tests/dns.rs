@@ -1,9 +1,8 @@
 //! DNS OPENPGPKEY discovery against a real DNS server: Knot on loopback,
 //! serving one zone it signs with DNSSEC and one it does not.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use autocrypt::key;
@@ -11,19 +10,7 @@ use base64::Engine;
 use keystore::{openpgpkey_name, Discovery, DnsConfig, KeySource, Keystore, Unlock};
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
-
-struct Knot {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use testbed::knot::{Knot, Zone};
 
 fn zone(origin: &str, records: &[(String, &Cert)]) -> String {
     let mut z = format!(
@@ -37,125 +24,58 @@ fn zone(origin: &str, records: &[(String, &Cert)]) -> String {
     z
 }
 
-impl Knot {
-    /// Serves a signed root zone that delegates to `signed.example` (signed,
-    /// with its DS in the root) and `plain.example` (unsigned, no DS), so a
-    /// validating resolver anchored at this root can tell the two apart.
-    fn start(signed: &[(String, &Cert)], plain: &[(String, &Cert)]) -> Self {
-        let dir = tempfile::tempdir().expect("dir");
-        let d = dir.path();
-        for sub in ["zones", "db", "run"] {
-            std::fs::create_dir(d.join(sub)).expect("mkdir");
-        }
-        let port = testbed::free_port();
-        std::fs::write(
-            d.join("zones/signed.example.zone"),
-            zone("signed.example", signed),
-        )
-        .expect("zone");
-        std::fs::write(
-            d.join("zones/plain.example.zone"),
-            zone("plain.example", plain),
-        )
-        .expect("zone");
-        std::fs::write(d.join("zones/root.zone"), root_zone(1, "")).expect("zone");
-        std::fs::write(
-            d.join("knot.conf"),
-            format!(
-                "server:\n    rundir: \"{r}\"\n    listen: 127.0.0.1@{port}\ndatabase:\n    storage: \"{db}\"\n\
-                 template:\n  - id: default\n    storage: \"{z}\"\n    zonefile-sync: -1\n    journal-content: none\n\
-                 zone:\n  - domain: .\n    file: root.zone\n    dnssec-signing: on\n\
-                 \x20 - domain: signed.example\n    dnssec-signing: on\n  - domain: plain.example\n",
-                r = d.join("run").display(),
-                db = d.join("db").display(),
-                z = d.join("zones").display(),
-            ),
-        )
-        .expect("config");
-        let child = Command::new("knotd")
-            .arg("-c")
-            .arg(d.join("knot.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("knotd (scripts/setup installs knot)");
-        let knot = Knot { child, port, dir };
-        knot.wait_for("signed.example", "DNSKEY");
-        // Publish the child's DS in the root, as a registrar would.
-        let ds = Command::new("keymgr")
-            .arg("-c")
-            .arg(knot.conf())
-            .args(["signed.example", "ds"])
-            .output()
-            .expect("keymgr");
-        let ds = String::from_utf8_lossy(&ds.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        assert!(ds.contains(" DS "), "keymgr gave a DS record: {ds:?}");
-        std::fs::write(knot.dir.path().join("zones/root.zone"), root_zone(2, &ds)).expect("zone");
-        let reload = Command::new("knotc")
-            .arg("-c")
-            .arg(knot.conf())
-            .args(["zone-reload", "."])
-            .output()
-            .expect("knotc");
-        assert!(
-            reload.status.success(),
-            "{}",
-            String::from_utf8_lossy(&reload.stderr)
-        );
-        knot.wait_for("signed.example", "DS");
-        knot
-    }
+/// A signed root zone that delegates to `signed.example` (signed, with its
+/// DS in the root) and `plain.example` (unsigned, no DS), so a validating
+/// resolver anchored at this root can tell the two apart.
+fn start_knot(signed: &[(String, &Cert)], plain: &[(String, &Cert)]) -> Knot {
+    let knot = Knot::start(&[
+        Zone {
+            domain: ".",
+            text: root_zone(1, ""),
+            signed: true,
+        },
+        Zone {
+            domain: "signed.example",
+            text: zone("signed.example", signed),
+            signed: true,
+        },
+        Zone {
+            domain: "plain.example",
+            text: zone("plain.example", plain),
+            signed: false,
+        },
+    ]);
+    knot.wait_for("signed.example", "DNSKEY");
+    // Publish the child's DS in the root, as a registrar would.
+    let ds = Command::new("keymgr")
+        .arg("-c")
+        .arg(knot.conf())
+        .args(["signed.example", "ds"])
+        .output()
+        .expect("keymgr");
+    let ds = String::from_utf8_lossy(&ds.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(ds.contains(" DS "), "keymgr gave a DS record: {ds:?}");
+    knot.replace_zone(".", &root_zone(2, &ds));
+    knot.wait_for("signed.example", "DS");
+    knot
+}
 
-    fn conf(&self) -> PathBuf {
-        self.dir.path().join("knot.conf")
-    }
-
-    fn dig(&self, name: &str, rtype: &str) -> String {
-        let out = Command::new("kdig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "+short",
-                name,
-                rtype,
-            ])
-            .output()
-            .expect("kdig (scripts/setup installs knot-dnsutils)");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wait_for(&self, name: &str, rtype: &str) {
-        for _ in 0..100 {
-            if !self.dig(name, rtype).trim().is_empty() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("knotd never answered {name} {rtype}");
-    }
-
-    /// The root's key-signing key as a trust anchor file.
-    fn anchor(&self) -> PathBuf {
-        let lines: String = self
-            .dig(".", "DNSKEY")
-            .lines()
-            .filter(|l| l.starts_with("257 "))
-            .map(|l| format!(". 300 IN DNSKEY {l}\n"))
-            .collect();
-        assert!(!lines.is_empty(), "the root zone is signed");
-        let p = self.dir.path().join("anchor.txt");
-        std::fs::write(&p, lines).expect("anchor");
-        p
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
+/// The root's key-signing key as a trust anchor file.
+fn anchor(knot: &Knot) -> PathBuf {
+    let lines: String = knot
+        .dig(".", "DNSKEY")
+        .lines()
+        .filter(|l| l.starts_with("257 "))
+        .map(|l| format!(". 300 IN DNSKEY {l}\n"))
+        .collect();
+    assert!(!lines.is_empty(), "the root zone is signed");
+    let p = knot.dir().join("anchor.txt");
+    std::fs::write(&p, lines).expect("anchor");
+    p
 }
 
 fn root_zone(serial: u32, ds: &str) -> String {
@@ -179,7 +99,7 @@ async fn validated_answers_are_accepted_and_unvalidated_refused() {
     let now = SystemTime::now();
     let carol = key::generate("carol@signed.example", now).expect("key");
     let dave = key::generate("dave@plain.example", now).expect("key");
-    let knot = Knot::start(
+    let knot = start_knot(
         &[(owner("carol@signed.example"), &carol)],
         &[(owner("dave@plain.example"), &dave)],
     );
@@ -189,7 +109,7 @@ async fn validated_answers_are_accepted_and_unvalidated_refused() {
     let strict = Discovery::new(&DnsConfig {
         nameservers: vec![knot.addr()],
         require_dnssec: true,
-        trust_anchor: Some(knot.anchor()),
+        trust_anchor: Some(anchor(&knot)),
     })
     .expect("resolver");
     let found = strict
@@ -234,7 +154,7 @@ async fn validated_answers_are_accepted_and_unvalidated_refused() {
 async fn answers_and_absences_are_cached_for_their_ttl() {
     let now = SystemTime::now();
     let carol = key::generate("carol@signed.example", now).expect("key");
-    let knot = Knot::start(&[(owner("carol@signed.example"), &carol)], &[]);
+    let knot = start_knot(&[(owner("carol@signed.example"), &carol)], &[]);
     let dir = tempfile::tempdir().expect("dir");
     let store = vault(dir.path()).await;
     let discovery = Discovery::new(&DnsConfig {

@@ -4,7 +4,6 @@
 //! domains' names. `adv.example` has an `openpgpkey` sub-domain (the
 //! advanced method); `wkd.example` has none (the direct method).
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
@@ -13,6 +12,7 @@ use autocrypt::key;
 use keystore::{Discovery, DnsConfig, KeySource, Keystore, Unlock, WkdClient};
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
+use testbed::knot::{Knot, Zone};
 
 /// A child process killed with the test.
 struct Server(Child);
@@ -37,46 +37,25 @@ fn wait_for_port(port: u16, what: &str) {
 }
 
 /// Knot, authoritative for the two domains, unsigned.
-fn knot(dir: &Path) -> (Server, SocketAddr) {
-    for sub in ["zones", "db", "run"] {
-        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
-    }
-    let soa = |origin: &str| {
+fn knot() -> Knot {
+    let zone = |origin: &str, extra: &str| {
         format!(
             "$ORIGIN {origin}.\n$TTL 300\n@ SOA ns.{origin}. hostmaster.{origin}. 1 3600 600 86400 300\n\
-             @ NS ns.{origin}.\nns A 127.0.0.1\n@ A 127.0.0.1\n"
+             @ NS ns.{origin}.\nns A 127.0.0.1\n@ A 127.0.0.1\n{extra}"
         )
     };
-    std::fs::write(
-        dir.join("zones/adv.example.zone"),
-        soa("adv.example") + "openpgpkey A 127.0.0.1\n",
-    )
-    .expect("zone");
-    std::fs::write(dir.join("zones/wkd.example.zone"), soa("wkd.example")).expect("zone");
-    let port = testbed::free_port();
-    std::fs::write(
-        dir.join("knot.conf"),
-        format!(
-            "server:\n    rundir: \"{r}\"\n    listen: 127.0.0.1@{port}\ndatabase:\n    storage: \"{db}\"\n\
-             template:\n  - id: default\n    storage: \"{z}\"\n    zonefile-sync: -1\n    journal-content: none\n\
-             zone:\n  - domain: adv.example\n  - domain: wkd.example\n",
-            r = dir.join("run").display(),
-            db = dir.join("db").display(),
-            z = dir.join("zones").display(),
-        ),
-    )
-    .expect("config");
-    let child = Command::new("knotd")
-        .arg("-c")
-        .arg(dir.join("knot.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("knotd (scripts/setup installs knot)");
-    let server = Server(child);
-    // Knot answers over TCP too once it serves.
-    wait_for_port(port, "knotd");
-    (server, SocketAddr::from(([127, 0, 0, 1], port)))
+    Knot::start(&[
+        Zone {
+            domain: "adv.example",
+            text: zone("adv.example", "openpgpkey A 127.0.0.1\n"),
+            signed: false,
+        },
+        Zone {
+            domain: "wkd.example",
+            text: zone("wkd.example", ""),
+            signed: false,
+        },
+    ])
 }
 
 /// The directory as GnuPG's tools make it: `DOMAIN/hu/HASH` (and `policy`).
@@ -185,12 +164,12 @@ async fn keys_are_found_by_both_methods_and_only_for_their_address() {
 
     let ca =
         testbed::TestCa::create_for(r, &["openpgpkey.adv.example", "adv.example", "wkd.example"]);
-    let (_knot, dns_server) = knot(&r.join("knot"));
+    let dns_server = knot();
     let port = testbed::free_port();
     let web = nginx(&r.join("nginx"), &directory, &ca, port);
 
     let dns = DnsConfig {
-        nameservers: vec![dns_server],
+        nameservers: vec![dns_server.addr()],
         require_dnssec: false,
         trust_anchor: None,
     };

@@ -19,6 +19,7 @@
 
 mod dovecot;
 pub mod hostile_smtp;
+pub mod knot;
 mod link;
 mod provider;
 pub mod python;
