@@ -202,13 +202,47 @@ async fn keys_are_found_by_both_methods_and_only_for_their_address() {
         "mail goes to the discovered key"
     );
 
-    // The direct method (no openpgpkey.wkd.example).
+    // The direct method (no openpgpkey.wkd.example). Carol's key was
+    // verified before, by another fingerprint: what the directory serves
+    // is found, and stays a conflict the person decides on.
+    let verified = key::generate("carol@wkd.example", now).expect("key");
+    store
+        .record_key(&verified, KeySource::Import, now)
+        .await
+        .expect("import");
+    store
+        .verify(
+            "carol@wkd.example",
+            &verified.fingerprint().to_hex(),
+            "fingerprint",
+            now,
+        )
+        .await
+        .expect("verify");
     let found = discovery
         .discover(&store, "carol@wkd.example", now)
         .await
         .expect("carol");
     assert_eq!(found.source, Some(KeySource::Wkd));
     assert_eq!(found.certs[0].fingerprint(), carol.fingerprint());
+    let peer = store
+        .effective_peer("carol@wkd.example")
+        .await
+        .expect("peer")
+        .expect("known");
+    assert_eq!(
+        peer.public_key.map(|k| k.fingerprint()),
+        Some(verified.fingerprint()),
+        "a discovered key never replaces a verified one"
+    );
+    assert_eq!(
+        store
+            .summary("carol@wkd.example")
+            .await
+            .expect("summary")
+            .conflicts,
+        [carol.fingerprint().to_hex()]
+    );
 
     // A key served for Erin that does not name her: left out, recorded for nobody.
     let found = discovery
