@@ -121,7 +121,19 @@ impl Gateway {
 
     /// A gateway for `address` at `provider`, initialised and running.
     pub fn running(root: &Path, name: &str, address: &str, provider: &Provider) -> Self {
+        Self::running_with_log(root, name, address, provider, "info")
+    }
+
+    /// [`Gateway::running`] with its own `LETTERLOCK_LOG` filter.
+    pub fn running_with_log(
+        root: &Path,
+        name: &str,
+        address: &str,
+        provider: &Provider,
+        log_filter: &str,
+    ) -> Self {
         let mut gateway = Gateway::new(root, name);
+        gateway.log_filter = log_filter.into();
         gateway.init(address, provider);
         gateway.start();
         gateway
@@ -380,11 +392,13 @@ impl Conversation {
         // A real client's sessions traced (what moved, never its content),
         // so a test that fails can say what the gateway saw.
         let traced = |name, address| {
-            let mut gateway = Gateway::new(root.path(), name);
-            gateway.log_filter = "info,imap_proxy=trace".into();
-            gateway.init(address, &provider);
-            gateway.start();
-            gateway
+            Gateway::running_with_log(
+                root.path(),
+                name,
+                address,
+                &provider,
+                "info,imap_proxy=trace",
+            )
         };
         let alice = traced("alice", alice_addr);
         let bob = traced("bob", bob_addr);
