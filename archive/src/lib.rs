@@ -42,6 +42,7 @@ use thiserror::Error;
 use write::Writes;
 
 pub use query::{Query, QueryError};
+pub use search::Field;
 
 const DATABASE: &str = "archive.db";
 

@@ -1,6 +1,6 @@
 //! Queries over archived messages, encryption at rest, hostile input.
 
-use archive::{content_hash, Archive, Location, Order, SearchOptions, Stored};
+use archive::{content_hash, Archive, Field, Location, Order, SearchOptions, Stored};
 use keystore::{Keystore, Unlock};
 
 fn loc(mailbox: &str, uid: u32) -> Location {
@@ -135,6 +135,82 @@ async fn queries_find_what_they_should() {
         .search("a OR", &SearchOptions::default())
         .await
         .is_err());
+}
+
+async fn imap_uids(archive: &Archive, field: Field, text: &str) -> Option<Vec<u32>> {
+    archive
+        .encrypted_uids_with(("alice@example.org", "INBOX", 7), field, text)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[tokio::test]
+async fn imap_text_criteria_are_answered_from_the_index_for_encrypted_mail_only() {
+    let (_dir, _vault, archive) = archive_with_messages().await;
+    let some = |v: &[u32]| Some(v.to_vec());
+    // Words in order, the last a prefix; folded like `gateway search`.
+    assert_eq!(
+        imap_uids(&archive, Field::Any, "old lighth").await,
+        some(&[2])
+    );
+    assert_eq!(
+        imap_uids(&archive, Field::Any, "GRÜSSE aus k").await,
+        some(&[1])
+    );
+    assert_eq!(
+        imap_uids(&archive, Field::Body, "verschl").await,
+        some(&[1])
+    );
+    assert_eq!(
+        imap_uids(&archive, Field::Body, "at midnight").await,
+        some(&[2])
+    );
+    // DRAFT (uid 3) says "lighthouse" too, but the provider can search it.
+    assert_eq!(
+        imap_uids(&archive, Field::Any, "lighthouse").await,
+        some(&[2])
+    );
+    // Each field on its own.
+    assert_eq!(
+        imap_uids(&archive, Field::Subject, "plan").await,
+        some(&[2])
+    );
+    assert_eq!(
+        imap_uids(&archive, Field::Subject, "midnight").await,
+        some(&[])
+    );
+    assert_eq!(
+        imap_uids(&archive, Field::Sender, "juergen@example").await,
+        some(&[1])
+    );
+    assert_eq!(
+        imap_uids(&archive, Field::Sender, "müller").await,
+        some(&[1])
+    );
+    assert_eq!(
+        imap_uids(&archive, Field::Recipients, "carol").await,
+        some(&[2])
+    );
+    assert_eq!(imap_uids(&archive, Field::Body, "plan").await, some(&[]));
+    // Word semantics: the inside of a word is not a match.
+    assert_eq!(
+        imap_uids(&archive, Field::Any, "ighthouse").await,
+        some(&[])
+    );
+    // What the index cannot answer, and input that looks like FTS5 syntax.
+    assert_eq!(imap_uids(&archive, Field::Any, "--").await, None);
+    assert_eq!(
+        imap_uids(&archive, Field::Any, "plan\" OR \"x*").await,
+        some(&[])
+    );
+    // Another mailbox or UIDVALIDITY has nothing.
+    assert_eq!(
+        archive
+            .encrypted_uids_with(("alice@example.org", "INBOX", 8), Field::Any, "plan")
+            .await
+            .expect("search"),
+        Some(Vec::new())
+    );
 }
 
 #[tokio::test]

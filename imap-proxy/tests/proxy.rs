@@ -316,6 +316,10 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
         "search OR BODY canary-inside BODY \"nothing secret\"".to_string(),
         "search SEEN BODY canary-inside".to_string(),
         "fetch 1:3 (BODY.PEEK[HEADER.FIELDS (Subject)])".to_string(),
+        "search TEXT \"CANARY-ins\"".to_string(),
+        "search HEADER Subject \"real subj\"".to_string(),
+        "search BODY \"nary-inside\"".to_string(),
+        "search SUBJECT \"\"".to_string(),
     ];
     let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
     let out = client(s.port, "alicepw", &steps).await;
@@ -421,6 +425,14 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     assert_eq!(found(11), vec![enc], "{}", text(&out[11]));
     assert_eq!(found(12), vec![enc, plain], "{}", text(&out[12]));
     assert!(found(13).is_empty(), "{}", text(&out[13]));
+    // The index answers with word semantics: the last word a prefix, case
+    // folded; the inside of a word is not a match (imap::search). HEADER,
+    // which the index does not hold, is a substring of the served header;
+    // the empty string is in every message.
+    assert_eq!(found(15), vec![enc], "{}", text(&out[15]));
+    assert_eq!(found(16), vec![enc], "{}", text(&out[16]));
+    assert!(found(17).is_empty(), "{}", text(&out[17]));
+    assert_eq!(found(18), vec![enc, plain, forged], "{}", text(&out[18]));
 
     // A FETCH by sequence number (no UID asked for) is rewritten just the
     // same, and carries no UID the client did not ask for.

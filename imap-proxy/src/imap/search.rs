@@ -9,16 +9,26 @@
 //! T  →  OR (UID <encrypted messages where T holds>) (T NOT UID <encrypted messages>)
 //! ```
 //!
-//! where "T holds" is decided here, on the served (decrypted) bytes. The
+//! where "T holds" is decided by the gateway on the decrypted messages. The
 //! provider then evaluates the whole expression — flags, dates, sizes,
-//! AND/OR/NOT — and its answer is the client's, unchanged. Matching follows
-//! RFC 3501 §6.4.4: case-insensitive substrings of the decoded text.
+//! AND/OR/NOT — and its answer is the client's, unchanged.
+//!
+//! For SUBJECT, FROM, TO, CC, BODY and TEXT the archive's full-text index
+//! answers ([`index_field`]): the search string's words in order, the last
+//! one a prefix, case and diacritics folded — word semantics, as Dovecot's
+//! and Gmail's full-text search have, rather than RFC 3501 §6.4.4's
+//! substrings, because an index answers in time and memory that do not grow
+//! with the mailbox (TO and CC both look at the recipients, which the index
+//! keeps together). HEADER and BCC, which the index does not hold, and
+//! strings without a word character are judged by [`matches`]:
+//! case-insensitive substrings of the decoded text.
 
 use imap_next::imap_types::core::{AString, Vec1};
 use imap_next::imap_types::search::SearchKey;
 use imap_next::imap_types::sequence::SequenceSet;
 
 pub use crate::imap::sequence::uid_set;
+use archive::Field;
 use mail_parser::HeaderValue;
 
 /// Whether a criterion (or one inside it) looks at message text.
@@ -102,6 +112,20 @@ pub fn rewrite(
         }
         other => other,
     }
+}
+
+/// The index field a text criterion looks at, and its search string; `None`
+/// for the criteria the index cannot answer (HEADER, BCC).
+pub fn index_field(key: &SearchKey<'_>) -> Option<(Field, String)> {
+    let (field, text) = match key {
+        SearchKey::Subject(s) => (Field::Subject, s),
+        SearchKey::From(s) => (Field::Sender, s),
+        SearchKey::To(s) | SearchKey::Cc(s) => (Field::Recipients, s),
+        SearchKey::Body(s) => (Field::Body, s),
+        SearchKey::Text(s) => (Field::Any, s),
+        _ => return None,
+    };
+    Some((field, String::from_utf8_lossy(text.as_ref()).into_owned()))
 }
 
 /// Whether a text criterion holds for a message (decoded, case-insensitive).
