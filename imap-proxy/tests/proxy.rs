@@ -82,6 +82,11 @@ for line in sys.stdin.read().splitlines():
         elif step == "search":
             typ, data = m.uid("SEARCH", None, rest)
             out(raw(data))
+        elif step == "search_told":
+            m.response("OK")
+            typ, data = m.uid("SEARCH", None, rest)
+            typ, notes = m.response("OK")
+            out(raw(data) + b" | " + b" | ".join(n for n in notes if n))
         elif step == "append":
             typ, data = m.append(rest, None, None, b"From: alice@example.org\r\nSubject: draft\r\n\r\ncanary-draft\r\n")
             out((typ + " " + raw(data).decode()).encode())
@@ -400,6 +405,14 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     ]);
     assert!(stored.contains("-----BEGIN PGP MESSAGE-----"), "{stored}");
     assert!(!stored.contains("canary-draft"), "{stored}");
+    // Not read through the gateway yet: a SEARCH cannot see inside it,
+    // and says so instead of silently missing it.
+    let draft_search = ["select Drafts", "search_told BODY canary-draft"];
+    let unread = text(&client(s.port, "alicepw", &draft_search).await[2]);
+    assert!(
+        unread.starts_with(" |") && unread.contains("1 message in this folder has not been read"),
+        "{unread}"
+    );
     let draft = client(
         s.port,
         "alicepw",
@@ -412,6 +425,9 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     let draft = text(&literal_after(&draft[2], "BODY[]"));
     assert!(draft.contains("canary-draft"), "{draft}");
     assert!(draft.contains("Subject: draft"), "{draft}");
+    // Read once, it is found, in any later session, without the notice.
+    let read = text(&client(s.port, "alicepw", &draft_search).await[2]);
+    assert_eq!(read.trim(), format!("{} |", drafts[0]), "{read}");
 
     // SEARCH finds words that exist only inside the ciphertext, merged
     // with the provider's answer for the rest; flags still count.

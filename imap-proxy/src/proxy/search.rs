@@ -2,11 +2,15 @@
 //! rewritten so that encrypted messages are judged by what they say
 //! ([`crate::imap::search`]), not by their ciphertext.
 
+use std::collections::HashSet;
+
 use archive::Archive;
 use imap_next::imap_types::core::Vec1;
+use imap_next::imap_types::response::{Status, StatusBody, StatusKind};
 use imap_next::imap_types::search::SearchKey;
 use tracing::warn;
 
+use super::respond::text;
 use super::Forwarder;
 use crate::imap::fetch_command::LOOKUP_BATCH;
 use crate::imap::search::{has_text, index_field, matches, rewrite, text_keys, uid_set};
@@ -26,6 +30,7 @@ impl Forwarder {
         let Some(uidvalidity) = selected.uidvalidity else {
             return;
         };
+        self.tell_unread().await;
         let mailbox = (
             self.account.address.as_str(),
             selected.mailbox.as_str(),
@@ -71,6 +76,67 @@ impl Forwarder {
             *criteria = rewritten;
         }
     }
+}
+
+impl Forwarder {
+    /// Says, before the answer, how many messages of the selected mailbox
+    /// the gateway has not read yet: it does not know whether they are
+    /// encrypted, and if they are, the provider's search of them (all it
+    /// has is ciphertext) cannot match. Reading every one first would make
+    /// a SEARCH in a large unread mailbox take minutes; an answer that
+    /// silently misses mail would be worse. Clients keep untagged OK text
+    /// in their logs; `gateway archive sync` reads them all.
+    async fn tell_unread(&mut self) {
+        let Some(key) = self.mailbox_key() else {
+            return;
+        };
+        let all = match self.session.all_uids().await {
+            Ok(all) => all,
+            Err(e) => {
+                warn!(error = %e, "the provider's UID list for SEARCH failed");
+                return;
+            }
+        };
+        // What the provider said meanwhile (an expunge, new mail) goes to
+        // the client before the answer to its SEARCH, which reflects it.
+        self.pass_on_unsolicited();
+        let archived: HashSet<u32> = match self
+            .shared
+            .archive
+            .uids(&key.account, &key.mailbox, key.uidvalidity)
+            .await
+        {
+            Ok(uids) => uids.into_iter().collect(),
+            Err(e) => {
+                warn!(error = %e, "archive lookup for SEARCH failed");
+                return;
+            }
+        };
+        let unread: Vec<u32> = all.into_iter().filter(|u| !archived.contains(u)).collect();
+        let plain = self.shared.plain.plain_among(&key, &unread);
+        let unknown = unread.len() - plain.len();
+        if unknown > 0 {
+            self.send_status(Status::Untagged(StatusBody {
+                kind: StatusKind::Ok,
+                code: None,
+                text: text(&unread_notice(unknown)),
+            }));
+        }
+    }
+}
+
+/// What a SEARCH's client is told about messages the gateway has not read.
+fn unread_notice(unknown: usize) -> String {
+    let (messages, have) = if unknown == 1 {
+        ("message", "has")
+    } else {
+        ("messages", "have")
+    };
+    format!(
+        "Letterlock: {unknown} {messages} in this folder {have} not been read through the \
+         gateway yet; if any is encrypted, this search could not look inside it. Open them, \
+         or run `gateway archive sync`, and search again"
+    )
 }
 
 /// The encrypted messages (`uids`, archived) of one mailbox where a text

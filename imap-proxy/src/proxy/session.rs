@@ -319,7 +319,7 @@ impl Forwarder {
     /// What the provider said unasked during the gateway's own commands
     /// ([`crate::upstream::Unsolicited`]), passed on as if it had come with
     /// the client's command.
-    fn pass_on_unsolicited(&mut self) {
+    pub(super) fn pass_on_unsolicited(&mut self) {
         for said in self.session.take_unsolicited() {
             match said {
                 // Capabilities are the gateway's to announce.

@@ -1,6 +1,6 @@
 //! The commands the gateway issues itself on a provider connection (login,
 //! listing, EXAMINE, its own UID FETCHes for sizes, detection and whole
-//! messages), each with a typed result; and how the answers to its own
+//! messages, the UIDs of a mailbox), each with a typed result; and how the answers to its own
 //! FETCH are told apart from what the provider says unasked meanwhile
 //! ([`Unsolicited`], passed on to the client).
 
@@ -10,6 +10,7 @@ use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
 use imap_next::imap_types::flag::FlagNameAttribute;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status};
+use imap_next::imap_types::search::SearchKey;
 use imap_next::imap_types::sequence::SequenceSet;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -136,6 +137,29 @@ impl Session {
         out.sort_unstable();
         out.dedup_by_key(|(uid, _)| *uid);
         Ok(out)
+    }
+
+    /// The UIDs of every message in the selected mailbox (`UID SEARCH ALL`,
+    /// which the provider answers from its index), ascending.
+    pub async fn all_uids(&mut self) -> Result<Vec<u32>, UpstreamError> {
+        let body = CommandBody::search(None, Vec1::from(SearchKey::All), true);
+        let done = self.run(body, "UID SEARCH").await?;
+        let mut uids = Vec::new();
+        for data in done.data {
+            match data {
+                Data::Search(found, ..) => uids.extend(found.iter().map(|u| u.get())),
+                // New mail, expunges, flag changes: the client's.
+                other => self.unsolicited.push(Unsolicited::Data(other)),
+            }
+        }
+        self.unsolicited
+            .extend(done.untagged.into_iter().filter_map(|status| match status {
+                Status::Untagged(body) => Some(Unsolicited::Status(body)),
+                _ => None,
+            }));
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
     }
 
     /// The full messages with these UIDs (`UID FETCH … BODY.PEEK[]`, which
