@@ -82,6 +82,9 @@ for line in sys.stdin.read().splitlines():
         elif step == "search":
             typ, data = m.uid("SEARCH", None, rest)
             out(raw(data))
+        elif step == "search_seq":
+            typ, data = m.search(None, rest)
+            out(raw(data))
         elif step == "search_told":
             m.response("OK")
             typ, data = m.uid("SEARCH", None, rest)
@@ -1182,4 +1185,124 @@ reader.logout()
         told("FETCH").iter().any(|f| f.contains("Flagged")),
         "{seen}"
     );
+}
+
+/// A UID SEARCH in a mailbox where encrypted and plain messages alternate:
+/// the set of encrypted UIDs is as long as the mailbox, and a provider caps
+/// command lines (Dovecot at 64 KiB by default, here at 4 KiB, with 2,000
+/// messages, to meet the same cap at a test's size). The answer never puts
+/// such a set on a line: each criterion goes to the provider on its own and
+/// the sets come back as responses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_in_a_large_mixed_mailbox_stays_under_the_providers_line_cap() {
+    const MESSAGES: u32 = 2_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = SystemTime::now() - Duration::from_secs(60);
+    let (store, _alice) = common::vault_with_identity(dir.path(), ALICE, now).await;
+    let archive = Archive::open(&store).await.expect("archive");
+    let dovecot = tokio::task::spawn_blocking(|| {
+        Dovecot::start_with_config(&[("alice", "alicepw")], "imap_max_line_length = 4k\n")
+    })
+    .await
+    .expect("dovecot");
+    // One message through doveadm makes the maildir with the mail user's
+    // ownership; the rest are written straight into it (a doveadm per
+    // message would take minutes).
+    let plain = |n: u32| {
+        format!(
+            "From: carol@example.net\r\nTo: {ALICE}\r\nSubject: note {n}\r\n\
+             Message-ID: <n{n}@example.net>\r\n\r\nan ordinary message\r\n"
+        )
+    };
+    dovecot.save("alice", "INBOX", plain(1).as_bytes());
+    let maildir = dovecot.mail_dir("alice");
+    let owner = std::fs::metadata(&maildir).expect("maildir");
+    use std::os::unix::fs::MetadataExt;
+    for n in 2..=MESSAGES {
+        let path = maildir.join("new").join(format!("{n}.M{n}P1.test"));
+        std::fs::write(&path, plain(n)).expect("message");
+        std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).expect("chown");
+    }
+    let uids = dovecot.uids("alice", "INBOX");
+    assert_eq!(uids.len(), MESSAGES as usize);
+    let uidvalidity = dovecot.uidvalidity("alice", "INBOX");
+    // Every odd UID stands for an encrypted message the gateway has read:
+    // what it says is in the archive, and a quarter of them say "zanzibar".
+    let mut stores = tokio::task::JoinSet::new();
+    for uid in uids.iter().copied().filter(|u| u % 2 == 1) {
+        let archive = archive.clone();
+        stores.spawn(async move {
+            let word = if uid % 4 == 1 { "zanzibar" } else { "nothing" };
+            let served = format!(
+                "From: bob@example.org\r\nTo: {ALICE}\r\nSubject: trip {uid}\r\n\r\n\
+                 the plan for {word}\r\n"
+            );
+            let location = archive::Location {
+                account: ALICE.into(),
+                mailbox: "INBOX".into(),
+                uidvalidity,
+                uid,
+            };
+            let hash = archive::content_hash(format!("ciphertext {uid}").as_bytes());
+            archive
+                .store(&location, &hash, served.as_bytes(), true)
+                .await
+                .expect("store");
+        });
+    }
+    while let Some(done) = stores.join_next().await {
+        done.expect("store task");
+    }
+    let proxy = common::start(
+        vec![common::account_at(&dovecot, ALICE, "alice")],
+        imap_proxy::proxy::DEFAULT_PROVIDER_TIMEOUT,
+        &store,
+        &archive,
+    )
+    .await;
+    let port = proxy.port;
+
+    let out = client(
+        port,
+        "alicepw",
+        &[
+            "select INBOX",
+            "search TEXT zanzibar",
+            "search OR TEXT zanzibar BODY ordinary",
+            "search NOT TEXT zanzibar",
+            "search UID 1:100 SUBJECT trip",
+            "search_seq TEXT zanzibar",
+        ],
+    )
+    .await;
+    let found = |i: usize| -> Vec<u32> {
+        let said = text(&out[i]);
+        assert!(!said.starts_with("ERROR"), "{said}");
+        said.split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect()
+    };
+    let zanzibar: Vec<u32> = uids.iter().copied().filter(|u| u % 4 == 1).collect();
+    assert_eq!(found(2), zanzibar);
+    let either: Vec<u32> = uids
+        .iter()
+        .copied()
+        .filter(|u| u % 2 == 0 || u % 4 == 1)
+        .collect();
+    assert_eq!(found(3), either);
+    let not: Vec<u32> = uids.iter().copied().filter(|u| u % 4 != 1).collect();
+    assert_eq!(found(4), not);
+    let trips: Vec<u32> = (1..=100).filter(|u| u % 2 == 1).collect();
+    assert_eq!(found(5), trips);
+    // By sequence number too (here UID n is message n).
+    assert_eq!(uids, (1..=MESSAGES).collect::<Vec<_>>());
+    assert_eq!(found(6), zanzibar);
+    // What the rewrite used to send is over this provider's cap.
+    let encrypted: Vec<String> = uids
+        .iter()
+        .filter(|u| *u % 2 == 1)
+        .map(u32::to_string)
+        .collect();
+    assert!(encrypted.join(",").len() > 4096);
+    proxy.stop().await;
 }

@@ -42,6 +42,12 @@ impl Dovecot {
         Self::launch(users, None, "", false)
     }
 
+    /// Starts Dovecot with `extra` lines of configuration (a provider with
+    /// other limits than Dovecot's defaults).
+    pub fn start_with_config(users: &[(&str, &str)], extra: &str) -> Self {
+        Self::launch(users, None, extra, false)
+    }
+
     /// Starts Dovecot with a storage quota of `kib` KiB for every user: a
     /// provider that runs out of space (`NO [OVERQUOTA]` to APPEND) and
     /// offers QUOTA (RFC 9208) to clients.

@@ -1,9 +1,12 @@
 //! SEARCH over encrypted messages.
 //!
 //! The provider can evaluate every criterion except the ones that look at
-//! text, and those only for messages it can read. So each text criterion
-//! `T` (BODY, TEXT, SUBJECT, FROM, TO, CC, BCC, HEADER) is rewritten before
-//! the command goes out:
+//! text, and those only for messages it can read. The proxy asks it for
+//! each leaf criterion on its own ([`leaves`]), replaces the encrypted
+//! messages in a text leaf's answer by its own judgement, and [`evaluate`]s
+//! the AND/OR/NOT structure over the sets. Only a SEARCH with CONDSTORE's
+//! MODSEQ ([`needs_provider`]) goes to the provider whole, each text
+//! criterion `T` (BODY, TEXT, SUBJECT, FROM, TO, CC, BCC, HEADER) rewritten:
 //!
 //! ```text
 //! T  →  OR (UID <encrypted messages where T holds>) (T NOT UID <encrypted messages>)
@@ -44,19 +47,17 @@ pub fn has_text(key: &SearchKey<'_>) -> bool {
 /// The text criteria in a criterion (each once), the ones [`rewrite`] asks
 /// about.
 pub fn text_keys(key: &SearchKey<'static>, out: &mut Vec<SearchKey<'static>>) {
-    match key {
-        SearchKey::And(keys) => keys.as_ref().iter().for_each(|k| text_keys(k, out)),
-        SearchKey::Or(a, b) => {
-            text_keys(a, out);
-            text_keys(b, out);
+    let mut all = Vec::new();
+    leaves(key, &mut all);
+    for leaf in all {
+        if is_text(&leaf) && !out.contains(&leaf) {
+            out.push(leaf);
         }
-        SearchKey::Not(k) => text_keys(k, out),
-        text if is_text(text) && !out.contains(text) => out.push(text.clone()),
-        _ => {}
     }
 }
 
-fn is_text(key: &SearchKey<'_>) -> bool {
+/// Whether a criterion is one of the text criteria.
+pub fn is_text(key: &SearchKey<'_>) -> bool {
     matches!(
         key,
         SearchKey::Body(_)
@@ -126,6 +127,74 @@ pub fn index_field(key: &SearchKey<'_>) -> Option<(Field, String)> {
         _ => return None,
     };
     Some((field, String::from_utf8_lossy(text.as_ref()).into_owned()))
+}
+
+/// The leaves of a criterion (everything but AND, OR and NOT), each once:
+/// what [`evaluate`] needs a set of UIDs for.
+pub fn leaves(key: &SearchKey<'static>, out: &mut Vec<SearchKey<'static>>) {
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().for_each(|k| leaves(k, out)),
+        SearchKey::Or(a, b) => {
+            leaves(a, out);
+            leaves(b, out);
+        }
+        SearchKey::Not(k) => leaves(k, out),
+        leaf if !out.contains(leaf) => out.push(leaf.clone()),
+        _ => {}
+    }
+}
+
+/// Whether a criterion must go to the provider as it is: CONDSTORE's
+/// MODSEQ, whose answer carries the highest mod-sequence of the matches,
+/// which only the provider's own SEARCH of the whole expression reports.
+pub fn needs_provider(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().any(needs_provider),
+        SearchKey::Or(a, b) => needs_provider(a) || needs_provider(b),
+        SearchKey::Not(k) => needs_provider(k),
+        other => matches!(other, SearchKey::ModSequence { .. }),
+    }
+}
+
+/// Evaluates the boolean structure of a criterion over sets of UIDs:
+/// `all` is every UID of the mailbox (sorted), `leaf` the sorted UIDs where
+/// a leaf holds. The answer is sorted.
+pub fn evaluate(
+    key: &SearchKey<'_>,
+    all: &[u32],
+    leaf: &mut dyn FnMut(&SearchKey<'_>) -> Vec<u32>,
+) -> Vec<u32> {
+    match key {
+        SearchKey::And(keys) => {
+            let mut keys = keys.as_ref().iter();
+            let first = keys
+                .next()
+                .map(|k| evaluate(k, all, leaf))
+                .unwrap_or_default();
+            keys.fold(first, |acc, k| intersect(&acc, &evaluate(k, all, leaf)))
+        }
+        SearchKey::Or(a, b) => union(&evaluate(a, all, leaf), &evaluate(b, all, leaf)),
+        SearchKey::Not(k) => difference(all, &evaluate(k, all, leaf)),
+        SearchKey::All => all.to_vec(),
+        other => intersect(all, &leaf(other)),
+    }
+}
+
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let keep: std::collections::HashSet<u32> = b.iter().copied().collect();
+    a.iter().copied().filter(|u| keep.contains(u)).collect()
+}
+
+fn difference(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let drop: std::collections::HashSet<u32> = b.iter().copied().collect();
+    a.iter().copied().filter(|u| !drop.contains(u)).collect()
+}
+
+fn union(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out: Vec<u32> = a.iter().chain(b).copied().collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Whether a text criterion holds for a message (decoded, case-insensitive).
@@ -290,6 +359,44 @@ The plan is set for Midnight =E2=80=94 bring the quarterly report.\r\n";
         assert_eq!(**nothing, SearchKey::Not(Box::new(SearchKey::All)));
         assert!(has_text(&SearchKey::Not(Box::new(SearchKey::Text(a("x"))))));
         assert!(!has_text(&SearchKey::Seen));
+    }
+
+    #[test]
+    fn boolean_structure_is_evaluated_over_leaf_sets() {
+        let all = [1, 2, 3, 4, 5, 6];
+        // UNSEEN (OR BODY plan SUBJECT none) NOT TEXT draft
+        let key = SearchKey::And(
+            Vec1::try_from(vec![
+                SearchKey::Unseen,
+                SearchKey::Or(
+                    Box::new(SearchKey::Body(a("plan"))),
+                    Box::new(SearchKey::Subject(a("none"))),
+                ),
+                SearchKey::Not(Box::new(SearchKey::Text(a("draft")))),
+            ])
+            .expect("keys"),
+        );
+        let mut found = Vec::new();
+        leaves(&key, &mut found);
+        assert_eq!(found.len(), 4);
+        let mut leaf = |k: &SearchKey<'_>| match k {
+            SearchKey::Unseen => vec![1, 2, 3, 4, 9],
+            SearchKey::Body(_) => vec![2, 3, 5],
+            SearchKey::Subject(_) => vec![4],
+            SearchKey::Text(_) => vec![3],
+            _ => Vec::new(),
+        };
+        assert_eq!(evaluate(&key, &all, &mut leaf), vec![2, 4]);
+        assert_eq!(
+            evaluate(&SearchKey::Not(Box::new(SearchKey::All)), &all, &mut leaf),
+            Vec::<u32>::new()
+        );
+        // A UID the provider no longer lists is not in any answer.
+        assert_eq!(
+            evaluate(&SearchKey::Unseen, &all, &mut leaf),
+            vec![1, 2, 3, 4]
+        );
+        assert!(!needs_provider(&key));
     }
 
     #[test]

@@ -1,25 +1,124 @@
-//! SEARCH over decrypted text: the text criteria of a client's SEARCH are
-//! rewritten so that encrypted messages are judged by what they say
-//! ([`crate::imap::search`]), not by their ciphertext.
+//! SEARCH over decrypted text: encrypted messages are judged by what they
+//! say ([`crate::imap::search`]), not by their ciphertext.
+//!
+//! A SEARCH with text criteria is answered here: the provider is asked
+//! for each leaf criterion on its own (`UID SEARCH leaf`), a text leaf's
+//! answer has the encrypted messages replaced by the gateway's judgement of
+//! them, and the boolean structure is evaluated over those sets. Every set
+//! travels as a response, which has no length limit. Sending the sets to
+//! the provider instead (the rewrite, kept for CONDSTORE's MODSEQ) puts a UID set as long as the mailbox is mixed on
+//! one command line, which providers cap (Dovecot at 64 KiB: about 10,000
+//! encrypted messages between plain ones).
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 
 use archive::Archive;
-use imap_next::imap_types::core::Vec1;
-use imap_next::imap_types::response::{Status, StatusBody, StatusKind};
+use imap_next::imap_types::core::Tag;
+use imap_next::imap_types::core::{Charset, Vec1};
+use imap_next::imap_types::response::{Data, Status, StatusBody, StatusKind};
 use imap_next::imap_types::search::SearchKey;
 use tracing::warn;
 
-use super::respond::text;
+use super::respond::{tagged, text};
 use super::Forwarder;
 use crate::imap::fetch_command::LOOKUP_BATCH;
-use crate::imap::search::{has_text, index_field, matches, rewrite, text_keys, uid_set};
+use crate::imap::search::{
+    evaluate, has_text, index_field, is_text, leaves, matches, needs_provider, rewrite, text_keys,
+    uid_set,
+};
+
+/// Whether a client's SEARCH is one [`Forwarder::answer_search`] answers.
+pub(super) fn answered_here(criteria: &Vec1<SearchKey<'static>>) -> bool {
+    criteria.as_ref().iter().any(has_text) && !criteria.as_ref().iter().any(needs_provider)
+}
 
 impl Forwarder {
-    /// Rewrites the text criteria of a SEARCH so that encrypted messages are
-    /// judged by their decrypted text ([`crate::imap::search`]). Messages count
-    /// once the gateway has archived them (read through the proxy, or
-    /// `gateway archive sync`).
+    /// Answers a SEARCH with text criteria ([`answered_here`]): the matching
+    /// UIDs (or, without `uid`, sequence numbers), or why not (the
+    /// provider's refusal of a criterion).
+    /// `None` with no mailbox selected: the provider says what is wrong.
+    pub(super) async fn answer_search(
+        &mut self,
+        charset: Option<Charset<'static>>,
+        criteria: &Vec1<SearchKey<'static>>,
+        uid: bool,
+    ) -> Option<Result<Vec<u32>, String>> {
+        let key = self.mailbox_key()?;
+        let mailbox = (key.account.as_str(), key.mailbox.as_str(), key.uidvalidity);
+        let archive = &self.shared.archive;
+        let encrypted = match archive
+            .encrypted_uids(mailbox.0, mailbox.1, mailbox.2)
+            .await
+        {
+            Ok(uids) => uids,
+            Err(e) => return Some(Err(format!("the gateway's archive failed: {e}"))),
+        };
+        let encrypted_set: HashSet<u32> = encrypted.iter().copied().collect();
+        let mut keys = Vec::new();
+        criteria.as_ref().iter().for_each(|k| leaves(k, &mut keys));
+        let mut sets = Vec::with_capacity(keys.len());
+        for leaf in &keys {
+            if *leaf == SearchKey::All {
+                sets.push(Vec::new()); // evaluate answers ALL itself
+                continue;
+            }
+            let provider = match self.session.uid_search(charset.clone(), leaf.clone()).await {
+                Ok(uids) => uids,
+                Err(e) => return Some(Err(format!("Your provider refused the search: {e}"))),
+            };
+            if !is_text(leaf) {
+                sets.push(provider);
+                continue;
+            }
+            // The provider judged ciphertext; the gateway judges the text.
+            let mut set: Vec<u32> = provider
+                .into_iter()
+                .filter(|u| !encrypted_set.contains(u))
+                .collect();
+            set.extend(matching(&self.shared.archive, mailbox, &encrypted, leaf).await);
+            set.sort_unstable();
+            set.dedup();
+            sets.push(set);
+        }
+        // The mailbox's UIDs last: an expunge the provider announced during
+        // the searches above is in this list already, so the sequence
+        // numbers of the answer are those the client has once it has read
+        // the expunges, which go before the answer.
+        let all = match self.tell_unread().await {
+            Ok(all) => all,
+            Err(e) => return Some(Err(e)),
+        };
+        self.pass_on_unsolicited();
+        let key = match criteria.as_ref() {
+            [one] => one.clone(),
+            _ => SearchKey::And(criteria.clone()),
+        };
+        let found = evaluate(&key, &all, &mut |leaf| {
+            keys.iter()
+                .position(|k| k == leaf)
+                .map(|i| sets[i].clone())
+                .unwrap_or_default()
+        });
+        Some(Ok(if uid {
+            found
+        } else {
+            // Sequence numbers: positions in the mailbox's UID order.
+            found
+                .iter()
+                .filter_map(|u| all.binary_search(u).ok())
+                .filter_map(|i| u32::try_from(i + 1).ok())
+                .collect()
+        }))
+    }
+
+    /// Rewrites the text criteria of a SEARCH that must go to the provider
+    /// whole (CONDSTORE's MODSEQ; everything else is [`answered_here`]) so
+    /// that encrypted messages are judged by their decrypted text
+    /// ([`crate::imap::search`]). Messages count once the gateway has
+    /// archived them (read through the proxy, or `gateway archive sync`).
+    /// The UID sets it writes grow with the mailbox and can pass the
+    /// provider's line cap; the provider's BAD then reaches the client.
     pub(super) async fn search_encrypted(&mut self, criteria: &mut Vec1<SearchKey<'static>>) {
         if !criteria.as_ref().iter().any(has_text) {
             return;
@@ -30,7 +129,8 @@ impl Forwarder {
         let Some(uidvalidity) = selected.uidvalidity else {
             return;
         };
-        self.tell_unread().await;
+        // Failing to count is logged there; the rewrite still goes out.
+        let _ = self.tell_unread().await;
         let mailbox = (
             self.account.address.as_str(),
             selected.mailbox.as_str(),
@@ -79,6 +179,24 @@ impl Forwarder {
 }
 
 impl Forwarder {
+    /// Sends what [`Forwarder::answer_search`] found, as the provider would.
+    pub(super) fn send_search_answer(
+        &mut self,
+        client_tag: Tag<'static>,
+        answer: Result<Vec<u32>, String>,
+    ) {
+        match answer {
+            Ok(uids) => {
+                let uids = uids.into_iter().filter_map(NonZeroU32::new).collect();
+                self.send_data(Data::Search(uids, None));
+                self.send_status(tagged(client_tag, StatusKind::Ok, None, "Search completed"));
+            }
+            Err(why) => {
+                self.send_status(tagged(client_tag, StatusKind::No, None, &why));
+            }
+        }
+    }
+
     /// Says, before the answer, how many messages of the selected mailbox
     /// the gateway has not read yet: it does not know whether they are
     /// encrypted, and if they are, the provider's search of them (all it
@@ -86,15 +204,17 @@ impl Forwarder {
     /// a SEARCH in a large unread mailbox take minutes; an answer that
     /// silently misses mail would be worse. Clients keep untagged OK text
     /// in their logs; `gateway archive sync` reads them all.
-    async fn tell_unread(&mut self) {
+    ///
+    /// Returns the UIDs of the mailbox, as the provider listed them.
+    async fn tell_unread(&mut self) -> Result<Vec<u32>, String> {
         let Some(key) = self.mailbox_key() else {
-            return;
+            return Ok(Vec::new());
         };
         let all = match self.session.all_uids().await {
             Ok(all) => all,
             Err(e) => {
                 warn!(error = %e, "the provider's UID list for SEARCH failed");
-                return;
+                return Err(format!("Your provider did not list the folder: {e}"));
             }
         };
         // What the provider said meanwhile (an expunge, new mail) goes to
@@ -109,10 +229,14 @@ impl Forwarder {
             Ok(uids) => uids.into_iter().collect(),
             Err(e) => {
                 warn!(error = %e, "archive lookup for SEARCH failed");
-                return;
+                return Ok(all);
             }
         };
-        let unread: Vec<u32> = all.into_iter().filter(|u| !archived.contains(u)).collect();
+        let unread: Vec<u32> = all
+            .iter()
+            .copied()
+            .filter(|u| !archived.contains(u))
+            .collect();
         let plain = self.shared.plain.plain_among(&key, &unread);
         let unknown = unread.len() - plain.len();
         if unknown > 0 {
@@ -122,6 +246,7 @@ impl Forwarder {
                 text: text(&unread_notice(unknown)),
             }));
         }
+        Ok(all)
     }
 }
 

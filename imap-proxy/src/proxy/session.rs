@@ -235,6 +235,20 @@ impl Forwarder {
                 }
             };
             let client_tag = command.tag.clone();
+            if let CommandBody::Search {
+                charset,
+                criteria,
+                uid,
+            } = &command.body
+            {
+                if super::search::answered_here(criteria) {
+                    if let Some(answer) = self.answer_search(charset.clone(), criteria, *uid).await
+                    {
+                        self.send_search_answer(client_tag, answer);
+                        continue;
+                    }
+                }
+            }
             match self.prepare(command).await {
                 Ok((command, kind, awaits_go_ahead)) => {
                     if matches!(kind, Kind::Select { .. }) {

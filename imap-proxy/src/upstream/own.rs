@@ -5,7 +5,7 @@
 //! ([`Unsolicited`], passed on to the client).
 
 use imap_next::imap_types::command::CommandBody;
-use imap_next::imap_types::core::Vec1;
+use imap_next::imap_types::core::{Charset, Vec1};
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
 use imap_next::imap_types::flag::FlagNameAttribute;
 use imap_next::imap_types::mailbox::Mailbox;
@@ -142,7 +142,18 @@ impl Session {
     /// The UIDs of every message in the selected mailbox (`UID SEARCH ALL`,
     /// which the provider answers from its index), ascending.
     pub async fn all_uids(&mut self) -> Result<Vec<u32>, UpstreamError> {
-        let body = CommandBody::search(None, Vec1::from(SearchKey::All), true);
+        self.uid_search(None, SearchKey::All).await
+    }
+
+    /// The UIDs where one criterion holds in the selected mailbox, ascending
+    /// (`UID SEARCH [CHARSET c] key`). The answer comes as a response, which
+    /// has no length limit; a command line has one at every provider.
+    pub async fn uid_search(
+        &mut self,
+        charset: Option<Charset<'static>>,
+        key: SearchKey<'static>,
+    ) -> Result<Vec<u32>, UpstreamError> {
+        let body = CommandBody::search(charset, Vec1::from(key), true);
         let done = self.run(body, "UID SEARCH").await?;
         let mut uids = Vec::new();
         for data in done.data {
