@@ -237,7 +237,14 @@ pub(crate) async fn open_pool(
         // key in hex) and message text in archive queries included.
         .disable_statement_logging();
     let pool = SqlitePoolOptions::new()
-        .max_connections(4)
+        // One connection: SQLite drops a connection's whole page cache when
+        // another connection has written, and the read path writes for
+        // nearly every message, so with four each read began cold and
+        // decrypted its pages again (SQLCipher: AES and an HMAC per page, a
+        // fifth of a first read's CPU). Writes are serialized by SQLite
+        // anyway; reads now wait for them, a few milliseconds at most.
+        // Nothing holds a connection while asking the pool for another.
+        .max_connections(1)
         // When a write fails with SQLITE_FULL or an I/O error, SQLite rolls
         // the transaction back itself; sqlx 0.8.6's own ROLLBACK then fails
         // and it keeps counting the connection as inside a transaction, so
