@@ -1262,6 +1262,11 @@ async fn search_in_a_large_mixed_mailbox_stays_under_the_providers_line_cap() {
     .await;
     let port = proxy.port;
 
+    let too_many = (1..=65)
+        .map(|n| format!("SUBJECT w{n}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let too_many = format!("search {too_many}");
     let out = client(
         port,
         "alicepw",
@@ -1272,6 +1277,8 @@ async fn search_in_a_large_mixed_mailbox_stays_under_the_providers_line_cap() {
             "search NOT TEXT zanzibar",
             "search UID 1:100 SUBJECT trip",
             "search_seq TEXT zanzibar",
+            &too_many,
+            "search SUBJECT trip UID 1:9",
         ],
     )
     .await;
@@ -1297,6 +1304,11 @@ async fn search_in_a_large_mixed_mailbox_stays_under_the_providers_line_cap() {
     // By sequence number too (here UID n is message n).
     assert_eq!(uids, (1..=MESSAGES).collect::<Vec<_>>());
     assert_eq!(found(6), zanzibar);
+    // A search with more criteria than the gateway takes is refused (NO) in
+    // a sentence, and the session goes on.
+    let refused = text(&out[7]);
+    assert!(refused.contains("at most 64"), "{refused}");
+    assert_eq!(found(8), vec![1, 3, 5, 7, 9]);
     // What the rewrite used to send is over this provider's cap.
     let encrypted: Vec<String> = uids
         .iter()

@@ -28,6 +28,11 @@ use crate::imap::search::{
     uid_set,
 };
 
+/// At most this many distinct criteria in one SEARCH: each is one search at
+/// the provider and one set of UIDs held until the answer, and a command
+/// may be megabytes long.
+const MAX_LEAVES: usize = 64;
+
 /// Whether a client's SEARCH is one [`Forwarder::answer_search`] answers.
 pub(super) fn answered_here(criteria: &Vec1<SearchKey<'static>>) -> bool {
     criteria.as_ref().iter().any(has_text) && !criteria.as_ref().iter().any(needs_provider)
@@ -57,6 +62,13 @@ impl Forwarder {
         let encrypted_set: HashSet<u32> = encrypted.iter().copied().collect();
         let mut keys = Vec::new();
         criteria.as_ref().iter().for_each(|k| leaves(k, &mut keys));
+        if keys.len() > MAX_LEAVES {
+            return Some(Err(format!(
+                "This search has {} criteria; the gateway answers at most {MAX_LEAVES} at once \
+                 (each is a search at your provider). Split it into smaller searches",
+                keys.len()
+            )));
+        }
         let mut sets = Vec::with_capacity(keys.len());
         for leaf in &keys {
             if *leaf == SearchKey::All {
