@@ -163,11 +163,7 @@ impl Session {
                 other => self.unsolicited.push(Unsolicited::Data(other)),
             }
         }
-        self.unsolicited
-            .extend(done.untagged.into_iter().filter_map(|status| match status {
-                Status::Untagged(body) => Some(Unsolicited::Status(body)),
-                _ => None,
-            }));
+        self.keep_statuses(done.untagged);
         uids.sort_unstable();
         uids.dedup();
         Ok(uids)
@@ -266,12 +262,18 @@ impl Session {
     ) -> Vec<Vec<MessageDataItem<'static>>> {
         let (answers, unsolicited) = split_own_fetch(done.data, asked);
         self.unsolicited.extend(unsolicited);
+        self.keep_statuses(done.untagged);
+        answers
+    }
+
+    /// Keeps the untagged statuses that came with one of the gateway's own
+    /// commands for the client.
+    fn keep_statuses(&mut self, untagged: Vec<Status<'static>>) {
         self.unsolicited
-            .extend(done.untagged.into_iter().filter_map(|status| match status {
+            .extend(untagged.into_iter().filter_map(|status| match status {
                 Status::Untagged(body) => Some(Unsolicited::Status(body)),
                 _ => None,
             }));
-        answers
     }
 }
 
