@@ -129,8 +129,8 @@ pub fn index_field(key: &SearchKey<'_>) -> Option<(Field, String)> {
     Some((field, String::from_utf8_lossy(text.as_ref()).into_owned()))
 }
 
-/// The leaves of a criterion (everything but AND, OR and NOT), each once:
-/// what [`evaluate`] needs a set of UIDs for.
+/// The leaves of a criterion (everything but AND, OR, NOT and ALL, which
+/// [`evaluate`] answers itself), each once: what it needs a set of UIDs for.
 pub fn leaves(key: &SearchKey<'static>, out: &mut Vec<SearchKey<'static>>) {
     match key {
         SearchKey::And(keys) => keys.as_ref().iter().for_each(|k| leaves(k, out)),
@@ -139,6 +139,7 @@ pub fn leaves(key: &SearchKey<'static>, out: &mut Vec<SearchKey<'static>>) {
             leaves(b, out);
         }
         SearchKey::Not(k) => leaves(k, out),
+        SearchKey::All => {}
         leaf if !out.contains(leaf) => out.push(leaf.clone()),
         _ => {}
     }

@@ -6,16 +6,16 @@
 //! answer has the encrypted messages replaced by the gateway's judgement of
 //! them, and the boolean structure is evaluated over those sets. Every set
 //! travels as a response, which has no length limit. Sending the sets to
-//! the provider instead (the rewrite, kept for CONDSTORE's MODSEQ) puts a UID set as long as the mailbox is mixed on
-//! one command line, which providers cap (Dovecot at 64 KiB: about 10,000
-//! encrypted messages between plain ones).
+//! the provider instead (the rewrite, kept for CONDSTORE's MODSEQ) puts a
+//! UID set as long as the mailbox is mixed on one command line, which
+//! providers cap (Dovecot at 64 KiB: about 10,000 encrypted messages
+//! between plain ones).
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 
 use archive::Archive;
-use imap_next::imap_types::core::Tag;
-use imap_next::imap_types::core::{Charset, Vec1};
+use imap_next::imap_types::core::{Charset, Tag, Vec1};
 use imap_next::imap_types::response::{Data, Status, StatusBody, StatusKind};
 use imap_next::imap_types::search::SearchKey;
 use tracing::warn;
@@ -71,10 +71,6 @@ impl Forwarder {
         }
         let mut sets = Vec::with_capacity(keys.len());
         for leaf in &keys {
-            if *leaf == SearchKey::All {
-                sets.push(Vec::new()); // evaluate answers ALL itself
-                continue;
-            }
             let provider = match self.session.uid_search(charset.clone(), leaf.clone()).await {
                 Ok(uids) => uids,
                 Err(e) => return Some(Err(format!("Your provider refused the search: {e}"))),
@@ -96,12 +92,11 @@ impl Forwarder {
         // The mailbox's UIDs last: an expunge the provider announced during
         // the searches above is in this list already, so the sequence
         // numbers of the answer are those the client has once it has read
-        // the expunges, which go before the answer.
+        // the expunges, which `tell_unread` passes on before the answer.
         let all = match self.tell_unread().await {
             Ok(all) => all,
             Err(e) => return Some(Err(e)),
         };
-        self.pass_on_unsolicited();
         let key = match criteria.as_ref() {
             [one] => one.clone(),
             _ => SearchKey::And(criteria.clone()),
@@ -135,19 +130,12 @@ impl Forwarder {
         if !criteria.as_ref().iter().any(has_text) {
             return;
         }
-        let Some(selected) = self.selected.clone() else {
-            return;
-        };
-        let Some(uidvalidity) = selected.uidvalidity else {
+        let Some(key) = self.mailbox_key() else {
             return;
         };
         // Failing to count is logged there; the rewrite still goes out.
         let _ = self.tell_unread().await;
-        let mailbox = (
-            self.account.address.as_str(),
-            selected.mailbox.as_str(),
-            uidvalidity,
-        );
+        let mailbox = (key.account.as_str(), key.mailbox.as_str(), key.uidvalidity);
         let archive = &self.shared.archive;
         let uids = match archive
             .encrypted_uids(mailbox.0, mailbox.1, mailbox.2)
@@ -188,9 +176,7 @@ impl Forwarder {
             *criteria = rewritten;
         }
     }
-}
 
-impl Forwarder {
     /// Sends what [`Forwarder::answer_search`] found, as the provider would.
     pub(super) fn send_search_answer(
         &mut self,
@@ -288,23 +274,21 @@ async fn matching(
     uids: &[u32],
     text: &SearchKey<'static>,
 ) -> Vec<u32> {
-    let mut whole_messages = true;
-    if let Some((field, needle)) = index_field(text) {
-        if needle.is_empty() {
-            // Every text holds the empty string.
-            return uids.to_vec();
-        }
-        match archive.encrypted_uids_with(mailbox, field, &needle).await {
+    let whole_messages = match index_field(text) {
+        // Every text holds the empty string.
+        Some((_, needle)) if needle.is_empty() => return uids.to_vec(),
+        Some((field, needle)) => match archive.encrypted_uids_with(mailbox, field, &needle).await {
             Ok(Some(found)) => return found,
-            Ok(None) => {}
+            // No word to ask the index for: the messages are read.
+            Ok(None) => true,
             Err(e) => {
                 warn!(error = %e, "index search for SEARCH failed");
                 return Vec::new();
             }
-        }
-    } else {
-        whole_messages = false;
-    }
+        },
+        // HEADER, BCC: the header sections are enough.
+        None => false,
+    };
     let mut found = Vec::new();
     for chunk in uids.chunks(LOOKUP_BATCH) {
         let read = if whole_messages {
