@@ -14,7 +14,7 @@
 
 use thiserror::Error;
 
-use crate::fold::fold;
+use crate::fold::words;
 
 /// Why a query could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -153,15 +153,7 @@ fn term(word: &str, query: &mut Query) -> Option<String> {
         Some(b) => (b, true),
         None => (word, false),
     };
-    let body = body.trim_matches('"');
-    let folded = fold(body);
-    // Keep only what the tokenizer would keep as word characters or spaces;
-    // punctuation inside a word becomes a phrase boundary, as FTS5 does.
-    let cleaned: String = folded
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect();
-    let cleaned = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    let cleaned = words(body.trim_matches('"'));
     if cleaned.is_empty() {
         return None;
     }

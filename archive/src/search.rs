@@ -2,7 +2,7 @@
 //! content table, with a snippet per hit; and the IMAP proxy's SEARCH over
 //! one mailbox's encrypted messages, answered from the same index.
 
-use crate::fold::fold;
+use crate::fold::words;
 use crate::{
     snippet, Archive, ArchiveError, Hit, Location, Order, Query, QueryError, SearchOptions,
 };
@@ -38,15 +38,8 @@ impl Field {
 /// An IMAP search string as an FTS5 phrase whose last word is a prefix:
 /// `"w1 w2 w3" *`. `None` when the string has no word characters.
 pub(crate) fn words_phrase(text: &str) -> Option<String> {
-    let folded = fold(text);
-    let words: Vec<&str> = folded
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    if words.is_empty() {
-        return None;
-    }
-    Some(format!("\"{}\" *", words.join(" ")))
+    let words = words(text);
+    (!words.is_empty()).then(|| format!("\"{words}\" *"))
 }
 
 impl Archive {
