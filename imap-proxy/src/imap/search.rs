@@ -311,19 +311,23 @@ The plan is set for Midnight =E2=80=94 bring the quarterly report.\r\n";
         assert!(!matches(&SearchKey::Subject(a("x")), b""));
     }
 
+    /// `UNSEEN (OR BODY plan SUBJECT none)`, then `more`.
+    fn unseen_plan_or_none(more: Vec<SearchKey<'static>>) -> SearchKey<'static> {
+        let mut keys = vec![
+            SearchKey::Unseen,
+            SearchKey::Or(
+                Box::new(SearchKey::Body(a("plan"))),
+                Box::new(SearchKey::Subject(a("none"))),
+            ),
+        ];
+        keys.extend(more);
+        SearchKey::And(Vec1::try_from(keys).expect("keys"))
+    }
+
     #[test]
     fn text_criteria_are_rewritten_around_the_encrypted_set() {
         let encrypted = uid_set(&[3, 4, 5, 9]).expect("set");
-        let key = SearchKey::And(
-            Vec1::try_from(vec![
-                SearchKey::Unseen,
-                SearchKey::Or(
-                    Box::new(SearchKey::Body(a("plan"))),
-                    Box::new(SearchKey::Subject(a("none"))),
-                ),
-            ])
-            .expect("keys"),
-        );
+        let key = unseen_plan_or_none(Vec::new());
         let mut asked = Vec::new();
         let rewritten = rewrite(key, &encrypted, &mut |k| {
             asked.push(format!("{k:?}"));
@@ -366,17 +370,7 @@ The plan is set for Midnight =E2=80=94 bring the quarterly report.\r\n";
     fn boolean_structure_is_evaluated_over_leaf_sets() {
         let all = [1, 2, 3, 4, 5, 6];
         // UNSEEN (OR BODY plan SUBJECT none) NOT TEXT draft
-        let key = SearchKey::And(
-            Vec1::try_from(vec![
-                SearchKey::Unseen,
-                SearchKey::Or(
-                    Box::new(SearchKey::Body(a("plan"))),
-                    Box::new(SearchKey::Subject(a("none"))),
-                ),
-                SearchKey::Not(Box::new(SearchKey::Text(a("draft")))),
-            ])
-            .expect("keys"),
-        );
+        let key = unseen_plan_or_none(vec![SearchKey::Not(Box::new(SearchKey::Text(a("draft"))))]);
         let mut found = Vec::new();
         leaves(&key, &mut found);
         assert_eq!(found.len(), 4);
