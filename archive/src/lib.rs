@@ -493,7 +493,14 @@ async fn put_location(
     Ok(())
 }
 
+/// Deletes content no location refers to any more, with its index entry.
+/// FTS5's `secure-delete` is on for these statements only (it is off for
+/// stores, migration 0004): FTS5 flushes pending deletions when the next
+/// statement starts, so they are applied in secure-delete mode and the
+/// expunged words leave the index pages instead of staying behind a
+/// tombstone (`expunged_words_leave_the_index_pages`).
 async fn collect_orphans(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), ArchiveError> {
+    set_secure_delete(tx, true).await?;
     sqlx::query("DELETE FROM content_fts WHERE rowid IN (SELECT id FROM content WHERE id NOT IN (SELECT content_id FROM location))")
         .execute(&mut **tx)
         .await?;
@@ -506,5 +513,83 @@ async fn collect_orphans(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result
     sqlx::query("DELETE FROM content WHERE id NOT IN (SELECT content_id FROM location)")
         .execute(&mut **tx)
         .await?;
+    set_secure_delete(tx, false).await
+}
+
+async fn set_secure_delete(
+    conn: &mut sqlx::SqliteConnection,
+    on: bool,
+) -> Result<(), ArchiveError> {
+    sqlx::query("INSERT INTO content_fts (content_fts, rank) VALUES ('secure-delete', ?)")
+        .bind(i64::from(on))
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Raw FTS5 index pages, where terms sit prefix-compressed but legible.
+    async fn index_pages(archive: &Archive) -> Vec<Vec<u8>> {
+        sqlx::query_scalar("SELECT block FROM content_fts_data")
+            .fetch_all(&archive.pool)
+            .await
+            .expect("index pages")
+    }
+
+    fn holds(pages: &[Vec<u8>], needle: &[u8]) -> bool {
+        pages
+            .iter()
+            .any(|p| p.windows(needle.len()).any(|w| w == needle))
+    }
+
+    /// An expunged message's words leave the index pages themselves, not
+    /// only its results (FTS5 without secure-delete only adds a tombstone).
+    /// Several messages, so that each word's list crosses the sizes where
+    /// FTS5 stores it differently, and stores after the delete too.
+    #[tokio::test]
+    async fn expunged_words_leave_the_index_pages() {
+        let dir = tempfile::tempdir().expect("dir");
+        let vault = keystore::Keystore::create(dir.path(), keystore::Unlock::KeyFile)
+            .await
+            .expect("vault");
+        let archive = Archive::open(&vault).await.expect("archive");
+        let at = |uid| Location {
+            account: "alice@example.org".into(),
+            mailbox: "INBOX".into(),
+            uidvalidity: 1,
+            uid,
+        };
+        let common = "harbour ".repeat(200);
+        for uid in 1..=20u32 {
+            let secret = if uid == 7 { "quetzalwhisper" } else { "" };
+            let body = format!(
+                "From: bob@example.org\r\nSubject: note {uid}\r\n\r\n{common} {secret} {}\r\n",
+                "quetzalwhisper2 ".repeat(if uid == 7 { 100 } else { 0 })
+            );
+            let hash = content_hash(body.as_bytes());
+            archive
+                .store(&at(uid), &hash, body.as_bytes(), true)
+                .await
+                .expect("store");
+        }
+        assert!(holds(&index_pages(&archive).await, b"tzalwhisper"));
+        archive.remove(&[at(7)]).await.expect("expunge");
+        let later = "From: bob@example.org\r\nSubject: later\r\n\r\nharbour again\r\n";
+        archive
+            .store(
+                &at(21),
+                &content_hash(later.as_bytes()),
+                later.as_bytes(),
+                true,
+            )
+            .await
+            .expect("store");
+        assert!(
+            !holds(&index_pages(&archive).await, b"tzalwhisper"),
+            "the expunged message's words are still in the index pages"
+        );
+    }
 }
