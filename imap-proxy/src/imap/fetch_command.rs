@@ -91,6 +91,10 @@ struct Held {
     uid: u32,
     /// The provider's items for it.
     items: Vec<MessageDataItem<'static>>,
+    /// Once [`Held::lightened`]: the requested body sections the provider
+    /// answered, by their index in the requested names and their origin,
+    /// taken out of `items` until the message is answered.
+    sections: Vec<(usize, Option<u32>)>,
 }
 
 /// What a batch of held messages waits for.
@@ -243,7 +247,12 @@ impl FetchCommand {
         let Some(uid) = uid else {
             return;
         };
-        self.lookup.push(Held { seq, uid, items });
+        self.lookup.push(Held {
+            seq,
+            uid,
+            items,
+            sections: Vec::new(),
+        });
         self.advance();
     }
 
@@ -343,9 +352,9 @@ impl FetchCommand {
             if let Some(whole) = whole_message(&held.items) {
                 // The provider sent it whole: viewed now, no second trip.
                 to_view.push((held.uid, whole));
-                viewing.push(held.lightened());
+                viewing.push(held.lightened(&self.requested));
             } else {
-                self.missing.push(held.lightened());
+                self.missing.push(held.lightened(&self.requested));
             }
         }
         if !to_view.is_empty() {
@@ -509,8 +518,9 @@ impl FetchCommand {
 
     /// Answers from the served bytes.
     fn send_served(&mut self, held: Held, served: &[u8]) {
-        let items = rewrite(held.items, &self.requested, served);
-        self.send(held.seq, items);
+        let seq = held.seq;
+        let items = rewrite(held.restored(&self.requested), &self.requested, served);
+        self.send(seq, items);
     }
 
     fn send(&mut self, seq: NonZeroU32, items: Vec<MessageDataItem<'static>>) {
@@ -522,26 +532,62 @@ impl FetchCommand {
 }
 
 impl Held {
-    /// Without the bytes [`rewrite`] replaces anyway.
-    fn lightened(self) -> Held {
-        let items = self
-            .items
-            .into_iter()
-            .map(|item| match item {
+    /// What it needs while it waits for its served bytes, which replace
+    /// every content item anyway: the items the client asked for, without
+    /// data, and its body sections as indexes into the requested names
+    /// ([`Held::restored`]). A mailbox-wide header sync holds every
+    /// encrypted message not yet archived until the provider's FETCH ends;
+    /// each one's own copy of the section's field names (and of the
+    /// detection items) made that the gateway's largest memory at 100,000
+    /// messages.
+    fn lightened(self, requested: &[MessageDataItemName<'static>]) -> Held {
+        let mut sections = Vec::new();
+        let mut items = Vec::new();
+        for item in self.items {
+            match item {
                 MessageDataItem::BodyExt {
                     section, origin, ..
-                } => MessageDataItem::BodyExt {
-                    section,
+                } => {
+                    let index = requested.iter().position(|n| {
+                        matches!(n, MessageDataItemName::BodyExt { section: s, partial: p, .. }
+                            if same_section(s, &section) && p.map(|(o, _)| o) == origin)
+                    });
+                    // Not asked for: a detection item, never answered.
+                    if let Some(index) = index {
+                        sections.push((index, origin));
+                    }
+                }
+                MessageDataItem::Rfc822(_) => items.push(MessageDataItem::Rfc822(NString::NIL)),
+                MessageDataItem::Rfc822Header(_) => {
+                    items.push(MessageDataItem::Rfc822Header(NString::NIL))
+                }
+                MessageDataItem::Rfc822Text(_) => {
+                    items.push(MessageDataItem::Rfc822Text(NString::NIL))
+                }
+                other => items.push(other),
+            }
+        }
+        items.shrink_to_fit();
+        Held {
+            items,
+            sections,
+            ..self
+        }
+    }
+
+    /// Its items again, the body sections as the client named them.
+    fn restored(self, requested: &[MessageDataItemName<'static>]) -> Vec<MessageDataItem<'static>> {
+        let mut items = self.items;
+        for (index, origin) in self.sections {
+            if let Some(MessageDataItemName::BodyExt { section, .. }) = requested.get(index) {
+                items.push(MessageDataItem::BodyExt {
+                    section: section.clone(),
                     origin,
                     data: NString::NIL,
-                },
-                MessageDataItem::Rfc822(_) => MessageDataItem::Rfc822(NString::NIL),
-                MessageDataItem::Rfc822Header(_) => MessageDataItem::Rfc822Header(NString::NIL),
-                MessageDataItem::Rfc822Text(_) => MessageDataItem::Rfc822Text(NString::NIL),
-                other => other,
-            })
-            .collect();
-        Held { items, ..self }
+                });
+            }
+        }
+        items
     }
 }
 

@@ -506,6 +506,35 @@ fn a_header_sync_is_answered_from_archived_header_sections() {
         out[1..],
         [Effect::RecordPlain(vec![]), Effect::Download(vec![6])]
     );
+    // Held without its bytes meanwhile, it is answered as asked: the
+    // provider's UID and FLAGS, the served size and fields, nothing of the
+    // detection items.
+    let served = b"From: bob@example.org\r\nSubject: downloaded\r\n\r\nbody\r\n";
+    fetch.served(&[(6, served.to_vec())]);
+    fetch.downloaded();
+    let out = effects(&mut fetch);
+    let Effect::Send(Data::Fetch { seq: n, items }) = &out[0] else {
+        panic!("expected an answer, got {out:?}");
+    };
+    assert_eq!(n.get(), 2);
+    let mut items = items.as_ref().to_vec();
+    items.sort_by_key(|i| format!("{i:?}"));
+    let subject = Vec1::from(AString::try_from("Subject").expect("name"));
+    assert_eq!(
+        items,
+        [
+            MessageDataItem::BodyExt {
+                section: Some(Section::HeaderFields(None, subject)),
+                origin: None,
+                data: data(b"Subject: downloaded\r\n\r\n"),
+            },
+            MessageDataItem::Flags(vec![FlagFetch::Recent]),
+            MessageDataItem::Rfc822Size(served.len() as u32),
+            MessageDataItem::Uid(seq(6)),
+        ]
+    );
+    assert_eq!(out[1..], [Effect::Drain]);
+    assert!(fetch.is_done());
 }
 
 #[test]
