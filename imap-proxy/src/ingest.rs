@@ -152,6 +152,11 @@ pub struct Ingestion {
     /// Where the ingesting session archived it before the others woke up
     /// (they find it there, and write nothing).
     pub archived_at: Option<Location>,
+    /// Whether that store created the archived content, so that what the
+    /// archive serves there is this view's message. Otherwise the content
+    /// was archived before (a copy, or another session first), and the
+    /// archived bytes are the ones to serve.
+    pub created: bool,
 }
 
 /// One message to ingest, with what ingesting it needs.
@@ -227,17 +232,18 @@ async fn ingest_job(job: Job) -> Option<Arc<Ingestion>> {
     )
     .await
     .ok()?;
-    let archived_at = match (location, ingested.archived) {
-        (Some(loc), Some(Ok(_))) => Some(loc),
+    let (archived_at, created) = match (location, ingested.archived) {
+        (Some(loc), Some(Ok(stored))) => (Some(loc), stored != Stored::Linked),
         (Some(loc), Some(Err(e))) => {
             warn!(uid = loc.uid, error = %e, "message not archived");
-            None
+            (None, false)
         }
-        _ => None,
+        _ => (None, false),
     };
     Some(Arc::new(Ingestion {
         view: ingested.view,
         prepared: ingested.prepared,
         archived_at,
+        created,
     }))
 }

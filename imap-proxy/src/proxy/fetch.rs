@@ -348,6 +348,14 @@ impl Forwarder {
                 served.push((uid, ingested.view.message.clone()));
                 continue;
             };
+            // Archived here as this view: served as it is, without reading
+            // it back (the provider's bytes at a location never change, so
+            // the content stored there stays this one).
+            if ingested.created && ingested.archived_at.as_ref() == Some(&loc) {
+                self.shared.flights.land(account, &hash);
+                served.push((uid, ingested.view.message.clone()));
+                continue;
+            }
             // Ingested for another mailbox (a copy): archived here too.
             if ingested.archived_at.as_ref() != Some(&loc) {
                 if let Err(e) = self
