@@ -1,13 +1,16 @@
 //! Storing: a message's content, header section, index text and location,
 //! committed in groups ([`Archive::store_prepared`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::{extract, put_location, Archive, ArchiveError, Location, Prepared, Stored};
+use crate::{extract, Archive, ArchiveError, Location, Prepared, Stored};
 
 impl Archive {
     /// Archives a message whose index text was extracted beforehand (see
     /// [`Prepared`]), so the write transaction is not held during the work.
+    /// Callers [`Archive::link`] first; content archived meanwhile (by
+    /// another store) is linked, not stored twice.
     ///
     /// Writes are committed in groups: whoever holds the write turn takes
     /// every store queued meanwhile (up to [`GROUP_COMMIT`]) into one
@@ -22,9 +25,6 @@ impl Archive {
         prepared: Arc<Prepared>,
         encrypted: bool,
     ) -> Result<Stored, ArchiveError> {
-        if self.holds(loc, hash).await? {
-            return Ok(Stored::Linked);
-        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writes.lock_queue().push(Write {
             loc: loc.clone(),
@@ -55,16 +55,7 @@ impl Archive {
     async fn write_group(&self, group: Vec<Write>) {
         let together = async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let mut stored = Vec::with_capacity(group.len());
-            let mut to_index = Vec::new();
-            for write in &group {
-                let (done, index) = write_one(&mut tx, write).await?;
-                stored.push(done);
-                if let (Some(id), Some(text)) = (index, write.prepared.text.as_ref()) {
-                    to_index.push((id, text));
-                }
-            }
-            index_group(&mut tx, &to_index).await?;
+            let stored = write_all(&mut tx, &group).await?;
             tx.commit().await?;
             Ok::<_, ArchiveError>(stored)
         };
@@ -78,12 +69,9 @@ impl Archive {
                 for write in group {
                     let alone = async {
                         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-                        let (stored, index) = write_one(&mut tx, &write).await?;
-                        if let (Some(id), Some(text)) = (index, write.prepared.text.as_ref()) {
-                            index_group(&mut tx, &[(id, text)]).await?;
-                        }
+                        let stored = write_all(&mut tx, std::slice::from_ref(&write)).await?;
                         tx.commit().await?;
-                        Ok(stored)
+                        Ok(stored.into_iter().next().unwrap_or(Stored::Linked))
                     };
                     let result = alone.await;
                     let _ = write.reply.send(result);
@@ -134,71 +122,148 @@ impl Writes {
     }
 }
 
-/// Stores one message within a transaction: its content (unless the same
-/// content is archived already) and its location; the content ID to index,
-/// if it is new and has index text ([`index_group`]).
-async fn write_one(
+/// Stores a group within a transaction, with a fixed number of statements
+/// whatever its size (each statement is a round trip to SQLite's worker
+/// thread; per message, they were a large share of a first mailbox read):
+/// content not archived yet (the first store of each hash) with its
+/// message, header section and index text; every location. What each store
+/// did, in the group's order.
+async fn write_all(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    write: &Write,
-) -> Result<(Stored, Option<i64>), ArchiveError> {
-    let Write {
-        loc,
-        hash,
-        prepared,
-        encrypted,
-        ..
-    } = write;
-    let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM content WHERE hash = ?")
-        .bind(&hash[..])
-        .fetch_optional(&mut **tx)
-        .await?;
-    let (id, stored) = match existing {
-        // Someone else archived the same content meanwhile.
-        Some(id) => (id, Stored::Linked),
-        None => {
-            let text = prepared.text.as_ref();
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO content (hash, encrypted, date, from_display, subject, has_attachment)
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(&hash[..])
-            .bind(encrypted)
+    group: &[Write],
+) -> Result<Vec<Stored>, ArchiveError> {
+    let mut ids = existing_ids(tx, group).await?;
+    // The first store of each hash not archived yet creates its content.
+    let mut new: Vec<&Write> = Vec::new();
+    for write in group {
+        if !ids.contains_key(&write.hash) && !new.iter().any(|n| n.hash == write.hash) {
+            new.push(write);
+        }
+    }
+    if !new.is_empty() {
+        ids.extend(insert_content(tx, &new).await?);
+        let rows = |n: usize| vec!["(?, ?)"; n].join(", ");
+        let sql = format!("INSERT INTO message (id, bytes) VALUES {}", rows(new.len()));
+        let mut query = sqlx::query(&sql);
+        for write in &new {
+            query = query
+                .bind(ids.get(&write.hash).copied())
+                .bind(&write.prepared.message[..]);
+        }
+        query.execute(&mut **tx).await?;
+        let sql = format!(
+            "INSERT INTO message_header (id, header) VALUES {}",
+            rows(new.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for write in &new {
+            query = query.bind(ids.get(&write.hash).copied()).bind(
+                letterlock_mime::header::header_section(&write.prepared.message),
+            );
+        }
+        query.execute(&mut **tx).await?;
+        let to_index: Vec<(i64, &extract::IndexText)> = new
+            .iter()
+            .filter_map(|w| Some((*ids.get(&w.hash)?, w.prepared.text.as_ref()?)))
+            .collect();
+        index_group(tx, &to_index).await?;
+    }
+    put_locations(tx, group, &ids).await?;
+    Ok(group
+        .iter()
+        .map(|write| {
+            if !new.iter().any(|n| std::ptr::eq(*n, write)) {
+                // Archived before (a copy, or another store first).
+                return Stored::Linked;
+            }
+            match &write.prepared.text {
+                Some(t) => Stored::Indexed { note: t.truncated },
+                None => Stored::NotIndexed,
+            }
+        })
+        .collect())
+}
+
+/// The content IDs of the group's hashes that are archived already.
+async fn existing_ids(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    group: &[Write],
+) -> Result<HashMap<[u8; 32], i64>, ArchiveError> {
+    let marks = vec!["?"; group.len()].join(", ");
+    let sql = format!("SELECT hash, id FROM content WHERE hash IN ({marks})");
+    let mut query = sqlx::query_as::<_, (Vec<u8>, i64)>(&sql);
+    for write in group {
+        query = query.bind(&write.hash[..]);
+    }
+    Ok(ids_by_hash(query.fetch_all(&mut **tx).await?))
+}
+
+fn ids_by_hash(rows: Vec<(Vec<u8>, i64)>) -> HashMap<[u8; 32], i64> {
+    rows.into_iter()
+        .filter_map(|(hash, id)| Some((<[u8; 32]>::try_from(hash).ok()?, id)))
+        .collect()
+}
+
+/// New content rows, one per store of `new` (distinct hashes); their IDs.
+async fn insert_content(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    new: &[&Write],
+) -> Result<HashMap<[u8; 32], i64>, ArchiveError> {
+    let rows = vec!["(?, ?, ?, ?, ?, ?)"; new.len()].join(", ");
+    // RETURNING gives rows in no set order: matched by hash.
+    let sql = format!(
+        "INSERT INTO content (hash, encrypted, date, from_display, subject, has_attachment)
+         VALUES {rows} RETURNING hash, id"
+    );
+    let mut query = sqlx::query_as::<_, (Vec<u8>, i64)>(&sql);
+    for write in new {
+        let text = write.prepared.text.as_ref();
+        query = query
+            .bind(&write.hash[..])
+            .bind(write.encrypted)
             .bind(text.and_then(|t| t.date))
             .bind(text.map(|t| t.from_display.as_str()).unwrap_or_default())
             .bind(text.map(|t| t.subject_display.as_str()).unwrap_or_default())
-            .bind(text.is_some_and(|t| t.has_attachment))
-            .fetch_one(&mut **tx)
-            .await?;
-            sqlx::query("INSERT INTO message (id, bytes) VALUES (?, ?)")
-                .bind(id)
-                .bind(&prepared.message[..])
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query("INSERT INTO message_header (id, header) VALUES (?, ?)")
-                .bind(id)
-                .bind(letterlock_mime::header::header_section(&prepared.message))
-                .execute(&mut **tx)
-                .await?;
-            let stored = match text {
-                // Indexed with the rest of its group ([`index_group`]).
-                Some(t) => Stored::Indexed { note: t.truncated },
-                None => Stored::NotIndexed,
-            };
-            (id, stored)
-        }
-    };
-    put_location(tx, loc, id).await?;
-    let to_index = match (&stored, &prepared.text) {
-        (Stored::Indexed { .. }, Some(_)) => Some(id),
-        _ => None,
-    };
-    Ok((stored, to_index))
+            .bind(text.is_some_and(|t| t.has_attachment));
+    }
+    Ok(ids_by_hash(query.fetch_all(&mut **tx).await?))
+}
+
+/// Every store's location, pointing at its content.
+async fn put_locations(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    group: &[Write],
+    ids: &HashMap<[u8; 32], i64>,
+) -> Result<(), ArchiveError> {
+    let placed: Vec<(&Location, i64)> = group
+        .iter()
+        .filter_map(|w| Some((&w.loc, *ids.get(&w.hash)?)))
+        .collect();
+    if placed.is_empty() {
+        return Ok(());
+    }
+    let rows = vec!["(?, ?, ?, ?, ?)"; placed.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO location (account, mailbox, uidvalidity, uid, content_id) VALUES {rows}
+         ON CONFLICT (account, mailbox, uidvalidity, uid) DO UPDATE SET content_id = excluded.content_id"
+    );
+    let mut query = sqlx::query(&sql);
+    for (loc, id) in placed {
+        query = query
+            .bind(&loc.account)
+            .bind(&loc.mailbox)
+            .bind(i64::from(loc.uidvalidity))
+            .bind(i64::from(loc.uid))
+            .bind(id);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Adds the index text of new content to the full-text index, the whole
 /// group in one statement: FTS5 flushes its pending terms at every
 /// statement of a transaction (each opens a savepoint), so one INSERT per
-/// message made a segment, and a secure-delete merge, per message.
+/// message made a segment per message.
 async fn index_group(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     new: &[(i64, &extract::IndexText)],
