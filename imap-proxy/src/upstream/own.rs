@@ -119,21 +119,27 @@ impl Session {
             true,
         )
         .map_err(|_| UpstreamError::Argument("FETCH".into()))?;
-        let done = self.run(body, "UID FETCH").await?;
-        let mut out: Vec<(u32, u32)> = fetch_items(done.data)
-            .filter_map(|items| {
-                let mut uid = None;
-                let mut size = None;
-                for item in items {
-                    match item {
-                        MessageDataItem::Uid(u) => uid = Some(u.get()),
-                        MessageDataItem::Rfc822Size(s) => size = Some(s),
-                        _ => {}
-                    }
+        // Read as it arrives: one entry per message, not its parsed response.
+        let mut out: Vec<(u32, u32)> = Vec::new();
+        self.run_each(body, "UID FETCH", |data| {
+            let Data::Fetch { items, .. } = data else {
+                return Ok(());
+            };
+            let mut uid = None;
+            let mut size = None;
+            for item in items.as_ref() {
+                match item {
+                    MessageDataItem::Uid(u) => uid = Some(u.get()),
+                    MessageDataItem::Rfc822Size(s) => size = Some(*s),
+                    _ => {}
                 }
-                Some((uid?, size.unwrap_or(0)))
-            })
-            .collect();
+            }
+            if let Some(uid) = uid {
+                out.push((uid, size.unwrap_or(0)));
+            }
+            Ok(())
+        })
+        .await?;
         out.sort_unstable();
         out.dedup_by_key(|(uid, _)| *uid);
         Ok(out)
@@ -319,14 +325,6 @@ pub(super) fn split_own_fetch(
         answers.push(answer);
     }
     (answers, unsolicited)
-}
-
-/// The items of every FETCH response among untagged data.
-fn fetch_items(data: Vec<Data<'static>>) -> impl Iterator<Item = Vec<MessageDataItem<'static>>> {
-    data.into_iter().filter_map(|d| match d {
-        Data::Fetch { items, .. } => Some(items.into_inner()),
-        _ => None,
-    })
 }
 
 /// The wire name of a mailbox as text (names are 7-bit on the wire:
