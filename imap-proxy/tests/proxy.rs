@@ -328,6 +328,10 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
         "search HEADER Subject \"real subj\"".to_string(),
         "search BODY \"nary-inside\"".to_string(),
         "search SUBJECT \"\"".to_string(),
+        // Told apart by now: sent without detection items (FetchCommand's
+        // "deferred"), answered from what is known.
+        "uid_fetch 1:* (RFC822.SIZE BODY.PEEK[HEADER.FIELDS (Subject Letterlock-Security)])"
+            .to_string(),
     ];
     let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
     let out = client(s.port, "alicepw", &steps).await;
@@ -452,6 +456,28 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
     assert_eq!(found(16), vec![enc], "{}", text(&out[16]));
     assert!(found(17).is_empty(), "{}", text(&out[17]));
     assert_eq!(found(18), vec![enc, plain, forged], "{}", text(&out[18]));
+
+    // A header sync of the mailbox told apart: the same answers, the
+    // forged status header still gone.
+    let synced = text(&out[19]);
+    assert!(synced.contains("Subject: the real subject"), "{synced}");
+    assert!(synced.contains("Subject: plain one"), "{synced}");
+    let forged_answer = synced
+        .split("\r\n)")
+        .find(|answer| answer.contains(&format!("UID {forged} ")))
+        .unwrap_or_else(|| panic!("no answer for UID {forged}: {synced}"));
+    assert!(
+        !forged_answer.contains("Letterlock-Security"),
+        "{forged_answer}"
+    );
+    assert!(
+        synced.contains("Letterlock-Security: encrypted;"),
+        "{synced}"
+    );
+    assert!(
+        synced.contains(&format!("RFC822.SIZE {}", served.len())),
+        "{synced}"
+    );
 
     // A FETCH by sequence number (no UID asked for) is rewritten just the
     // same, and carries no UID the client did not ask for.

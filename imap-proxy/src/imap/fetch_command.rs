@@ -21,10 +21,12 @@
 //!   is viewed at once; the rest waits, without its bytes, for the end of the
 //!   FETCH and is then downloaded in batches of [`MISSING_BATCH`] (a
 //!   mailbox-wide FETCH never piles up bodies).
-//! - A FETCH of sizes only, in a mailbox whose messages were told apart
+//! - A FETCH of sizes only, or of sizes and top-level header fields (a mail
+//!   client's header sync), in a mailbox whose messages were told apart
 //!   before, goes without detection items ("deferred"): the known plain ones
 //!   and the archived ones are answered from what is known, the rest is
-//!   detected after the FETCH, in batches.
+//!   detected after the FETCH, in batches. The provider then answers from
+//!   its cache instead of reading every message's first body part.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
@@ -109,6 +111,9 @@ enum Awaiting {
         then_detect: bool,
     },
     Archive(Vec<Held>),
+    /// Deferred header sync: what the archive lacks is detected after the
+    /// FETCH.
+    HeadersThenDetect(Vec<Held>),
     View(Vec<Held>),
     Detect(Vec<Held>),
     Download(Vec<Held>),
@@ -150,7 +155,7 @@ impl FetchCommand {
     /// the provider. `uid` is whether it is a UID FETCH; `told_apart` says
     /// whether the selected mailbox's messages were told apart before
     /// ([`crate::plain::PlainMessages::knows`]), asked only for a FETCH of
-    /// sizes.
+    /// sizes or header fields.
     pub fn start(
         names: &mut MacroOrMessageDataItemNames<'static>,
         uid: bool,
@@ -168,10 +173,11 @@ impl FetchCommand {
         let mut sent = requested.clone();
         // UID, FLAGS and INTERNALDATE are the provider's for every message:
         // nothing to detect or look up (a client's flag refresh of a whole
-        // mailbox stays cheap). Sizes in a mailbox told apart before come
-        // from what is known; only new messages are detected, afterwards.
+        // mailbox stays cheap). Sizes and header fields in a mailbox told
+        // apart before come from what is known; only new messages are
+        // detected, afterwards.
         let need = needs(&requested);
-        let deferred = need == Needs::Size && told_apart();
+        let deferred = matches!(need, Needs::Size | Needs::Header) && told_apart();
         if need != Needs::Nothing && !deferred {
             sent.extend(detect::items());
         }
@@ -215,6 +221,7 @@ impl FetchCommand {
             Awaiting::Plain(b)
             | Awaiting::Sizes { batch: b, .. }
             | Awaiting::Archive(b)
+            | Awaiting::HeadersThenDetect(b)
             | Awaiting::View(b)
             | Awaiting::Detect(b)
             | Awaiting::Download(b) => b.len(),
@@ -277,7 +284,13 @@ impl FetchCommand {
                 rest.push(held);
             }
         }
-        if !rest.is_empty() {
+        if rest.is_empty() {
+        } else if self.need == Needs::Header {
+            self.ask(
+                Effect::AskHeaders(uids(&rest)),
+                Awaiting::HeadersThenDetect(rest),
+            );
+        } else {
             self.ask(
                 Effect::AskSizes(uids(&rest)),
                 Awaiting::Sizes {
@@ -326,6 +339,22 @@ impl FetchCommand {
     /// Answer to [`Effect::AskHeaders`]: header section and served size by
     /// UID.
     pub fn archived_headers(&mut self, found: &HashMap<u32, (Vec<u8>, u32)>) {
+        if matches!(self.awaiting, Awaiting::HeadersThenDetect(_)) {
+            let Awaiting::HeadersThenDetect(batch) = self.take_awaiting() else {
+                return;
+            };
+            for held in batch {
+                match found.get(&held.uid) {
+                    Some((header, size)) => {
+                        let items = rewrite_from_header(held.items, &self.requested, header, *size);
+                        self.send(held.seq, items);
+                    }
+                    None => self.undetected.push(held),
+                }
+            }
+            self.advance();
+            return;
+        }
         self.answer_archived(|fetch, held| match found.get(&held.uid) {
             Some((header, size)) => {
                 let items = rewrite_from_header(held.items, &fetch.requested, header, *size);
@@ -389,7 +418,7 @@ impl FetchCommand {
                 continue;
             };
             if served_by_gateway(&header, &prefix) {
-                self.missing.push(held);
+                self.missing.push(held.lightened(&self.requested));
             } else {
                 self.learn(held.uid, header);
                 plain.push(held.uid);

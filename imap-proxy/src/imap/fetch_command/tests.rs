@@ -404,6 +404,91 @@ fn a_sizes_fetch_in_a_mailbox_told_apart_detects_only_what_is_new_after_it() {
     );
 }
 
+/// A header sync of a mailbox told apart before asks the provider for
+/// nothing more (it answers from its cache, without opening messages):
+/// known plain mail gets the provider's fields, archived mail the archived
+/// ones, and only what is new is detected, after the FETCH, and downloaded
+/// if the gateway serves it.
+#[test]
+fn a_header_sync_in_a_mailbox_told_apart_detects_only_what_is_new_after_it() {
+    let subject = || Vec1::from(AString::try_from("Subject").expect("name"));
+    let fields = MessageDataItemName::BodyExt {
+        section: Some(Section::HeaderFields(None, subject())),
+        partial: None,
+        peek: true,
+    };
+    let (mut fetch, sent) = start(vec![MessageDataItemName::Rfc822Size, fields.clone()], true);
+    assert_eq!(
+        sent,
+        vec![
+            MessageDataItemName::Rfc822Size,
+            fields,
+            MessageDataItemName::Uid
+        ],
+        "no detection items"
+    );
+    let provider_subject = |text: &[u8]| MessageDataItem::BodyExt {
+        section: Some(Section::HeaderFields(None, subject())),
+        origin: None,
+        data: data(text),
+    };
+    for uid in 1..=4 {
+        let mut items = bare(uid, 100 + uid);
+        items.push(provider_subject(b"Subject: as stored\r\n\r\n"));
+        fetch.message(seq(uid), items);
+    }
+    fetch.finish();
+    assert_eq!(
+        effects(&mut fetch),
+        vec![Effect::AskPlain(vec![1, 2, 3, 4])]
+    );
+    fetch.known_plain(&HashSet::from([1]));
+    let out = effects(&mut fetch);
+    assert!(sent_items(&out[0]).contains(&provider_subject(b"Subject: as stored\r\n\r\n")));
+    assert_eq!(out[1], Effect::AskHeaders(vec![2, 3, 4]));
+    let header = b"From: bob@example.org\r\nSubject: decrypted\r\n\r\n".to_vec();
+    fetch.archived_headers(&HashMap::from([(2, (header, 999))]));
+    let out = effects(&mut fetch);
+    let items = sent_items(&out[0]);
+    assert!(items.contains(&MessageDataItem::Rfc822Size(999)));
+    assert!(items.contains(&provider_subject(b"Subject: decrypted\r\n\r\n")));
+    assert_eq!(
+        out[1],
+        Effect::Detect(vec![3, 4]),
+        "no RecordPlain: nothing was detected yet"
+    );
+    fetch.detected(vec![
+        Detection {
+            uid: 3,
+            header: PLAIN.to_vec(),
+            prefix: b"hi".to_vec(),
+        },
+        Detection {
+            uid: 4,
+            header: ENCRYPTED.to_vec(),
+            prefix: Vec::new(),
+        },
+    ]);
+    let out = effects(&mut fetch);
+    assert!(sent_items(&out[0]).contains(&provider_subject(b"Subject: as stored\r\n\r\n")));
+    assert_eq!(
+        out[1..],
+        [
+            Effect::RecordPlain(vec![3]),
+            Effect::Drain,
+            Effect::Download(vec![4])
+        ]
+    );
+    let served = b"From: bob@example.org\r\nSubject: new and encrypted\r\n\r\nbody\r\n";
+    fetch.served(&[(4, served.to_vec())]);
+    fetch.downloaded();
+    let out = effects(&mut fetch);
+    let items = sent_items(&out[0]);
+    assert!(items.contains(&provider_subject(b"Subject: new and encrypted\r\n\r\n")));
+    assert!(items.contains(&MessageDataItem::Rfc822Size(served.len() as u32)));
+    assert!(fetch.is_done());
+}
+
 #[test]
 fn expunged_meanwhile_is_not_answered() {
     let (mut fetch, _) = start(vec![MessageDataItemName::Rfc822Size], true);
