@@ -531,6 +531,26 @@ async fn set_secure_delete(
 mod tests {
     use super::*;
 
+    /// An empty archive in a vault of its own (kept while the directory is).
+    pub(crate) async fn fresh() -> (tempfile::TempDir, Archive) {
+        let dir = tempfile::tempdir().expect("dir");
+        let vault = keystore::Keystore::create(dir.path(), keystore::Unlock::KeyFile)
+            .await
+            .expect("vault");
+        let archive = Archive::open(&vault).await.expect("archive");
+        (dir, archive)
+    }
+
+    /// A location in Alice's INBOX.
+    pub(crate) fn at(uid: u32) -> Location {
+        Location {
+            account: "alice@example.org".into(),
+            mailbox: "INBOX".into(),
+            uidvalidity: 1,
+            uid,
+        }
+    }
+
     /// Raw FTS5 index pages, where terms sit prefix-compressed but legible.
     async fn index_pages(archive: &Archive) -> Vec<Vec<u8>> {
         sqlx::query_scalar("SELECT block FROM content_fts_data")
@@ -551,17 +571,7 @@ mod tests {
     /// FTS5 stores it differently, and stores after the delete too.
     #[tokio::test]
     async fn expunged_words_leave_the_index_pages() {
-        let dir = tempfile::tempdir().expect("dir");
-        let vault = keystore::Keystore::create(dir.path(), keystore::Unlock::KeyFile)
-            .await
-            .expect("vault");
-        let archive = Archive::open(&vault).await.expect("archive");
-        let at = |uid| Location {
-            account: "alice@example.org".into(),
-            mailbox: "INBOX".into(),
-            uidvalidity: 1,
-            uid,
-        };
+        let (_dir, archive) = fresh().await;
         let common = "harbour ".repeat(200);
         for uid in 1..=20u32 {
             let secret = if uid == 7 { "quetzalwhisper" } else { "" };

@@ -142,29 +142,40 @@ async fn write_all(
     }
     if !new.is_empty() {
         ids.extend(insert_content(tx, &new).await?);
+        // Every new content has its row now; a missing one would bind NULL
+        // and let SQLite pick an unrelated ID.
+        let new_ids = new
+            .iter()
+            .map(|w| ids.get(&w.hash).copied().ok_or(sqlx::Error::RowNotFound))
+            .collect::<Result<Vec<i64>, _>>()?;
         let rows = |n: usize| vec!["(?, ?)"; n].join(", ");
-        let sql = format!("INSERT INTO message (id, bytes) VALUES {}", rows(new.len()));
-        let mut query = sqlx::query(&sql);
-        for write in &new {
-            query = query
-                .bind(ids.get(&write.hash).copied())
-                .bind(&write.prepared.message[..]);
-        }
-        query.execute(&mut **tx).await?;
-        let sql = format!(
-            "INSERT INTO message_header (id, header) VALUES {}",
-            rows(new.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for write in &new {
-            query = query.bind(ids.get(&write.hash).copied()).bind(
-                letterlock_mime::header::header_section(&write.prepared.message),
+        // sqlx copies what a statement binds: a group of large messages
+        // goes in a few statements, not one holding a copy of them all.
+        for (writes, ids) in by_size(&new, &new_ids) {
+            let sql = format!("INSERT INTO message (id, bytes) VALUES {}", rows(ids.len()));
+            let mut query = sqlx::query(&sql);
+            for (write, id) in writes.iter().zip(ids) {
+                query = query.bind(*id).bind(&write.prepared.message[..]);
+            }
+            query.execute(&mut **tx).await?;
+            let sql = format!(
+                "INSERT INTO message_header (id, header) VALUES {}",
+                rows(ids.len())
             );
+            let mut query = sqlx::query(&sql);
+            for (write, id) in writes.iter().zip(ids) {
+                query = query
+                    .bind(*id)
+                    .bind(letterlock_mime::header::header_section(
+                        &write.prepared.message,
+                    ));
+            }
+            query.execute(&mut **tx).await?;
         }
-        query.execute(&mut **tx).await?;
         let to_index: Vec<(i64, &extract::IndexText)> = new
             .iter()
-            .filter_map(|w| Some((*ids.get(&w.hash)?, w.prepared.text.as_ref()?)))
+            .zip(&new_ids)
+            .filter_map(|(w, id)| Some((*id, w.prepared.text.as_ref()?)))
             .collect();
         index_group(tx, &to_index).await?;
     }
@@ -182,6 +193,28 @@ async fn write_all(
             }
         })
         .collect())
+}
+
+/// Most message bytes one statement binds ([`write_all`]).
+const STATEMENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// `new` and its IDs in runs of at most [`STATEMENT_BYTES`] of messages
+/// (at least one message each).
+fn by_size<'a>(new: &'a [&'a Write], ids: &'a [i64]) -> Vec<(&'a [&'a Write], &'a [i64])> {
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, write) in new.iter().enumerate() {
+        let size = write.prepared.message.len();
+        if i > start && bytes + size > STATEMENT_BYTES {
+            runs.push((&new[start..i], &ids[start..i]));
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < new.len() {
+        runs.push((&new[start..], &ids[start..]));
+    }
+    runs
 }
 
 /// The content IDs of the group's hashes that are archived already.
@@ -287,4 +320,89 @@ async fn index_group(
     }
     query.execute(&mut **tx).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(size: usize) -> Write {
+        let (reply, _) = tokio::sync::oneshot::channel();
+        Write {
+            loc: crate::tests::at(1),
+            hash: [0; 32],
+            prepared: Arc::new(Prepared {
+                message: vec![b'x'; size],
+                text: None,
+            }),
+            encrypted: false,
+            reply,
+        }
+    }
+
+    #[test]
+    fn statements_bind_at_most_the_bound_and_at_least_one_message() {
+        const MIB: usize = 1024 * 1024;
+        let writes: Vec<Write> = [1, 5, 3, 9, 1].iter().map(|m| write(m * MIB)).collect();
+        let new: Vec<&Write> = writes.iter().collect();
+        let ids = [10, 11, 12, 13, 14];
+        let runs: Vec<(usize, Vec<i64>)> = by_size(&new, &ids)
+            .into_iter()
+            .map(|(w, i)| {
+                (
+                    w.iter().map(|w| w.prepared.message.len() / MIB).sum(),
+                    i.to_vec(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (6, vec![10, 11]),
+                (3, vec![12]),
+                (9, vec![13]),
+                (1, vec![14])
+            ]
+        );
+        assert!(by_size(&[], &[]).is_empty());
+    }
+
+    /// Large messages stored at once, so that groups span several
+    /// statements: each is archived whole, under its own location.
+    #[tokio::test]
+    async fn large_messages_stored_at_once_are_each_archived_whole() {
+        let (_dir, archive) = crate::tests::fresh().await;
+        let message = |uid: u32| {
+            let mut m = format!("From: bob@example.org\r\nSubject: big {uid}\r\n\r\n").into_bytes();
+            m.extend(std::iter::repeat_n(
+                b'a' + (uid % 26) as u8,
+                3 * 1024 * 1024,
+            ));
+            m
+        };
+        let at = crate::tests::at;
+        let mut running = tokio::task::JoinSet::new();
+        for uid in 1..=8u32 {
+            let archive = archive.clone();
+            running.spawn(async move {
+                let m = message(uid);
+                archive
+                    .store_prepared(
+                        &at(uid),
+                        &crate::content_hash(&m),
+                        Arc::new(Prepared::new(m)),
+                        true,
+                    )
+                    .await
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            let stored = done.expect("task").expect("store");
+            assert!(matches!(stored, Stored::Indexed { .. }), "{stored:?}");
+        }
+        for uid in 1..=8u32 {
+            let stored = archive.message_at(&at(uid)).await.expect("read");
+            assert_eq!(stored, Some(message(uid)), "UID {uid}");
+        }
+    }
 }
