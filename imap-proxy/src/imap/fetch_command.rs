@@ -110,10 +110,12 @@ enum Awaiting {
         /// otherwise it is looked up in the archive next.
         then_detect: bool,
     },
-    Archive(Vec<Held>),
-    /// Deferred header sync: what the archive lacks is detected after the
-    /// FETCH.
-    HeadersThenDetect(Vec<Held>),
+    Archive {
+        batch: Vec<Held>,
+        /// Deferred: what the archive lacks is detected after the FETCH;
+        /// otherwise it is viewed or downloaded.
+        then_detect: bool,
+    },
     View(Vec<Held>),
     Detect(Vec<Held>),
     Download(Vec<Held>),
@@ -220,8 +222,7 @@ impl FetchCommand {
             Awaiting::Nothing => 0,
             Awaiting::Plain(b)
             | Awaiting::Sizes { batch: b, .. }
-            | Awaiting::Archive(b)
-            | Awaiting::HeadersThenDetect(b)
+            | Awaiting::Archive { batch: b, .. }
             | Awaiting::View(b)
             | Awaiting::Detect(b)
             | Awaiting::Download(b) => b.len(),
@@ -288,7 +289,10 @@ impl FetchCommand {
         } else if self.need == Needs::Header {
             self.ask(
                 Effect::AskHeaders(uids(&rest)),
-                Awaiting::HeadersThenDetect(rest),
+                Awaiting::Archive {
+                    batch: rest,
+                    then_detect: true,
+                },
             );
         } else {
             self.ask(
@@ -320,7 +324,13 @@ impl FetchCommand {
         if then_detect {
             self.undetected.extend(rest);
         } else if !rest.is_empty() {
-            self.ask(Effect::AskArchive(uids(&rest)), Awaiting::Archive(rest));
+            self.ask(
+                Effect::AskArchive(uids(&rest)),
+                Awaiting::Archive {
+                    batch: rest,
+                    then_detect: false,
+                },
+            );
         }
         self.advance();
     }
@@ -339,22 +349,6 @@ impl FetchCommand {
     /// Answer to [`Effect::AskHeaders`]: header section and served size by
     /// UID.
     pub fn archived_headers(&mut self, found: &HashMap<u32, (Vec<u8>, u32)>) {
-        if matches!(self.awaiting, Awaiting::HeadersThenDetect(_)) {
-            let Awaiting::HeadersThenDetect(batch) = self.take_awaiting() else {
-                return;
-            };
-            for held in batch {
-                match found.get(&held.uid) {
-                    Some((header, size)) => {
-                        let items = rewrite_from_header(held.items, &self.requested, header, *size);
-                        self.send(held.seq, items);
-                    }
-                    None => self.undetected.push(held),
-                }
-            }
-            self.advance();
-            return;
-        }
         self.answer_archived(|fetch, held| match found.get(&held.uid) {
             Some((header, size)) => {
                 let items = rewrite_from_header(held.items, &fetch.requested, header, *size);
@@ -366,10 +360,10 @@ impl FetchCommand {
     }
 
     /// Answers the awaited archive batch with `answer`, which gives back
-    /// what the archive did not hold: viewed from what the provider sent,
-    /// or downloaded.
+    /// what the archive did not hold: detected after the FETCH (deferred),
+    /// viewed from what the provider sent, or downloaded.
     fn answer_archived(&mut self, mut answer: impl FnMut(&mut Self, Held) -> Option<Held>) {
-        let Awaiting::Archive(batch) = self.take_awaiting() else {
+        let Awaiting::Archive { batch, then_detect } = self.take_awaiting() else {
             return;
         };
         let mut to_view = Vec::new();
@@ -378,7 +372,9 @@ impl FetchCommand {
             let Some(held) = answer(self, held) else {
                 continue;
             };
-            if let Some(whole) = whole_message(&held.items) {
+            if then_detect {
+                self.undetected.push(held);
+            } else if let Some(whole) = whole_message(&held.items) {
                 // The provider sent it whole: viewed now, no second trip.
                 to_view.push((held.uid, whole));
                 viewing.push(held.lightened(&self.requested));
@@ -493,9 +489,21 @@ impl FetchCommand {
                 },
             );
         } else if self.need == Needs::Header {
-            self.ask(Effect::AskHeaders(ids), Awaiting::Archive(batch));
+            self.ask(
+                Effect::AskHeaders(ids),
+                Awaiting::Archive {
+                    batch,
+                    then_detect: false,
+                },
+            );
         } else {
-            self.ask(Effect::AskArchive(ids), Awaiting::Archive(batch));
+            self.ask(
+                Effect::AskArchive(ids),
+                Awaiting::Archive {
+                    batch,
+                    then_detect: false,
+                },
+            );
         }
     }
 

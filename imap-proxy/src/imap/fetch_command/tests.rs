@@ -90,6 +90,23 @@ fn bare(uid: u32, size: u32) -> Vec<MessageDataItem<'static>> {
     ]
 }
 
+/// What detection finds for UID 3, plain mail with `header`, and UID 4,
+/// encrypted.
+fn plain_3_encrypted_4(header: &[u8]) -> Vec<Detection> {
+    vec![
+        Detection {
+            uid: 3,
+            header: header.to_vec(),
+            prefix: b"hi".to_vec(),
+        },
+        Detection {
+            uid: 4,
+            header: ENCRYPTED.to_vec(),
+            prefix: Vec::new(),
+        },
+    ]
+}
+
 fn effects(fetch: &mut FetchCommand) -> Vec<Effect> {
     std::iter::from_fn(|| fetch.poll()).collect()
 }
@@ -379,18 +396,7 @@ fn a_sizes_fetch_in_a_mailbox_told_apart_detects_only_what_is_new_after_it() {
         "no RecordPlain: nothing was detected yet"
     );
     // 3 is plain; 4 is encrypted and is downloaded like any other not archived.
-    fetch.detected(vec![
-        Detection {
-            uid: 3,
-            header: WITH_AUTOCRYPT.to_vec(),
-            prefix: b"hi".to_vec(),
-        },
-        Detection {
-            uid: 4,
-            header: ENCRYPTED.to_vec(),
-            prefix: Vec::new(),
-        },
-    ]);
+    fetch.detected(plain_3_encrypted_4(WITH_AUTOCRYPT));
     let out = effects(&mut fetch);
     assert!(matches!(out[0], Effect::Learn { uid: 3, .. }));
     assert!(sent_items(&out[1]).contains(&MessageDataItem::Rfc822Size(103)));
@@ -457,18 +463,7 @@ fn a_header_sync_in_a_mailbox_told_apart_detects_only_what_is_new_after_it() {
         Effect::Detect(vec![3, 4]),
         "no RecordPlain: nothing was detected yet"
     );
-    fetch.detected(vec![
-        Detection {
-            uid: 3,
-            header: PLAIN.to_vec(),
-            prefix: b"hi".to_vec(),
-        },
-        Detection {
-            uid: 4,
-            header: ENCRYPTED.to_vec(),
-            prefix: Vec::new(),
-        },
-    ]);
+    fetch.detected(plain_3_encrypted_4(PLAIN));
     let out = effects(&mut fetch);
     assert!(sent_items(&out[0]).contains(&provider_subject(b"Subject: as stored\r\n\r\n")));
     assert_eq!(
