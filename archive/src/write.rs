@@ -134,9 +134,11 @@ async fn write_all(
 ) -> Result<Vec<Stored>, ArchiveError> {
     let mut ids = existing_ids(tx, group).await?;
     // The first store of each hash not archived yet creates its content.
+    let mut creates = vec![false; group.len()];
     let mut new: Vec<&Write> = Vec::new();
-    for write in group {
+    for (write, creates) in group.iter().zip(&mut creates) {
         if !ids.contains_key(&write.hash) && !new.iter().any(|n| n.hash == write.hash) {
+            *creates = true;
             new.push(write);
         }
     }
@@ -182,15 +184,12 @@ async fn write_all(
     put_locations(tx, group, &ids).await?;
     Ok(group
         .iter()
-        .map(|write| {
-            if !new.iter().any(|n| std::ptr::eq(*n, write)) {
-                // Archived before (a copy, or another store first).
-                return Stored::Linked;
-            }
-            match &write.prepared.text {
-                Some(t) => Stored::Indexed { note: t.truncated },
-                None => Stored::NotIndexed,
-            }
+        .zip(creates)
+        .map(|(write, created)| match (&write.prepared.text, created) {
+            // Archived before (a copy, or another store first).
+            (_, false) => Stored::Linked,
+            (Some(t), true) => Stored::Indexed { note: t.truncated },
+            (None, true) => Stored::NotIndexed,
         })
         .collect())
 }
