@@ -381,17 +381,18 @@ impl Archive {
         Ok(query.fetch_all(&self.pool).await?)
     }
 
-    /// The UIDs archived for a mailbox whose provider copy is encrypted:
-    /// the messages only the gateway can search.
-    pub async fn encrypted_uids(
+    /// The UIDs archived for a mailbox, ascending, each with whether its
+    /// provider copy is encrypted (the messages only the gateway can
+    /// search).
+    pub async fn uids_and_encryption(
         &self,
         account: &str,
         mailbox: &str,
         uidvalidity: u32,
-    ) -> Result<Vec<u32>, ArchiveError> {
-        let rows: Vec<i64> = sqlx::query_scalar(
-            "SELECT l.uid FROM location l JOIN content c ON c.id = l.content_id
-             WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ? AND c.encrypted = 1
+    ) -> Result<Vec<(u32, bool)>, ArchiveError> {
+        let rows: Vec<(i64, bool)> = sqlx::query_as(
+            "SELECT l.uid, c.encrypted FROM location l JOIN content c ON c.id = l.content_id
+             WHERE l.account = ? AND l.mailbox = ? AND l.uidvalidity = ?
              ORDER BY l.uid",
         )
         .bind(account)
@@ -401,7 +402,7 @@ impl Archive {
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|u| u32::try_from(u).ok())
+            .filter_map(|(u, encrypted)| Some((u32::try_from(u).ok()?, encrypted)))
             .collect())
     }
 

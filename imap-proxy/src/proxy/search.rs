@@ -27,6 +27,7 @@ use crate::imap::search::{
     evaluate, has_text, index_field, is_text, leaves, matches, needs_provider, rewrite, text_keys,
     uid_set,
 };
+use crate::plain::MailboxKey;
 
 /// At most this many distinct criteria in one SEARCH: each is one search at
 /// the provider and one set of UIDs held until the answer, and a command
@@ -51,14 +52,11 @@ impl Forwarder {
     ) -> Option<Result<Vec<u32>, String>> {
         let key = self.mailbox_key()?;
         let mailbox = (key.account.as_str(), key.mailbox.as_str(), key.uidvalidity);
-        let archive = &self.shared.archive;
-        let encrypted = match archive
-            .encrypted_uids(mailbox.0, mailbox.1, mailbox.2)
-            .await
-        {
-            Ok(uids) => uids,
+        let archived = match self.archived(&key).await {
+            Ok(archived) => archived,
             Err(e) => return Some(Err(format!("the gateway's archive failed: {e}"))),
         };
+        let encrypted = &archived.encrypted;
         let encrypted_set: HashSet<u32> = encrypted.iter().copied().collect();
         let mut keys = Vec::new();
         criteria.as_ref().iter().for_each(|k| leaves(k, &mut keys));
@@ -84,7 +82,7 @@ impl Forwarder {
                 .into_iter()
                 .filter(|u| !encrypted_set.contains(u))
                 .collect();
-            set.extend(matching(&self.shared.archive, mailbox, &encrypted, leaf).await);
+            set.extend(matching(&self.shared.archive, mailbox, encrypted, leaf).await);
             set.sort_unstable();
             set.dedup();
             sets.push(set);
@@ -93,7 +91,7 @@ impl Forwarder {
         // the searches above is in this list already, so the sequence
         // numbers of the answer are those the client has once it has read
         // the expunges, which `tell_unread` passes on before the answer.
-        let all = match self.tell_unread().await {
+        let all = match self.tell_unread(&archived.all).await {
             Ok(all) => all,
             Err(e) => return Some(Err(e)),
         };
@@ -133,20 +131,18 @@ impl Forwarder {
         let Some(key) = self.mailbox_key() else {
             return;
         };
-        // Failing to count is logged there; the rewrite still goes out.
-        let _ = self.tell_unread().await;
-        let mailbox = (key.account.as_str(), key.mailbox.as_str(), key.uidvalidity);
-        let archive = &self.shared.archive;
-        let uids = match archive
-            .encrypted_uids(mailbox.0, mailbox.1, mailbox.2)
-            .await
-        {
-            Ok(uids) => uids,
+        let archived = match self.archived(&key).await {
+            Ok(archived) => archived,
             Err(e) => {
                 warn!(error = %e, "archive lookup for SEARCH failed");
                 return;
             }
         };
+        // Failing to count is logged there; the rewrite still goes out.
+        let _ = self.tell_unread(&archived.all).await;
+        let mailbox = (key.account.as_str(), key.mailbox.as_str(), key.uidvalidity);
+        let archive = &self.shared.archive;
+        let uids = archived.encrypted;
         let Some(encrypted) = uid_set(&uids) else {
             return;
         };
@@ -203,8 +199,9 @@ impl Forwarder {
     /// silently misses mail would be worse. Clients keep untagged OK text
     /// in their logs; `gateway archive sync` reads them all.
     ///
+    /// `archived`: the mailbox's archived UIDs ([`Forwarder::archived`]).
     /// Returns the UIDs of the mailbox, as the provider listed them.
-    async fn tell_unread(&mut self) -> Result<Vec<u32>, String> {
+    async fn tell_unread(&mut self, archived: &HashSet<u32>) -> Result<Vec<u32>, String> {
         let Some(key) = self.mailbox_key() else {
             return Ok(Vec::new());
         };
@@ -218,18 +215,6 @@ impl Forwarder {
         // What the provider said meanwhile (an expunge, new mail) goes to
         // the client before the answer to its SEARCH, which reflects it.
         self.pass_on_unsolicited();
-        let archived: HashSet<u32> = match self
-            .shared
-            .archive
-            .uids(&key.account, &key.mailbox, key.uidvalidity)
-            .await
-        {
-            Ok(uids) => uids.into_iter().collect(),
-            Err(e) => {
-                warn!(error = %e, "archive lookup for SEARCH failed");
-                return Ok(all);
-            }
-        };
         let unread: Vec<u32> = all
             .iter()
             .copied()
@@ -245,6 +230,32 @@ impl Forwarder {
             }));
         }
         Ok(all)
+    }
+}
+
+/// The selected mailbox as the archive holds it ([`Forwarder::archived`]).
+struct Archived {
+    all: HashSet<u32>,
+    /// The encrypted ones, ascending.
+    encrypted: Vec<u32>,
+}
+
+impl Forwarder {
+    /// What the archive holds of a mailbox, from one query: what
+    /// [`Forwarder::tell_unread`] counts and what the gateway searches.
+    async fn archived(&self, key: &MailboxKey) -> Result<Archived, archive::ArchiveError> {
+        let uids = self
+            .shared
+            .archive
+            .uids_and_encryption(&key.account, &key.mailbox, key.uidvalidity)
+            .await?;
+        Ok(Archived {
+            all: uids.iter().map(|(uid, _)| *uid).collect(),
+            encrypted: uids
+                .into_iter()
+                .filter_map(|(uid, encrypted)| encrypted.then_some(uid))
+                .collect(),
+        })
     }
 }
 
