@@ -572,7 +572,7 @@ mod tests {
     /// FTS5 stores it differently, and stores after the delete too.
     #[tokio::test]
     async fn expunged_words_leave_the_index_pages() {
-        let (_dir, archive) = fresh().await;
+        let (dir, archive) = fresh().await;
         let common = "harbour ".repeat(200);
         for uid in 1..=20u32 {
             let secret = if uid == 7 { "quetzalwhisper" } else { "" };
@@ -601,6 +601,34 @@ mod tests {
         assert!(
             !holds(&index_pages(&archive).await, b"tzalwhisper"),
             "the expunged message's words are still in the index pages"
+        );
+
+        // The other way content leaves: the provider renumbered the
+        // mailbox (a new UIDVALIDITY), after a restart (the vault and the
+        // archive opened again, the index's settings read from the file).
+        archive.close().await;
+        let vault = keystore::Keystore::open(dir.path(), None)
+            .await
+            .expect("vault again");
+        let again = Archive::open(&vault).await.expect("archive again");
+        let body = "From: bob@example.org\r\nSubject: renumbered\r\n\r\nxylophonemarmot\r\n";
+        again
+            .store(
+                &at(30),
+                &content_hash(body.as_bytes()),
+                body.as_bytes(),
+                true,
+            )
+            .await
+            .expect("store");
+        assert!(holds(&index_pages(&again).await, b"lophonemarmot"));
+        again
+            .drop_stale_uidvalidity("alice@example.org", "INBOX", 2)
+            .await
+            .expect("renumbered");
+        assert!(
+            !holds(&index_pages(&again).await, b"lophonemarmot"),
+            "a dropped message's words are still in the index pages"
         );
     }
 }
