@@ -222,6 +222,34 @@ impl Archive {
         Ok(found.is_some())
     }
 
+    /// Which of these content hashes are archived already: one look-up for
+    /// a whole download, so that only those few go through [`Archive::link`]
+    /// (on a first sync nearly none) instead of a database round trip per
+    /// message standing between the download and the decryption workers.
+    pub async fn known_contents(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Result<std::collections::HashSet<[u8; 32]>, ArchiveError> {
+        let mut known = std::collections::HashSet::new();
+        // Well under SQLite's limit on bound parameters.
+        for chunk in hashes.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT hash FROM content WHERE hash IN ({marks})");
+            let mut query = sqlx::query_scalar::<_, Vec<u8>>(&sql);
+            for hash in chunk {
+                query = query.bind(&hash[..]);
+            }
+            known.extend(
+                query
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .filter_map(|h| <[u8; 32]>::try_from(h).ok()),
+            );
+        }
+        Ok(known)
+    }
+
     /// Adds a location to content that is already archived; `false` if there
     /// is no content with this hash (the message must be prepared and stored).
     pub async fn link(&self, loc: &Location, hash: &[u8; 32]) -> Result<bool, ArchiveError> {
@@ -630,5 +658,37 @@ mod tests {
             !holds(&index_pages(&again).await, b"lophonemarmot"),
             "a dropped message's words are still in the index pages"
         );
+    }
+
+    #[tokio::test]
+    async fn known_contents_answers_for_many_hashes_at_once() {
+        let (_dir, archive) = fresh().await;
+        let mut archived = Vec::new();
+        for uid in 1..=3u32 {
+            let body = format!("From: bob@example.org\r\nSubject: n{uid}\r\n\r\nbody {uid}\r\n");
+            let hash = content_hash(body.as_bytes());
+            archive
+                .store(&at(uid), &hash, body.as_bytes(), false)
+                .await
+                .expect("stored");
+            archived.push(hash);
+        }
+        // More hashes than one statement takes, the archived ones among them.
+        let mut asked: Vec<[u8; 32]> = (0..1200u32)
+            .map(|n| content_hash(format!("never archived {n}").as_bytes()))
+            .collect();
+        asked.insert(10, archived[0]);
+        asked.insert(700, archived[2]);
+        let known = archive.known_contents(&asked).await.expect("answered");
+        assert_eq!(
+            known,
+            [archived[0], archived[2]].into_iter().collect(),
+            "exactly the archived hashes asked for"
+        );
+        assert!(archive
+            .known_contents(&[])
+            .await
+            .expect("answered")
+            .is_empty());
     }
 }

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use archive::{content_hash, Archive, ArchiveError, Location, Stored};
+use archive::{Archive, ArchiveError, Location, Stored};
 use keystore::Keystore;
 use thiserror::Error;
 use tokio::task::JoinSet;
@@ -25,6 +25,8 @@ use crate::view::Keys;
 const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// At most this many messages are requested in one FETCH.
 const BATCH_MESSAGES: usize = 200;
+/// Messages in flight per worker (see `sync_mailbox`).
+const IN_FLIGHT_PER_WORKER: usize = 32;
 
 #[derive(Debug, Error)]
 pub enum SyncError {
@@ -198,63 +200,73 @@ async fn sync_mailbox(
         removed: report.removed,
     });
 
+    // The provider's next batch downloads while this one is decrypted and
+    // stored (one batch waits between them), so neither side idles.
+    let (batches_out, mut batches_in) = tokio::sync::mpsc::channel::<Vec<(u32, Vec<u8>)>>(1);
+    let fetcher = async move {
+        for batch in batches(&wanted) {
+            let fetched = session.fetch_messages(&batch).await?;
+            let returned: HashSet<u32> = fetched.iter().map(|(uid, _)| *uid).collect();
+            for uid in batch.iter().filter(|uid| !returned.contains(uid)) {
+                // Expunged between the listing and the fetch: nothing to archive.
+                debug!(
+                    mailbox = name,
+                    uid, "message vanished before it was fetched"
+                );
+            }
+            if batches_out.send(fetched).await.is_err() {
+                break;
+            }
+        }
+        Ok::<_, SyncError>(())
+    };
     let workers = options.workers.max(1);
-    let mut running: JoinSet<Result<(u32, Stored, bool), SyncError>> = JoinSet::new();
-    for batch in batches(&wanted) {
-        let fetched = session.fetch_messages(&batch).await?;
-        let returned: HashSet<u32> = fetched.iter().map(|(uid, _)| *uid).collect();
-        for uid in batch.iter().filter(|uid| !returned.contains(uid)) {
-            // Expunged between the listing and the fetch: nothing to archive.
-            debug!(
-                mailbox = name,
-                uid, "message vanished before it was fetched"
-            );
-        }
-        for (uid, bytes) in fetched {
-            let loc = location(uid);
-            let hash = content_hash(&bytes);
-            if archive.link(&loc, &hash).await? {
-                report.linked += 1;
-                progress(Progress::Archived {
-                    mailbox: name.to_string(),
-                    uid,
-                });
-                continue;
-            }
-            // Enough in flight that the archive commits them in groups
-            // (Archive::store_prepared); what they hold is this batch and
-            // the next, bounded by BATCH_BYTES.
-            while running.len() >= workers * 8 {
-                finish_one(&mut running, &mut report, name, progress).await?;
-            }
-            let keys = Arc::clone(keys);
-            let archive = archive.clone();
-            let learner = options.learn.clone();
-            let learner_account = options.account.clone();
-            running.spawn(async move {
-                let ingested = crate::ingest::ingest(
-                    learner.as_ref(),
-                    &archive,
-                    keys,
-                    &learner_account,
-                    bytes,
-                    &hash,
-                    Some(&loc),
-                )
-                .await
-                .map_err(|e| SyncError::Worker(e.to_string()))?;
-                let undecryptable = ingested.view.detail.is_some();
-                if let Some(detail) = &ingested.view.detail {
-                    warn!(uid, reason = %detail, "archived without decrypting");
+    let mut running: JoinSet<Result<Finished, SyncError>> = JoinSet::new();
+    let dispatcher = async {
+        let mut in_flight_bytes = 0u64;
+        while let Some(fetched) = batches_in.recv().await {
+            let (downloaded, known) = crate::ingest::hash_downloaded(archive, fetched).await;
+            let known = known?;
+            for crate::ingest::Downloaded { uid, bytes, hash } in downloaded {
+                let loc = location(uid);
+                if known.contains(&hash) && archive.link(&loc, &hash).await? {
+                    report.linked += 1;
+                    progress(Progress::Archived {
+                        mailbox: name.to_string(),
+                        uid,
+                    });
+                    continue;
                 }
-                let Some(stored) = ingested.archived else {
-                    return Err(SyncError::Worker("the message was not archived".into()));
-                };
-                let stored = stored?;
-                Ok((uid, stored, undecryptable))
-            });
+                // Enough in flight that both cores stay busy while stores
+                // wait for their group's commit (Archive::store_prepared),
+                // and the archive commits them in large groups; bounded in
+                // bytes too, so a run of large messages holds little more
+                // than a batch.
+                while running.len() >= workers * IN_FLIGHT_PER_WORKER
+                    || (in_flight_bytes >= BATCH_BYTES && !running.is_empty())
+                {
+                    in_flight_bytes -=
+                        finish_one(&mut running, &mut report, name, progress).await?;
+                }
+                let size = bytes.len() as u64;
+                in_flight_bytes += size;
+                running.spawn(ingest_one(
+                    archive.clone(),
+                    Arc::clone(keys),
+                    options.learn.clone(),
+                    options.account.clone(),
+                    Arriving {
+                        loc,
+                        bytes,
+                        hash,
+                        size,
+                    },
+                ));
+            }
         }
-    }
+        Ok::<_, SyncError>(())
+    };
+    tokio::try_join!(fetcher, dispatcher)?;
     while !running.is_empty() {
         finish_one(&mut running, &mut report, name, progress).await?;
     }
@@ -264,16 +276,79 @@ async fn sync_mailbox(
     Ok(report)
 }
 
+/// A downloaded message on its way to the archive.
+struct Arriving {
+    loc: Location,
+    bytes: Vec<u8>,
+    hash: [u8; 32],
+    size: u64,
+}
+
+/// One worker: ingests a message and archives it at its location.
+async fn ingest_one(
+    archive: Archive,
+    keys: Arc<Keys>,
+    learner: Option<Keystore>,
+    account: String,
+    message: Arriving,
+) -> Result<Finished, SyncError> {
+    let Arriving {
+        loc,
+        bytes,
+        hash,
+        size,
+    } = message;
+    let ingested = crate::ingest::ingest(
+        learner.as_ref(),
+        &archive,
+        keys,
+        &account,
+        bytes,
+        &hash,
+        Some(&loc),
+    )
+    .await
+    .map_err(|e| SyncError::Worker(e.to_string()))?;
+    let undecryptable = ingested.view.detail.is_some();
+    if let Some(detail) = &ingested.view.detail {
+        warn!(uid = loc.uid, reason = %detail, "archived without decrypting");
+    }
+    let Some(stored) = ingested.archived else {
+        return Err(SyncError::Worker("the message was not archived".into()));
+    };
+    Ok(Finished {
+        uid: loc.uid,
+        size,
+        stored: stored?,
+        undecryptable,
+    })
+}
+
+/// A message a worker archived.
+struct Finished {
+    uid: u32,
+    /// The provider's bytes, as counted in flight.
+    size: u64,
+    stored: Stored,
+    undecryptable: bool,
+}
+
+/// Waits for one worker and reports its message; returns the bytes it held.
 async fn finish_one(
-    running: &mut JoinSet<Result<(u32, Stored, bool), SyncError>>,
+    running: &mut JoinSet<Result<Finished, SyncError>>,
     report: &mut MailboxReport,
     mailbox: &str,
     progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<(), SyncError> {
+) -> Result<u64, SyncError> {
     let Some(joined) = running.join_next().await else {
-        return Ok(());
+        return Ok(0);
     };
-    let (uid, stored, undecryptable) = joined.map_err(|e| SyncError::Worker(e.to_string()))??;
+    let Finished {
+        uid,
+        size,
+        stored,
+        undecryptable,
+    } = joined.map_err(|e| SyncError::Worker(e.to_string()))??;
     match stored {
         Stored::Indexed { note } => {
             report.indexed += 1;
@@ -298,7 +373,7 @@ async fn finish_one(
         mailbox: mailbox.to_string(),
         uid,
     });
-    Ok(())
+    Ok(size)
 }
 
 /// Splits UIDs into FETCH batches bounded by bytes and count.

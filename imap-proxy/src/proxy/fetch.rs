@@ -5,12 +5,12 @@
 //! and how sessions share the work of new mail ([`Downloads`],
 //! [`SingleFlight`](crate::ingest::SingleFlight)).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use archive::{content_hash, Location};
+use archive::Location;
 use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::fetch::MessageDataItem;
 use imap_next::imap_types::response::Data;
@@ -290,28 +290,38 @@ impl Forwarder {
         Ok(self.view_many(fetched).await)
     }
 
-    /// Ingests provider messages, decrypting on the blocking pool two per
-    /// core while earlier results are stored; returns the served bytes per
+    /// Ingests provider messages, eight per core at once (decrypting on
+    /// the blocking pool while others wait for the vault and the archive);
+    /// returns the served bytes per
     /// UID (in completion order). A message another session is ingesting
     /// right now (new mail, with many sessions open) is not decrypted
     /// twice: both wait for the one ingestion
     /// ([`SingleFlight`](crate::ingest::SingleFlight)).
     async fn view_many(&self, messages: Vec<(u32, Vec<u8>)>) -> Vec<(u32, Vec<u8>)> {
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        // Enough in flight that both cores stay busy while ingestions wait
+        // for the keystore and for their archive group's commit.
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) * 8;
         let account = &self.account.address;
         let mut served = Vec::with_capacity(messages.len());
         let mut running = JoinSet::new();
-        let mut pending = messages.into_iter();
+        let (downloaded, known) =
+            crate::ingest::hash_downloaded(&self.shared.archive, messages).await;
+        // Without the answer every message is ingested; content archived
+        // before is then linked by the archive's store.
+        let known = known.unwrap_or_else(|e| {
+            warn!(error = %e, "archive lookup failed");
+            HashSet::new()
+        });
+        let mut pending = downloaded.into_iter();
         loop {
             while running.len() < workers {
-                let Some((uid, bytes)) = pending.next() else {
+                let Some(crate::ingest::Downloaded { uid, bytes, hash }) = pending.next() else {
                     break;
                 };
-                let hash = content_hash(&bytes);
                 // The same provider bytes elsewhere (a copied or moved
                 // message, a UIDVALIDITY change): link, decrypt nothing.
                 let location = self.location(uid);
-                if let Some(loc) = &location {
+                if let (Some(loc), true) = (&location, known.contains(&hash)) {
                     if let Ok(true) = self.shared.archive.link(loc, &hash).await {
                         if let Ok(Some(frozen)) = self.shared.archive.message_at(loc).await {
                             served.push((uid, frozen));
