@@ -54,9 +54,10 @@ impl Keystore {
     }
 
     /// As [`Keystore::record_encrypted_message`] for several Message-IDs
-    /// (those of one message: served and outer), in one transaction: one
-    /// wait for the disk instead of one per ID, on every encrypted message
-    /// a first mailbox sync reads.
+    /// (those of one message: served and outer), in one transaction shared
+    /// with whatever else reading mail records meanwhile ([`crate::group`]):
+    /// one wait for the disk per group instead of one per ID, on every
+    /// encrypted message a first mailbox sync reads.
     pub async fn record_encrypted_messages<S: AsRef<str>>(
         &self,
         message_ids: &[S],
@@ -97,24 +98,27 @@ impl Keystore {
         result
     }
 
+    /// One grouped write ([`crate::group`]): a first sync records the IDs
+    /// of every encrypted message it reads.
     async fn insert_encrypted_all(
         &self,
         hashes: &[[u8; 32]],
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
-        if let [one] = hashes {
-            return self.insert_encrypted(one, now).await;
-        }
-        let mut tx = self.write_tx().await?;
-        for hash in hashes {
-            sqlx::query(INSERT_ENCRYPTED)
-                .bind(&hash[..])
-                .bind(to_db(now))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let hashes = hashes.to_vec();
+        self.grouped(move |tx| {
+            Box::pin(async move {
+                for hash in &hashes {
+                    sqlx::query(INSERT_ENCRYPTED)
+                        .bind(&hash[..])
+                        .bind(to_db(now))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn insert_encrypted(

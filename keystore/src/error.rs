@@ -54,6 +54,8 @@ pub enum KeystoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the vault did not save it: {0}")]
+    NotSaved(String),
     #[error("database error: {}", database_failure(.0))]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]

@@ -49,6 +49,7 @@
 mod conversation;
 mod discovery;
 mod error;
+mod group;
 mod identity;
 mod peers;
 mod throttle;
@@ -89,6 +90,8 @@ pub struct Keystore {
     login_throttle: std::sync::Arc<LoginThrottle>,
     /// IDs of encrypted messages the vault could not take, shared likewise.
     unsaved_ids: std::sync::Arc<conversation::Unsaved>,
+    /// What reading mail records, committed in groups ([`group`]).
+    group: std::sync::Arc<group::Group>,
 }
 
 impl std::fmt::Debug for Keystore {
@@ -129,6 +132,7 @@ impl Keystore {
             key: std::sync::Arc::new(key),
             login_throttle: std::sync::Arc::default(),
             unsaved_ids: std::sync::Arc::default(),
+            group: std::sync::Arc::default(),
         })
     }
 

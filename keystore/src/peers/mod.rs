@@ -7,7 +7,7 @@ use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
 use serde::Serialize;
-use sqlx::{Sqlite, Transaction};
+use sqlx::SqliteConnection;
 
 use crate::error::KeystoreError;
 use crate::time::{from_db, to_db};

@@ -6,94 +6,20 @@ use super::*;
 impl Keystore {
     /// Applies an incoming message (already examined by
     /// [`autocrypt::examine`]) to its sender's state and history.
+    /// Committed with whatever else reading mail records meanwhile
+    /// ([`crate::group`]).
     pub async fn record_incoming(
         &self,
         incoming: &Incoming,
         now: SystemTime,
     ) -> Result<KeyStatus, KeystoreError> {
-        let address = normalize_addr(&incoming.from_addr);
-        let mut tx = self.write_tx().await?;
-        let mut state = load_peer(&mut tx, &address).await?.unwrap_or_default();
-        let current = state.public_key.as_ref().map(Cert::fingerprint);
-        let change = state.update(incoming);
-        if change == PeerChange::Stale {
-            // Older than the newest header seen (mail read out of order, or
-            // several messages viewed at once): nothing is learned. If it
-            // offers the key the peer has now, that key's standing is the
-            // message's, so its signature can be checked like the newer
-            // messages'.
-            let status = match &incoming.header {
-                Some(header) if current == Some(header.cert.fingerprint()) => {
-                    let fpr = header.cert.fingerprint().to_hex();
-                    let verified = verified_fingerprint(&mut tx, &address).await?;
-                    let rejected = trust_of(&mut tx, &address, &fpr).await? == TrustLevel::Rejected;
-                    match verified {
-                        _ if rejected => KeyStatus::Rejected,
-                        Some(v) if v == fpr => KeyStatus::Verified,
-                        Some(_) => KeyStatus::Conflict,
-                        None => KeyStatus::Tofu,
-                    }
-                }
-                _ => KeyStatus::Stale,
-            };
-            tx.rollback().await?;
-            return Ok(status);
-        }
-        save_peer(&mut tx, &address, &state).await?;
-        let Some(header) = &incoming.header else {
-            tx.commit().await?;
-            return Ok(KeyStatus::None);
-        };
-        let fpr = header.cert.fingerprint().to_hex();
-        upsert_key(
-            &mut tx,
-            &address,
-            &header.cert,
-            KeySource::Autocrypt,
-            incoming.effective_date,
-        )
-        .await?;
-        let verified = verified_fingerprint(&mut tx, &address).await?;
-        let rejected = trust_of(&mut tx, &address, &fpr).await? == TrustLevel::Rejected;
-        let status = match (&change, verified) {
-            _ if rejected => KeyStatus::Rejected,
-            (_, Some(v)) if v == fpr => KeyStatus::Verified,
-            (PeerChange::NewKey { .. } | PeerChange::KeyChanged { .. }, Some(v)) => {
-                add_event(
-                    &mut tx,
-                    &address,
-                    now,
-                    EventKind::Conflict,
-                    Some(&v),
-                    Some(&fpr),
-                )
-                .await?;
-                KeyStatus::Conflict
-            }
-            (_, Some(_)) => KeyStatus::Conflict,
-            (PeerChange::NewKey { .. }, None) => {
-                add_event(&mut tx, &address, now, EventKind::New, None, Some(&fpr)).await?;
-                KeyStatus::Tofu
-            }
-            (PeerChange::KeyChanged { old, .. }, None) => {
-                add_event(
-                    &mut tx,
-                    &address,
-                    now,
-                    EventKind::Changed,
-                    Some(&old.to_hex()),
-                    Some(&fpr),
-                )
-                .await?;
-                KeyStatus::Changed
-            }
-            _ => KeyStatus::Tofu,
-        };
-        tx.commit().await?;
-        Ok(status)
+        let incoming = incoming.clone();
+        self.grouped(move |tx| Box::pin(async move { record_incoming(tx, &incoming, now).await }))
+            .await
     }
 
-    /// Applies gossip that [`autocrypt::gossip::accept`] accepted.
+    /// Applies gossip that [`autocrypt::gossip::accept`] accepted (committed
+    /// like [`Keystore::record_incoming`]).
     pub async fn record_gossip(
         &self,
         address: &str,
@@ -101,15 +27,19 @@ impl Keystore {
         cert: &Cert,
     ) -> Result<bool, KeystoreError> {
         let address = normalize_addr(address);
-        let mut tx = self.write_tx().await?;
-        let mut state = load_peer(&mut tx, &address).await?.unwrap_or_default();
-        let changed = state.update_from_gossip(effective_date, cert);
-        if changed {
-            save_peer(&mut tx, &address, &state).await?;
-        }
-        upsert_key(&mut tx, &address, cert, KeySource::Gossip, effective_date).await?;
-        tx.commit().await?;
-        Ok(changed)
+        let cert = cert.clone();
+        self.grouped(move |tx| {
+            Box::pin(async move {
+                let mut state = load_peer(tx, &address).await?.unwrap_or_default();
+                let changed = state.update_from_gossip(effective_date, &cert);
+                if changed {
+                    save_peer(tx, &address, &state).await?;
+                }
+                upsert_key(tx, &address, &cert, KeySource::Gossip, effective_date).await?;
+                Ok(changed)
+            })
+        })
+        .await
     }
 
     /// Records a key the user imported (or restored from a Setup Message)
@@ -253,4 +183,80 @@ impl Keystore {
         tx.commit().await?;
         Ok(events)
     }
+}
+
+/// [`Keystore::record_incoming`] in the caller's transaction.
+async fn record_incoming(
+    tx: &mut SqliteConnection,
+    incoming: &Incoming,
+    now: SystemTime,
+) -> Result<KeyStatus, KeystoreError> {
+    let address = normalize_addr(&incoming.from_addr);
+    let mut state = load_peer(tx, &address).await?.unwrap_or_default();
+    let current = state.public_key.as_ref().map(Cert::fingerprint);
+    let change = state.update(incoming);
+    if change == PeerChange::Stale {
+        // Older than the newest header seen (mail read out of order, or
+        // several messages viewed at once): nothing is learned. If it
+        // offers the key the peer has now, that key's standing is the
+        // message's, so its signature can be checked like the newer
+        // messages'.
+        let status = match &incoming.header {
+            Some(header) if current == Some(header.cert.fingerprint()) => {
+                let fpr = header.cert.fingerprint().to_hex();
+                let verified = verified_fingerprint(tx, &address).await?;
+                let rejected = trust_of(tx, &address, &fpr).await? == TrustLevel::Rejected;
+                match verified {
+                    _ if rejected => KeyStatus::Rejected,
+                    Some(v) if v == fpr => KeyStatus::Verified,
+                    Some(_) => KeyStatus::Conflict,
+                    None => KeyStatus::Tofu,
+                }
+            }
+            _ => KeyStatus::Stale,
+        };
+        return Ok(status);
+    }
+    save_peer(tx, &address, &state).await?;
+    let Some(header) = &incoming.header else {
+        return Ok(KeyStatus::None);
+    };
+    let fpr = header.cert.fingerprint().to_hex();
+    upsert_key(
+        tx,
+        &address,
+        &header.cert,
+        KeySource::Autocrypt,
+        incoming.effective_date,
+    )
+    .await?;
+    let verified = verified_fingerprint(tx, &address).await?;
+    let rejected = trust_of(tx, &address, &fpr).await? == TrustLevel::Rejected;
+    let status = match (&change, verified) {
+        _ if rejected => KeyStatus::Rejected,
+        (_, Some(v)) if v == fpr => KeyStatus::Verified,
+        (PeerChange::NewKey { .. } | PeerChange::KeyChanged { .. }, Some(v)) => {
+            add_event(tx, &address, now, EventKind::Conflict, Some(&v), Some(&fpr)).await?;
+            KeyStatus::Conflict
+        }
+        (_, Some(_)) => KeyStatus::Conflict,
+        (PeerChange::NewKey { .. }, None) => {
+            add_event(tx, &address, now, EventKind::New, None, Some(&fpr)).await?;
+            KeyStatus::Tofu
+        }
+        (PeerChange::KeyChanged { old, .. }, None) => {
+            add_event(
+                tx,
+                &address,
+                now,
+                EventKind::Changed,
+                Some(&old.to_hex()),
+                Some(&fpr),
+            )
+            .await?;
+            KeyStatus::Changed
+        }
+        _ => KeyStatus::Tofu,
+    };
+    Ok(status)
 }

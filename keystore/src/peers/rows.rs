@@ -3,14 +3,14 @@
 use super::*;
 
 pub(super) async fn load_peer(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     address: &str,
 ) -> Result<Option<PeerState>, KeystoreError> {
     let row: Option<PeerRow> = sqlx::query_as(
         "SELECT last_seen, autocrypt_timestamp, public_key, prefer_encrypt, gossip_timestamp, gossip_key FROM peer WHERE address = ?",
     )
     .bind(address)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some((last_seen, ac_ts, public_key, prefer, gossip_ts, gossip_key)) = row else {
         return Ok(None);
@@ -27,7 +27,7 @@ pub(super) async fn load_peer(
 }
 
 pub(super) async fn save_peer(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     address: &str,
     s: &PeerState,
 ) -> Result<(), KeystoreError> {
@@ -47,13 +47,13 @@ pub(super) async fn save_peer(
     .bind(s.prefer_encrypt.as_str())
     .bind(s.gossip_timestamp.map(to_db))
     .bind(bytes(&s.gossip_key)?)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 pub(super) async fn upsert_key(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     address: &str,
     cert: &Cert,
     source: KeySource,
@@ -73,13 +73,13 @@ pub(super) async fn upsert_key(
     .bind(cert.to_vec()?)
     .bind(to_db(seen))
     .bind(to_db(seen))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 pub(super) async fn key_known(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     address: &str,
     fpr: &str,
 ) -> Result<bool, KeystoreError> {
@@ -87,13 +87,13 @@ pub(super) async fn key_known(
         sqlx::query_scalar("SELECT count(*) FROM key_seen WHERE address = ? AND fingerprint = ?")
             .bind(address)
             .bind(fpr)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await?;
     Ok(n > 0)
 }
 
 pub(super) async fn verified_fingerprint(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     address: &str,
 ) -> Result<Option<String>, KeystoreError> {
     Ok(
@@ -101,13 +101,13 @@ pub(super) async fn verified_fingerprint(
             "SELECT fingerprint FROM trust WHERE address = ? AND level = 'verified'",
         )
         .bind(address)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?,
     )
 }
 
 pub(super) async fn trust_of(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     address: &str,
     fpr: &str,
 ) -> Result<TrustLevel, KeystoreError> {
@@ -115,7 +115,7 @@ pub(super) async fn trust_of(
         sqlx::query_scalar("SELECT level FROM trust WHERE address = ? AND fingerprint = ?")
             .bind(address)
             .bind(fpr)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     Ok(match level.as_deref() {
         Some("verified") => TrustLevel::Verified,
@@ -125,7 +125,7 @@ pub(super) async fn trust_of(
 }
 
 pub(super) async fn load_history(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     address: &str,
 ) -> Result<Vec<KeyRecord>, KeystoreError> {
     let rows: Vec<HistoryRow> = sqlx::query_as(
@@ -134,7 +134,7 @@ pub(super) async fn load_history(
          WHERE k.address = ? ORDER BY k.last_seen DESC, k.fingerprint",
     )
     .bind(address)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     rows.into_iter()
         .map(|(fingerprint, source, cert, first, last, level, since)| {
@@ -157,14 +157,14 @@ pub(super) async fn load_history(
 }
 
 pub(super) async fn load_events(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     address: &str,
 ) -> Result<Vec<KeyEvent>, KeystoreError> {
     let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT at, kind, old_fingerprint, new_fingerprint FROM key_event WHERE address = ? ORDER BY id",
     )
     .bind(address)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     Ok(rows
         .into_iter()
@@ -180,7 +180,7 @@ pub(super) async fn load_events(
 }
 
 pub(super) async fn add_event(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     address: &str,
     at: SystemTime,
     kind: EventKind,
@@ -193,7 +193,7 @@ pub(super) async fn add_event(
         .bind(kind.as_str())
         .bind(old)
         .bind(new)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

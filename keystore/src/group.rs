@@ -1,0 +1,256 @@
+//! Group commit for what reading mail teaches the vault.
+//!
+//! Every message a mail client or `gateway archive sync` reads may record
+//! its sender's key, its gossip and its Message-IDs. Each of those was a
+//! transaction of its own, and the vault commits durably (an fsync per
+//! commit: it holds what exists nowhere else), so a first sync of a large
+//! mailbox waited for the disk several times per message, one writer at a
+//! time. Here whoever holds the turn runs every job queued meanwhile in one
+//! transaction, each job in a savepoint of its own (a job that fails leaves
+//! no half of itself and does not fail the others), and every caller hears
+//! its own answer once that transaction is committed, not before: as durable
+//! as before, one wait for the disk per group instead of per message.
+//!
+//! Jobs run one after another on the one connection, in queue order, so
+//! each sees what the jobs before it wrote, as separate transactions did.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::SqliteConnection;
+
+use crate::{Keystore, KeystoreError};
+
+/// Most jobs one transaction takes.
+const GROUP_COMMIT: usize = 64;
+
+type Boxed<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
+
+/// A job's work, its result type erased so that jobs of every kind share a
+/// queue: whether it succeeded (its savepoint is kept) and its result.
+type Work = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> Boxed<'c, (bool, Box<dyn Any + Send>)> + Send,
+>;
+
+/// One job waiting for its group.
+struct Job {
+    work: Work,
+    /// Its result once the group is committed, or why the group failed.
+    reply: tokio::sync::oneshot::Sender<Result<Box<dyn Any + Send>, String>>,
+}
+
+/// The jobs waiting to be committed, and the turn to commit them.
+#[derive(Default)]
+pub(crate) struct Group {
+    queue: std::sync::Mutex<Vec<Job>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Group {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+        // A panic while the lock was held left a whole queue behind: go on.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Keystore {
+    /// Runs `work` in a write transaction shared with the other jobs queued
+    /// meanwhile, and returns its result once that transaction is committed
+    /// (see the module's documentation).
+    pub(crate) async fn grouped<T, W>(&self, work: W) -> Result<T, KeystoreError>
+    where
+        T: Send + 'static,
+        W: for<'c> FnOnce(&'c mut SqliteConnection) -> Boxed<'c, Result<T, KeystoreError>>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let work: Work = Box::new(move |conn| {
+            Box::pin(async move {
+                let result = work(conn).await;
+                (result.is_ok(), Box::new(result) as Box<dyn Any + Send>)
+            })
+        });
+        self.group.lock_queue().push(Job { work, reply });
+        {
+            // The job queued above is in this group or was in one committed
+            // before the turn came here.
+            let _turn = self.group.turn.lock().await;
+            let jobs: Vec<Job> = {
+                let mut queue = self.group.lock_queue();
+                let n = queue.len().min(GROUP_COMMIT);
+                queue.drain(..n).collect()
+            };
+            if !jobs.is_empty() {
+                self.commit_group(jobs).await;
+            }
+        }
+        match answer.await {
+            Ok(Ok(result)) => match result.downcast::<Result<T, KeystoreError>>() {
+                Ok(result) => *result,
+                Err(_) => Err(KeystoreError::NotSaved(
+                    "a grouped job answered with another type".into(),
+                )),
+            },
+            Ok(Err(why)) => Err(KeystoreError::NotSaved(why)),
+            Err(_) => Err(KeystoreError::NotSaved("the write was interrupted".into())),
+        }
+    }
+
+    async fn commit_group(&self, jobs: Vec<Job>) {
+        let mut tx = match self.write_tx().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                let why = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(why.clone()));
+                }
+                return;
+            }
+        };
+        let mut done = Vec::with_capacity(jobs.len());
+        let mut broken = None;
+        let mut jobs = jobs.into_iter();
+        for job in jobs.by_ref() {
+            match in_savepoint(&mut tx, job.work).await {
+                Ok(result) => done.push((job.reply, result)),
+                Err(e) => {
+                    // The transaction's state is unknown: none of it stays.
+                    broken = Some(e.to_string());
+                    let _ = job.reply.send(Err(e.to_string()));
+                    break;
+                }
+            }
+        }
+        let outcome = match broken {
+            Some(why) => {
+                let _ = tx.rollback().await;
+                Err(why)
+            }
+            None => tx
+                .commit()
+                .await
+                .map_err(|e| KeystoreError::from(e).to_string()),
+        };
+        match outcome {
+            Ok(()) => {
+                for (reply, result) in done {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(why) => {
+                for (reply, _) in done {
+                    let _ = reply.send(Err(why.clone()));
+                }
+                for job in jobs {
+                    let _ = job.reply.send(Err(why.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Runs one job in a savepoint: kept if it succeeded, rolled back if not.
+/// `Err` only if the savepoint itself failed.
+async fn in_savepoint(
+    conn: &mut SqliteConnection,
+    work: Work,
+) -> Result<Box<dyn Any + Send>, sqlx::Error> {
+    sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
+    let (ok, result) = work(&mut *conn).await;
+    if !ok {
+        sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
+    }
+    sqlx::query("RELEASE job").execute(&mut *conn).await?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Keystore) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Keystore::create(dir.path(), crate::Unlock::KeyFile)
+            .await
+            .expect("a vault");
+        store
+            .grouped(|tx| {
+                Box::pin(async move {
+                    sqlx::query("CREATE TABLE probe (n INTEGER PRIMARY KEY)")
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+            .expect("the probe table");
+        (dir, store)
+    }
+
+    async fn insert(store: &Keystore, n: i64, then_fail: bool) -> Result<i64, KeystoreError> {
+        store
+            .grouped(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO probe (n) VALUES (?)")
+                        .bind(n)
+                        .execute(&mut *tx)
+                        .await?;
+                    if then_fail {
+                        return Err(KeystoreError::UnknownPeer(n.to_string()));
+                    }
+                    Ok(n * 10)
+                })
+            })
+            .await
+    }
+
+    async fn rows(store: &Keystore) -> Vec<i64> {
+        sqlx::query_scalar("SELECT n FROM probe ORDER BY n")
+            .fetch_all(&store.pool)
+            .await
+            .expect("the probe rows")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_job_of_many_writers_gets_its_own_answer_once_committed() {
+        let (_dir, store) = store().await;
+        let mut writers = tokio::task::JoinSet::new();
+        for n in 0..200i64 {
+            let store = store.clone();
+            // Every seventh fails after writing: its row must not stay, and
+            // the others of its group must not notice.
+            writers.spawn(async move { (n, insert(&store, n, n % 7 == 3).await) });
+        }
+        while let Some(joined) = writers.join_next().await {
+            let (n, answer) = joined.expect("a writer");
+            if n % 7 == 3 {
+                assert!(
+                    matches!(answer, Err(KeystoreError::UnknownPeer(ref m)) if *m == n.to_string()),
+                    "job {n}: {answer:?}"
+                );
+            } else {
+                assert_eq!(answer.expect("committed"), n * 10);
+            }
+        }
+        let expected: Vec<i64> = (0..200).filter(|n| n % 7 != 3).collect();
+        assert_eq!(rows(&store).await, expected);
+    }
+
+    #[tokio::test]
+    async fn a_job_sees_what_the_jobs_before_it_wrote() {
+        let (_dir, store) = store().await;
+        insert(&store, 1, false).await.expect("the first row");
+        // The same key again violates the primary key: an error for this
+        // job alone, and its savepoint leaves nothing behind.
+        assert!(matches!(
+            insert(&store, 1, false).await,
+            Err(KeystoreError::Database(_))
+        ));
+        insert(&store, 2, false).await.expect("the second row");
+        assert_eq!(rows(&store).await, [1, 2]);
+    }
+}
