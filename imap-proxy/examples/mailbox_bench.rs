@@ -469,7 +469,8 @@ async fn archive_sync(child: &Child) -> anyhow::Result<()> {
             account: ALICE.into(),
             mailbox: Some("INBOX".into()),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            learn: None,
+            // Learning from what it reads, as `gateway archive sync` does.
+            learn: Some(vault.store.clone()),
         },
         &mut |_| {},
     )
