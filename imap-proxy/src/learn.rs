@@ -78,12 +78,19 @@ async fn record_incoming(
     lessons: &Lessons,
     now: SystemTime,
 ) -> Result<Option<KeyStatus>, KeystoreError> {
-    match &lessons.incoming {
-        Some(incoming) if !autocrypt::addr_eq(&incoming.from_addr, account) => {
-            Ok(Some(keystore.record_incoming(incoming, now).await?))
-        }
-        _ => Ok(None),
+    match sender_lesson(account, lessons) {
+        Some(incoming) => Ok(Some(keystore.record_incoming(incoming, now).await?)),
+        None => Ok(None),
     }
+}
+
+/// What `lessons` teach about their sender, unless the sender is the
+/// account itself.
+pub(crate) fn sender_lesson<'l>(account: &str, lessons: &'l Lessons) -> Option<&'l Incoming> {
+    lessons
+        .incoming
+        .as_ref()
+        .filter(|incoming| !autocrypt::addr_eq(&incoming.from_addr, account))
 }
 
 /// The key a message's own `Autocrypt:` header offered for its sender, and

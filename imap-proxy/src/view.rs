@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use crate::learn::{record_sender, Lessons, SenderKey};
+use crate::learn::{record_sender, sender_lesson, Lessons, SenderKey};
 use mailcrypt::{DecryptContext, HeldKeys, Outcome, Refusal, SignatureStatus};
 use sequoia_openpgp::Cert;
 use tracing::warn;
@@ -89,6 +89,36 @@ impl Sender {
         lessons: &Lessons,
         from: Option<String>,
     ) -> Sender {
+        if let (Some(incoming), Some(address)) = (sender_lesson(account, lessons), from.as_deref())
+        {
+            // Both from one vault job (the usual case: a peer's message).
+            match store
+                .record_incoming_and_signer(incoming, address, SystemTime::now())
+                .await
+            {
+                Ok((status, key)) => {
+                    return Sender {
+                        offered: incoming.header.as_ref().map(|h| SenderKey {
+                            cert: h.cert.clone(),
+                            status,
+                        }),
+                        held: key.map(|key| Signer {
+                            address: address.to_string(),
+                            key,
+                        }),
+                        header_unrecorded: false,
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "the sender's key in a message not recorded");
+                    return Sender {
+                        offered: None,
+                        held: held_key(store, from).await,
+                        header_unrecorded: false,
+                    };
+                }
+            }
+        }
         let offered = match record_sender(store, account, lessons, SystemTime::now()).await {
             Ok(offered) => offered,
             Err(e) => {

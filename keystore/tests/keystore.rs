@@ -652,3 +652,51 @@ async fn a_key_imported_after_the_autocrypt_one_is_used_until_a_newer_message() 
         .expect("newer");
     assert_eq!(effective_fpr(&store).await, Some(k1.fingerprint().to_hex()));
 }
+
+/// Recording a message and asking whose key may sign, in one job, answers
+/// as the two calls one after the other do: first contact, a change, a
+/// conflict with a verified key, and a message shown under another address.
+#[tokio::test]
+async fn recording_and_the_signer_in_one_job_answer_as_two_calls_do() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Keystore::create(dir.path(), Unlock::KeyFile)
+        .await
+        .expect("create");
+    let [k1, k2, k3] = bob_keys();
+    let signer = |answer: &(KeyStatus, Option<keystore::KeyRecord>)| {
+        answer.1.as_ref().map(|k| k.fingerprint.clone())
+    };
+    let first = store
+        .record_incoming_and_signer(&incoming(Some(k1), 1), BOB, at(1))
+        .await
+        .expect("recorded");
+    assert_eq!(first.0, KeyStatus::Tofu);
+    assert_eq!(signer(&first), Some(k1.fingerprint().to_hex()));
+    let changed = store
+        .record_incoming_and_signer(&incoming(Some(k2), 2), "Bob@Example.org", at(2))
+        .await
+        .expect("recorded");
+    assert_eq!(changed.0, KeyStatus::Changed);
+    assert_eq!(signer(&changed), Some(k2.fingerprint().to_hex()));
+    store
+        .verify(BOB, &k2.fingerprint().to_hex(), "fingerprint", at(2))
+        .await
+        .expect("verify");
+    let conflict = store
+        .record_incoming_and_signer(&incoming(Some(k3), 3), BOB, at(3))
+        .await
+        .expect("recorded");
+    assert_eq!(conflict.0, KeyStatus::Conflict);
+    assert_eq!(
+        signer(&conflict),
+        Some(k2.fingerprint().to_hex()),
+        "the verified key, never the conflicting one"
+    );
+    // Bob's header, shown under an address nothing is known for: no signer.
+    let elsewhere = store
+        .record_incoming_and_signer(&incoming(Some(k2), 4), "carol@example.org", at(4))
+        .await
+        .expect("recorded");
+    assert_eq!(elsewhere.0, KeyStatus::Verified);
+    assert_eq!(signer(&elsewhere), None);
+}

@@ -164,16 +164,32 @@ impl Keystore {
     /// key's own user IDs have no say in this: only the address it was
     /// learned for does.
     pub async fn signing_key(&self, address: &str) -> Result<Option<KeyRecord>, KeystoreError> {
-        let address = normalize_addr(address);
         let mut tx = self.pool.begin().await?;
-        let state = load_peer(&mut tx, &address).await?;
-        let history = load_history(&mut tx, &address).await?;
+        let key = signing_key(&mut tx, &normalize_addr(address)).await?;
         tx.commit().await?;
-        let Some(key) = apply_trust(state, &history).and_then(|s| s.public_key) else {
-            return Ok(None);
-        };
-        let fpr = key.fingerprint().to_hex();
-        Ok(history.into_iter().find(|k| k.fingerprint == fpr))
+        Ok(key)
+    }
+
+    /// [`Keystore::record_incoming`], then [`Keystore::signing_key`] for
+    /// `shown_from` (the address the reader is shown, which decides whose
+    /// signature counts), in one job: what a message teaches and the key
+    /// its signature is checked with come from the same moment, and the
+    /// read path waits for the vault once instead of twice per message.
+    pub async fn record_incoming_and_signer(
+        &self,
+        incoming: &Incoming,
+        shown_from: &str,
+        now: SystemTime,
+    ) -> Result<(KeyStatus, Option<KeyRecord>), KeystoreError> {
+        let incoming = incoming.clone();
+        let shown_from = normalize_addr(shown_from);
+        self.grouped(move |tx| {
+            Box::pin(async move {
+                let status = record_incoming(tx, &incoming, now).await?;
+                Ok((status, signing_key(tx, &shown_from).await?))
+            })
+        })
+        .await
     }
 
     /// Key events of a peer, oldest first.
@@ -259,4 +275,19 @@ async fn record_incoming(
         _ => KeyStatus::Tofu,
     };
     Ok(status)
+}
+
+/// [`Keystore::signing_key`] in the caller's transaction (`address`
+/// normalized).
+async fn signing_key(
+    tx: &mut SqliteConnection,
+    address: &str,
+) -> Result<Option<KeyRecord>, KeystoreError> {
+    let state = load_peer(tx, address).await?;
+    let history = load_history(tx, address).await?;
+    let Some(key) = apply_trust(state, &history).and_then(|s| s.public_key) else {
+        return Ok(None);
+    };
+    let fpr = key.fingerprint().to_hex();
+    Ok(history.into_iter().find(|k| k.fingerprint == fpr))
 }
