@@ -74,7 +74,7 @@ pub async fn ingest(
 ) -> Result<Ingested, tokio::task::JoinError> {
     let (view, bytes) = read(store, keys, account, bytes).await?;
     // Index extraction is CPU work for the blocking pool too.
-    let (view, prepared) = tokio::task::spawn_blocking(move || {
+    let (view, prepared) = on_a_core(move || {
         let prepared = Arc::new(Prepared::new(view.message.clone()));
         (view, prepared)
     })
@@ -159,14 +159,29 @@ pub async fn read(
     Ok((view, bytes))
 }
 
-/// [`view`] on the blocking pool (decryption is CPU work).
+/// [`view`] on a core (decryption is CPU work).
 async fn view_blocking(
     keys: Arc<Keys>,
     sender: Sender,
     bytes: Vec<u8>,
 ) -> Result<(View, Vec<u8>), tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || (view(&bytes, &keys, &sender, SystemTime::now()), bytes))
-        .await
+    on_a_core(move || (view(&bytes, &keys, &sender, SystemTime::now()), bytes)).await
+}
+
+/// Runs CPU work (decryption, index extraction) on the blocking pool, at
+/// most one job per core at a time however many messages are in flight: a
+/// download hands over a hundred at once, and a thread each would add only
+/// switching and memory.
+async fn on_a_core<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    static CORES: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let cores = CORES.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    // Never closed; were it, the work would run unthrottled.
+    let _permit = cores.acquire().await.ok();
+    tokio::task::spawn_blocking(work).await
 }
 
 async fn learn_lessons(store: &Keystore, account: &str, view: &View) {

@@ -289,6 +289,50 @@ async fn starttls_login_and_failures_are_explained() {
     );
 }
 
+/// A streamed FETCH hands over each asked message once, as it arrives, and
+/// keeps what the provider says unasked meanwhile (a flag another session
+/// set) for the client instead of taking it for an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_fetch_hands_over_each_message_and_keeps_the_rest() {
+    let s = setup().await;
+    for n in 1..=3 {
+        s.dovecot.save("alice", "INBOX", &plain(n, "stream"));
+    }
+    let mut session = login(&s.dovecot, Security::Tls).await;
+    session.examine("INBOX").await.expect("examine");
+    let uids = s.dovecot.uids("alice", "INBOX");
+    // Another client flags the first message: Dovecot tells this session
+    // with the next command's responses.
+    s.dovecot.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        "alice",
+        "\\Flagged",
+        "mailbox",
+        "INBOX",
+        "uid",
+        &uids[0].to_string(),
+    ]);
+    let mut asked = uids.clone();
+    asked.push(uids[2] + 100); // never existed: simply absent
+    let mut handed = Vec::new();
+    session
+        .fetch_messages_each(&asked, |uid, bytes| handed.push((uid, bytes)))
+        .await
+        .expect("fetch");
+    handed.sort();
+    let expected: Vec<(u32, Vec<u8>)> = uids
+        .iter()
+        .zip(1..=3)
+        .map(|(uid, n)| (*uid, plain(n, "stream")))
+        .collect();
+    assert_eq!(handed, expected);
+    let kept = format!("{:?}", session.take_unsolicited());
+    assert!(kept.contains("Flagged"), "the flag change is kept: {kept}");
+    session.logout().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_learns_keys_from_autocrypt_headers_and_gossip() {
     const CAROL: &str = "carol@example.net";

@@ -5,7 +5,7 @@
 //! and how sessions share the work of new mail ([`Downloads`],
 //! [`SingleFlight`](crate::ingest::SingleFlight)).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,12 +17,13 @@ use imap_next::imap_types::response::Data;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::{Current, Forwarder, Kind, Selected, SessionError};
+use super::{Current, Forwarder, Kind, Selected, SessionError, Shared};
 use crate::downloads::{until_released, Claim};
 use crate::imap::fetch_command::{Effect, FetchCommand};
-use crate::ingest::Job;
+use crate::ingest::{Ingestion, Job};
 use crate::learn::{learn, Lessons};
 use crate::plain::MailboxKey;
+use crate::view::Keys;
 
 /// How long a session waits for messages another session is downloading
 /// before it downloads them itself.
@@ -279,6 +280,8 @@ impl Forwarder {
         Ok(())
     }
 
+    /// Downloads messages and ingests each as it arrives, while the rest
+    /// are still on the wire; returns the served bytes per UID.
     async fn download_and_view(
         &mut self,
         uids: &[u32],
@@ -286,72 +289,66 @@ impl Forwarder {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
-        let fetched = self.session.fetch_messages(uids).await?;
-        Ok(self.view_many(fetched).await)
+        let mut running = JoinSet::new();
+        let ingester = self.ingester();
+        self.session
+            .fetch_messages_each(uids, |uid, bytes| {
+                running.spawn(ingester.ingest(uid, bytes));
+            })
+            .await?;
+        Ok(self.collect(running).await)
     }
 
-    /// Ingests provider messages, eight per core at once (decrypting on
-    /// the blocking pool while others wait for the vault and the archive);
-    /// returns the served bytes per
-    /// UID (in completion order). A message another session is ingesting
-    /// right now (new mail, with many sessions open) is not decrypted
-    /// twice: both wait for the one ingestion
-    /// ([`SingleFlight`](crate::ingest::SingleFlight)).
+    /// Ingests provider messages at once (decryption waits for a core,
+    /// [`crate::ingest`]); returns the served bytes per UID.
     async fn view_many(&self, messages: Vec<(u32, Vec<u8>)>) -> Vec<(u32, Vec<u8>)> {
-        // Enough in flight that both cores stay busy while ingestions wait
-        // for the keystore and for their archive group's commit.
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) * 8;
-        let account = &self.account.address;
-        let mut served = Vec::with_capacity(messages.len());
+        let ingester = self.ingester();
         let mut running = JoinSet::new();
-        let (downloaded, known) =
-            crate::ingest::hash_downloaded(&self.shared.archive, messages).await;
-        // Without the answer every message is ingested; content archived
-        // before is then linked by the archive's store.
-        let known = known.unwrap_or_else(|e| {
-            warn!(error = %e, "archive lookup failed");
-            HashSet::new()
-        });
-        let mut pending = downloaded.into_iter();
-        loop {
-            while running.len() < workers {
-                let Some(crate::ingest::Downloaded { uid, bytes, hash }) = pending.next() else {
-                    break;
-                };
-                // The same provider bytes elsewhere (a copied or moved
-                // message, a UIDVALIDITY change): link, decrypt nothing.
-                let location = self.location(uid);
-                if let (Some(loc), true) = (&location, known.contains(&hash)) {
-                    if let Ok(true) = self.shared.archive.link(loc, &hash).await {
-                        if let Ok(Some(frozen)) = self.shared.archive.message_at(loc).await {
-                            served.push((uid, frozen));
-                            continue;
-                        }
-                    }
-                }
-                let ingestion = self.shared.flights.ingest(Job {
-                    keystore: self.shared.keystore.clone(),
-                    archive: self.shared.archive.clone(),
-                    account: account.clone(),
-                    keys: Arc::clone(&self.keys),
-                    bytes,
-                    hash,
-                    location: location.clone(),
-                });
-                running.spawn(async move { (uid, hash, location, ingestion.await) });
-            }
-            let Some(done) = running.join_next().await else {
-                break;
-            };
-            let Ok((uid, hash, location, ingested)) = done else {
+        for (uid, bytes) in messages {
+            running.spawn(ingester.ingest(uid, bytes));
+        }
+        self.collect(running).await
+    }
+
+    fn ingester(&self) -> Ingester {
+        Ingester {
+            shared: Arc::clone(&self.shared),
+            keys: Arc::clone(&self.keys),
+            account: self.account.address.clone(),
+            mailbox: self.location(0),
+        }
+    }
+
+    /// Serves what the ingestions found, in completion order. A message
+    /// another session is ingesting right now (new mail, with many sessions
+    /// open) is not decrypted twice: both wait for the one ingestion
+    /// ([`SingleFlight`](crate::ingest::SingleFlight)).
+    async fn collect(&self, mut running: JoinSet<Found>) -> Vec<(u32, Vec<u8>)> {
+        let account = &self.account.address;
+        let mut served = Vec::with_capacity(running.len());
+        while let Some(done) = running.join_next().await {
+            let Ok(Found {
+                uid,
+                hash,
+                location,
+                outcome,
+            }) = done
+            else {
                 warn!("a message could not be viewed");
                 continue;
             };
-            let Some(ingested) = ingested else {
-                // The viewer panicked: that message is not served.
-                self.shared.flights.land(account, &hash);
-                warn!(uid, "a message could not be viewed");
-                continue;
+            let ingested = match outcome {
+                Outcome::Archived(frozen) => {
+                    served.push((uid, frozen));
+                    continue;
+                }
+                Outcome::Ingested(Some(ingested)) => ingested,
+                Outcome::Ingested(None) => {
+                    // The viewer panicked: that message is not served.
+                    self.shared.flights.land(account, &hash);
+                    warn!(uid, "a message could not be viewed");
+                    continue;
+                }
             };
             let Some(loc) = location else {
                 self.shared.flights.land(account, &hash);
@@ -391,5 +388,71 @@ impl Forwarder {
             }
         }
         served
+    }
+}
+
+/// What ingesting one message needs, owned, so that ingestion can start
+/// from inside a download ([`Forwarder::download_and_view`]).
+struct Ingester {
+    shared: Arc<Shared>,
+    keys: Arc<Keys>,
+    account: String,
+    /// The selected mailbox's archive location (any UID), once known.
+    mailbox: Option<Location>,
+}
+
+/// One message's ingestion, as [`Forwarder::collect`] serves it.
+struct Found {
+    uid: u32,
+    hash: [u8; 32],
+    location: Option<Location>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// The same provider bytes were archived before (a copied or moved
+    /// message, a UIDVALIDITY change): linked here, nothing decrypted.
+    Archived(Vec<u8>),
+    /// Read by this or another session ([`SingleFlight`](crate::ingest::SingleFlight));
+    /// `None` if the reader panicked.
+    Ingested(Option<Arc<Ingestion>>),
+}
+
+impl Ingester {
+    fn ingest(&self, uid: u32, bytes: Vec<u8>) -> impl std::future::Future<Output = Found> {
+        let shared = Arc::clone(&self.shared);
+        let keys = Arc::clone(&self.keys);
+        let account = self.account.clone();
+        let location = self.mailbox.clone().map(|base| Location { uid, ..base });
+        async move {
+            let hash = archive::content_hash(&bytes);
+            if let Some(loc) = &location {
+                if let Ok(true) = shared.archive.link(loc, &hash).await {
+                    if let Ok(Some(frozen)) = shared.archive.message_at(loc).await {
+                        return Found {
+                            uid,
+                            hash,
+                            location,
+                            outcome: Outcome::Archived(frozen),
+                        };
+                    }
+                }
+            }
+            let ingestion = shared.flights.ingest(Job {
+                keystore: shared.keystore.clone(),
+                archive: shared.archive.clone(),
+                account,
+                keys,
+                bytes,
+                hash,
+                location: location.clone(),
+            });
+            Found {
+                uid,
+                hash,
+                location,
+                outcome: Outcome::Ingested(ingestion.await),
+            }
+        }
     }
 }

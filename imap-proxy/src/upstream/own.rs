@@ -4,6 +4,8 @@
 //! FETCH are told apart from what the provider says unasked meanwhile
 //! ([`Unsolicited`], passed on to the client).
 
+use std::collections::HashSet;
+
 use imap_next::imap_types::command::CommandBody;
 use imap_next::imap_types::core::{Charset, Vec1};
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
@@ -181,8 +183,22 @@ impl Session {
         &mut self,
         uids: &[u32],
     ) -> Result<Vec<(u32, Vec<u8>)>, UpstreamError> {
+        let mut messages = Vec::with_capacity(uids.len());
+        self.fetch_messages_each(uids, |uid, bytes| messages.push((uid, bytes)))
+            .await?;
+        Ok(messages)
+    }
+
+    /// As [`Session::fetch_messages`], handing each message to `each` as it
+    /// arrives, so that work on the first can start while the rest are on
+    /// the wire.
+    pub async fn fetch_messages_each(
+        &mut self,
+        uids: &[u32],
+        mut each: impl FnMut(u32, Vec<u8>) + Send,
+    ) -> Result<(), UpstreamError> {
         let Some(set) = uid_set(uids) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let body = CommandBody::fetch(
             set,
@@ -197,11 +213,21 @@ impl Session {
             true,
         )
         .map_err(|_| UpstreamError::Argument("FETCH".into()))?;
-        let done = self.run(body, "UID FETCH").await?;
-        Ok(self
-            .answers_to_own_fetch(done, uids)
-            .into_iter()
-            .filter_map(|items| {
+        let asked: HashSet<u32> = uids.iter().copied().collect();
+        let mut unsolicited = Vec::new();
+        let mut weight = 0usize;
+        let done = self
+            .run_each(body, "UID FETCH", |datum| {
+                // As Session::run: no more than the asked messages' worth.
+                weight += super::data_weight(&datum);
+                if weight > super::MAX_COMMAND_BYTES {
+                    return Err(UpstreamError::Protocol(
+                        "the provider sent more data for UID FETCH than was asked for".into(),
+                    ));
+                }
+                let Some(items) = split_own_datum(datum, &asked, &mut unsolicited) else {
+                    return Ok(());
+                };
                 let mut uid = None;
                 let mut bytes = None;
                 for item in items {
@@ -215,9 +241,15 @@ impl Session {
                         _ => {}
                     }
                 }
-                Some((uid?, bytes?))
+                if let (Some(uid), Some(bytes)) = (uid, bytes) {
+                    each(uid, bytes);
+                }
+                Ok(())
             })
-            .collect())
+            .await?;
+        self.unsolicited.extend(unsolicited);
+        self.keep_statuses(done.untagged);
+        Ok(())
     }
 
     /// What tells who serves each of these messages ([`crate::imap::detect`]):
@@ -292,39 +324,49 @@ pub(super) fn split_own_fetch(
     data: Vec<Data<'static>>,
     asked: &[u32],
 ) -> (Vec<Vec<MessageDataItem<'static>>>, Vec<Unsolicited>) {
-    let asked: std::collections::HashSet<u32> = asked.iter().copied().collect();
-    let mut answers = Vec::new();
+    let asked: HashSet<u32> = asked.iter().copied().collect();
     let mut unsolicited = Vec::new();
-    for datum in data {
-        let Data::Fetch { seq, items } = datum else {
-            unsolicited.push(Unsolicited::Data(datum));
-            continue;
-        };
-        let uid = items.as_ref().iter().find_map(|item| match item {
-            MessageDataItem::Uid(uid) => Some(*uid),
-            _ => None,
-        });
-        let answers_ours = |item: &MessageDataItem| matches!(item, MessageDataItem::BodyExt { .. });
-        let ours = uid.is_some_and(|uid| asked.contains(&uid.get()))
-            && items.as_ref().iter().any(answers_ours);
-        if !ours {
-            unsolicited.push(Unsolicited::Data(Data::Fetch { seq, items }));
-            continue;
-        }
-        let (answer, extra): (Vec<_>, Vec<_>) = items
-            .into_inner()
-            .into_iter()
-            .partition(|item| answers_ours(item) || matches!(item, MessageDataItem::Uid(_)));
-        if let (false, Some(uid)) = (extra.is_empty(), uid) {
-            let mut told = vec![MessageDataItem::Uid(uid)];
-            told.extend(extra);
-            if let Ok(items) = Vec1::try_from(told) {
-                unsolicited.push(Unsolicited::Data(Data::Fetch { seq, items }));
-            }
-        }
-        answers.push(answer);
-    }
+    let answers = data
+        .into_iter()
+        .filter_map(|datum| split_own_datum(datum, &asked, &mut unsolicited))
+        .collect();
     (answers, unsolicited)
+}
+
+/// [`split_own_fetch`] for one response as it arrives: the answer's items,
+/// if it is one, with what the provider added unasked put on `unsolicited`.
+fn split_own_datum(
+    datum: Data<'static>,
+    asked: &HashSet<u32>,
+    unsolicited: &mut Vec<Unsolicited>,
+) -> Option<Vec<MessageDataItem<'static>>> {
+    let Data::Fetch { seq, items } = datum else {
+        unsolicited.push(Unsolicited::Data(datum));
+        return None;
+    };
+    let uid = items.as_ref().iter().find_map(|item| match item {
+        MessageDataItem::Uid(uid) => Some(*uid),
+        _ => None,
+    });
+    let answers_ours = |item: &MessageDataItem| matches!(item, MessageDataItem::BodyExt { .. });
+    let ours = uid.is_some_and(|uid| asked.contains(&uid.get()))
+        && items.as_ref().iter().any(answers_ours);
+    if !ours {
+        unsolicited.push(Unsolicited::Data(Data::Fetch { seq, items }));
+        return None;
+    }
+    let (answer, extra): (Vec<_>, Vec<_>) = items
+        .into_inner()
+        .into_iter()
+        .partition(|item| answers_ours(item) || matches!(item, MessageDataItem::Uid(_)));
+    if let (false, Some(uid)) = (extra.is_empty(), uid) {
+        let mut told = vec![MessageDataItem::Uid(uid)];
+        told.extend(extra);
+        if let Ok(items) = Vec1::try_from(told) {
+            unsolicited.push(Unsolicited::Data(Data::Fetch { seq, items }));
+        }
+    }
+    Some(answer)
 }
 
 /// The wire name of a mailbox as text (names are 7-bit on the wire:
