@@ -268,18 +268,22 @@ impl Archive {
             return Ok(true);
         }
         // Look again under the lock: the content may have been removed since.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM content WHERE hash = ?")
-            .bind(&hash[..])
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(id) = existing else {
-            tx.rollback().await?;
-            return Ok(false);
-        };
-        put_location(&mut tx, loc, id).await?;
-        tx.commit().await?;
-        Ok(true)
+        let (loc, hash) = (loc.clone(), *hash);
+        keystore::vault::write(&self.pool, move |tx| {
+            Box::pin(async move {
+                let existing: Option<i64> =
+                    sqlx::query_scalar("SELECT id FROM content WHERE hash = ?")
+                        .bind(&hash[..])
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some(id) = existing else {
+                    return Ok::<_, ArchiveError>(false);
+                };
+                put_location(tx, &loc, id).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// The UIDs archived for a mailbox under one UIDVALIDITY, ascending.
@@ -437,21 +441,25 @@ impl Archive {
     /// Removes locations (expunged messages); content no location refers to
     /// any more is deleted with its index entry.
     pub async fn remove(&self, locations: &[Location]) -> Result<u64, ArchiveError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut removed = 0;
-        for loc in locations {
-            removed += sqlx::query("DELETE FROM location WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?")
-                .bind(&loc.account)
-                .bind(&loc.mailbox)
-                .bind(i64::from(loc.uidvalidity))
-                .bind(i64::from(loc.uid))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        collect_orphans(&mut tx).await?;
-        tx.commit().await?;
-        Ok(removed)
+        let locations = locations.to_vec();
+        keystore::vault::write(&self.pool, move |tx| {
+            Box::pin(async move {
+                let mut removed = 0;
+                for loc in &locations {
+                    removed += sqlx::query("DELETE FROM location WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid = ?")
+                        .bind(&loc.account)
+                        .bind(&loc.mailbox)
+                        .bind(i64::from(loc.uidvalidity))
+                        .bind(i64::from(loc.uid))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                collect_orphans(tx).await?;
+                Ok::<_, ArchiveError>(removed)
+            })
+        })
+        .await
     }
 
     /// Forgets every location of a mailbox whose UIDVALIDITY is not
@@ -462,19 +470,23 @@ impl Archive {
         mailbox: &str,
         current: u32,
     ) -> Result<u64, ArchiveError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let n = sqlx::query(
-            "DELETE FROM location WHERE account = ? AND mailbox = ? AND uidvalidity != ?",
-        )
-        .bind(account)
-        .bind(mailbox)
-        .bind(i64::from(current))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        collect_orphans(&mut tx).await?;
-        tx.commit().await?;
-        Ok(n)
+        let (account, mailbox) = (account.to_string(), mailbox.to_string());
+        keystore::vault::write(&self.pool, move |tx| {
+            Box::pin(async move {
+                let n = sqlx::query(
+                    "DELETE FROM location WHERE account = ? AND mailbox = ? AND uidvalidity != ?",
+                )
+                .bind(&account)
+                .bind(&mailbox)
+                .bind(i64::from(current))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                collect_orphans(tx).await?;
+                Ok::<_, ArchiveError>(n)
+            })
+        })
+        .await
     }
 
     /// The mailboxes of an account that have archived messages.
@@ -504,7 +516,7 @@ impl Archive {
 }
 
 async fn put_location(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::SqliteConnection,
     loc: &Location,
     content_id: i64,
 ) -> Result<(), ArchiveError> {
@@ -517,7 +529,7 @@ async fn put_location(
     .bind(i64::from(loc.uidvalidity))
     .bind(i64::from(loc.uid))
     .bind(content_id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -528,19 +540,19 @@ async fn put_location(
 /// statement starts, so they are applied in secure-delete mode and the
 /// expunged words leave the index pages instead of staying behind a
 /// tombstone (`expunged_words_leave_the_index_pages`).
-async fn collect_orphans(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), ArchiveError> {
+async fn collect_orphans(tx: &mut sqlx::SqliteConnection) -> Result<(), ArchiveError> {
     set_secure_delete(tx, true).await?;
     sqlx::query("DELETE FROM content_fts WHERE rowid IN (SELECT id FROM content WHERE id NOT IN (SELECT content_id FROM location))")
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM message_header WHERE id NOT IN (SELECT content_id FROM location)")
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM message WHERE id NOT IN (SELECT content_id FROM location)")
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM content WHERE id NOT IN (SELECT content_id FROM location)")
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     set_secure_delete(tx, false).await
 }

@@ -55,9 +55,16 @@ impl Archive {
     async fn write_group(&self, group: Vec<Write>) {
         let together = async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let stored = write_all(&mut tx, &group).await?;
-            tx.commit().await?;
-            Ok::<_, ArchiveError>(stored)
+            match write_all(&mut tx, &group).await {
+                Ok(stored) => {
+                    keystore::vault::commit(tx).await?;
+                    Ok::<_, ArchiveError>(stored)
+                }
+                Err(e) => {
+                    keystore::vault::roll_back(tx).await;
+                    Err(e)
+                }
+            }
         };
         match together.await {
             Ok(stored) => {
@@ -69,9 +76,16 @@ impl Archive {
                 for write in group {
                     let alone = async {
                         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-                        let stored = write_all(&mut tx, std::slice::from_ref(&write)).await?;
-                        tx.commit().await?;
-                        Ok(stored.into_iter().next().unwrap_or(Stored::Linked))
+                        match write_all(&mut tx, std::slice::from_ref(&write)).await {
+                            Ok(stored) => {
+                                keystore::vault::commit(tx).await?;
+                                Ok(stored.into_iter().next().unwrap_or(Stored::Linked))
+                            }
+                            Err(e) => {
+                                keystore::vault::roll_back(tx).await;
+                                Err(e)
+                            }
+                        }
                     };
                     let result = alone.await;
                     let _ = write.reply.send(result);
@@ -129,7 +143,7 @@ impl Writes {
 /// message, header section and index text; every location. What each store
 /// did, in the group's order.
 async fn write_all(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::SqliteConnection,
     group: &[Write],
 ) -> Result<Vec<Stored>, ArchiveError> {
     let mut ids = existing_ids(tx, group).await?;
@@ -159,7 +173,7 @@ async fn write_all(
             for (write, id) in writes.iter().zip(ids) {
                 query = query.bind(*id).bind(&write.prepared.message[..]);
             }
-            query.execute(&mut **tx).await?;
+            query.execute(&mut *tx).await?;
             let sql = format!(
                 "INSERT INTO message_header (id, header) VALUES {}",
                 rows(ids.len())
@@ -172,7 +186,7 @@ async fn write_all(
                         &write.prepared.message,
                     ));
             }
-            query.execute(&mut **tx).await?;
+            query.execute(&mut *tx).await?;
         }
         let to_index: Vec<(i64, &extract::IndexText)> = new
             .iter()
@@ -218,7 +232,7 @@ fn by_size<'a>(new: &'a [&'a Write], ids: &'a [i64]) -> Vec<(&'a [&'a Write], &'
 
 /// The content IDs of the group's hashes that are archived already.
 async fn existing_ids(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::SqliteConnection,
     group: &[Write],
 ) -> Result<HashMap<[u8; 32], i64>, ArchiveError> {
     let marks = vec!["?"; group.len()].join(", ");
@@ -227,7 +241,7 @@ async fn existing_ids(
     for write in group {
         query = query.bind(&write.hash[..]);
     }
-    Ok(ids_by_hash(query.fetch_all(&mut **tx).await?))
+    Ok(ids_by_hash(query.fetch_all(&mut *tx).await?))
 }
 
 fn ids_by_hash(rows: Vec<(Vec<u8>, i64)>) -> HashMap<[u8; 32], i64> {
@@ -238,7 +252,7 @@ fn ids_by_hash(rows: Vec<(Vec<u8>, i64)>) -> HashMap<[u8; 32], i64> {
 
 /// New content rows, one per store of `new` (distinct hashes); their IDs.
 async fn insert_content(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::SqliteConnection,
     new: &[&Write],
 ) -> Result<HashMap<[u8; 32], i64>, ArchiveError> {
     let rows = vec!["(?, ?, ?, ?, ?, ?)"; new.len()].join(", ");
@@ -258,12 +272,12 @@ async fn insert_content(
             .bind(text.map(|t| t.subject_display.as_str()).unwrap_or_default())
             .bind(text.is_some_and(|t| t.has_attachment));
     }
-    Ok(ids_by_hash(query.fetch_all(&mut **tx).await?))
+    Ok(ids_by_hash(query.fetch_all(&mut *tx).await?))
 }
 
 /// Every store's location, pointing at its content.
 async fn put_locations(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::SqliteConnection,
     group: &[Write],
     ids: &HashMap<[u8; 32], i64>,
 ) -> Result<(), ArchiveError> {
@@ -288,7 +302,7 @@ async fn put_locations(
             .bind(i64::from(loc.uid))
             .bind(id);
     }
-    query.execute(&mut **tx).await?;
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 
@@ -297,7 +311,7 @@ async fn put_locations(
 /// statement of a transaction (each opens a savepoint), so one INSERT per
 /// message made a segment per message.
 async fn index_group(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::SqliteConnection,
     new: &[(i64, &extract::IndexText)],
 ) -> Result<(), ArchiveError> {
     if new.is_empty() {
@@ -317,7 +331,7 @@ async fn index_group(
             .bind(&t.body)
             .bind(&t.attachments);
     }
-    query.execute(&mut **tx).await?;
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 

@@ -188,34 +188,42 @@ impl Keystore {
         now: SystemTime,
         cap: i64,
     ) -> Result<(), KeystoreError> {
-        let mut tx = self.write_tx().await?;
-        for phrase in phrases.iter().take(MAX_PHRASES_RECORDED) {
-            sqlx::query(
-                "INSERT INTO encrypted_text (phrase_hash, seen) VALUES (?, ?)
-                 ON CONFLICT (phrase_hash) DO UPDATE SET seen = excluded.seen",
-            )
-            .bind(&phrase_hash(phrase.as_ref())[..])
-            .bind(to_db(now))
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Anyone can encrypt to the reader, so the table is bounded: past
-        // the cap the phrases seen longest ago go first.
-        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM encrypted_text")
-            .fetch_one(&mut *tx)
-            .await?;
-        let excess = count - cap;
-        if excess > 0 {
-            sqlx::query(
-                "DELETE FROM encrypted_text WHERE phrase_hash IN
-                 (SELECT phrase_hash FROM encrypted_text ORDER BY seen LIMIT ?)",
-            )
-            .bind(excess)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let hashes: Vec<_> = phrases
+            .iter()
+            .take(MAX_PHRASES_RECORDED)
+            .map(|phrase| phrase_hash(phrase.as_ref()))
+            .collect();
+        self.grouped(move |tx| {
+            Box::pin(async move {
+                for hash in &hashes {
+                    sqlx::query(
+                        "INSERT INTO encrypted_text (phrase_hash, seen) VALUES (?, ?)
+                         ON CONFLICT (phrase_hash) DO UPDATE SET seen = excluded.seen",
+                    )
+                    .bind(&hash[..])
+                    .bind(to_db(now))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                // Anyone can encrypt to the reader, so the table is bounded:
+                // past the cap the phrases seen longest ago go first.
+                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM encrypted_text")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let excess = count - cap;
+                if excess > 0 {
+                    sqlx::query(
+                        "DELETE FROM encrypted_text WHERE phrase_hash IN
+                         (SELECT phrase_hash FROM encrypted_text ORDER BY seen LIMIT ?)",
+                    )
+                    .bind(excess)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Whether any phrase is recorded at all: most vaults hold none, and

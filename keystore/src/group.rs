@@ -1,4 +1,4 @@
-//! Group commit for what reading mail teaches the vault.
+//! Group commit: every write to the vault goes through here.
 //!
 //! Every message a mail client or `gateway archive sync` reads may record
 //! its sender's key, its gossip and its Message-IDs. Each of those was a
@@ -9,7 +9,10 @@
 //! transaction, each job in a savepoint of its own (a job that fails leaves
 //! no half of itself and does not fail the others), and every caller hears
 //! its own answer once that transaction is committed, not before: as durable
-//! as before, one wait for the disk per group instead of per message.
+//! as before, one wait for the disk per group instead of per message. A
+//! person's decisions (verify, reject, …) and imported keys take the same
+//! way, so that every write transaction ends through `vault::commit` or
+//! `vault::roll_back`, never by being dropped.
 //!
 //! Jobs run one after another on the one connection, in queue order, so
 //! each sees what the jobs before it wrote, as separate transactions did.
@@ -127,11 +130,10 @@ impl Keystore {
         }
         let outcome = match broken {
             Some(why) => {
-                let _ = tx.rollback().await;
+                crate::vault::roll_back(tx).await;
                 Err(why)
             }
-            None => tx
-                .commit()
+            None => crate::vault::commit(tx)
                 .await
                 .map_err(|e| KeystoreError::from(e).to_string()),
         };
@@ -252,5 +254,55 @@ mod tests {
         ));
         insert(&store, 2, false).await.expect("the second row");
         assert_eq!(rows(&store).await, [1, 2]);
+    }
+
+    /// SQLite rolls a transaction back by itself on a full disk or an I/O
+    /// error (simulated here by a job that ends it). The group fails, and
+    /// the vault takes the next group and ordinary transactions as before,
+    /// on the same connection: sqlx is not left counting a transaction that
+    /// no longer exists (it then gives the connection up, and with a full
+    /// disk no new one opens).
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_itself_leaves_the_vault_usable() {
+        let (_dir, store) = store().await;
+        // A mark on the pool's one connection: were the connection given up
+        // and another opened (which a full disk refuses), it would be gone.
+        sqlx::query("CREATE TEMP TABLE same_connection (x)")
+            .execute(&store.pool)
+            .await
+            .expect("the mark");
+        let ended = store
+            .grouped(|tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO probe (n) VALUES (1)")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("ROLLBACK").execute(&mut *tx).await?;
+                    Ok(())
+                })
+            })
+            .await;
+        assert!(ended.is_err(), "{ended:?}");
+        insert(&store, 2, false).await.expect("the next group");
+        let mut tx = store.write_tx().await.expect("an ordinary transaction");
+        sqlx::query("INSERT INTO probe (n) VALUES (3)")
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        // And a commit SQLite cannot do (no transaction left) is reported,
+        // with the connection still usable after it.
+        sqlx::query("ROLLBACK")
+            .execute(&mut *tx)
+            .await
+            .expect("ended");
+        assert!(crate::vault::commit(tx).await.is_err());
+        insert(&store, 4, false)
+            .await
+            .expect("after the failed commit");
+        assert_eq!(rows(&store).await, [2, 4]);
+        sqlx::query("SELECT count(*) FROM same_connection")
+            .fetch_one(&store.pool)
+            .await
+            .expect("the same connection throughout");
     }
 }

@@ -147,7 +147,8 @@ impl Keystore {
         vault::open_pool(&self.dir.join(file_name), &self.key, durability).await
     }
 
-    /// A transaction that takes the write lock at once. A deferred one that
+    /// A transaction that takes the write lock at once (for [`group`]; end
+    /// it with `vault::commit` or `vault::roll_back`). A deferred one that
     /// later upgrades from reading to writing fails with "database is locked"
     /// when another process wrote in between, without waiting.
     pub(crate) async fn write_tx(

@@ -313,3 +313,51 @@ fn restrict_file(path: &Path) -> Result<(), KeystoreError> {
     }
     Ok(())
 }
+
+/// Commits `tx`, leaving its connection in a state sqlx agrees with
+/// whatever happens. When a COMMIT (or a statement before it) fails on a
+/// full disk or an I/O error, SQLite may already have rolled the
+/// transaction back itself; sqlx does not know that, its own ROLLBACK then
+/// fails, and it goes on counting a transaction as open on that connection:
+/// every later `BEGIN IMMEDIATE` on it is refused, and with a full disk
+/// even the reads that followed failed (`tests/tests/disk_faults.rs`). So
+/// COMMIT is sent as a statement, and sqlx's transaction is then ended by
+/// [`roll_back`]. Use this instead of `Transaction::commit` everywhere.
+pub async fn commit(mut tx: sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), sqlx::Error> {
+    let committed = sqlx::query("COMMIT").execute(&mut *tx).await.map(|_| ());
+    roll_back(tx).await;
+    committed
+}
+
+/// Ends `tx` without keeping what it wrote, whether or not SQLite still
+/// has it open (see [`commit`]): a transaction is begun first (refused,
+/// harmlessly, while SQLite's is still open), for sqlx's ROLLBACK to end.
+pub async fn roll_back(mut tx: sqlx::Transaction<'_, sqlx::Sqlite>) {
+    let _ = sqlx::query("BEGIN").execute(&mut *tx).await;
+    let _ = tx.rollback().await;
+}
+
+/// Runs `work` in a `BEGIN IMMEDIATE` transaction on `pool`, then
+/// [`commit`]s it; if `work` fails, the transaction is ended with
+/// [`roll_back`], never just dropped (see [`commit`] for why that matters).
+pub async fn write<T, E, W>(pool: &sqlx::SqlitePool, work: W) -> Result<T, E>
+where
+    E: From<sqlx::Error>,
+    W: for<'c> FnOnce(
+        &'c mut sqlx::SqliteConnection,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'c>,
+    >,
+{
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    match work(&mut tx).await {
+        Ok(value) => {
+            commit(tx).await?;
+            Ok(value)
+        }
+        Err(e) => {
+            roll_back(tx).await;
+            Err(e)
+        }
+    }
+}

@@ -88,23 +88,27 @@ impl Keystore {
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
         let cert = cert.clone().strip_secret_key_material();
-        let mut tx = self.write_tx().await?;
-        let fpr = cert.fingerprint().to_hex();
-        for address in addresses {
-            let fresh = !key_known(&mut tx, address, &fpr).await?;
-            upsert_key(&mut tx, address, &cert, source, now).await?;
-            if fresh {
-                // A new key for a verified peer is a conflict, whatever its source.
-                let verified = verified_fingerprint(&mut tx, address).await?;
-                let (kind, old) = match verified {
-                    Some(v) if v != fpr => (EventKind::Conflict, Some(v)),
-                    _ => (EventKind::New, None),
-                };
-                add_event(&mut tx, address, now, kind, old.as_deref(), Some(&fpr)).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+        let addresses = addresses.to_vec();
+        self.grouped(move |tx| {
+            Box::pin(async move {
+                let fpr = cert.fingerprint().to_hex();
+                for address in &addresses {
+                    let fresh = !key_known(tx, address, &fpr).await?;
+                    upsert_key(tx, address, &cert, source, now).await?;
+                    if fresh {
+                        // A new key for a verified peer is a conflict, whatever its source.
+                        let verified = verified_fingerprint(tx, address).await?;
+                        let (kind, old) = match verified {
+                            Some(v) if v != fpr => (EventKind::Conflict, Some(v)),
+                            _ => (EventKind::New, None),
+                        };
+                        add_event(tx, address, now, kind, old.as_deref(), Some(&fpr)).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// The raw Autocrypt state of a peer.

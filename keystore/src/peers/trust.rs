@@ -15,63 +15,70 @@ impl Keystore {
     ) -> Result<(), KeystoreError> {
         let address = normalize_addr(address);
         let fpr = normalize_fingerprint(fingerprint);
-        let mut tx = self.write_tx().await?;
-        if !key_known(&mut tx, &address, &fpr).await? {
-            return Err(KeystoreError::UnknownKey {
-                address,
-                fingerprint: fpr,
-            });
-        }
-        let old = verified_fingerprint(&mut tx, &address).await?;
-        sqlx::query(
-            "DELETE FROM trust WHERE address = ? AND (level = 'verified' OR fingerprint = ?)",
-        )
-        .bind(&address)
-        .bind(&fpr)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO trust (address, fingerprint, level, decided_at, method) VALUES (?, ?, 'verified', ?, ?)")
-            .bind(&address)
-            .bind(&fpr)
-            .bind(to_db(now))
-            .bind(method)
-            .execute(&mut *tx)
-            .await?;
-        add_event(
-            &mut tx,
-            &address,
-            now,
-            EventKind::Verified,
-            old.as_deref(),
-            Some(&fpr),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let method = method.to_string();
+        self.grouped(move |tx| {
+            Box::pin(async move {
+                if !key_known(tx, &address, &fpr).await? {
+                    return Err(KeystoreError::UnknownKey {
+                        address,
+                        fingerprint: fpr,
+                    });
+                }
+                let old = verified_fingerprint(tx, &address).await?;
+                sqlx::query(
+                    "DELETE FROM trust WHERE address = ? AND (level = 'verified' OR fingerprint = ?)",
+                )
+                .bind(&address)
+                .bind(&fpr)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO trust (address, fingerprint, level, decided_at, method) VALUES (?, ?, 'verified', ?, ?)")
+                    .bind(&address)
+                    .bind(&fpr)
+                    .bind(to_db(now))
+                    .bind(&method)
+                    .execute(&mut *tx)
+                    .await?;
+                add_event(
+                    tx,
+                    &address,
+                    now,
+                    EventKind::Verified,
+                    old.as_deref(),
+                    Some(&fpr),
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Withdraws the verification of a peer's key (back to trust on first use).
     pub async fn unverify(&self, address: &str, now: SystemTime) -> Result<bool, KeystoreError> {
         let address = normalize_addr(address);
-        let mut tx = self.write_tx().await?;
-        let old = verified_fingerprint(&mut tx, &address).await?;
-        if old.is_some() {
-            sqlx::query("DELETE FROM trust WHERE address = ? AND level = 'verified'")
-                .bind(&address)
-                .execute(&mut *tx)
-                .await?;
-            add_event(
-                &mut tx,
-                &address,
-                now,
-                EventKind::Unverified,
-                old.as_deref(),
-                None,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(old.is_some())
+        self.grouped(move |tx| {
+            Box::pin(async move {
+                let old = verified_fingerprint(tx, &address).await?;
+                if old.is_some() {
+                    sqlx::query("DELETE FROM trust WHERE address = ? AND level = 'verified'")
+                        .bind(&address)
+                        .execute(&mut *tx)
+                        .await?;
+                    add_event(
+                        tx,
+                        &address,
+                        now,
+                        EventKind::Unverified,
+                        old.as_deref(),
+                        None,
+                    )
+                    .await?;
+                }
+                Ok(old.is_some())
+            })
+        })
+        .await
     }
 
     /// Rejects a key of a peer: it is never used again. Without a
@@ -94,49 +101,55 @@ impl Keystore {
                 key.fingerprint().to_hex()
             }
         };
-        let mut tx = self.write_tx().await?;
-        if !key_known(&mut tx, &address_n, &fpr).await? {
-            return Err(KeystoreError::UnknownKey {
-                address: address_n,
-                fingerprint: fpr,
-            });
-        }
-        sqlx::query(
-            "INSERT INTO trust (address, fingerprint, level, decided_at, method) VALUES (?, ?, 'rejected', ?, 'keytool')
-             ON CONFLICT (address, fingerprint) DO UPDATE SET level = 'rejected', decided_at = excluded.decided_at, method = excluded.method",
-        )
-        .bind(&address_n)
-        .bind(&fpr)
-        .bind(to_db(now))
-        .execute(&mut *tx)
-        .await?;
-        add_event(
-            &mut tx,
-            &address_n,
-            now,
-            EventKind::Rejected,
-            Some(&fpr),
-            None,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(fpr)
+        self.grouped(move |tx| {
+            Box::pin(async move {
+                if !key_known(tx, &address_n, &fpr).await? {
+                    return Err(KeystoreError::UnknownKey {
+                        address: address_n,
+                        fingerprint: fpr,
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO trust (address, fingerprint, level, decided_at, method) VALUES (?, ?, 'rejected', ?, 'keytool')
+                     ON CONFLICT (address, fingerprint) DO UPDATE SET level = 'rejected', decided_at = excluded.decided_at, method = excluded.method",
+                )
+                .bind(&address_n)
+                .bind(&fpr)
+                .bind(to_db(now))
+                .execute(&mut *tx)
+                .await?;
+                add_event(
+                    tx,
+                    &address_n,
+                    now,
+                    EventKind::Rejected,
+                    Some(&fpr),
+                    None,
+                )
+                .await?;
+                Ok(fpr)
+            })
+        })
+        .await
     }
 
     /// Deletes everything known about a peer.
     pub async fn forget(&self, address: &str) -> Result<bool, KeystoreError> {
         let address = normalize_addr(address);
-        let mut tx = self.write_tx().await?;
-        let mut removed = 0;
-        for table in ["peer", "key_seen", "trust", "key_event", "dns_cache"] {
-            removed += sqlx::query(&format!("DELETE FROM {table} WHERE address = ?"))
-                .bind(&address)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(removed > 0)
+        self.grouped(move |tx| {
+            Box::pin(async move {
+                let mut removed = 0;
+                for table in ["peer", "key_seen", "trust", "key_event", "dns_cache"] {
+                    removed += sqlx::query(&format!("DELETE FROM {table} WHERE address = ?"))
+                        .bind(&address)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                Ok(removed > 0)
+            })
+        })
+        .await
     }
 
     /// Every known peer with the key mail would go to and its trust.
