@@ -43,7 +43,11 @@ impl Archive {
                 queue.drain(..n).collect()
             };
             if !group.is_empty() {
-                self.write_group(group).await;
+                // In a task of its own: the group holds other callers'
+                // stores, which must not be lost because this caller went
+                // away (a mail client that disconnected mid-FETCH).
+                let archive = self.clone();
+                let _ = tokio::spawn(async move { archive.write_group(group).await }).await;
             }
         }
         answer.await.unwrap_or(Err(ArchiveError::Interrupted))

@@ -88,7 +88,11 @@ impl Keystore {
                 queue.drain(..n).collect()
             };
             if !jobs.is_empty() {
-                self.commit_group(jobs).await;
+                // In a task of its own: the group holds other callers' jobs,
+                // which must not be lost because this caller went away (a
+                // mail client that disconnected mid-FETCH).
+                let store = self.clone();
+                let _ = tokio::spawn(async move { store.commit_group(jobs).await }).await;
             }
         }
         match answer.await {
@@ -304,5 +308,55 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .expect("the same connection throughout");
+    }
+
+    /// The caller that commits a group goes away (its task is cancelled:
+    /// a mail client disconnected) while another caller's job is in the
+    /// group: that job is still committed and answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_outlives_the_caller_that_commits_it() {
+        let (_dir, store) = store().await;
+        let queued = |store: &Keystore| store.group.lock_queue().len();
+        let turn = store.group.turn.lock().await;
+        let release = std::sync::Arc::new(tokio::sync::Notify::new());
+        let committing = {
+            let (store, release) = (store.clone(), std::sync::Arc::clone(&release));
+            tokio::spawn(async move {
+                store
+                    .grouped(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO probe (n) VALUES (1)")
+                                .execute(&mut *tx)
+                                .await?;
+                            release.notified().await;
+                            Ok(())
+                        })
+                    })
+                    .await
+            })
+        };
+        while queued(&store) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let other = {
+            let store = store.clone();
+            tokio::spawn(async move { insert(&store, 2, false).await })
+        };
+        while queued(&store) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // The first in line takes both jobs; it goes away mid-group.
+        drop(turn);
+        while queued(&store) > 0 {
+            tokio::task::yield_now().await;
+        }
+        committing.abort();
+        release.notify_one();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), other)
+            .await
+            .expect("answered")
+            .expect("the other caller");
+        assert_eq!(answer.expect("committed"), 20);
+        assert_eq!(rows(&store).await, [1, 2]);
     }
 }
