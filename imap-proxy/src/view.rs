@@ -89,46 +89,38 @@ impl Sender {
         lessons: &Lessons,
         from: Option<String>,
     ) -> Sender {
-        if let (Some(incoming), Some(address)) = (sender_lesson(account, lessons), from.as_deref())
-        {
-            // Both from one vault job (the usual case: a peer's message).
-            match store
-                .record_incoming_and_signer(incoming, address, SystemTime::now())
+        let now = SystemTime::now();
+        let recorded = match (sender_lesson(account, lessons), from.as_deref()) {
+            // A peer's message: both from one vault job.
+            (Some(incoming), Some(address)) => store
+                .record_incoming_and_signer(incoming, address, now)
                 .await
-            {
-                Ok((status, key)) => {
-                    return Sender {
-                        offered: incoming.header.as_ref().map(|h| SenderKey {
-                            cert: h.cert.clone(),
-                            status,
-                        }),
-                        held: key.map(|key| Signer {
-                            address: address.to_string(),
-                            key,
-                        }),
-                        header_unrecorded: false,
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "the sender's key in a message not recorded");
-                    return Sender {
-                        offered: None,
-                        held: held_key(store, from).await,
-                        header_unrecorded: false,
-                    };
-                }
-            }
-        }
-        let offered = match record_sender(store, account, lessons, SystemTime::now()).await {
-            Ok(offered) => offered,
-            Err(e) => {
-                warn!(error = %e, "the sender's key in a message not recorded");
-                None
-            }
+                .map(|(status, key)| {
+                    let offered = incoming.header.as_ref().map(|h| SenderKey {
+                        cert: h.cert.clone(),
+                        status,
+                    });
+                    let held = key.map(|key| Signer {
+                        address: address.to_string(),
+                        key,
+                    });
+                    (offered, Some(held))
+                }),
+            _ => record_sender(store, account, lessons, now)
+                .await
+                .map(|offered| (offered, None)),
+        };
+        let (offered, held) = recorded.unwrap_or_else(|e| {
+            warn!(error = %e, "the sender's key in a message not recorded");
+            (None, None)
+        });
+        let held = match held {
+            Some(held) => held,
+            None => held_key(store, from).await,
         };
         Sender {
             offered,
-            held: held_key(store, from).await,
+            held,
             header_unrecorded: false,
         }
     }
