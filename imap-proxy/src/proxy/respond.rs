@@ -106,13 +106,20 @@ async fn close_gently(stream: &mut Stream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
-/// Sends what is queued for the client up to and including `last`; imap-next
-/// writes queued responses only while it is driven.
+/// Sends what is queued for the client up to and including `last`, before
+/// the session ends; imap-next writes queued responses only while it is
+/// driven. It reports a response sent once it is in the stream's write
+/// buffer: when the client's next command arrived meanwhile, the end of it
+/// could still be there, and the connection closed without it (a client
+/// saw EOF instead of the BYE that said why), so the buffer is flushed too.
 pub(super) async fn deliver(stream: &mut Stream, server: &mut Server, last: ResponseHandle) {
     let sending = async {
         loop {
             match stream.next(&mut *server).await {
-                Ok(ServerEvent::ResponseSent { handle, .. }) if handle == last => break,
+                Ok(ServerEvent::ResponseSent { handle, .. }) if handle == last => {
+                    let _ = stream.flush().await;
+                    break;
+                }
                 Ok(_) => {}
                 Err(_) => break,
             }
