@@ -35,6 +35,7 @@ use imap_next::imap_types::core::{NString, Vec1};
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
 };
+use imap_next::imap_types::flag::FlagFetch;
 use imap_next::imap_types::response::Data;
 use imap_next::imap_types::ToStatic;
 
@@ -93,10 +94,54 @@ struct Held {
     uid: u32,
     /// The provider's items for it.
     items: Vec<MessageDataItem<'static>>,
-    /// Once [`Held::lightened`]: the requested body sections the provider
-    /// answered, by their index in the requested names and their origin,
-    /// taken out of `items` until the message is answered.
-    sections: Vec<(usize, Option<u32>)>,
+}
+
+/// A held message that waits for its served bytes ([`Held::lightened`]),
+/// kept small: a mailbox-wide header sync holds every encrypted message not
+/// yet archived until the provider's FETCH ends.
+#[derive(Debug)]
+struct Waiting {
+    seq: NonZeroU32,
+    uid: u32,
+    /// The items the client asked for, without data.
+    kept: Box<[Kept]>,
+    /// The requested body sections the provider answered, by their index in
+    /// the requested names and their origin.
+    sections: Box<[(usize, Option<u32>)]>,
+}
+
+/// One item of a [`Waiting`] message. A `MessageDataItem` takes 368 bytes
+/// whatever it holds, and a waiting message's items are nearly always a
+/// UID, a size and flags: held as they were, they were about 1 KB for every
+/// encrypted message of a cold header sync (over 50 MiB at 100,000).
+#[derive(Debug)]
+enum Kept {
+    Uid(NonZeroU32),
+    Rfc822Size(u32),
+    Flags(Vec<FlagFetch<'static>>),
+    Other(Box<MessageDataItem<'static>>),
+}
+
+impl From<MessageDataItem<'static>> for Kept {
+    fn from(item: MessageDataItem<'static>) -> Kept {
+        match item {
+            MessageDataItem::Uid(uid) => Kept::Uid(uid),
+            MessageDataItem::Rfc822Size(size) => Kept::Rfc822Size(size),
+            MessageDataItem::Flags(flags) => Kept::Flags(flags),
+            other => Kept::Other(Box::new(other)),
+        }
+    }
+}
+
+impl From<Kept> for MessageDataItem<'static> {
+    fn from(kept: Kept) -> MessageDataItem<'static> {
+        match kept {
+            Kept::Uid(uid) => MessageDataItem::Uid(uid),
+            Kept::Rfc822Size(size) => MessageDataItem::Rfc822Size(size),
+            Kept::Flags(flags) => MessageDataItem::Flags(flags),
+            Kept::Other(item) => *item,
+        }
+    }
 }
 
 /// What a batch of held messages waits for.
@@ -116,9 +161,9 @@ enum Awaiting {
         /// otherwise it is viewed or downloaded.
         then_detect: bool,
     },
-    View(Vec<Held>),
+    View(Vec<Waiting>),
     Detect(Vec<Held>),
-    Download(Vec<Held>),
+    Download(Vec<Waiting>),
 }
 
 /// The work left after the provider's completion.
@@ -142,7 +187,7 @@ pub struct FetchCommand {
     /// Served (or, deferred, unknown) messages for the next archive query.
     lookup: Vec<Held>,
     /// Served messages not archived yet: downloaded after the FETCH.
-    missing: Vec<Held>,
+    missing: Vec<Waiting>,
     /// Deferred: messages neither known plain nor archived.
     undetected: Vec<Held>,
     /// Not deferred: the UIDs the detection items showed plain.
@@ -223,9 +268,8 @@ impl FetchCommand {
             Awaiting::Plain(b)
             | Awaiting::Sizes { batch: b, .. }
             | Awaiting::Archive { batch: b, .. }
-            | Awaiting::View(b)
-            | Awaiting::Detect(b)
-            | Awaiting::Download(b) => b.len(),
+            | Awaiting::Detect(b) => b.len(),
+            Awaiting::View(b) | Awaiting::Download(b) => b.len(),
         };
         waiting + self.lookup.len() + self.missing.len() + self.undetected.len()
     }
@@ -255,12 +299,7 @@ impl FetchCommand {
         let Some(uid) = uid else {
             return;
         };
-        self.lookup.push(Held {
-            seq,
-            uid,
-            items,
-            sections: Vec::new(),
-        });
+        self.lookup.push(Held { seq, uid, items });
         self.advance();
     }
 
@@ -339,7 +378,7 @@ impl FetchCommand {
     pub fn archived_messages(&mut self, found: &HashMap<u32, Vec<u8>>) {
         self.answer_archived(|fetch, held| match found.get(&held.uid) {
             Some(served) => {
-                fetch.send_served(held, served);
+                fetch.send_served(held.seq, held.items, served);
                 None
             }
             None => Some(held),
@@ -468,7 +507,8 @@ impl FetchCommand {
                 Stage::Download if self.missing.is_empty() => self.stage = Stage::Done,
                 Stage::Download => {
                     let batch = take_batch(&mut self.missing);
-                    self.ask(Effect::Download(uids(&batch)), Awaiting::Download(batch));
+                    let uids = batch.iter().map(|w| w.uid).collect();
+                    self.ask(Effect::Download(uids), Awaiting::Download(batch));
                 }
             }
         }
@@ -523,10 +563,14 @@ impl FetchCommand {
             _ => return,
         };
         let mut rest = Vec::new();
-        for held in batch {
-            match served.iter().find(|(uid, _)| *uid == held.uid) {
-                Some((_, bytes)) => self.send_served(held, bytes),
-                None => rest.push(held),
+        for waiting in batch {
+            match served.iter().find(|(uid, _)| *uid == waiting.uid) {
+                Some((_, bytes)) => {
+                    let seq = waiting.seq;
+                    let items = waiting.restored(&self.requested);
+                    self.send_served(seq, items, bytes);
+                }
+                None => rest.push(waiting),
             }
         }
         match &mut self.awaiting {
@@ -554,9 +598,13 @@ impl FetchCommand {
     }
 
     /// Answers from the served bytes.
-    fn send_served(&mut self, held: Held, served: &[u8]) {
-        let seq = held.seq;
-        let items = rewrite(held.restored(&self.requested), &self.requested, served);
+    fn send_served(
+        &mut self,
+        seq: NonZeroU32,
+        items: Vec<MessageDataItem<'static>>,
+        served: &[u8],
+    ) {
+        let items = rewrite(items, &self.requested, served);
         self.send(seq, items);
     }
 
@@ -571,15 +619,15 @@ impl FetchCommand {
 impl Held {
     /// What it needs while it waits for its served bytes, which replace
     /// every content item anyway: the items the client asked for, without
-    /// data, and its body sections as indexes into the requested names
-    /// ([`Held::restored`]). A mailbox-wide header sync holds every
+    /// data ([`Kept`]), and its body sections as indexes into the requested
+    /// names ([`Waiting::restored`]). A mailbox-wide header sync holds every
     /// encrypted message not yet archived until the provider's FETCH ends;
     /// each one's own copy of the section's field names (and of the
     /// detection items) made that the gateway's largest memory at 100,000
     /// messages.
-    fn lightened(self, requested: &[MessageDataItemName<'static>]) -> Held {
+    fn lightened(self, requested: &[MessageDataItemName<'static>]) -> Waiting {
         let mut sections = Vec::new();
-        let mut items = Vec::new();
+        let mut kept: Vec<Kept> = Vec::new();
         for item in self.items {
             match item {
                 MessageDataItem::BodyExt {
@@ -594,28 +642,33 @@ impl Held {
                         sections.push((index, origin));
                     }
                 }
-                MessageDataItem::Rfc822(_) => items.push(MessageDataItem::Rfc822(NString::NIL)),
+                MessageDataItem::Rfc822(_) => {
+                    kept.push(MessageDataItem::Rfc822(NString::NIL).into())
+                }
                 MessageDataItem::Rfc822Header(_) => {
-                    items.push(MessageDataItem::Rfc822Header(NString::NIL))
+                    kept.push(MessageDataItem::Rfc822Header(NString::NIL).into())
                 }
                 MessageDataItem::Rfc822Text(_) => {
-                    items.push(MessageDataItem::Rfc822Text(NString::NIL))
+                    kept.push(MessageDataItem::Rfc822Text(NString::NIL).into())
                 }
-                other => items.push(other),
+                other => kept.push(other.into()),
             }
         }
-        items.shrink_to_fit();
-        Held {
-            items,
-            sections,
-            ..self
+        Waiting {
+            seq: self.seq,
+            uid: self.uid,
+            kept: kept.into_boxed_slice(),
+            sections: sections.into_boxed_slice(),
         }
     }
+}
 
+impl Waiting {
     /// Its items again, the body sections as the client named them.
     fn restored(self, requested: &[MessageDataItemName<'static>]) -> Vec<MessageDataItem<'static>> {
-        let mut items = self.items;
-        for (index, origin) in self.sections {
+        let mut items: Vec<MessageDataItem<'static>> =
+            self.kept.into_vec().into_iter().map(Into::into).collect();
+        for (index, origin) in self.sections.into_vec() {
             if let Some(MessageDataItemName::BodyExt { section, .. }) = requested.get(index) {
                 items.push(MessageDataItem::BodyExt {
                     section: section.clone(),
@@ -632,7 +685,7 @@ fn uids(batch: &[Held]) -> Vec<u32> {
     batch.iter().map(|m| m.uid).collect()
 }
 
-fn take_batch(from: &mut Vec<Held>) -> Vec<Held> {
+fn take_batch<T>(from: &mut Vec<T>) -> Vec<T> {
     let rest = from.split_off(from.len().min(MISSING_BATCH));
     std::mem::replace(from, rest)
 }

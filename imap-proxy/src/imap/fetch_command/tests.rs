@@ -633,3 +633,29 @@ fn answers_to_questions_not_asked_change_nothing() {
     assert_eq!(effects(&mut fetch), vec![Effect::RecordPlain(vec![])]);
     assert!(fetch.is_done());
 }
+
+/// A waiting message keeps its items small and gives them back as they
+/// were, in their order, other items (RFC822.HEADER, without its data, as
+/// it waits) included.
+#[test]
+fn a_waiting_message_is_small_and_restored_whole() {
+    use super::{Held, Kept};
+    assert!(
+        std::mem::size_of::<Kept>() <= 32,
+        "{} bytes",
+        std::mem::size_of::<Kept>()
+    );
+    let items = vec![
+        MessageDataItem::Uid(NonZeroU32::new(9).expect("nonzero")),
+        MessageDataItem::Flags(vec![FlagFetch::Recent]),
+        MessageDataItem::Rfc822Header(NString::NIL),
+        MessageDataItem::Rfc822Size(1234),
+    ];
+    let held = Held {
+        seq: seq(3),
+        uid: 9,
+        items: items.clone(),
+    };
+    let waiting = held.lightened(&[]);
+    assert_eq!(waiting.restored(&[]), items);
+}
