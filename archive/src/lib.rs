@@ -230,24 +230,11 @@ impl Archive {
         &self,
         hashes: &[[u8; 32]],
     ) -> Result<std::collections::HashSet<[u8; 32]>, ArchiveError> {
-        let mut known = std::collections::HashSet::new();
-        // Well under SQLite's limit on bound parameters.
-        for chunk in hashes.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!("SELECT hash FROM content WHERE hash IN ({marks})");
-            let mut query = sqlx::query_scalar::<_, Vec<u8>>(&sql);
-            for hash in chunk {
-                query = query.bind(&hash[..]);
-            }
-            known.extend(
-                query
-                    .fetch_all(&self.pool)
-                    .await?
-                    .into_iter()
-                    .filter_map(|h| <[u8; 32]>::try_from(h).ok()),
-            );
-        }
-        Ok(known)
+        let mut conn = self.pool.acquire().await?;
+        Ok(write::content_ids(&mut conn, hashes)
+            .await?
+            .into_keys()
+            .collect())
     }
 
     /// Adds a location to content that is already archived; `false` if there

@@ -26,30 +26,19 @@ impl Archive {
         encrypted: bool,
     ) -> Result<Stored, ArchiveError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.writes.lock_queue().push(Write {
+        let write = Write {
             loc: loc.clone(),
             hash: *hash,
             prepared,
             encrypted,
             reply,
-        });
-        {
-            // The store queued above is in this group or was in one
-            // committed before the turn came here.
-            let _turn = self.writes.turn.lock().await;
-            let group: Vec<Write> = {
-                let mut queue = self.writes.lock_queue();
-                let n = queue.len().min(GROUP_COMMIT);
-                queue.drain(..n).collect()
-            };
-            if !group.is_empty() {
-                // In a task of its own: the group holds other callers'
-                // stores, which must not be lost because this caller went
-                // away (a mail client that disconnected mid-FETCH).
+        };
+        self.writes
+            .queue_and_commit(write, GROUP_COMMIT, |group| {
                 let archive = self.clone();
-                let _ = tokio::spawn(async move { archive.write_group(group).await }).await;
-            }
-        }
+                async move { archive.write_group(group).await }
+            })
+            .await;
         answer.await.unwrap_or(Err(ArchiveError::Interrupted))
     }
 
@@ -59,16 +48,8 @@ impl Archive {
     async fn write_group(&self, group: Vec<Write>) {
         let together = async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            match write_all(&mut tx, &group).await {
-                Ok(stored) => {
-                    keystore::vault::commit(tx).await?;
-                    Ok::<_, ArchiveError>(stored)
-                }
-                Err(e) => {
-                    keystore::vault::roll_back(tx).await;
-                    Err(e)
-                }
-            }
+            let stored = write_all(&mut tx, &group).await;
+            keystore::vault::finish(tx, stored).await
         };
         match together.await {
             Ok(stored) => {
@@ -80,16 +61,9 @@ impl Archive {
                 for write in group {
                     let alone = async {
                         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-                        match write_all(&mut tx, std::slice::from_ref(&write)).await {
-                            Ok(stored) => {
-                                keystore::vault::commit(tx).await?;
-                                Ok(stored.into_iter().next().unwrap_or(Stored::Linked))
-                            }
-                            Err(e) => {
-                                keystore::vault::roll_back(tx).await;
-                                Err(e)
-                            }
-                        }
+                        let stored = write_all(&mut tx, std::slice::from_ref(&write)).await;
+                        let stored = keystore::vault::finish(tx, stored).await?;
+                        Ok(stored.into_iter().next().unwrap_or(Stored::Linked))
                     };
                     let result = alone.await;
                     let _ = write.reply.send(result);
@@ -108,7 +82,7 @@ impl Archive {
 const GROUP_COMMIT: usize = 64;
 
 /// One store waiting for its group's commit.
-struct Write {
+pub(crate) struct Write {
     loc: Location,
     hash: [u8; 32],
     prepared: Arc<Prepared>,
@@ -117,28 +91,7 @@ struct Write {
 }
 
 /// The stores waiting to be committed, and the turn to commit them.
-#[derive(Debug, Default)]
-pub(crate) struct Writes {
-    queue: std::sync::Mutex<Vec<Write>>,
-    turn: tokio::sync::Mutex<()>,
-}
-
-impl std::fmt::Debug for Write {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Write")
-            .field("loc", &self.loc)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Writes {
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Write>> {
-        // A panic while the lock was held left a whole queue behind: go on.
-        self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
+pub(crate) type Writes = keystore::GroupCommit<Write>;
 
 /// Stores a group within a transaction, with a fixed number of statements
 /// whatever its size (each statement is a round trip to SQLite's worker
@@ -150,7 +103,8 @@ async fn write_all(
     tx: &mut sqlx::SqliteConnection,
     group: &[Write],
 ) -> Result<Vec<Stored>, ArchiveError> {
-    let mut ids = existing_ids(tx, group).await?;
+    let hashes: Vec<[u8; 32]> = group.iter().map(|w| w.hash).collect();
+    let mut ids = content_ids(tx, &hashes).await?;
     // The first store of each hash not archived yet creates its content.
     let mut creates = vec![false; group.len()];
     let mut new: Vec<&Write> = Vec::new();
@@ -234,18 +188,23 @@ fn by_size<'a>(new: &'a [&'a Write], ids: &'a [i64]) -> Vec<(&'a [&'a Write], &'
     runs
 }
 
-/// The content IDs of the group's hashes that are archived already.
-async fn existing_ids(
-    tx: &mut sqlx::SqliteConnection,
-    group: &[Write],
+/// The content IDs of those of these hashes that are archived already.
+pub(crate) async fn content_ids(
+    conn: &mut sqlx::SqliteConnection,
+    hashes: &[[u8; 32]],
 ) -> Result<HashMap<[u8; 32], i64>, ArchiveError> {
-    let marks = vec!["?"; group.len()].join(", ");
-    let sql = format!("SELECT hash, id FROM content WHERE hash IN ({marks})");
-    let mut query = sqlx::query_as::<_, (Vec<u8>, i64)>(&sql);
-    for write in group {
-        query = query.bind(&write.hash[..]);
+    let mut ids = HashMap::new();
+    // Well under SQLite's limit on bound parameters.
+    for chunk in hashes.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT hash, id FROM content WHERE hash IN ({marks})");
+        let mut query = sqlx::query_as::<_, (Vec<u8>, i64)>(&sql);
+        for hash in chunk {
+            query = query.bind(&hash[..]);
+        }
+        ids.extend(ids_by_hash(query.fetch_all(&mut *conn).await?));
     }
-    Ok(ids_by_hash(query.fetch_all(&mut *tx).await?))
+    Ok(ids)
 }
 
 fn ids_by_hash(rows: Vec<(Vec<u8>, i64)>) -> HashMap<[u8; 32], i64> {

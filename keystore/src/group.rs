@@ -37,27 +37,75 @@ type Work = Box<
 >;
 
 /// One job waiting for its group.
-struct Job {
+pub(crate) struct Job {
     work: Work,
     /// Its result once the group is committed, or why the group failed.
     reply: tokio::sync::oneshot::Sender<Result<Box<dyn Any + Send>, String>>,
 }
 
-/// The jobs waiting to be committed, and the turn to commit them.
-#[derive(Default)]
-pub(crate) struct Group {
-    queue: std::sync::Mutex<Vec<Job>>,
+/// A group commit's queue and the turn to commit it, for any kind of job:
+/// the vault's ([`Keystore::grouped`]) and the archive's stores.
+pub struct GroupCommit<J> {
+    queue: std::sync::Mutex<Vec<J>>,
     turn: tokio::sync::Mutex<()>,
 }
 
-impl Group {
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+impl<J> Default for GroupCommit<J> {
+    fn default() -> Self {
+        GroupCommit {
+            queue: std::sync::Mutex::new(Vec::new()),
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<J> std::fmt::Debug for GroupCommit<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("queued", &self.lock_queue().len())
+            .finish()
+    }
+}
+
+impl<J: Send + 'static> GroupCommit<J> {
+    /// Queues `job`, then waits for the turn: whoever holds it takes up to
+    /// `most` queued jobs and `commit`s them. When this returns, the job
+    /// queued here was in a group that was committed (or failed); the job
+    /// itself carries the way its caller hears how. `commit` runs in a
+    /// task of its own: the group holds other callers' jobs, which must not
+    /// be lost because this caller went away (a mail client that
+    /// disconnected mid-FETCH).
+    pub async fn queue_and_commit<F, Fut>(&self, job: J, most: usize, commit: F)
+    where
+        F: FnOnce(Vec<J>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.lock_queue().push(job);
+        // The job queued above is in this group or was in one committed
+        // before the turn came here.
+        let _turn = self.turn.lock().await;
+        let jobs: Vec<J> = {
+            let mut queue = self.lock_queue();
+            let n = queue.len().min(most);
+            queue.drain(..n).collect()
+        };
+        if !jobs.is_empty() {
+            let _ = tokio::spawn(commit(jobs)).await;
+        }
+    }
+}
+
+impl<J> GroupCommit<J> {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<J>> {
         // A panic while the lock was held left a whole queue behind: go on.
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// The vault's jobs waiting to be committed.
+pub(crate) type Group = GroupCommit<Job>;
 
 impl Keystore {
     /// Runs `work` in a write transaction shared with the other jobs queued
@@ -77,24 +125,12 @@ impl Keystore {
                 (result.is_ok(), Box::new(result) as Box<dyn Any + Send>)
             })
         });
-        self.group.lock_queue().push(Job { work, reply });
-        {
-            // The job queued above is in this group or was in one committed
-            // before the turn came here.
-            let _turn = self.group.turn.lock().await;
-            let jobs: Vec<Job> = {
-                let mut queue = self.group.lock_queue();
-                let n = queue.len().min(GROUP_COMMIT);
-                queue.drain(..n).collect()
-            };
-            if !jobs.is_empty() {
-                // In a task of its own: the group holds other callers' jobs,
-                // which must not be lost because this caller went away (a
-                // mail client that disconnected mid-FETCH).
+        self.group
+            .queue_and_commit(Job { work, reply }, GROUP_COMMIT, |jobs| {
                 let store = self.clone();
-                let _ = tokio::spawn(async move { store.commit_group(jobs).await }).await;
-            }
-        }
+                async move { store.commit_group(jobs).await }
+            })
+            .await;
         match answer.await {
             Ok(Ok(result)) => match result.downcast::<Result<T, KeystoreError>>() {
                 Ok(result) => *result,

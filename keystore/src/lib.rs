@@ -65,6 +65,7 @@ use sqlx::SqlitePool;
 pub use conversation::{MAX_LOOKUPS, MAX_PHRASES_RECORDED};
 pub use discovery::{openpgpkey_name, Discovered, Discovery, DnsConfig};
 pub use error::{database_failure, KeystoreError};
+pub use group::GroupCommit;
 pub use identity::Identity;
 pub use peers::{
     normalize_fingerprint, EventKind, KeyEvent, KeyRecord, KeySource, KeyStatus, PeerSummary,

@@ -350,7 +350,17 @@ where
     >,
 {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    match work(&mut tx).await {
+    let result = work(&mut tx).await;
+    finish(tx, result).await
+}
+
+/// Ends `tx` as `result` says: [`commit`]ted if it is `Ok` (a commit that
+/// fails becomes the error), [`roll_back`] if not.
+pub async fn finish<T, E: From<sqlx::Error>>(
+    tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    result: Result<T, E>,
+) -> Result<T, E> {
+    match result {
         Ok(value) => {
             commit(tx).await?;
             Ok(value)
