@@ -10,7 +10,6 @@
 //! that, then the index text (`Prepared`), the encrypted message's
 //! Message-IDs and outsider (`learn_encrypted`), and the archive entry.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -20,35 +19,6 @@ use tracing::warn;
 
 use crate::learn::{learn_encrypted, learn_gossip, Lessons};
 use crate::view::{view, Keys, Sender, View};
-
-/// Downloaded messages (UID, provider bytes) with their content hashes, and
-/// which of those hashes the archive holds already, asked once for all of
-/// them: only those few need [`Archive::link`] before ingesting the rest.
-/// The messages come back whether or not the archive could answer.
-pub async fn hash_downloaded(
-    archive: &Archive,
-    messages: Vec<(u32, Vec<u8>)>,
-) -> (Vec<Downloaded>, Result<HashSet<[u8; 32]>, ArchiveError>) {
-    let hashed: Vec<Downloaded> = messages
-        .into_iter()
-        .map(|(uid, bytes)| Downloaded {
-            hash: archive::content_hash(&bytes),
-            uid,
-            bytes,
-        })
-        .collect();
-    let hashes: Vec<[u8; 32]> = hashed.iter().map(|d| d.hash).collect();
-    let known = archive.known_contents(&hashes).await;
-    (hashed, known)
-}
-
-/// A message as the provider sent it.
-pub struct Downloaded {
-    pub uid: u32,
-    pub bytes: Vec<u8>,
-    /// Its [`archive::content_hash`].
-    pub hash: [u8; 32],
-}
 
 /// One message, read and (if asked) archived.
 pub struct Ingested {

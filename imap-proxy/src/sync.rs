@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use archive::{Archive, ArchiveError, Location, Stored};
+use archive::{content_hash, Archive, ArchiveError, Location, Stored};
 use keystore::Keystore;
 use thiserror::Error;
 use tokio::task::JoinSet;
@@ -225,9 +225,18 @@ async fn sync_mailbox(
     let dispatcher = async {
         let mut in_flight_bytes = 0u64;
         while let Some(fetched) = batches_in.recv().await {
-            let (downloaded, known) = crate::ingest::hash_downloaded(archive, fetched).await;
-            let known = known?;
-            for crate::ingest::Downloaded { uid, bytes, hash } in downloaded {
+            let hashed: Vec<(u32, Vec<u8>, [u8; 32])> = fetched
+                .into_iter()
+                .map(|(uid, bytes)| {
+                    let hash = content_hash(&bytes);
+                    (uid, bytes, hash)
+                })
+                .collect();
+            let hashes: Vec<[u8; 32]> = hashed.iter().map(|(_, _, hash)| *hash).collect();
+            // One look-up for the batch: on a first sync nearly nothing is
+            // archived, and only that goes through `link`.
+            let known = archive.known_contents(&hashes).await?;
+            for (uid, bytes, hash) in hashed {
                 let loc = location(uid);
                 if known.contains(&hash) && archive.link(&loc, &hash).await? {
                     report.linked += 1;
@@ -248,19 +257,13 @@ async fn sync_mailbox(
                     in_flight_bytes -=
                         finish_one(&mut running, &mut report, name, progress).await?;
                 }
-                let size = bytes.len() as u64;
-                in_flight_bytes += size;
+                in_flight_bytes += bytes.len() as u64;
                 running.spawn(ingest_one(
                     archive.clone(),
                     Arc::clone(keys),
                     options.learn.clone(),
                     options.account.clone(),
-                    Arriving {
-                        loc,
-                        bytes,
-                        hash,
-                        size,
-                    },
+                    (loc, bytes, hash),
                 ));
             }
         }
@@ -276,28 +279,16 @@ async fn sync_mailbox(
     Ok(report)
 }
 
-/// A downloaded message on its way to the archive.
-struct Arriving {
-    loc: Location,
-    bytes: Vec<u8>,
-    hash: [u8; 32],
-    size: u64,
-}
-
-/// One worker: ingests a message and archives it at its location.
+/// One worker: ingests a message (its location, the provider's bytes and
+/// their hash) and archives it there.
 async fn ingest_one(
     archive: Archive,
     keys: Arc<Keys>,
     learner: Option<Keystore>,
     account: String,
-    message: Arriving,
+    (loc, bytes, hash): (Location, Vec<u8>, [u8; 32]),
 ) -> Result<Finished, SyncError> {
-    let Arriving {
-        loc,
-        bytes,
-        hash,
-        size,
-    } = message;
+    let size = bytes.len() as u64;
     let ingested = crate::ingest::ingest(
         learner.as_ref(),
         &archive,
