@@ -25,6 +25,8 @@ pub struct Config {
     pub dns: Dns,
     #[serde(default)]
     pub discovery: DiscoverySettings,
+    #[serde(default)]
+    pub web: WebSettings,
     #[serde(default, rename = "account")]
     pub accounts: Vec<Account>,
 }
@@ -44,6 +46,29 @@ pub struct Dns {
     pub require_dnssec: bool,
     /// A DNSSEC trust anchor file instead of the built-in root keys.
     pub trust_anchor: Option<PathBuf>,
+}
+
+/// The local web page (contacts, verification, alerts, search).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSettings {
+    /// On by default: it shows nothing until someone who can open the
+    /// vault asks `gateway web-link` for a login link, it listens on
+    /// loopback only, and it is how people who do not use a terminal see
+    /// key changes and refused messages at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Loopback only (the page has no TLS). Default 127.0.0.1:1180.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            enabled: true,
+            listen: None,
+        }
+    }
 }
 
 /// Key look-ups beyond DNS.
@@ -209,6 +234,7 @@ impl From<Security> for imap_proxy::upstream::Security {
 /// The default listeners (SPEC.md).
 pub const DEFAULT_IMAP_LISTEN: &str = "127.0.0.1:1143";
 pub const DEFAULT_SMTP_LISTEN: &str = "127.0.0.1:1587";
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:1180";
 
 /// Where the configuration file is: `--config`, else `LETTERLOCK_CONFIG`
 /// (clap fills that in), else `$XDG_CONFIG_HOME/letterlock/gateway.toml`.
@@ -281,6 +307,13 @@ impl Config {
             .unwrap_or_else(|| default_listen(DEFAULT_SMTP_LISTEN, 1587))
     }
 
+    /// The web page's address.
+    pub fn web_listen(&self) -> SocketAddr {
+        self.web
+            .listen
+            .unwrap_or_else(|| default_listen(DEFAULT_WEB_LISTEN, 1180))
+    }
+
     /// The account a name or address refers to.
     pub fn account(&self, address: &str) -> Option<&Account> {
         self.accounts
@@ -330,6 +363,19 @@ impl Config {
         out += &format!("wkd = {}\n", self.discovery.wkd);
         if let Some(ca) = &self.discovery.ca_file {
             out += &format!("ca_file = {}\n", path_q(ca));
+        }
+        out += "\n# The local web page: contacts, fingerprints to compare, key-change alerts,\n\
+                # refused messages, search. Loopback only; `gateway web-link` prints a login link.\n\
+                [web]\n";
+        out += &format!("enabled = {}\n", self.web.enabled);
+        match self.web.listen {
+            Some(listen) => out += &format!("listen = {}\n", q(&listen.to_string())),
+            None => {
+                out += &format!(
+                    "# listen = {}   # the default; if another program has it, the gateway runs without the page\n",
+                    q(DEFAULT_WEB_LISTEN)
+                )
+            }
         }
         for a in &self.accounts {
             out += &account_toml(a);
@@ -548,6 +594,8 @@ listen = "127.0.0.1:1587"
 [dns]
 nameservers = []
 require_dnssec = true
+[web]
+listen = "127.0.0.1:1180"
 [[account]]
 address = "alice@example.org"
 username = "alice@example.org"
@@ -558,6 +606,8 @@ smtp = { host = "smtp.example.org", port = 465, security = "tls" }
         let c: Config = toml::from_str(text).expect("valid");
         assert_eq!(c.accounts.len(), 1);
         assert!(c.dns.require_dnssec);
+        assert!(c.web.enabled);
+        assert_eq!(c.web_listen().to_string(), DEFAULT_WEB_LISTEN);
         let typo = toml::from_str::<Config>("data_dri = \"/x\"");
         assert!(typo.is_err());
     }

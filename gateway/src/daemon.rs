@@ -95,9 +95,11 @@ pub async fn run(global: &Global) -> anyhow::Result<Answer> {
     )
     .await
     .with_context(|| format!("starting IMAP ([imap] listen in {})", path.display()))?;
+    let page = web_page(&config, &path, &vault, &archive, imap_listen, smtp_listen).await?;
     info!(
         imap = %imap.local_addr()?,
         smtp = %smtp.local_addr()?,
+        web = %page.as_ref().and_then(|p| p.local_addr().ok()).map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         accounts = config.accounts.len(),
         local_tls = config.local_tls,
         "gateway running"
@@ -113,7 +115,16 @@ pub async fn run(global: &Global) -> anyhow::Result<Answer> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let imap_task = tokio::spawn(imap.run(until_stopped(stopped.clone()), GRACE));
-    let smtp_task = tokio::spawn(smtp.run(until_stopped(stopped), GRACE));
+    let smtp_task = tokio::spawn(smtp.run(until_stopped(stopped.clone()), GRACE));
+    if let Some(page) = page {
+        // The page is a window on the vault, not part of mail: if it
+        // stops, mail goes on and the log says why.
+        tokio::spawn(async move {
+            if let Err(e) = page.serve(until_stopped(stopped)).await {
+                warn!(error = %e, "the web page stopped");
+            }
+        });
+    }
     let (imap_done, smtp_done) = tokio::join!(imap_task, smtp_task);
     imap_done.context("the IMAP proxy failed")?;
     smtp_done.context("the SMTP proxy failed")?;
@@ -121,6 +132,73 @@ pub async fn run(global: &Global) -> anyhow::Result<Answer> {
     vault.close().await;
     info!("gateway stopped");
     Ok(Answer::Yes)
+}
+
+/// The web page, bound, unless it is off. A port the person chose that
+/// cannot be had stops the start like the other listeners'; the default
+/// port taken by another program costs only the page.
+async fn web_page(
+    config: &Config,
+    path: &Path,
+    vault: &Keystore,
+    archive: &Archive,
+    imap_listen: SocketAddr,
+    smtp_listen: SocketAddr,
+) -> anyhow::Result<Option<web::Page>> {
+    if !config.web.enabled {
+        return Ok(None);
+    }
+    let listen = config.web_listen();
+    let facts = web::Facts {
+        accounts: config
+            .accounts
+            .iter()
+            .map(|a| web::AccountFacts {
+                address: a.address.clone(),
+                policy: a.policy.as_str().to_string(),
+                imap: format!(
+                    "{}:{} ({})",
+                    a.imap.host,
+                    a.imap.port,
+                    a.imap.security.as_str()
+                ),
+                smtp: format!(
+                    "{}:{} ({})",
+                    a.smtp.host,
+                    a.smtp.port,
+                    a.smtp.security.as_str()
+                ),
+            })
+            .collect(),
+        listeners: vec![
+            ("IMAP (mail client)".into(), imap_listen),
+            ("SMTP (mail client)".into(), smtp_listen),
+            ("This page".into(), listen),
+        ],
+    };
+    let bound = web::Page::bind(
+        listen,
+        vault.clone(),
+        archive.clone(),
+        facts,
+        crate::recent_warnings().clone(),
+    )
+    .await;
+    match bound {
+        Ok(page) => Ok(Some(page)),
+        Err(e @ web::WebError::Bind { .. }) if config.web.listen.is_none() => {
+            warn!(
+                error = %e,
+                "the web page is off: its default port is taken; set `listen` under [web] in {} \
+                 to another port",
+                path.display()
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("starting the web page ([web] in {})", path.display()))
+        }
+    }
 }
 
 /// SIGINT or SIGTERM, whichever comes first.

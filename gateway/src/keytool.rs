@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use anyhow::{anyhow, bail, Context};
 use autocrypt::setup::SetupCode;
 use clap::{Args, Subcommand};
-use keystore::{KeySource, Keystore, TrustLevel};
+use keystore::{FingerprintCheck, KeySource, Keystore, TrustLevel};
 use sequoia_openpgp::cert::CertParser;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::serialize::SerializeInto;
@@ -300,32 +300,23 @@ async fn verify(
     given: Option<&str>,
     now: SystemTime,
 ) -> anyhow::Result<Answer> {
-    let summary = store.summary(address).await?;
-    // A conflicting key is what the user most likely wants to check.
-    let candidate = summary
-        .conflicts
-        .first()
-        .cloned()
-        .or(summary.fingerprint.clone())
-        .ok_or_else(|| anyhow!("{address} has no usable key to verify"))?;
+    let candidate = store
+        .verification_candidate(address)
+        .await
+        .with_context(|| format!("{address} has no usable key to verify"))?;
     if let Some(given) = given {
-        let given = keystore::normalize_fingerprint(given);
-        let known = store.history(address).await?;
-        return match known
-            .iter()
-            .find(|k| k.fingerprint == given && k.trust != TrustLevel::Rejected)
+        return match store
+            .verify_fingerprint(address, given, "fingerprint", now)
+            .await?
         {
-            Some(k) => {
-                store
-                    .verify(address, &k.fingerprint, "fingerprint", now)
-                    .await?;
+            FingerprintCheck::Verified(fpr) => {
                 println!(
                     "{address}: fingerprint matches; key {} verified",
-                    grouped(&k.fingerprint)
+                    grouped(&fpr)
                 );
                 Ok(Answer::Yes)
             }
-            None => {
+            FingerprintCheck::Mismatch(given) => {
                 println!(
                     "{address}: MISMATCH — {} is not a key we have for this contact",
                     grouped(&given)
@@ -354,9 +345,20 @@ async fn verify(
     println!("Compare this with what {address} sees (in person or by phone).");
     let reply = prompt("Do the fingerprints match? [y/N] ")?;
     if matches!(reply.trim(), "y" | "Y" | "yes" | "Yes") {
-        store.verify(address, &candidate, "compared", now).await?;
-        println!("{address}: key verified");
-        Ok(Answer::Yes)
+        match store
+            .verify_fingerprint(address, &candidate, "compared", now)
+            .await?
+        {
+            FingerprintCheck::Verified(_) => {
+                println!("{address}: key verified");
+                Ok(Answer::Yes)
+            }
+            // The key went away (forgotten, rejected) while the person compared.
+            FingerprintCheck::Mismatch(_) => {
+                println!("{address}: the key changed meanwhile; not verified");
+                Ok(Answer::No)
+            }
+        }
     } else {
         println!("{address}: not verified");
         Ok(Answer::No)

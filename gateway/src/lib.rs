@@ -32,6 +32,7 @@ pub mod status;
 pub mod thunderbird;
 pub mod unlock;
 pub mod vcard;
+pub mod web_link;
 
 /// Exit status of a command that ran to its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,8 +114,16 @@ pub fn init_logging(format: LogFormat) {
     };
     let _ = tracing_subscriber::registry()
         .with(output.with_filter(filter).with_filter(dependency_log_cap()))
+        .with(recent_warnings().layer().with_filter(dependency_log_cap()))
         .try_init();
     log_panics();
+}
+
+/// The warnings and errors this process logged lately, for the web page's
+/// status ("last errors").
+pub fn recent_warnings() -> &'static web::RecentWarnings {
+    static RECENT: std::sync::OnceLock<web::RecentWarnings> = std::sync::OnceLock::new();
+    RECENT.get_or_init(web::RecentWarnings::default)
 }
 
 /// Sends panic reports through `tracing` so they reach the same log (and the

@@ -25,6 +25,8 @@ enum Command {
     Run(gateway::daemon::RunArgs),
     /// Accounts, listeners, certificate and key fingerprints, contacts, archive
     Status(gateway::status::StatusArgs),
+    /// Print a one-time login link for the local web page (valid 10 minutes, used once)
+    WebLink,
     /// Search the archive of decrypted mail
     Search(gateway::search::SearchArgs),
     /// Write a new Thunderbird profile with the gateway's accounts already set up
@@ -82,6 +84,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Keytool(command) => gateway::run_main(keytool::run(&cli.global, command)),
         Command::Search(args) => gateway::run_main(gateway::search::run(&cli.global, args)),
+        Command::WebLink => gateway::run_main(gateway::web_link::run(&cli.global)),
         Command::ThunderbirdProfile(args) => {
             gateway::run_main(gateway::thunderbird::run(&cli.global, args))
         }

@@ -96,10 +96,12 @@ pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<Answer> {
         config: path.display().to_string(),
         data_dir: data_dir.display().to_string(),
         listeners: [
-            ("imap", config.imap_listen()),
-            ("smtp", config.smtp_listen()),
+            Some(("imap", config.imap_listen())),
+            Some(("smtp", config.smtp_listen())),
+            config.web.enabled.then(|| ("web", config.web_listen())),
         ]
         .into_iter()
+        .flatten()
         .map(|(protocol, address)| Listener {
             protocol,
             address: address.to_string(),

@@ -46,6 +46,7 @@
 //! );
 //! ```
 
+mod alerts;
 mod conversation;
 mod discovery;
 mod error;
@@ -55,6 +56,7 @@ mod peers;
 mod throttle;
 mod time;
 pub mod vault;
+mod web_login;
 pub mod wkd;
 
 use std::path::{Path, PathBuf};
@@ -62,14 +64,15 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use sqlx::SqlitePool;
 
+pub use alerts::{ContactEvent, Refusal, REFUSALS_KEPT};
 pub use conversation::{MAX_LOOKUPS, MAX_PHRASES_RECORDED};
 pub use discovery::{openpgpkey_name, Discovered, Discovery, DnsConfig};
 pub use error::{database_failure, KeystoreError};
 pub use group::GroupCommit;
 pub use identity::Identity;
 pub use peers::{
-    normalize_fingerprint, EventKind, KeyEvent, KeyRecord, KeySource, KeyStatus, PeerSummary,
-    TrustLevel,
+    normalize_fingerprint, EventKind, FingerprintCheck, KeyEvent, KeyRecord, KeySource, KeyStatus,
+    PeerSummary, TrustLevel,
 };
 pub use throttle::{
     Attempt as LoginAttempt, Busy as LoginsWaiting, LoginThrottle, LoginVerdict,

@@ -364,7 +364,7 @@ async fn deliver(
         Ok(key) => Arc::clone(key),
         Err(refusal) => return refusal.clone(),
     };
-    let recipients = transaction.recipients.len();
+    let recipients = transaction.recipients.clone();
     let outgoing = match outgoing::prepare(
         transaction,
         &account.account,
@@ -378,6 +378,20 @@ async fn deliver(
         Ok(outgoing) => outgoing,
         Err(reply) => {
             tracing::info!(account = %account.account.address, reply = %reply, "message refused");
+            // For the web page's alerts: the person may not have read the
+            // mail client's error dialog. The reply stands either way.
+            if let Err(e) = shared
+                .keystore
+                .record_refusal(
+                    &account.account.address,
+                    &recipients,
+                    &reply.to_string(),
+                    SystemTime::now(),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "the refusal could not be recorded in the vault");
+            }
             return reply;
         }
     };
@@ -385,7 +399,7 @@ async fn deliver(
         Ok(reply) => {
             tracing::info!(
                 account = %account.account.address,
-                recipients,
+                recipients = recipients.len(),
                 copies = outgoing.copies.len(),
                 encrypted = outgoing.encrypted,
                 "message sent"

@@ -81,6 +81,8 @@ pub struct Gateway {
     pub config: PathBuf,
     pub imap_port: u16,
     pub smtp_port: u16,
+    /// The local web page's port.
+    pub web_port: u16,
     process: Option<Child>,
     /// Every run's log, appended.
     pub log: PathBuf,
@@ -94,13 +96,18 @@ impl Gateway {
     pub fn new(root: &Path, name: &str) -> Self {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("gateway dir");
-        let (imap_port, smtp_port) = (testbed::free_port(), testbed::free_port());
+        let (imap_port, smtp_port, web_port) = (
+            testbed::free_port(),
+            testbed::free_port(),
+            testbed::free_port(),
+        );
         let config = dir.join("gateway.toml");
         std::fs::write(
             &config,
             format!(
                 "data_dir = \"{}\"\n[imap]\nlisten = \"127.0.0.1:{imap_port}\"\n\
                  [smtp]\nlisten = \"127.0.0.1:{smtp_port}\"\n\
+                 [web]\nlisten = \"127.0.0.1:{web_port}\"\n\
                  [dns]\nnameservers = [\"127.0.0.1:{}\"]\nrequire_dnssec = true\n",
                 dir.join("data").display(),
                 refusing_dns()
@@ -114,6 +121,7 @@ impl Gateway {
             config,
             imap_port,
             smtp_port,
+            web_port,
             process: None,
             log_filter: "info".into(),
         }

@@ -131,6 +131,15 @@ pub struct KeyRecord {
     pub cert: Cert,
 }
 
+/// What [`Keystore::verify_fingerprint`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FingerprintCheck {
+    /// The key with this fingerprint is now verified.
+    Verified(String),
+    /// No usable key of the contact has this fingerprint (normalized).
+    Mismatch(String),
+}
+
 /// Something that happened to a peer's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -155,7 +164,7 @@ impl EventKind {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "new" => EventKind::New,
             "changed" => EventKind::Changed,
@@ -191,7 +200,7 @@ pub struct PeerSummary {
     pub conflicts: Vec<String>,
 }
 
-fn unix<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn unix<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_i64(to_db(*t))
 }
 

@@ -54,6 +54,45 @@ impl Keystore {
         .await
     }
 
+    /// The key a person should compare to verify a contact: a conflicting
+    /// key first (what they most likely need to check), else the key mail
+    /// goes to.
+    pub async fn verification_candidate(&self, address: &str) -> Result<String, KeystoreError> {
+        let summary = self.summary(address).await?;
+        summary
+            .conflicts
+            .first()
+            .cloned()
+            .or(summary.fingerprint)
+            .ok_or_else(|| KeystoreError::UnknownPeer(address.to_string()))
+    }
+
+    /// Verifies the contact's key whose fingerprint is `given` (any
+    /// spelling [`normalize_fingerprint`] takes), if the vault holds such a
+    /// key for the address and the person has not rejected it. What
+    /// `keytool verify` and the web page both do; `method` says how the
+    /// person compared (`fingerprint`, `compared`, `qr`).
+    pub async fn verify_fingerprint(
+        &self,
+        address: &str,
+        given: &str,
+        method: &str,
+        now: SystemTime,
+    ) -> Result<FingerprintCheck, KeystoreError> {
+        let given = normalize_fingerprint(given);
+        let known = self.history(address).await?;
+        match known
+            .iter()
+            .find(|k| k.fingerprint == given && k.trust != TrustLevel::Rejected)
+        {
+            Some(key) => {
+                self.verify(address, &key.fingerprint, method, now).await?;
+                Ok(FingerprintCheck::Verified(key.fingerprint.clone()))
+            }
+            None => Ok(FingerprintCheck::Mismatch(given)),
+        }
+    }
+
     /// Withdraws the verification of a peer's key (back to trust on first use).
     pub async fn unverify(&self, address: &str, now: SystemTime) -> Result<bool, KeystoreError> {
         let address = normalize_addr(address);
