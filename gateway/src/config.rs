@@ -120,6 +120,16 @@ impl Account {
     }
 
     /// Where and how the proxies reach the provider's IMAP server.
+    /// Where its IMAP goes, as a person reads it: `host:port (security)`.
+    pub fn imap_description(&self) -> String {
+        self.imap.description()
+    }
+
+    /// Where its SMTP goes, likewise.
+    pub fn smtp_description(&self) -> String {
+        self.smtp.description()
+    }
+
     pub fn imap_endpoint(&self) -> net_edge::Endpoint {
         self.endpoint(&self.imap)
     }
@@ -196,6 +206,12 @@ pub struct Upstream {
     pub host: String,
     pub port: u16,
     pub security: Security,
+}
+
+impl Upstream {
+    fn description(&self) -> String {
+        format!("{}:{} ({})", self.host, self.port, self.security.as_str())
+    }
 }
 
 /// How a provider connection is secured.

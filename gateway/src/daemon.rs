@@ -156,18 +156,8 @@ async fn web_page(
             .map(|a| web::AccountFacts {
                 address: a.address.clone(),
                 policy: a.policy.as_str().to_string(),
-                imap: format!(
-                    "{}:{} ({})",
-                    a.imap.host,
-                    a.imap.port,
-                    a.imap.security.as_str()
-                ),
-                smtp: format!(
-                    "{}:{} ({})",
-                    a.smtp.host,
-                    a.smtp.port,
-                    a.smtp.security.as_str()
-                ),
+                imap: a.imap_description(),
+                smtp: a.smtp_description(),
             })
             .collect(),
         listeners: vec![

@@ -69,18 +69,8 @@ pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<Answer> {
                 .await
                 .ok()
                 .map(|i| i.cert.fingerprint().to_hex()),
-            imap: format!(
-                "{}:{} ({})",
-                a.imap.host,
-                a.imap.port,
-                a.imap.security.as_str()
-            ),
-            smtp: format!(
-                "{}:{} ({})",
-                a.smtp.host,
-                a.smtp.port,
-                a.smtp.security.as_str()
-            ),
+            imap: a.imap_description(),
+            smtp: a.smtp_description(),
         });
     }
     let peers = vault.list().await?;

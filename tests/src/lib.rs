@@ -486,3 +486,32 @@ impl Conversation {
         }
     }
 }
+
+/// `inner` (a message claiming to be from `claimed`, lines ending in CRLF)
+/// signed and encrypted to `recipient`'s key with a key an attacker made
+/// for `claimed`, its Autocrypt header offering that key: what an attacker
+/// who knows the recipient's key delivers straight into their mailbox.
+pub fn sealed_with_forged_key(
+    recipient: &Gateway,
+    recipient_address: &str,
+    claimed: &str,
+    inner: &str,
+) -> String {
+    use sequoia_openpgp::parse::Parse as _;
+    let recipient_cert = recipient.ok(&["keytool", "export", "--own", recipient_address]);
+    let recipient_cert = sequoia_openpgp::Cert::from_bytes(recipient_cert.as_bytes())
+        .expect("the recipient's certificate");
+    let forged =
+        autocrypt::key::generate(claimed, std::time::SystemTime::now()).expect("forged key");
+    let header =
+        autocrypt::AutocryptHeader::new(claimed, autocrypt::PreferEncrypt::Mutual, forged.clone());
+    let sealed = mailcrypt::encrypt(
+        inner.as_bytes(),
+        &mailcrypt::EncryptRequest {
+            autocrypt: Some(&header),
+            ..mailcrypt::EncryptRequest::new(&forged, std::slice::from_ref(&recipient_cert))
+        },
+    )
+    .expect("encrypt");
+    String::from_utf8(sealed).expect("ASCII armor")
+}

@@ -3,9 +3,7 @@
 //! imaplib as their mail clients — the Autocrypt story of issue 7, step by
 //! step, with every gateway restarted between steps.
 
-use std::time::{Duration, SystemTime};
-
-use sequoia_openpgp::parse::Parse as _;
+use std::time::Duration;
 
 use e2e::{append, header, read, send, Gateway};
 use testbed::Provider;
@@ -258,12 +256,6 @@ fn autocrypt_between_three_gateways() {
 /// Autocrypt header offering that key — delivered straight into Alice's
 /// mailbox.
 fn forged_bob_message(alice: &Gateway) -> String {
-    let alice_cert = alice.ok(&["keytool", "export", "--own", ALICE.0]);
-    let alice_cert =
-        sequoia_openpgp::Cert::from_bytes(alice_cert.as_bytes()).expect("Alice's certificate");
-    let mallory = autocrypt::key::generate(BOB.0, SystemTime::now()).expect("forged key");
-    let header =
-        autocrypt::AutocryptHeader::new(BOB.0, autocrypt::PreferEncrypt::Mutual, mallory.clone());
     let inner = message(
         BOB.0,
         &[ALICE.0],
@@ -271,13 +263,5 @@ fn forged_bob_message(alice: &Gateway) -> String {
         "Please send the archive password.",
     )
     .replace('\n', "\r\n");
-    let sealed = mailcrypt::encrypt(
-        inner.as_bytes(),
-        &mailcrypt::EncryptRequest {
-            autocrypt: Some(&header),
-            ..mailcrypt::EncryptRequest::new(&mallory, std::slice::from_ref(&alice_cert))
-        },
-    )
-    .expect("encrypt");
-    String::from_utf8(sealed).expect("ASCII armor")
+    e2e::sealed_with_forged_key(alice, ALICE.0, BOB.0, &inner)
 }

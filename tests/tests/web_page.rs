@@ -21,11 +21,10 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use e2e::{read, send, workspace_root, Conversation, Gateway};
-use sequoia_openpgp::parse::Parse as _;
 use serde_json::{json, Value};
 
 const ALICE: (&str, &str) = Conversation::ALICE;
@@ -307,29 +306,14 @@ fn wait_for_port(port: u16) {
     }
 }
 
-/// A message for Bob with a key that is not his: what an attacker who
-/// knows Alice's key sends.
+/// A message "from Bob" with a key that is not his.
 fn forged_bob_message(alice: &Gateway) -> String {
-    let alice_cert = alice.ok(&["keytool", "export", "--own", ALICE.0]);
-    let alice_cert =
-        sequoia_openpgp::Cert::from_bytes(alice_cert.as_bytes()).expect("Alice's certificate");
-    let mallory = autocrypt::key::generate(BOB.0, SystemTime::now()).expect("forged key");
-    let header =
-        autocrypt::AutocryptHeader::new(BOB.0, autocrypt::PreferEncrypt::Mutual, mallory.clone());
     let inner = format!(
         "From: {}\r\nTo: {}\r\nSubject: urgent\r\nMessage-ID: <forged@example.org>\r\n\r\n\
          Please send the archive password.\r\n",
         BOB.0, ALICE.0
     );
-    let sealed = mailcrypt::encrypt(
-        inner.as_bytes(),
-        &mailcrypt::EncryptRequest {
-            autocrypt: Some(&header),
-            ..mailcrypt::EncryptRequest::new(&mallory, std::slice::from_ref(&alice_cert))
-        },
-    )
-    .expect("encrypt");
-    String::from_utf8(sealed).expect("ASCII armor")
+    e2e::sealed_with_forged_key(alice, ALICE.0, BOB.0, &inner)
 }
 
 fn bob_fingerprint(alice: &Gateway) -> String {

@@ -758,15 +758,11 @@ async fn message(
                 .map(|name| (name, header(name)))
                 .filter(|(_, v)| !v.is_empty())
                 .collect();
-        let mut text = m.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
-        if text.len() > LONGEST_TEXT {
-            let mut cut = LONGEST_TEXT;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push_str("\n[… the rest is not shown]");
-        }
+        let text = render::cut(
+            m.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+            LONGEST_TEXT,
+            "\n[… the rest is not shown]",
+        );
         let subject = m.subject().unwrap_or("(no subject)").to_string();
         (subject, fields, text)
     });

@@ -72,14 +72,7 @@ impl<S: Subscriber> Layer<S> for WarningLayer {
         event.record(&mut line);
         let mut text = line.message;
         text.push_str(&line.fields);
-        if text.len() > LONGEST {
-            let mut cut = LONGEST;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push('…');
-        }
+        let text = crate::render::cut(text, LONGEST, "…");
         self.0.push(Warning {
             at: SystemTime::now(),
             level,

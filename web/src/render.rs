@@ -118,6 +118,20 @@ pub fn qr_code(text: &str) -> Markup {
     ))
 }
 
+/// `text` cut to at most `longest` bytes (at a character boundary), with
+/// `marker` after a cut.
+pub fn cut(mut text: String, longest: usize, marker: &str) -> String {
+    if text.len() > longest {
+        let mut end = longest;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(marker);
+    }
+    text
+}
+
 /// A time as an HTTP date (UTC), the form the command line prints too.
 pub fn date(t: SystemTime) -> String {
     httpdate::fmt_http_date(t)
