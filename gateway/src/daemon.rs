@@ -56,6 +56,14 @@ pub async fn run(global: &Global) -> anyhow::Result<Answer> {
             );
         }
     }
+    if config.web.enabled && !config.web_listen().ip().is_loopback() {
+        bail!(
+            "refusing to serve the web page on {} ([web] listen in {}): it has no TLS and is \
+             meant for this computer only. Set it to 127.0.0.1 or ::1, or `enabled = false`",
+            config.web_listen(),
+            path.display()
+        );
+    }
     let data_dir = config.data_dir()?;
     let vault = unlock::open(&data_dir, global.passphrase_file.as_deref())
         .await

@@ -180,6 +180,13 @@ pub async fn run(global: &Global, args: InitArgs) -> anyhow::Result<Answer> {
     }
     println!();
     println!("Start the gateway with: gateway run");
+    if config.web.enabled {
+        println!(
+            "Contacts, fingerprints and alerts in a browser: `gateway web-link` prints a login \
+             link for http://{}/",
+            config.web_listen()
+        );
+    }
     Ok(Answer::Yes)
 }
 

@@ -183,6 +183,22 @@ fn run_refuses_to_start_with_a_clear_reason() {
         said.contains("refusing to listen") && said.contains("local_tls"),
         "{said}"
     );
+
+    // The web page off loopback, even with local TLS: it has none itself.
+    let web = format!("local_tls = true\n{written}\n[web]\nlisten = \"0.0.0.0:{free}\"\n");
+    std::fs::write(&config, web).expect("w");
+    let out = gateway(&config, &["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = text(&out);
+    assert!(
+        said.contains("web page") && said.contains("[web] listen") && said.contains("127.0.0.1"),
+        "{said}"
+    );
+    // Turned off, it makes no login links.
+    std::fs::write(&config, format!("{written}\n[web]\nenabled = false\n")).expect("w");
+    let out = gateway(&config, &["web-link"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("enabled = false"), "{}", text(&out));
 }
 
 #[test]
