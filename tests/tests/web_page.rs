@@ -671,6 +671,28 @@ fn every_access_rule_holds_on_its_own() {
     assert_eq!(replayed.status, 403, "a used token, replayed");
     assert_eq!(get("/", &relogged_with).status, 200, "nothing changed");
 
+    // A restart ends every session (they live in memory only); a link
+    // made before it and not yet used still works once.
+    let unused = login_link(&alice);
+    let token = unused.split_once("token=").expect("token").1.to_string();
+    let mut alice = alice;
+    alice.stop();
+    alice.start();
+    wait_for_port(port);
+    assert_eq!(
+        get("/", &relogged_with).status,
+        401,
+        "a session after a restart"
+    );
+    let path = format!("/login?token={token}");
+    assert_eq!(get(&path, "").status, 303);
+    assert_eq!(get(&path, "").status, 403);
+
+    // Neither links nor cookies reach the log.
     let log = alice.log_text();
+    for secret in [&token, &cookie, &other_cookie, &relogged] {
+        let value = secret.rsplit('=').next().expect("value");
+        assert!(!log.contains(value), "a secret in the log");
+    }
     assert!(!log.contains("web page stopped"), "{log}");
 }
