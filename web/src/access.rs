@@ -1,9 +1,9 @@
 //! Who may see and change what: every request passes [`guard`].
 //!
-//! - **Host**: only the names the page listens under (`127.0.0.1:PORT`,
-//!   `localhost:PORT`, `[::1]:PORT`). A web site whose name an attacker
-//!   re-points at 127.0.0.1 (DNS rebinding) sends its own name and is
-//!   refused before anything else happens.
+//! - **Host**: only loopback names (`127.0.0.1`, `localhost`, `[::1]`,
+//!   with any port, so an SSH tunnel to another local port works). A web
+//!   site whose name an attacker re-points at 127.0.0.1 (DNS rebinding)
+//!   sends its own name and is refused before anything else happens.
 //! - **Session**: a random 256-bit cookie set by redeeming a one-time link
 //!   (`gateway web-link`), `HttpOnly` (no script reads it) and
 //!   `SameSite=Strict` (no other site's page sends it). Sessions live in
@@ -17,7 +17,6 @@
 //!   caching, no referrer to anywhere else.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -59,9 +58,9 @@ struct Session {
     csrf: VecDeque<[u8; 32]>,
 }
 
-/// The page's sessions and the names it answers to.
+/// The page's sessions.
+#[derive(Default)]
 pub struct Access {
-    hosts: Vec<String>,
     sessions: Mutex<HashMap<SessionId, Session>>,
 }
 
@@ -76,18 +75,8 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Access {
-    /// For a page bound to `address` (on loopback).
-    pub fn new(address: SocketAddr) -> Self {
-        let port = address.port();
-        let mut hosts = vec![format!("localhost:{port}")];
-        hosts.push(match address {
-            SocketAddr::V4(a) => format!("{}:{port}", a.ip()),
-            SocketAddr::V6(a) => format!("[{}]:{port}", a.ip()),
-        });
-        Access {
-            hosts,
-            sessions: Mutex::new(HashMap::new()),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Session>> {
@@ -98,15 +87,35 @@ impl Access {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether a request's Host header names this page.
+    /// Whether a request's Host header is a loopback name, with or
+    /// without a port.
     pub fn host_allowed(&self, host: Option<&str>) -> bool {
-        host.is_some_and(|h| {
-            self.hosts
-                .iter()
-                .any(|allowed| allowed.eq_ignore_ascii_case(h))
-        })
+        let Some(host) = host else {
+            return false;
+        };
+        let name = match host.rsplit_once(':') {
+            // `[::1]` alone has colons inside the brackets.
+            Some((name, port)) if !port.contains(']') => {
+                if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+                    return false;
+                }
+                name
+            }
+            _ => host,
+        };
+        // A rebinding attack names the attacker's domain, whatever address
+        // it resolves to; the port says nothing about who is asking (a
+        // tunnel may move it).
+        let loopback = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+            Some(v6) => v6
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+        };
+        loopback || name.eq_ignore_ascii_case("localhost")
     }
-
     /// Starts a session; returns the cookie's value.
     pub fn start_session(&self, now: Instant) -> String {
         let cookie = random_token();
@@ -339,26 +348,39 @@ mod tests {
     }
 
     #[test]
-    fn only_the_names_the_page_listens_under_are_hosts() {
-        let access = Access::new("127.0.0.1:1180".parse().unwrap());
-        assert!(access.host_allowed(Some("127.0.0.1:1180")));
-        assert!(access.host_allowed(Some("LOCALHOST:1180")));
+    fn only_loopback_names_are_hosts() {
+        let access = Access::new();
+        for good in [
+            "127.0.0.1:1180",
+            "LOCALHOST:1180",
+            "localhost:8080",
+            "127.0.0.1",
+            "[::1]:1180",
+            "[::1]",
+            "127.0.0.2:1180",
+        ] {
+            assert!(access.host_allowed(Some(good)), "{good}");
+        }
         for bad in [
             None,
             Some("evil.example:1180"),
-            Some("127.0.0.1"),
-            Some("127.0.0.1:1181"),
+            Some("evil.example"),
             Some("localhost.evil.example:1180"),
+            Some("127.0.0.1.nip.io:1180"),
+            Some("10.0.0.1:1180"),
+            Some("::1:1180"),
+            Some("127.0.0.1:"),
+            Some("127.0.0.1:80x"),
+            Some("[::2]:1180"),
+            Some(""),
         ] {
             assert!(!access.host_allowed(bad), "{bad:?}");
         }
-        let v6 = Access::new("[::1]:1180".parse().unwrap());
-        assert!(v6.host_allowed(Some("[::1]:1180")));
     }
 
     #[test]
     fn a_csrf_token_is_good_once_and_only_in_its_session() {
-        let access = Access::new("127.0.0.1:1180".parse().unwrap());
+        let access = Access::new();
         let now = Instant::now();
         let a = access
             .session(&with_cookie(&access.start_session(now)), now)
@@ -375,7 +397,7 @@ mod tests {
 
     #[test]
     fn sessions_end_when_idle_too_long_or_after_the_longest_time() {
-        let access = Access::new("127.0.0.1:1180".parse().unwrap());
+        let access = Access::new();
         let start = Instant::now();
         let cookie = access.start_session(start);
         let headers = with_cookie(&cookie);

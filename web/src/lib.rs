@@ -98,16 +98,13 @@ impl Page {
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|source| WebError::Bind { address, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| WebError::Bind { address, source })?;
         Ok(Page {
             listener,
             shared: Shared {
                 keystore,
                 archive,
                 facts: Arc::new(facts),
-                access: Arc::new(access::Access::new(bound)),
+                access: Arc::new(access::Access::new()),
                 warnings,
             },
         })
