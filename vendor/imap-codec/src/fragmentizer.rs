@@ -283,24 +283,28 @@ impl Fragmentizer {
     }
 
     fn dequeue_parsed_bytes(&mut self, parsed_byte_count: usize) {
-        // This will remove the parsed bytes even if we don't add them to the message buffer
-        let parsed_bytes = self.unparsed_buffer.drain(..parsed_byte_count);
         // How many bytes can we add to the message buffer?
         let remaining_size = self
             .max_message_size
             .map(|size| size as usize - self.message_buffer.len());
-
-        // Add bytes to the message buffer
-        match remaining_size {
+        let kept = match remaining_size {
             Some(remaining_size) if remaining_size < parsed_byte_count => {
-                let remaining_bytes = parsed_bytes.take(remaining_size);
-                self.message_buffer.extend(remaining_bytes);
                 self.max_message_size_exceeded = true;
+                remaining_size
             }
-            _ => {
-                self.message_buffer.extend(parsed_bytes);
-            }
-        }
+            _ => parsed_byte_count,
+        };
+
+        // Add bytes to the message buffer, slice by slice: extending from
+        // the deque's drain went byte by byte (Letterlock, issue 21).
+        let (front, back) = self.unparsed_buffer.as_slices();
+        let from_front = kept.min(front.len());
+        self.message_buffer.extend_from_slice(&front[..from_front]);
+        self.message_buffer
+            .extend_from_slice(&back[..kept - from_front]);
+
+        // This will remove the parsed bytes even if we don't add them to the message buffer
+        self.unparsed_buffer.drain(..parsed_byte_count);
     }
 }
 

@@ -126,7 +126,9 @@ impl Stream {
                 None => {
                     // Handle the output bytes from the client/server
                     if let Io::Output(bytes) = io {
-                        self.write_buffer.extend(bytes);
+                        // Not `extend`: BytesMut takes an iterator of
+                        // bytes one `put_slice` each (Letterlock, issue 21).
+                        self.write_buffer.extend_from_slice(&bytes);
                     }
                 }
                 Some(tls) => {
