@@ -200,6 +200,18 @@ pub struct PeerSummary {
     pub conflicts: Vec<String>,
 }
 
+impl PeerSummary {
+    /// The key a person should compare to verify this contact: a
+    /// conflicting key first (what they most likely need to check), else
+    /// the key mail goes to ([`Keystore::verification_candidate`]).
+    pub fn verification_candidate(&self) -> Option<&str> {
+        self.conflicts
+            .first()
+            .or(self.fingerprint.as_ref())
+            .map(String::as_str)
+    }
+}
+
 pub(crate) fn unix<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_i64(to_db(*t))
 }

@@ -54,16 +54,12 @@ impl Keystore {
         .await
     }
 
-    /// The key a person should compare to verify a contact: a conflicting
-    /// key first (what they most likely need to check), else the key mail
-    /// goes to.
+    /// [`PeerSummary::verification_candidate`] of the contact at `address`.
     pub async fn verification_candidate(&self, address: &str) -> Result<String, KeystoreError> {
-        let summary = self.summary(address).await?;
-        summary
-            .conflicts
-            .first()
-            .cloned()
-            .or(summary.fingerprint)
+        self.summary(address)
+            .await?
+            .verification_candidate()
+            .map(str::to_string)
             .ok_or_else(|| KeystoreError::UnknownPeer(address.to_string()))
     }
 

@@ -54,7 +54,7 @@ pub(super) async fn contact(
     let summary = shared.keystore.summary(&address).await?;
     let history = shared.keystore.history(&address).await?;
     let events = shared.keystore.events(&address).await?;
-    let candidate = shared.keystore.verification_candidate(&address).await.ok();
+    let candidate = summary.verification_candidate().map(str::to_string);
     let own = shared.keystore.identities().await?;
     let verified = summary.trust == Some(TrustLevel::Verified);
     let target = summary.fingerprint.clone();
