@@ -248,15 +248,12 @@ impl std::fmt::Display for Value {
 /// The user part of a Thunderbird folder URI (`imap://alice%40example.org@…`):
 /// everything but unreserved characters percent-encoded, as Thunderbird does.
 fn uri_user(user: &str) -> String {
-    let mut out = String::new();
-    for b in user.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(user, RESERVED).to_string()
 }
 
 pub async fn run(global: &Global, args: ProfileArgs) -> anyhow::Result<Answer> {
