@@ -105,4 +105,25 @@ mod tests {
             .await
             .unwrap());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_redeemed_by_many_requests_at_once_logs_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Keystore::create(dir.path(), Unlock::KeyFile).await.unwrap();
+        let now = SystemTime::now();
+        let token = store
+            .issue_web_login(Duration::from_secs(600), now)
+            .await
+            .unwrap();
+        let mut racing = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (store, token) = (store.clone(), token.clone());
+            racing.spawn(async move { store.redeem_web_login(&token, now).await.unwrap() });
+        }
+        let mut logged_in = 0;
+        while let Some(won) = racing.join_next().await {
+            logged_in += usize::from(won.unwrap());
+        }
+        assert_eq!(logged_in, 1);
+    }
 }
