@@ -28,12 +28,12 @@
 //!
 //! ```
 //! use imap_next::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
-//! use imap_proxy::imap::fetch_command::{Effect, FetchCommand};
+//! use imap_proxy::imap::fetch_command::{Effect, FetchCommand, Known};
 //!
 //! // A client's `UID FETCH 1:* (FLAGS)`: a flag refresh needs nothing the
 //! // gateway serves, so only the UID is added for the provider.
 //! let mut names = MacroOrMessageDataItemNames::MessageDataItemNames(vec![MessageDataItemName::Flags]);
-//! let mut fetch = FetchCommand::start(&mut names, true, || false);
+//! let mut fetch = FetchCommand::start(&mut names, true, || Known::Nothing);
 //! assert_eq!(
 //!     names,
 //!     MacroOrMessageDataItemNames::MessageDataItemNames(vec![

@@ -1383,7 +1383,20 @@ async fn forged_status_headers_never_reach_the_client_in_any_spelling() {
 /// back, one answer per line (repr), so the proxy's answers can be
 /// compared with Dovecot's own.
 const STRUCTURES: &str = r#"
-import imaplib, ssl, sys
+import imaplib, re, ssl, sys
+def by_message(data):
+    # The order of FETCH responses is the server's choice (the gateway
+    # answers what it holds before what it asks the provider for):
+    # compared in message order, a literal's closing ")" kept with it.
+    groups = []
+    for d in data:
+        head = d[0] if isinstance(d, tuple) else d
+        if isinstance(head, bytes) and re.match(rb"\d+ \(", head):
+            groups.append((int(head.split(b" ", 1)[0]), [d]))
+        elif groups:
+            groups[-1][1].append(d)
+    groups.sort(key=lambda g: g[0])
+    return [d for _, ds in groups for d in ds]
 port, user, password, tls = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 if tls:
     m = imaplib.IMAP4_SSL("localhost", port, ssl_context=ssl._create_unverified_context())
@@ -1397,7 +1410,7 @@ for command, args in [
     ("UID", ("FETCH", "1:*", "(UID FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE)")),
 ]:
     typ, data = getattr(m, command.lower())(*args)
-    print(typ, repr(data))
+    print(typ, repr(by_message(data)))
 print(*m.noop())
 m.logout()
 "#;

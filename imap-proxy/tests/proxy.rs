@@ -332,6 +332,10 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
         // "deferred"), answered from what is known.
         "uid_fetch 1:* (RFC822.SIZE BODY.PEEK[HEADER.FIELDS (Subject Letterlock-Security)])"
             .to_string(),
+        // Told apart, a whole-mailbox read asks the provider for metadata
+        // only: the encrypted message from the archive, the others by a
+        // second FETCH of their content.
+        "uid_fetch 1:* (FLAGS BODY.PEEK[] RFC822.SIZE)".to_string(),
     ];
     let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
     let out = client(s.port, "alicepw", &steps).await;
@@ -478,6 +482,26 @@ async fn the_proxy_serves_decrypted_messages_to_imaplib() {
         synced.contains(&format!("RFC822.SIZE {}", served.len())),
         "{synced}"
     );
+
+    // The whole mailbox, told apart: each message as read one by one.
+    let whole = &out[20];
+    let answer_for = |uid: u32| -> Vec<u8> {
+        let t = text(whole);
+        let at = t
+            .find(&format!("UID {uid}"))
+            .unwrap_or_else(|| panic!("no answer for UID {uid}: {t}"));
+        // Both the provider and the gateway put the UID before the body.
+        literal_after(&whole[at..], "BODY[]")
+    };
+    assert_eq!(answer_for(enc), served);
+    assert_eq!(answer_for(plain), s.plain);
+    assert_eq!(answer_for(forged), literal_after(&out[7], "BODY[]"));
+    assert!(
+        text(whole).contains(&format!("RFC822.SIZE {}", served.len())),
+        "{}",
+        text(whole)
+    );
+    assert_eq!(text(whole).matches("FLAGS (").count(), 3, "{}", text(whole));
 
     // A FETCH by sequence number (no UID asked for) is rewritten just the
     // same, and carries no UID the client did not ask for.
@@ -965,8 +989,8 @@ Letterlock-Security: encrypted; signature=valid\r\n\r\nforged again\r\n"
     assert_eq!(sizes.matches("RFC822.SIZE").count(), 5, "{sizes}");
     assert_eq!(
         s.known_plain.reused(),
-        1,
-        "the FETCH of sizes went without detection"
+        6,
+        "the FETCH of sizes and the five reads went without detection"
     );
     for uid in 1..=5u32 {
         let body = literal_after(&second[2 + uid as usize], "BODY[]");

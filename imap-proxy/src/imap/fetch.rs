@@ -13,12 +13,13 @@ use std::num::NonZeroU32;
 
 use imap_next::imap_types::core::{AString, IString, Literal, NString};
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section};
+use imap_next::imap_types::ToStatic;
 
 use crate::imap::section::{partial, section, Spec};
 use crate::imap::structure::{body_structure, envelope};
 
-/// What a FETCH needs of the served message: nothing (UID, FLAGS and
-/// INTERNALDATE are the provider's), only its size, its size and header
+/// What a FETCH needs of the served message: nothing (UID, FLAGS,
+/// INTERNALDATE and MODSEQ are the provider's), only its size, its size and header
 /// section (a mail client's header sync), or its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Needs {
@@ -35,7 +36,8 @@ pub fn needs(requested: &[MessageDataItemName<'_>]) -> Needs {
         .map(|name| match name {
             MessageDataItemName::Uid
             | MessageDataItemName::Flags
-            | MessageDataItemName::InternalDate => Needs::Nothing,
+            | MessageDataItemName::InternalDate
+            | MessageDataItemName::ModSeq => Needs::Nothing,
             MessageDataItemName::Rfc822Size => Needs::Size,
             // The top-level header, whole or some of its fields: cut from
             // the header section alone.
@@ -101,56 +103,145 @@ pub fn rewrite(
 ) -> Vec<MessageDataItem<'static>> {
     let mut out = Vec::with_capacity(provider_items.len());
     for item in provider_items {
-        let asked = requested.iter().any(|name| answers(name, &item));
-        if !asked {
+        let Some(name) = requested.iter().find(|name| answers(name, &item)) else {
+            continue;
+        };
+        if is_metadata_item(&item) {
+            out.push(item);
             continue;
         }
-        out.push(match item {
-            MessageDataItem::Body(_) => MessageDataItem::Body(body_structure(served, false)),
-            MessageDataItem::BodyStructure(_) => {
-                MessageDataItem::BodyStructure(body_structure(served, true))
-            }
-            MessageDataItem::Envelope(_) => MessageDataItem::Envelope(envelope(served)),
-            MessageDataItem::Rfc822(_) => MessageDataItem::Rfc822(literal(served)),
-            MessageDataItem::Rfc822Header(_) => {
-                MessageDataItem::Rfc822Header(literal(&section(served, &Spec::Header(&[]))))
-            }
-            MessageDataItem::Rfc822Text(_) => {
-                MessageDataItem::Rfc822Text(literal(&section(served, &Spec::Text(&[]))))
-            }
-            MessageDataItem::Rfc822Size(_) => {
-                MessageDataItem::Rfc822Size(u32::try_from(served.len()).unwrap_or(u32::MAX))
-            }
-            MessageDataItem::BodyExt {
-                section: wanted,
+        let answer = match (computed(name, served), item) {
+            // The section as the provider echoed it (its spelling of field
+            // names), as for the messages passed through.
+            (
+                Some(MessageDataItem::BodyExt { origin, data, .. }),
+                MessageDataItem::BodyExt { section, .. },
+            ) => MessageDataItem::BodyExt {
+                section,
                 origin,
-                ..
-            } => {
-                let count = requested.iter().find_map(|name| match name {
-                    MessageDataItemName::BodyExt {
-                        section: s,
-                        partial: Some((o, count)),
-                        ..
-                    } if same_section(s, &wanted) && Some(*o) == origin => Some(count.get()),
-                    _ => None,
-                });
-                let bytes = section_bytes(served, wanted.as_ref());
-                let bytes = match (origin, count) {
-                    (Some(o), Some(c)) => Cow::Borrowed(partial(&bytes, o, c)),
-                    (Some(o), None) => Cow::Borrowed(partial(&bytes, o, u32::MAX)),
-                    _ => bytes,
-                };
-                MessageDataItem::BodyExt {
-                    section: wanted,
-                    origin,
-                    data: literal(&bytes),
-                }
-            }
-            // Flags, UID, INTERNALDATE, MODSEQ: the provider's.
-            other => other,
-        });
+                data,
+            },
+            (Some(computed), _) => computed,
+            (None, item) => item,
+        };
+        out.push(answer);
     }
     out
+}
+
+/// The client's answer for a message the provider was asked only the
+/// metadata of ([`metadata_names`]): its UID, flags, dates and mod-sequence
+/// as the provider sent them, every content item computed from `served`.
+pub fn answer_from_served(
+    provider_items: Vec<MessageDataItem<'static>>,
+    requested: &[MessageDataItemName<'_>],
+    served: &[u8],
+) -> Vec<MessageDataItem<'static>> {
+    let mut out: Vec<MessageDataItem<'static>> = provider_items
+        .into_iter()
+        .filter(|item| is_metadata_item(item) && requested.iter().any(|name| answers(name, item)))
+        .collect();
+    out.extend(requested.iter().filter_map(|name| computed(name, served)));
+    out
+}
+
+/// Flags, UID, INTERNALDATE, MODSEQ: the provider's for every message,
+/// whoever serves its content.
+fn is_metadata_item(item: &MessageDataItem<'_>) -> bool {
+    matches!(
+        item,
+        MessageDataItem::Uid(_)
+            | MessageDataItem::Flags(_)
+            | MessageDataItem::InternalDate(_)
+            | MessageDataItem::ModSeq(_)
+    )
+}
+
+/// The items that describe no content, which the provider answers for
+/// every message alike.
+fn is_metadata(name: &MessageDataItemName<'_>) -> bool {
+    matches!(
+        name,
+        MessageDataItemName::Uid
+            | MessageDataItemName::Flags
+            | MessageDataItemName::InternalDate
+            | MessageDataItemName::ModSeq
+    )
+}
+
+/// What to ask the provider instead of `requested` when the served content
+/// of every message is known (the archive's, or the provider's own for
+/// plain mail, fetched apart): the metadata items and `RFC822.SIZE` (to
+/// portion out the plain messages' second fetch). `None` where that
+/// would change what the client gets: an item that sets `\Seen` (the
+/// provider would not see it), or one the gateway does not compute
+/// (`BINARY`).
+pub fn metadata_names(
+    requested: &[MessageDataItemName<'static>],
+) -> Option<Vec<MessageDataItemName<'static>>> {
+    let computable = |name: &MessageDataItemName<'_>| match name {
+        MessageDataItemName::BodyExt { peek, .. } => *peek,
+        MessageDataItemName::Body
+        | MessageDataItemName::BodyStructure
+        | MessageDataItemName::Envelope
+        | MessageDataItemName::Rfc822Header
+        | MessageDataItemName::Rfc822Size => true,
+        // RFC822 and RFC822.TEXT set \Seen; BINARY is not computed.
+        _ => false,
+    };
+    if !requested.iter().all(|n| is_metadata(n) || computable(n)) {
+        return None;
+    }
+    let mut names: Vec<MessageDataItemName<'static>> = requested
+        .iter()
+        .filter(|n| is_metadata(n))
+        .cloned()
+        .collect();
+    for extra in [MessageDataItemName::Uid, MessageDataItemName::Rfc822Size] {
+        if !names.contains(&extra) {
+            names.push(extra);
+        }
+    }
+    Some(names)
+}
+
+/// The item answering `name` computed from the served message; `None` for
+/// the items that are the provider's (UID, flags, dates, mod-sequence).
+fn computed(name: &MessageDataItemName<'_>, served: &[u8]) -> Option<MessageDataItem<'static>> {
+    Some(match name {
+        MessageDataItemName::Body => MessageDataItem::Body(body_structure(served, false)),
+        MessageDataItemName::BodyStructure => {
+            MessageDataItem::BodyStructure(body_structure(served, true))
+        }
+        MessageDataItemName::Envelope => MessageDataItem::Envelope(envelope(served)),
+        MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(served)),
+        MessageDataItemName::Rfc822Header => {
+            MessageDataItem::Rfc822Header(literal(&section(served, &Spec::Header(&[]))))
+        }
+        MessageDataItemName::Rfc822Text => {
+            MessageDataItem::Rfc822Text(literal(&section(served, &Spec::Text(&[]))))
+        }
+        MessageDataItemName::Rfc822Size => {
+            MessageDataItem::Rfc822Size(u32::try_from(served.len()).unwrap_or(u32::MAX))
+        }
+        MessageDataItemName::BodyExt {
+            section: wanted,
+            partial: window,
+            ..
+        } => {
+            let bytes = section_bytes(served, wanted.as_ref());
+            let bytes = match window {
+                Some((origin, count)) => Cow::Borrowed(partial(&bytes, *origin, count.get())),
+                None => bytes,
+            };
+            MessageDataItem::BodyExt {
+                section: wanted.to_static(),
+                origin: window.map(|(origin, _)| origin),
+                data: literal(&bytes),
+            }
+        }
+        _ => return None,
+    })
 }
 
 /// Whether a provider item answers one of the client's requested names.

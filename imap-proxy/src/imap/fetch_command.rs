@@ -27,6 +27,12 @@
 //!   and the archived ones are answered from what is known, the rest is
 //!   detected after the FETCH, in batches. The provider then answers from
 //!   its cache instead of reading every message's first body part.
+//! - A FETCH of content in such a mailbox (a client reading the whole
+//!   mailbox) asks the provider for the metadata alone when nothing it asks
+//!   for sets `\Seen` ([`metadata_names`]): the archived messages are
+//!   answered from the archive, so their ciphertext is not downloaded again,
+//!   and the known plain ones get the provider's own answer from a second
+//!   FETCH after the first, in batches bounded by [`PLAIN_BATCH_BYTES`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
@@ -40,7 +46,10 @@ use imap_next::imap_types::response::Data;
 use imap_next::imap_types::ToStatic;
 
 use crate::imap::detect::{self, served_by_gateway, Detection};
-use crate::imap::fetch::{needs, rewrite, rewrite_from_header, rewrite_size, same_section, Needs};
+use crate::imap::fetch::{
+    answer_from_served, metadata_names, needs, rewrite, rewrite_from_header, rewrite_size,
+    same_section, Needs,
+};
 
 /// Messages looked up in the archive with one query.
 pub const LOOKUP_BATCH: usize = 100;
@@ -48,6 +57,10 @@ pub const LOOKUP_BATCH: usize = 100;
 /// Messages detected or downloaded in one command to the provider after a
 /// FETCH.
 pub const MISSING_BATCH: usize = 100;
+
+/// Most bytes (by the provider's sizes) of the plain messages fetched with
+/// one command after a FETCH of metadata; at least one message each.
+pub const PLAIN_BATCH_BYTES: u64 = 8 * 1024 * 1024;
 
 /// What the session does for a FETCH. Effects that ask a question are
 /// answered through the method they name; until then the command waits.
@@ -79,10 +92,30 @@ pub enum Effect {
     /// Download, view and archive these: [`FetchCommand::served`] for what is
     /// ready (as often as needed), then [`FetchCommand::downloaded`].
     Download(Vec<u32>),
+    /// Fetch `names` (the client's) of these plain messages from the
+    /// provider, which was asked only for their metadata:
+    /// [`FetchCommand::plain_fetched`].
+    FetchPlain {
+        uids: Vec<u32>,
+        names: Vec<MessageDataItemName<'static>>,
+    },
     /// These UIDs of the selected mailbox are plain mail.
     RecordPlain(Vec<u32>),
     /// Let the client take the answers queued so far before more come.
     Drain,
+}
+
+/// What the session knows of the messages a FETCH names, asked by
+/// [`FetchCommand::start`] only for a FETCH of content, sizes or headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// The mailbox's messages were never told apart.
+    Nothing,
+    /// They were ([`crate::plain::PlainMessages::knows`]): a UID not known
+    /// as plain is most likely archived, or new.
+    ToldApart,
+    /// Told apart, and every UID the FETCH names is known plain mail.
+    AllPlain,
 }
 
 /// One message of the provider's answer, held until the command knows what
@@ -144,6 +177,30 @@ impl From<Kept> for MessageDataItem<'static> {
     }
 }
 
+/// A plain message whose content the provider is asked for after a FETCH
+/// of metadata.
+#[derive(Debug)]
+struct PlainContent {
+    seq: NonZeroU32,
+    uid: u32,
+    /// The provider's size, to portion out the second fetch.
+    size: u32,
+}
+
+impl PlainContent {
+    fn of(held: &Held) -> PlainContent {
+        let size = held.items.iter().find_map(|item| match item {
+            MessageDataItem::Rfc822Size(size) => Some(*size),
+            _ => None,
+        });
+        PlainContent {
+            seq: held.seq,
+            uid: held.uid,
+            size: size.unwrap_or(0),
+        }
+    }
+}
+
 /// What a batch of held messages waits for.
 #[derive(Debug)]
 enum Awaiting {
@@ -163,6 +220,7 @@ enum Awaiting {
     },
     View(Vec<Waiting>),
     Detect(Vec<Held>),
+    Content(Vec<PlainContent>),
     Download(Vec<Waiting>),
 }
 
@@ -172,6 +230,7 @@ enum Stage {
     Receiving,
     RecordPlain,
     Detect,
+    PlainContent,
     Download,
     Done,
 }
@@ -184,6 +243,9 @@ pub struct FetchCommand {
     need: Needs,
     /// Sent without detection items ([`FetchCommand::start`]).
     deferred: bool,
+    /// Deferred, and the provider asked only for metadata: every content
+    /// item is answered from served bytes or by a second fetch.
+    metadata_only: bool,
     /// Served (or, deferred, unknown) messages for the next archive query.
     lookup: Vec<Held>,
     /// Served messages not archived yet: downloaded after the FETCH.
@@ -192,6 +254,8 @@ pub struct FetchCommand {
     undetected: Vec<Held>,
     /// Not deferred: the UIDs the detection items showed plain.
     plain_seen: Vec<u32>,
+    /// Metadata only: plain messages whose content is fetched after.
+    plain_content: Vec<PlainContent>,
     awaiting: Awaiting,
     stage: Stage,
     effects: VecDeque<Effect>,
@@ -199,14 +263,13 @@ pub struct FetchCommand {
 
 impl FetchCommand {
     /// Starts a FETCH: rewrites the client's item names into those sent to
-    /// the provider. `uid` is whether it is a UID FETCH; `told_apart` says
-    /// whether the selected mailbox's messages were told apart before
-    /// ([`crate::plain::PlainMessages::knows`]), asked only for a FETCH of
-    /// sizes or header fields.
+    /// the provider. `uid` is whether it is a UID FETCH; `known` what the
+    /// session knows of the messages named ([`Known`]), asked only for a
+    /// FETCH of content, sizes or header fields.
     pub fn start(
         names: &mut MacroOrMessageDataItemNames<'static>,
         uid: bool,
-        told_apart: impl FnOnce() -> bool,
+        known: impl FnOnce() -> Known,
     ) -> FetchCommand {
         let mut requested: Vec<MessageDataItemName<'static>> = match names {
             MacroOrMessageDataItemNames::Macro(m) => {
@@ -218,13 +281,37 @@ impl FetchCommand {
             requested.push(MessageDataItemName::Uid);
         }
         let mut sent = requested.clone();
-        // UID, FLAGS and INTERNALDATE are the provider's for every message:
+        // UID, FLAGS, INTERNALDATE and MODSEQ are the provider's for every message:
         // nothing to detect or look up (a client's flag refresh of a whole
         // mailbox stays cheap). Sizes and header fields in a mailbox told
         // apart before come from what is known; only new messages are
         // detected, afterwards.
         let need = needs(&requested);
-        let deferred = matches!(need, Needs::Size | Needs::Header) && told_apart();
+        let metadata = match need {
+            Needs::Bytes => metadata_names(&requested),
+            _ => None,
+        };
+        let known = match need {
+            Needs::Nothing => Known::Nothing,
+            _ => known(),
+        };
+        // Content of plain mail only: the provider's answers are the
+        // client's, and one command gets them. Otherwise the archive's
+        // content is not downloaded again, where what the client asks for
+        // allows it; where not, the provider's whole answer is viewed as
+        // it comes, as in a mailbox never told apart.
+        let metadata_only = match metadata {
+            Some(names) if known == Known::ToldApart => {
+                sent = names;
+                true
+            }
+            _ => false,
+        };
+        let deferred = match known {
+            Known::Nothing => false,
+            Known::ToldApart => need != Needs::Bytes || metadata_only,
+            Known::AllPlain => true,
+        };
         if need != Needs::Nothing && !deferred {
             sent.extend(detect::items());
         }
@@ -238,10 +325,12 @@ impl FetchCommand {
             requested,
             need,
             deferred,
+            metadata_only,
             lookup: Vec::new(),
             missing: Vec::new(),
             undetected: Vec::new(),
             plain_seen: Vec::new(),
+            plain_content: Vec::new(),
             awaiting: Awaiting::Nothing,
             stage: Stage::Receiving,
             effects: VecDeque::new(),
@@ -270,8 +359,13 @@ impl FetchCommand {
             | Awaiting::Archive { batch: b, .. }
             | Awaiting::Detect(b) => b.len(),
             Awaiting::View(b) | Awaiting::Download(b) => b.len(),
+            Awaiting::Content(b) => b.len(),
         };
-        waiting + self.lookup.len() + self.missing.len() + self.undetected.len()
+        waiting
+            + self.lookup.len()
+            + self.missing.len()
+            + self.undetected.len()
+            + self.plain_content.len()
     }
 
     /// One message of the provider's answer.
@@ -318,13 +412,23 @@ impl FetchCommand {
         };
         let mut rest = Vec::new();
         for held in batch {
-            if plain.contains(&held.uid) {
-                self.send_plain(held.seq, held.items);
-            } else {
+            if !plain.contains(&held.uid) {
                 rest.push(held);
+            } else if self.metadata_only {
+                self.plain_content.push(PlainContent::of(&held));
+            } else {
+                self.send_plain(held.seq, held.items);
             }
         }
         if rest.is_empty() {
+        } else if self.need == Needs::Bytes {
+            self.ask(
+                Effect::AskArchive(uids(&rest)),
+                Awaiting::Archive {
+                    batch: rest,
+                    then_detect: true,
+                },
+            );
         } else if self.need == Needs::Header {
             self.ask(
                 Effect::AskHeaders(uids(&rest)),
@@ -457,10 +561,34 @@ impl FetchCommand {
             } else {
                 self.learn(held.uid, header);
                 plain.push(held.uid);
-                self.send_plain(held.seq, held.items);
+                if self.metadata_only {
+                    self.plain_content.push(PlainContent::of(&held));
+                } else {
+                    self.send_plain(held.seq, held.items);
+                }
             }
         }
         self.effects.push_back(Effect::RecordPlain(plain));
+        self.effects.push_back(Effect::Drain);
+        self.advance();
+    }
+
+    /// Answer to [`Effect::FetchPlain`]: the provider's answers (each with
+    /// its UID) for those still in the mailbox.
+    pub fn plain_fetched(&mut self, answers: Vec<Vec<MessageDataItem<'static>>>) {
+        let Awaiting::Content(batch) = self.take_awaiting() else {
+            return;
+        };
+        let seqs: HashMap<u32, NonZeroU32> = batch.iter().map(|p| (p.uid, p.seq)).collect();
+        for items in answers {
+            let uid = items.iter().find_map(|item| match item {
+                MessageDataItem::Uid(uid) => Some(uid.get()),
+                _ => None,
+            });
+            if let Some(&seq) = uid.and_then(|uid| seqs.get(&uid)) {
+                self.send_plain(seq, items);
+            }
+        }
         self.effects.push_back(Effect::Drain);
         self.advance();
     }
@@ -499,10 +627,19 @@ impl FetchCommand {
                     }
                     self.stage = Stage::Detect;
                 }
-                Stage::Detect if self.undetected.is_empty() => self.stage = Stage::Download,
+                Stage::Detect if self.undetected.is_empty() => self.stage = Stage::PlainContent,
                 Stage::Detect => {
                     let batch = take_batch(&mut self.undetected);
                     self.ask(Effect::Detect(uids(&batch)), Awaiting::Detect(batch));
+                }
+                Stage::PlainContent if self.plain_content.is_empty() => {
+                    self.stage = Stage::Download
+                }
+                Stage::PlainContent => {
+                    let batch = take_plain_batch(&mut self.plain_content);
+                    let uids = batch.iter().map(|p| p.uid).collect();
+                    let names = self.requested.clone();
+                    self.ask(Effect::FetchPlain { uids, names }, Awaiting::Content(batch));
                 }
                 Stage::Download if self.missing.is_empty() => self.stage = Stage::Done,
                 Stage::Download => {
@@ -604,7 +741,11 @@ impl FetchCommand {
         items: Vec<MessageDataItem<'static>>,
         served: &[u8],
     ) {
-        let items = rewrite(items, &self.requested, served);
+        let items = if self.metadata_only {
+            answer_from_served(items, &self.requested, served)
+        } else {
+            rewrite(items, &self.requested, served)
+        };
         self.send(seq, items);
     }
 
@@ -683,6 +824,22 @@ impl Waiting {
 
 fn uids(batch: &[Held]) -> Vec<u32> {
     batch.iter().map(|m| m.uid).collect()
+}
+
+/// The next plain messages to fetch: up to [`MISSING_BATCH`] of them and
+/// [`PLAIN_BATCH_BYTES`] by the provider's sizes, at least one.
+fn take_plain_batch(from: &mut Vec<PlainContent>) -> Vec<PlainContent> {
+    let mut bytes = 0u64;
+    let mut count = 0;
+    for plain in from.iter() {
+        bytes += u64::from(plain.size);
+        if count > 0 && (count == MISSING_BATCH || bytes > PLAIN_BATCH_BYTES) {
+            break;
+        }
+        count += 1;
+    }
+    let rest = from.split_off(count);
+    std::mem::replace(from, rest)
 }
 
 fn take_batch<T>(from: &mut Vec<T>) -> Vec<T> {

@@ -28,6 +28,27 @@ pub fn uid_set(uids: &[u32]) -> Option<SequenceSet> {
     Vec1::try_from(runs).ok().map(SequenceSet)
 }
 
+/// The values a set names, if it names at most `limit` and no `*` (whose
+/// value only the provider knows).
+pub fn explicit_values(set: &SequenceSet, limit: usize) -> Option<Vec<u32>> {
+    let mut values = Vec::new();
+    for sequence in set.0.as_ref() {
+        let (low, high) = match sequence {
+            Sequence::Single(SeqOrUid::Value(v)) => (v.get(), v.get()),
+            Sequence::Range(SeqOrUid::Value(a), SeqOrUid::Value(b)) => {
+                (a.get().min(b.get()), a.get().max(b.get()))
+            }
+            _ => return None,
+        };
+        let count = usize::try_from(high - low).ok()?.checked_add(1)?;
+        if values.len().saturating_add(count) > limit {
+            return None;
+        }
+        values.extend(low..=high);
+    }
+    Some(values)
+}
+
 fn run(start: NonZeroU32, end: NonZeroU32) -> Sequence {
     if start == end {
         Sequence::Single(SeqOrUid::Value(start))
@@ -38,6 +59,20 @@ fn run(start: NonZeroU32, end: NonZeroU32) -> Sequence {
 
 #[cfg(test)]
 mod tests {
+    use imap_next::imap_types::sequence::SequenceSet as Set;
+
+    #[test]
+    fn explicit_values_are_listed_up_to_a_limit_and_never_for_a_star() {
+        let set = |text: &str| Set::try_from(text).expect("a set");
+        assert_eq!(
+            super::explicit_values(&set("3,7:5,9"), 10),
+            Some(vec![3, 5, 6, 7, 9])
+        );
+        assert_eq!(super::explicit_values(&set("1:11"), 10), None);
+        assert_eq!(super::explicit_values(&set("4:*"), 10), None);
+        assert_eq!(super::explicit_values(&set("*"), 10), None);
+    }
+
     use super::*;
 
     #[test]

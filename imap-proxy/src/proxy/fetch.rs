@@ -100,6 +100,10 @@ impl Forwarder {
                     let found = self.session.fetch_detection(&uids).await?;
                     self.report(|fetch| fetch.detected(found));
                 }
+                Effect::FetchPlain { uids, names } => {
+                    let answers = self.session.fetch_items(&uids, names).await?;
+                    self.report(|fetch| fetch.plain_fetched(answers));
+                }
                 Effect::Download(uids) => {
                     self.download(uids).await?;
                     self.report(FetchCommand::downloaded);

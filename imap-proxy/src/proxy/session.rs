@@ -16,8 +16,13 @@ use tracing::{trace, warn};
 use super::respond::{answer_client_error, tagged, text, MAX_UNSENT};
 use super::{Current, Forwarder, Kind, Pending, Selected, SessionError, SHUTTING_DOWN};
 use crate::imap::capabilities;
-use crate::imap::fetch_command::FetchCommand;
+use crate::imap::fetch_command::{FetchCommand, Known};
+use crate::imap::sequence::explicit_values;
 use crate::upstream::{Session, Unsolicited};
+
+/// The most UIDs of a FETCH looked up to tell whether all are plain mail
+/// (a client reading some messages; a larger set is a mailbox read).
+const ALL_PLAIN_CHECKED: usize = 1_000;
 
 /// What the session loop reads next.
 enum Step {
@@ -308,15 +313,32 @@ impl Forwarder {
         };
         let kind = match &mut command.body {
             CommandBody::Fetch {
+                sequence_set,
                 macro_or_item_names,
                 uid,
                 ..
             } => {
-                let told_apart = || {
-                    self.mailbox_key()
-                        .is_some_and(|key| self.shared.plain.knows(&key))
+                let known = || {
+                    let Some(key) = self.mailbox_key() else {
+                        return Known::Nothing;
+                    };
+                    if !self.shared.plain.knows(&key) {
+                        return Known::Nothing;
+                    }
+                    // A client reading one message (or a few) by UID.
+                    let named = explicit_values(sequence_set, ALL_PLAIN_CHECKED)
+                        .filter(|_| *uid)
+                        .filter(|uids| !uids.is_empty());
+                    match named {
+                        Some(uids)
+                            if self.shared.plain.plain_among(&key, &uids).len() == uids.len() =>
+                        {
+                            Known::AllPlain
+                        }
+                        _ => Known::ToldApart,
+                    }
                 };
-                Kind::Fetch(FetchCommand::start(macro_or_item_names, *uid, told_apart))
+                Kind::Fetch(FetchCommand::start(macro_or_item_names, *uid, known))
             }
             CommandBody::Logout => Kind::Logout,
             CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {

@@ -285,6 +285,58 @@ impl Session {
             .collect())
     }
 
+    /// The provider's own answers to `names` for plain messages with these
+    /// UIDs (a FETCH asked it only for their metadata, the content of the
+    /// others being the archive's): every item of each answer, as it would
+    /// have answered the client. Messages expunged meanwhile are simply
+    /// absent.
+    pub async fn fetch_items(
+        &mut self,
+        uids: &[u32],
+        mut names: Vec<MessageDataItemName<'static>>,
+    ) -> Result<Vec<Vec<MessageDataItem<'static>>>, UpstreamError> {
+        let Some(set) = uid_set(uids) else {
+            return Ok(Vec::new());
+        };
+        if !names.contains(&MessageDataItemName::Uid) {
+            names.push(MessageDataItemName::Uid);
+        }
+        let body = CommandBody::fetch(set, names, true)
+            .map_err(|_| UpstreamError::Argument("FETCH".into()))?;
+        let done = self.run(body, "UID FETCH").await?;
+        let asked: HashSet<u32> = uids.iter().copied().collect();
+        let mut answers = Vec::new();
+        for datum in done.data {
+            match datum {
+                Data::Fetch { seq, items } => {
+                    let uid = items.as_ref().iter().find_map(|item| match item {
+                        MessageDataItem::Uid(uid) => Some(uid.get()),
+                        _ => None,
+                    });
+                    // An answer carries content; flags alone (or with a
+                    // mod-sequence) are a change another client made.
+                    let content = items.as_ref().iter().any(|item| {
+                        !matches!(
+                            item,
+                            MessageDataItem::Uid(_)
+                                | MessageDataItem::Flags(_)
+                                | MessageDataItem::ModSeq(_)
+                        )
+                    });
+                    if uid.is_some_and(|uid| asked.contains(&uid)) && content {
+                        answers.push(items.into_inner());
+                    } else {
+                        self.unsolicited
+                            .push(Unsolicited::Data(Data::Fetch { seq, items }));
+                    }
+                }
+                other => self.unsolicited.push(Unsolicited::Data(other)),
+            }
+        }
+        self.keep_statuses(done.untagged);
+        Ok(answers)
+    }
+
     /// What the provider said unasked during the gateway's own commands
     /// since the last call, in the order it came: for the client.
     pub fn take_unsolicited(&mut self) -> Vec<Unsolicited> {

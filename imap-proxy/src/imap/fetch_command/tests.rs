@@ -11,7 +11,7 @@ use imap_next::imap_types::fetch::{
 use imap_next::imap_types::flag::FlagFetch;
 use imap_next::imap_types::response::Data;
 
-use super::{Effect, FetchCommand, LOOKUP_BATCH, MISSING_BATCH};
+use super::{Effect, FetchCommand, Known, LOOKUP_BATCH, MISSING_BATCH};
 use crate::imap::detect::{self, Detection};
 
 const PLAIN: &[u8] = b"Content-Type: text/plain\r\nFrom: bob@example.org\r\n\r\n";
@@ -35,7 +35,12 @@ fn start(
     told_apart: bool,
 ) -> (FetchCommand, Vec<MessageDataItemName<'static>>) {
     let mut names = MacroOrMessageDataItemNames::MessageDataItemNames(requested);
-    let fetch = FetchCommand::start(&mut names, true, || told_apart);
+    let known = if told_apart {
+        Known::ToldApart
+    } else {
+        Known::Nothing
+    };
+    let fetch = FetchCommand::start(&mut names, true, || known);
     let MacroOrMessageDataItemNames::MessageDataItemNames(sent) = names else {
         panic!("the provider is always sent item names");
     };
@@ -658,4 +663,182 @@ fn a_waiting_message_is_small_and_restored_whole() {
     };
     let waiting = held.lightened(&[]);
     assert_eq!(waiting.restored(&[]), items);
+}
+
+/// The provider's answer to a FETCH of metadata: UID, size and flags.
+fn metadata(uid: u32, size: u32) -> Vec<MessageDataItem<'static>> {
+    let mut items = bare(uid, size);
+    items.push(MessageDataItem::Flags(vec![FlagFetch::Recent]));
+    items
+}
+
+#[test]
+fn a_whole_mailbox_read_in_a_mailbox_told_apart_downloads_no_archived_message() {
+    let (mut fetch, sent) = start(vec![MessageDataItemName::Flags, whole()], true);
+    assert_eq!(
+        sent,
+        vec![
+            MessageDataItemName::Flags,
+            MessageDataItemName::Uid,
+            MessageDataItemName::Rfc822Size
+        ],
+        "only metadata, and sizes to portion out the plain messages"
+    );
+    for uid in 1..=4 {
+        fetch.message(seq(uid), metadata(uid, 100 + uid));
+    }
+    fetch.finish();
+    assert_eq!(
+        effects(&mut fetch),
+        vec![Effect::AskPlain(vec![1, 2, 3, 4])]
+    );
+    fetch.known_plain(&HashSet::from([1]));
+    assert_eq!(
+        effects(&mut fetch),
+        vec![Effect::AskArchive(vec![2, 3, 4])],
+        "the known plain message waits for its content"
+    );
+    let archived = b"From: bob@example.org\r\nSubject: decrypted\r\n\r\nsecret\r\n".to_vec();
+    fetch.archived_messages(&HashMap::from([(2, archived.clone())]));
+    let out = effects(&mut fetch);
+    let items = sent_items(&out[0]);
+    assert_eq!(uid_of(items), Some(2));
+    assert_eq!(body_of(items), Some(archived), "answered from the archive");
+    assert!(items.contains(&MessageDataItem::Flags(vec![FlagFetch::Recent])));
+    assert!(
+        !items
+            .iter()
+            .any(|i| matches!(i, MessageDataItem::Rfc822Size(_))),
+        "the size the gateway asked for itself is not passed on"
+    );
+    assert_eq!(out[1], Effect::Detect(vec![3, 4]));
+    fetch.detected(plain_3_encrypted_4(PLAIN));
+    let out = effects(&mut fetch);
+    assert_eq!(
+        out,
+        vec![
+            Effect::RecordPlain(vec![3]),
+            Effect::Drain,
+            Effect::FetchPlain {
+                uids: vec![1, 3],
+                names: vec![
+                    MessageDataItemName::Flags,
+                    whole(),
+                    MessageDataItemName::Uid
+                ],
+            }
+        ],
+        "the plain messages' content is the provider's, asked for after"
+    );
+    let provider_body = |uid: u32| {
+        vec![
+            MessageDataItem::Uid(seq(uid)),
+            MessageDataItem::Flags(vec![]),
+            MessageDataItem::BodyExt {
+                section: None,
+                origin: None,
+                data: data(PLAIN),
+            },
+        ]
+    };
+    // UID 3 was expunged meanwhile: the provider does not answer it.
+    fetch.plain_fetched(vec![provider_body(1)]);
+    let out = effects(&mut fetch);
+    let items = sent_items(&out[0]);
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert_eq!(uid_of(items), Some(1));
+    assert_eq!(body_of(items), Some(PLAIN.to_vec()));
+    assert_eq!(out[1..], [Effect::Drain, Effect::Download(vec![4])]);
+    let served = b"From: bob@example.org\r\nSubject: new\r\n\r\nbody\r\n";
+    fetch.served(&[(4, served.to_vec())]);
+    fetch.downloaded();
+    let out = effects(&mut fetch);
+    let items = sent_items(&out[0]);
+    assert_eq!(body_of(items), Some(served.to_vec()));
+    assert!(items.contains(&MessageDataItem::Flags(vec![FlagFetch::Recent])));
+    assert!(fetch.is_done());
+}
+
+#[test]
+fn a_read_that_sets_seen_or_asks_for_binary_is_not_answered_from_metadata() {
+    let not_peek = MessageDataItemName::BodyExt {
+        section: None,
+        partial: None,
+        peek: false,
+    };
+    for requested in [
+        vec![not_peek],
+        vec![MessageDataItemName::Rfc822],
+        vec![MessageDataItemName::Rfc822Text],
+        vec![MessageDataItemName::Binary {
+            section: vec![],
+            partial: None,
+            peek: true,
+        }],
+    ] {
+        let (_, sent) = start(requested.clone(), true);
+        for name in detect::items() {
+            assert!(sent.contains(&name), "{requested:?}: {sent:?}");
+        }
+    }
+}
+
+#[test]
+fn plain_messages_are_fetched_in_batches_bounded_by_size() {
+    let (mut fetch, _) = start(vec![MessageDataItemName::BodyStructure], true);
+    let big = u32::try_from(super::PLAIN_BATCH_BYTES / 2).expect("fits") + 1;
+    for uid in 1..=3 {
+        fetch.message(seq(uid), metadata(uid, big));
+    }
+    fetch.finish();
+    assert_eq!(effects(&mut fetch), vec![Effect::AskPlain(vec![1, 2, 3])]);
+    fetch.known_plain(&HashSet::from([1, 2, 3]));
+    let batches = |effects: Vec<Effect>| -> Vec<Vec<u32>> {
+        effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::FetchPlain { uids, .. } => Some(uids),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(batches(effects(&mut fetch)), vec![vec![1]]);
+    fetch.plain_fetched(vec![]);
+    assert_eq!(batches(effects(&mut fetch)), vec![vec![2]]);
+    fetch.plain_fetched(vec![]);
+    assert_eq!(batches(effects(&mut fetch)), vec![vec![3]]);
+    fetch.plain_fetched(vec![]);
+    assert_eq!(effects(&mut fetch), vec![Effect::Drain]);
+    assert!(fetch.is_done());
+}
+
+#[test]
+fn a_read_of_known_plain_mail_is_one_command_without_detection() {
+    let mut names = MacroOrMessageDataItemNames::MessageDataItemNames(vec![
+        MessageDataItemName::Flags,
+        whole(),
+    ]);
+    let mut fetch = FetchCommand::start(&mut names, true, || Known::AllPlain);
+    assert_eq!(
+        names,
+        MacroOrMessageDataItemNames::MessageDataItemNames(vec![
+            MessageDataItemName::Flags,
+            whole(),
+            MessageDataItemName::Uid
+        ]),
+        "the client's items, nothing added"
+    );
+    let mut items = metadata(7, 5);
+    items.push(MessageDataItem::BodyExt {
+        section: None,
+        origin: None,
+        data: data(PLAIN),
+    });
+    fetch.message(seq(1), items);
+    fetch.finish();
+    assert_eq!(effects(&mut fetch), vec![Effect::AskPlain(vec![7])]);
+    fetch.known_plain(&HashSet::from([7]));
+    let out = effects(&mut fetch);
+    assert_eq!(body_of(sent_items(&out[0])), Some(PLAIN.to_vec()));
+    assert!(fetch.is_done(), "{out:?}");
 }
