@@ -1,7 +1,6 @@
 //! The `Autocrypt:` and `Autocrypt-Gossip:` header format.
 
 use base64::Engine as _;
-use sequoia_openpgp::parse::Parse as _;
 use sequoia_openpgp::serialize::SerializeInto as _;
 use sequoia_openpgp::Cert;
 
@@ -110,7 +109,7 @@ impl AutocryptHeader {
             .decode(compact.as_bytes())
             .map_err(|_| HeaderError::KeydataNotBase64)?;
         let cert =
-            Cert::from_bytes(&bytes).map_err(|e| HeaderError::KeydataNotCert(e.to_string()))?;
+            crate::certs::parse(&bytes).map_err(|e| HeaderError::KeydataNotCert(e.to_string()))?;
         if cert.is_tsk() {
             return Err(HeaderError::KeydataHasSecret);
         }

@@ -29,6 +29,7 @@
 //! ```
 
 mod addr;
+pub mod certs;
 mod error;
 pub mod gossip;
 mod header;

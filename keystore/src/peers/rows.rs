@@ -15,7 +15,7 @@ pub(super) async fn load_peer(
     let Some((last_seen, ac_ts, public_key, prefer, gossip_ts, gossip_key)) = row else {
         return Ok(None);
     };
-    let cert = |b: Option<Vec<u8>>| b.map(|b| Cert::from_bytes(&b)).transpose();
+    let cert = |b: Option<Vec<u8>>| b.map(|b| autocrypt::certs::parse(&b)).transpose();
     Ok(Some(PeerState {
         last_seen: last_seen.map(from_db),
         autocrypt_timestamp: ac_ts.map(from_db),
@@ -150,7 +150,7 @@ pub(super) async fn load_history(
                     _ => TrustLevel::Tofu,
                 },
                 trust_since: since.map(from_db),
-                cert: Cert::from_bytes(&cert)?,
+                cert: autocrypt::certs::parse(&cert)?,
             })
         })
         .collect()
