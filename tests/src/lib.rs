@@ -327,16 +327,22 @@ except smtplib.SMTPException as e:
 /// every message's `BODY.PEEK[]`, in UID order.
 pub fn read(gateway: &Gateway, login: (&str, &str), mailbox: &str) -> Vec<String> {
     const READER: &str = r#"
-import base64, imaplib, sys
+import base64, imaplib, re, sys
 port, user, password, mailbox = sys.argv[1:5]
 m = imaplib.IMAP4("127.0.0.1", int(port), timeout=120)
 m.login(user, password)
 typ, _ = m.select(mailbox)
 if typ == "OK":
     typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
-    for d in data:
-        if isinstance(d, tuple):
-            print(base64.b64encode(d[1]).decode())
+    # The server chooses the order of its answers (the gateway sends what
+    # it holds before what it asks the provider for).
+    bodies = sorted(
+        (int(re.search(rb"UID (\d+)", d[0]).group(1)), d[1])
+        for d in data
+        if isinstance(d, tuple)
+    )
+    for _, body in bodies:
+        print(base64.b64encode(body).decode())
 m.logout()
 "#;
     let args = [&gateway.imap_port.to_string(), login.0, login.1, mailbox];

@@ -370,6 +370,19 @@ impl FetchCommand {
 
     /// One message of the provider's answer.
     pub fn message(&mut self, seq: NonZeroU32, items: Vec<MessageDataItem<'static>>) {
+        // Every answer to a FETCH of metadata carries the size asked for;
+        // flags without one are a change another client made, told now.
+        let unsolicited = self.metadata_only
+            && !items
+                .iter()
+                .any(|item| matches!(item, MessageDataItem::Rfc822Size(_)));
+        if unsolicited {
+            if let Ok(items) = Vec1::try_from(items) {
+                self.effects
+                    .push_back(Effect::Send(Data::Fetch { seq, items }));
+            }
+            return;
+        }
         let uid = items.iter().find_map(|i| match i {
             MessageDataItem::Uid(u) => Some(u.get()),
             _ => None,

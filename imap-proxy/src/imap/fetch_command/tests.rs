@@ -842,3 +842,19 @@ fn a_read_of_known_plain_mail_is_one_command_without_detection() {
     assert_eq!(body_of(sent_items(&out[0])), Some(PLAIN.to_vec()));
     assert!(fetch.is_done(), "{out:?}");
 }
+
+#[test]
+fn flags_another_client_changed_pass_a_fetch_of_metadata_as_they_came() {
+    let (mut fetch, _) = start(vec![whole()], true);
+    let changed = vec![
+        MessageDataItem::Uid(seq(9)),
+        MessageDataItem::Flags(vec![FlagFetch::Recent]),
+    ];
+    fetch.message(seq(9), changed.clone());
+    let out = effects(&mut fetch);
+    assert_eq!(sent_items(&out[0]), &changed[..]);
+    assert_eq!(out.len(), 1, "nothing fetched for it: {out:?}");
+    fetch.finish();
+    assert!(effects(&mut fetch).is_empty());
+    assert!(fetch.is_done());
+}
