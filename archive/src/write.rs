@@ -34,12 +34,17 @@ impl Archive {
             reply,
         };
         self.writes
-            .queue_and_commit(write, GROUP_COMMIT, |group| {
-                let archive = self.clone();
-                async move { archive.write_group(group).await }
-            })
-            .await;
-        answer.await.unwrap_or(Err(ArchiveError::Interrupted))
+            .queue_and_commit(
+                write,
+                GROUP_COMMIT,
+                |group| {
+                    let archive = self.clone();
+                    async move { archive.write_group(group).await }
+                },
+                answer,
+            )
+            .await
+            .unwrap_or(Err(ArchiveError::Interrupted))
     }
 
     /// Commits a group of stores in one transaction; if that fails, each

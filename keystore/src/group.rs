@@ -68,29 +68,47 @@ impl<J> std::fmt::Debug for GroupCommit<J> {
 }
 
 impl<J: Send + 'static> GroupCommit<J> {
-    /// Queues `job`, then waits for the turn: whoever holds it takes up to
-    /// `most` queued jobs and `commit`s them. When this returns, the job
-    /// queued here was in a group that was committed (or failed); the job
-    /// itself carries the way its caller hears how. `commit` runs in a
-    /// task of its own: the group holds other callers' jobs, which must not
-    /// be lost because this caller went away (a mail client that
-    /// disconnected mid-FETCH).
-    pub async fn queue_and_commit<F, Fut>(&self, job: J, most: usize, commit: F)
+    /// Queues `job` and returns its `answer` (which the job itself carries
+    /// the way to give) once a group with it was committed or failed. Until
+    /// then the caller either waits for that answer or, when the turn is
+    /// free first, takes up to `most` queued jobs and `commit`s them. A
+    /// caller whose job another caller committed returns at once: it does
+    /// not wait in line for the turn behind commits of later jobs (that
+    /// convoy had each wave of messages leave the group one small commit
+    /// after another, BENCHMARKS.md). `commit` runs in a task of its own:
+    /// the group holds other callers' jobs, which must not be lost because
+    /// this caller went away (a mail client that disconnected mid-FETCH).
+    pub async fn queue_and_commit<F, Fut, A>(
+        &self,
+        job: J,
+        most: usize,
+        commit: F,
+        answer: A,
+    ) -> A::Output
     where
-        F: FnOnce(Vec<J>) -> Fut,
+        F: Fn(Vec<J>) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
+        A: std::future::Future,
     {
         self.lock_queue().push(job);
-        // The job queued above is in this group or was in one committed
-        // before the turn came here.
-        let _turn = self.turn.lock().await;
-        let jobs: Vec<J> = {
-            let mut queue = self.lock_queue();
-            let n = queue.len().min(most);
-            queue.drain(..n).collect()
-        };
-        if !jobs.is_empty() {
-            let _ = tokio::spawn(commit(jobs)).await;
+        let mut answer = std::pin::pin!(answer);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut answer => return out,
+                _turn = self.turn.lock() => {
+                    let jobs: Vec<J> = {
+                        let mut queue = self.lock_queue();
+                        let n = queue.len().min(most);
+                        queue.drain(..n).collect()
+                    };
+                    if !jobs.is_empty() {
+                        let _ = tokio::spawn(commit(jobs)).await;
+                    }
+                    // More than `most` may have been queued before this
+                    // job: then it is still waiting, and so is this caller.
+                }
+            }
         }
     }
 }
@@ -125,12 +143,15 @@ impl Keystore {
                 (result.is_ok(), Box::new(result) as Box<dyn Any + Send>)
             })
         });
-        self.group
-            .queue_and_commit(Job { work, reply }, GROUP_COMMIT, |jobs| {
+        let answer = self.group.queue_and_commit(
+            Job { work, reply },
+            GROUP_COMMIT,
+            |jobs| {
                 let store = self.clone();
                 async move { store.commit_group(jobs).await }
-            })
-            .await;
+            },
+            answer,
+        );
         match answer.await {
             Ok(Ok(result)) => match result.downcast::<Result<T, KeystoreError>>() {
                 Ok(result) => *result,
@@ -394,5 +415,57 @@ mod tests {
             .expect("the other caller");
         assert_eq!(answer.expect("committed"), 20);
         assert_eq!(rows(&store).await, [1, 2]);
+    }
+
+    /// A caller whose job was committed in another caller's group returns
+    /// with its answer, without waiting for the turn behind the commit of a
+    /// later job (here one that does not finish until told to).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_committed_job_does_not_wait_for_later_commits() {
+        struct Probe {
+            n: u32,
+            hold: Option<std::sync::Arc<tokio::sync::Notify>>,
+            reply: tokio::sync::oneshot::Sender<u32>,
+        }
+        let group = std::sync::Arc::new(GroupCommit::<Probe>::default());
+        let commit = |jobs: Vec<Probe>| async move {
+            for job in jobs {
+                if let Some(hold) = job.hold {
+                    hold.notified().await;
+                }
+                let _ = job.reply.send(job.n);
+            }
+        };
+        let queue = |n: u32, hold: Option<std::sync::Arc<tokio::sync::Notify>>| {
+            let group = std::sync::Arc::clone(&group);
+            tokio::spawn(async move {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let job = Probe { n, hold, reply };
+                group.queue_and_commit(job, 2, commit, answer).await
+            })
+        };
+        let queued = || group.lock_queue().len();
+        let turn = group.turn.lock().await;
+        let first = queue(1, None);
+        while queued() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let second = queue(2, None);
+        while queued() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let hold = std::sync::Arc::new(tokio::sync::Notify::new());
+        let third = queue(3, Some(std::sync::Arc::clone(&hold)));
+        while queued() < 3 {
+            tokio::task::yield_now().await;
+        }
+        // The first in line commits the first two jobs (two at most); the
+        // third job's commit then holds the turn until told.
+        drop(turn);
+        let within = |task| tokio::time::timeout(std::time::Duration::from_secs(10), task);
+        assert_eq!(within(first).await.expect("in time").expect("task"), Ok(1));
+        assert_eq!(within(second).await.expect("in time").expect("task"), Ok(2));
+        hold.notify_one();
+        assert_eq!(within(third).await.expect("in time").expect("task"), Ok(3));
     }
 }
