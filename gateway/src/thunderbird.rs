@@ -27,6 +27,9 @@ use clap::Args;
 use crate::config::{Account, Config};
 use crate::keytool::Global;
 use crate::Answer;
+// The user part of a folder URI (`imap://alice%40example.org@…`), encoded
+// as Thunderbird encodes it.
+use keystore::wkd::encode_uri_component as uri_user;
 
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
@@ -243,17 +246,6 @@ impl std::fmt::Display for Value {
             Value::Bool(b) => write!(f, "{b}"),
         }
     }
-}
-
-/// The user part of a Thunderbird folder URI (`imap://alice%40example.org@…`):
-/// everything but unreserved characters percent-encoded, as Thunderbird does.
-fn uri_user(user: &str) -> String {
-    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(user, RESERVED).to_string()
 }
 
 pub async fn run(global: &Global, args: ProfileArgs) -> anyhow::Result<Answer> {

@@ -86,7 +86,7 @@ pub fn wkd_urls(address: &str) -> Option<(WkdUrl, WkdUrl)> {
         return None;
     }
     let hash = wkd_hash(local);
-    let query = percent_encode(local);
+    let query = encode_uri_component(local);
     Some((
         WkdUrl {
             host: format!("openpgpkey.{domain}"),
@@ -103,8 +103,10 @@ fn is_host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
 }
 
-/// RFC 3986 percent-encoding of everything but unreserved characters.
-fn percent_encode(s: &str) -> String {
+/// RFC 3986 percent-encoding of everything but unreserved characters: the
+/// WKD query here, and the query values and URIs other crates write (the web
+/// page's links, the Thunderbird profile's folder URIs).
+pub fn encode_uri_component(s: &str) -> String {
     const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'.')

@@ -22,6 +22,8 @@ use maud::{html, Markup};
 use crate::access::{self, SessionId};
 use crate::render::{self, page, Nav};
 use crate::Shared;
+// Query values (addresses, mailbox names) in the pages' links.
+use keystore::wkd::encode_uri_component as urlencode;
 
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
@@ -120,17 +122,6 @@ async fn not_found() -> Response {
 /// The link to one contact's page.
 fn contact_link(address: &str) -> String {
     format!("/contact?address={}", urlencode(address))
-}
-
-/// Percent-encodes a query value (addresses and mailbox names): all but
-/// RFC 3986's unreserved characters.
-fn urlencode(s: &str) -> String {
-    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(s, RESERVED).to_string()
 }
 
 #[cfg(test)]
