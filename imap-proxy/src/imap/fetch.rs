@@ -34,10 +34,7 @@ pub fn needs(requested: &[MessageDataItemName<'_>]) -> Needs {
     requested
         .iter()
         .map(|name| match name {
-            MessageDataItemName::Uid
-            | MessageDataItemName::Flags
-            | MessageDataItemName::InternalDate
-            | MessageDataItemName::ModSeq => Needs::Nothing,
+            name if is_metadata(name) => Needs::Nothing,
             MessageDataItemName::Rfc822Size => Needs::Size,
             // The top-level header, whole or some of its fields: cut from
             // the header section alone.

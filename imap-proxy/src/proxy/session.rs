@@ -325,11 +325,11 @@ impl Forwarder {
                     if !self.shared.plain.knows(&key) {
                         return Known::Nothing;
                     }
+                    if !*uid {
+                        return Known::ToldApart;
+                    }
                     // A client reading one message (or a few) by UID.
-                    let named = explicit_values(sequence_set, ALL_PLAIN_CHECKED)
-                        .filter(|_| *uid)
-                        .filter(|uids| !uids.is_empty());
-                    match named {
+                    match explicit_values(sequence_set, ALL_PLAIN_CHECKED) {
                         Some(uids)
                             if self.shared.plain.plain_among(&key, &uids).len() == uids.len() =>
                         {
