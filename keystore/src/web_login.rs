@@ -75,15 +75,21 @@ mod tests {
     use super::*;
     use crate::Unlock;
 
-    #[tokio::test]
-    async fn a_token_works_once_and_not_after_it_expires() {
+    /// A fresh vault and a login token for it, issued `now`.
+    async fn vault_with_token(now: SystemTime) -> (tempfile::TempDir, Keystore, SecretString) {
         let dir = tempfile::tempdir().unwrap();
         let store = Keystore::create(dir.path(), Unlock::KeyFile).await.unwrap();
-        let now = SystemTime::now();
         let token = store
             .issue_web_login(Duration::from_secs(600), now)
             .await
             .unwrap();
+        (dir, store, token)
+    }
+
+    #[tokio::test]
+    async fn a_token_works_once_and_not_after_it_expires() {
+        let now = SystemTime::now();
+        let (_dir, store, token) = vault_with_token(now).await;
         assert_eq!(token.expose_secret().len(), 64);
         assert!(store.redeem_web_login(&token, now).await.unwrap());
         assert!(
@@ -108,13 +114,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_token_redeemed_by_many_requests_at_once_logs_in_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Keystore::create(dir.path(), Unlock::KeyFile).await.unwrap();
         let now = SystemTime::now();
-        let token = store
-            .issue_web_login(Duration::from_secs(600), now)
-            .await
-            .unwrap();
+        let (_dir, store, token) = vault_with_token(now).await;
         let mut racing = tokio::task::JoinSet::new();
         for _ in 0..8 {
             let (store, token) = (store.clone(), token.clone());
